@@ -1,0 +1,46 @@
+/**
+ * @module bus
+ * How nodes reach each other: per-user frame delivery and cluster presence.
+ *
+ * Delivery is at most once: a frame published while a node is unreachable is
+ * lost for that node. That is acceptable because a chat message is stored
+ * before it is published, so a client that missed it catches up from the
+ * database; typing and presence are ephemeral.
+ *
+ * Implementations: `bus_memory.ts` (one process; the default, and the
+ * stand-in for a cluster in tests) and `bus_redis.ts` (pub/sub between
+ * processes). One contract suite runs against both.
+ */
+
+/** A frame for every connection of `userId` on other nodes. */
+export interface BusDelivery {
+  userId: number;
+  /** The serialized server frame, sent as is. */
+  frame: string;
+  /** The frame may be dropped for a slow consumer (typing, presence). */
+  droppable: boolean;
+}
+
+export interface Bus {
+  /** This node's id, unique in the cluster. */
+  readonly nodeId: string;
+  /** Sets the handler for deliveries published by other nodes to users subscribed here. */
+  onDelivery(handler: (delivery: BusDelivery) => void): void;
+  /** Starts receiving deliveries for `userId` (this node holds a connection of theirs). */
+  subscribe(userId: number): Promise<void>;
+  /** Stops receiving deliveries for `userId`. */
+  unsubscribe(userId: number): Promise<void>;
+  /** Sends `delivery` to every other node subscribed to its user. Never throws. */
+  publish(delivery: BusDelivery): void;
+  /**
+   * Marks `userId` present on this node; true when no node had them before
+   * (the user just came online in the cluster).
+   */
+  join(userId: number): Promise<boolean>;
+  /** Marks `userId` gone from this node; true when no node has them now. */
+  leave(userId: number): Promise<boolean>;
+  /** Which of `userIds` are present on some node. */
+  online(userIds: readonly number[]): Promise<Set<number>>;
+  /** Leaves every user of this node and releases connections. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,87 @@
+/**
+ * @module bus_memory
+ * A `Bus` inside one process. A `MemoryCluster` stands for the shared
+ * broker; each node gets its own `MemoryBus` from it, so tests can run
+ * several hubs as several nodes without Redis.
+ */
+
+import type { Bus, BusDelivery } from "./bus.ts";
+
+/** The state several in-process nodes share. */
+export class MemoryCluster {
+  readonly subscribers = new Map<number, Set<MemoryBus>>();
+  readonly presence = new Map<number, Set<string>>();
+  #nodes = 0;
+
+  /** A bus for one more node of this cluster. */
+  node(): MemoryBus {
+    return new MemoryBus(this, `node-${++this.#nodes}`);
+  }
+}
+
+export class MemoryBus implements Bus {
+  #handler: (delivery: BusDelivery) => void = () => {};
+  readonly #joined = new Set<number>();
+
+  constructor(private readonly cluster: MemoryCluster, readonly nodeId: string) {}
+
+  onDelivery(handler: (delivery: BusDelivery) => void): void {
+    this.#handler = handler;
+  }
+
+  subscribe(userId: number): Promise<void> {
+    const set = this.cluster.subscribers.get(userId) ?? new Set();
+    set.add(this);
+    this.cluster.subscribers.set(userId, set);
+    return Promise.resolve();
+  }
+
+  unsubscribe(userId: number): Promise<void> {
+    const set = this.cluster.subscribers.get(userId);
+    set?.delete(this);
+    if (set?.size === 0) this.cluster.subscribers.delete(userId);
+    return Promise.resolve();
+  }
+
+  publish(delivery: BusDelivery): void {
+    const set = this.cluster.subscribers.get(delivery.userId);
+    if (set === undefined) return;
+    for (const node of set) {
+      // Asynchronous like a real broker, so no caller depends on re-entrancy.
+      if (node !== this) queueMicrotask(() => node.#handler(delivery));
+    }
+  }
+
+  join(userId: number): Promise<boolean> {
+    const nodes = this.cluster.presence.get(userId) ?? new Set();
+    const first = nodes.size === 0;
+    nodes.add(this.nodeId);
+    this.cluster.presence.set(userId, nodes);
+    this.#joined.add(userId);
+    return Promise.resolve(first);
+  }
+
+  leave(userId: number): Promise<boolean> {
+    this.#joined.delete(userId);
+    const nodes = this.cluster.presence.get(userId);
+    if (nodes === undefined) return Promise.resolve(true);
+    nodes.delete(this.nodeId);
+    if (nodes.size > 0) return Promise.resolve(false);
+    this.cluster.presence.delete(userId);
+    return Promise.resolve(true);
+  }
+
+  online(userIds: readonly number[]): Promise<Set<number>> {
+    return Promise.resolve(
+      new Set(userIds.filter((id) => (this.cluster.presence.get(id)?.size ?? 0) > 0)),
+    );
+  }
+
+  async close(): Promise<void> {
+    for (const userId of [...this.#joined]) await this.leave(userId);
+    for (const [userId, set] of this.cluster.subscribers) {
+      set.delete(this);
+      if (set.size === 0) this.cluster.subscribers.delete(userId);
+    }
+  }
+}

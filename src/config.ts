@@ -1,0 +1,169 @@
+/**
+ * @module config
+ * Configuration from environment variables: one pure function, every default
+ * here and in the README's table, a one-line `RangeError` for a bad value.
+ */
+
+import type { LogLevel } from "./log.ts";
+
+export type WsTransportName = "ws" | "native";
+
+export interface Config {
+  host: string;
+  port: number;
+  internalHost: string;
+  internalPort: number;
+  tlsCertFile: string | undefined;
+  tlsKeyFile: string | undefined;
+  /** Normalised origins; `undefined` allows every origin. */
+  allowedOrigins: ReadonlySet<string> | undefined;
+  wsTransport: WsTransportName;
+  maxFrameBytes: number;
+  authSecret: string;
+  tokenTtlSeconds: number;
+  authTimeoutMs: number;
+  maxAuthFailures: number;
+  maxMessageChars: number;
+  idleTimeoutS: number;
+  notifySecret: string | undefined;
+  databaseUrl: string;
+  dbPoolSize: number;
+  dbStatementTimeoutMs: number;
+  /** How stale a friendship or block answer may be (at most 5000). */
+  relationCacheMs: number;
+  redisUrl: string | undefined;
+  maxConnections: number;
+  maxConnectionsPerUser: number;
+  maxUnauthPerIp: number;
+  trustedProxies: ReadonlySet<string>;
+  chatBurst: number;
+  chatRatePerS: number;
+  typingRatePerS: number;
+  frameRatePerS: number;
+  sendBufferMaxBytes: number;
+  sendBufferShedBytes: number;
+  shutdownTimeoutS: number;
+  logLevel: LogLevel;
+  demoPage: boolean;
+}
+
+export const DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/** Secrets that must never sign tokens: the old server's shipped default among them. */
+const UNUSABLE_SECRETS = new Set(["", "default_secret"]);
+
+/** Reads the configuration; throws `RangeError` with a one-line message for a bad value. */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const read = reader(env);
+  const authSecret = env.AUTH_SECRET ?? "";
+  if (UNUSABLE_SECRETS.has(authSecret.trim())) {
+    throw new RangeError(
+      "AUTH_SECRET is unset, empty or 'default_secret': set it to the game backend's token secret",
+    );
+  }
+  const portAlias = env.PORT === undefined && env.WEBSOCKET_PORT !== undefined;
+  const tlsCertFile = nonEmpty(env.TLS_CERT_FILE);
+  const tlsKeyFile = nonEmpty(env.TLS_KEY_FILE);
+  if ((tlsCertFile === undefined) !== (tlsKeyFile === undefined)) {
+    throw new RangeError("TLS_CERT_FILE and TLS_KEY_FILE must be set together");
+  }
+  const config: Config = {
+    host: env.HOST || "0.0.0.0",
+    port: read.int(portAlias ? "WEBSOCKET_PORT" : "PORT", 8443, 0, 65535),
+    internalHost: env.INTERNAL_HOST || "127.0.0.1",
+    internalPort: read.int("INTERNAL_PORT", 8444, 0, 65535),
+    tlsCertFile,
+    tlsKeyFile,
+    allowedOrigins: parseOrigins(env.ALLOWED_ORIGINS),
+    wsTransport: read.oneOf("WS_TRANSPORT", ["ws", "native"] as const, "ws"),
+    maxFrameBytes: read.int("MAX_FRAME_BYTES", 16384, 256, 16 * 1024 * 1024),
+    authSecret,
+    tokenTtlSeconds: read.int("TOKEN_TTL_SECONDS", 86400, 1, 365 * 86400),
+    authTimeoutMs: read.int("AUTH_TIMEOUT_MS", 10000, 100, 600_000),
+    maxAuthFailures: read.int("MAX_AUTH_FAILURES", 5, 1, 100),
+    maxMessageChars: read.int("MAX_MESSAGE_CHARS", 1000, 1, 100_000),
+    idleTimeoutS: read.int("IDLE_TIMEOUT_S", 60, 1, 3600),
+    notifySecret: nonEmpty(env.NOTIFY_SECRET),
+    databaseUrl: env.DATABASE_URL || DEFAULT_DATABASE_URL,
+    dbPoolSize: read.int("DB_POOL_SIZE", 10, 1, 500),
+    dbStatementTimeoutMs: read.int("DB_STATEMENT_TIMEOUT_MS", 5000, 100, 120_000),
+    relationCacheMs: read.int("RELATION_CACHE_MS", 2000, 0, 5000),
+    redisUrl: nonEmpty(env.REDIS_URL),
+    maxConnections: read.int("MAX_CONNECTIONS", 50000, 1, 10_000_000),
+    maxConnectionsPerUser: read.int("MAX_CONNECTIONS_PER_USER", 10, 1, 10_000),
+    maxUnauthPerIp: read.int("MAX_UNAUTH_PER_IP", 50, 1, 10_000_000),
+    trustedProxies: new Set(list(env.TRUSTED_PROXIES)),
+    chatBurst: read.int("CHAT_RATE_BURST", 20, 1, 1_000_000),
+    chatRatePerS: read.num("CHAT_RATE_PER_S", 5, 0.01, 1_000_000),
+    typingRatePerS: read.num("TYPING_RATE_PER_S", 5, 0.01, 1_000_000),
+    frameRatePerS: read.num("FRAME_RATE_PER_S", 50, 1, 1_000_000),
+    sendBufferMaxBytes: read.int("SEND_BUFFER_MAX_BYTES", 1024 * 1024, 1024, 1024 ** 3),
+    sendBufferShedBytes: read.int("SEND_BUFFER_SHED_BYTES", 256 * 1024, 512, 1024 ** 3),
+    shutdownTimeoutS: read.int("SHUTDOWN_TIMEOUT_S", 30, 1, 3600),
+    logLevel: read.oneOf("LOG_LEVEL", ["debug", "info", "warn", "error"] as const, "info"),
+    demoPage: read.bool("DEMO_PAGE", false),
+  };
+  if (config.sendBufferShedBytes > config.sendBufferMaxBytes) {
+    throw new RangeError("SEND_BUFFER_SHED_BYTES must not exceed SEND_BUFFER_MAX_BYTES");
+  }
+  return config;
+}
+
+function reader(env: Record<string, string | undefined>) {
+  const raw = (name: string) => nonEmpty(env[name]?.trim());
+  return {
+    int(name: string, fallback: number, min: number, max: number): number {
+      const value = raw(name);
+      if (value === undefined) return fallback;
+      if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+        throw new RangeError(
+          `${name} must be a whole number from ${min} to ${max}, got '${value}'`,
+        );
+      }
+      return Number(value);
+    },
+    num(name: string, fallback: number, min: number, max: number): number {
+      const value = raw(name);
+      if (value === undefined) return fallback;
+      const n = Number(value);
+      if (!/^\d+(\.\d+)?$/.test(value) || n < min || n > max) {
+        throw new RangeError(`${name} must be a number from ${min} to ${max}, got '${value}'`);
+      }
+      return n;
+    },
+    bool(name: string, fallback: boolean): boolean {
+      const value = raw(name)?.toLowerCase();
+      if (value === undefined) return fallback;
+      if (value === "true" || value === "1") return true;
+      if (value === "false" || value === "0") return false;
+      throw new RangeError(`${name} must be true or false, got '${value}'`);
+    },
+    oneOf<T extends string>(name: string, options: readonly T[], fallback: T): T {
+      const value = raw(name);
+      if (value === undefined) return fallback;
+      const found = options.find((option) => option === value);
+      if (found === undefined) {
+        throw new RangeError(`${name} must be one of ${options.join(", ")}, got '${value}'`);
+      }
+      return found;
+    },
+  };
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === "" ? undefined : value;
+}
+
+function list(value: string | undefined): string[] {
+  return (value ?? "").split(",").map((item) => item.trim()).filter((item) => item !== "");
+}
+
+/** The form an `Origin` header is compared in: lower case, no trailing slash. */
+export function normaliseOrigin(origin: string): string {
+  return origin.trim().toLowerCase().replace(/\/+$/, "");
+}
+
+function parseOrigins(value: string | undefined): ReadonlySet<string> | undefined {
+  const origins = list(value);
+  return origins.length === 0 ? undefined : new Set(origins.map(normaliseOrigin));
+}

@@ -1,0 +1,141 @@
+/**
+ * @module http
+ * The HTTP routes of both listeners, as Hono apps. Every failure leaves
+ * through one `onError` / `notFound` pair as a JSON body.
+ */
+
+import { Hono } from "@hono/hono";
+import type { Logger } from "./log.ts";
+import { errorMessage } from "./log.ts";
+import { parseUserId } from "./protocol.ts";
+
+export interface HealthDeps {
+  /** False while shutting down or while the database does not answer. */
+  isReady(): Promise<boolean>;
+}
+
+export interface InternalDeps extends HealthDeps {
+  notifySecret: string | undefined;
+  maxFrameBytes: number;
+  /** Sends `frame` to every connection of each user, on every node. */
+  notify(userIds: readonly number[], frame: string): void;
+  metrics(): string;
+  logger: Logger;
+}
+
+export interface PublicDeps extends HealthDeps {
+  logger: Logger;
+  /** The demo page's HTML, served at `GET /` when set. */
+  demoPage?: string | undefined;
+}
+
+const MAX_NOTIFY_USERS = 1000;
+
+/** Routes of the public listener (WebSocket upgrades are taken before these). */
+export function publicApp(deps: PublicDeps): Hono {
+  const app = base(deps.logger);
+  health(app, deps);
+  const page = deps.demoPage;
+  if (page !== undefined) app.get("/", (c) => c.html(page));
+  return app;
+}
+
+/** Routes of the internal listener. */
+export function internalApp(deps: InternalDeps): Hono {
+  const app = base(deps.logger);
+  health(app, deps);
+  app.get(
+    "/metrics",
+    (c) =>
+      c.body(deps.metrics(), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }),
+  );
+  app.post("/notify", async (c) => {
+    if (deps.notifySecret === undefined) return c.json({ error: "Not found" }, 404);
+    const header = c.req.header("authorization") ?? "";
+    const given = header.startsWith("Bearer ") ? header.slice(7) : "";
+    if (!(await secretsEqual(given, deps.notifySecret))) {
+      return c.json({ error: "Unauthorized" }, 401);
+    }
+    const limit = MAX_NOTIFY_USERS * 20 + deps.maxFrameBytes + 1024;
+    const text = await c.req.text();
+    if (new TextEncoder().encode(text).length > limit) {
+      return c.json({ error: `Body larger than ${limit} bytes` }, 413);
+    }
+    const parsed = parseNotify(text, deps.maxFrameBytes);
+    if (typeof parsed === "string") return c.json({ error: parsed }, 400);
+    deps.notify(parsed.userIds, parsed.frame);
+    deps.logger.info("notify", { users: parsed.userIds.length });
+    return c.json({ users: parsed.userIds.length }, 202);
+  });
+  return app;
+}
+
+function base(logger: Logger): Hono {
+  const app = new Hono();
+  app.notFound((c) => c.json({ error: "Not found" }, 404));
+  app.onError((err, c) => {
+    logger.error("http_error", { path: c.req.path, error: errorMessage(err) });
+    return c.json({ error: "Internal error" }, 500);
+  });
+  return app;
+}
+
+function health(app: Hono, deps: HealthDeps): void {
+  app.get("/healthz", (c) => c.json({ status: "ok" }));
+  app.get(
+    "/readyz",
+    async (c) =>
+      (await deps.isReady()) ? c.json({ status: "ready" }) : c.json({ status: "unavailable" }, 503),
+  );
+}
+
+/** Validates a notify body; returns the distinct user ids and the frame text, or why not. */
+export function parseNotify(
+  text: string,
+  maxFrameBytes: number,
+): { userIds: number[]; frame: string } | string {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return "Body must be JSON";
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    return "Body must be a JSON object";
+  }
+  const { user_ids: ids, event } = body as Record<string, unknown>;
+  if (!Array.isArray(ids) || ids.length < 1 || ids.length > MAX_NOTIFY_USERS) {
+    return `user_ids must be an array of 1-${MAX_NOTIFY_USERS} user ids`;
+  }
+  const userIds = new Set<number>();
+  for (const id of ids) {
+    const userId = typeof id === "number" ? parseUserId(id) : undefined;
+    if (userId === undefined) return "user_ids must hold positive integers";
+    userIds.add(userId);
+  }
+  if (typeof event !== "object" || event === null || Array.isArray(event)) {
+    return "event must be a JSON object";
+  }
+  if (typeof (event as Record<string, unknown>).type !== "string") {
+    return "event must have a string type";
+  }
+  const frame = JSON.stringify(event);
+  if (new TextEncoder().encode(frame).length > maxFrameBytes) {
+    return `event must be at most ${maxFrameBytes} bytes of JSON`;
+  }
+  return { userIds: [...userIds], frame };
+}
+
+/** Compares two secrets in constant time (digests first, so lengths do not leak either). */
+export async function secretsEqual(a: string, b: string): Promise<boolean> {
+  const encoder = new TextEncoder();
+  const [da, db] = await Promise.all([
+    crypto.subtle.digest("SHA-256", encoder.encode(a)),
+    crypto.subtle.digest("SHA-256", encoder.encode(b)),
+  ]);
+  const x = new Uint8Array(da);
+  const y = new Uint8Array(db);
+  let diff = 0;
+  for (let i = 0; i < x.length; i++) diff |= x[i]! ^ y[i]!;
+  return diff === 0;
+}

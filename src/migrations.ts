@@ -1,0 +1,94 @@
+/**
+ * @module migrations
+ * The schema, kept in TypeScript so a compiled binary needs no files.
+ *
+ * Each migration runs once, in order, inside a transaction holding an
+ * advisory lock (several nodes may start at once), and is recorded in
+ * `schema_migrations`. Every statement is idempotent, so a database the game
+ * backend already created only gains what is missing.
+ */
+
+import type { Sql } from "postgres";
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: "chat tables",
+    sql: `
+      create table if not exists users (
+        user_id bigint primary key,
+        username text,
+        active boolean not null default true
+      );
+      alter table users add column if not exists active boolean not null default true;
+
+      create table if not exists friendships (
+        friendship_id bigserial primary key,
+        requester_user_id bigint not null,
+        recipient_user_id bigint not null,
+        status text not null,
+        created_at timestamptz not null default now()
+      );
+      create index if not exists friendships_requester_recipient_idx
+        on friendships (requester_user_id, recipient_user_id);
+      create index if not exists friendships_recipient_requester_idx
+        on friendships (recipient_user_id, requester_user_id);
+
+      create table if not exists blocks (
+        block_id bigserial primary key,
+        blocker_user_id bigint not null,
+        blocked_user_id bigint not null,
+        created_at timestamptz not null default now(),
+        unique (blocker_user_id, blocked_user_id)
+      );
+
+      create table if not exists messages (
+        message_id bigserial primary key,
+        sender_user_id bigint not null,
+        recipient_user_id bigint not null,
+        message_text text not null,
+        is_read boolean not null default false,
+        sent_at timestamptz not null default now(),
+        read_at timestamptz
+      );
+      alter table messages add column if not exists client_message_id text;
+      create unique index if not exists messages_sender_client_message_id_key
+        on messages (sender_user_id, client_message_id);
+      create index if not exists messages_recipient_sent_at_idx
+        on messages (recipient_user_id, sent_at);
+    `,
+  },
+];
+
+/** An arbitrary constant naming this server's migration lock. */
+const MIGRATION_LOCK = 7_315_004_211;
+
+/** Applies the migrations not yet recorded; returns the versions it applied. */
+export async function migrate(sql: Sql): Promise<number[]> {
+  return await sql.begin(async (tx) => {
+    await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK})`;
+    await tx.unsafe(`
+      create table if not exists schema_migrations (
+        version integer primary key,
+        name text not null,
+        applied_at timestamptz not null default now()
+      )`);
+    const rows = await tx<{ version: number }[]>`select version from schema_migrations`;
+    const done = new Set(rows.map((row) => row.version));
+    const applied: number[] = [];
+    for (const migration of MIGRATIONS) {
+      if (done.has(migration.version)) continue;
+      await tx.unsafe(migration.sql);
+      await tx`insert into schema_migrations (version, name)
+               values (${migration.version}, ${migration.name})`;
+      applied.push(migration.version);
+    }
+    return applied;
+  });
+}

@@ -1,0 +1,49 @@
+/**
+ * @module rate_limit
+ * Token buckets for per-connection limits, and the abuse meter that turns a
+ * sustained flood into a close.
+ */
+
+/** Allows `burst` events at once and `ratePerS` on average. */
+export class TokenBucket {
+  #tokens: number;
+  #last: number;
+
+  constructor(
+    private readonly burst: number,
+    private readonly ratePerS: number,
+    private readonly now: () => number,
+  ) {
+    this.#tokens = burst;
+    this.#last = now();
+  }
+
+  /** Takes one token; false when the bucket is empty (the event is over the limit). */
+  take(): boolean {
+    const now = this.now();
+    this.#tokens = Math.min(this.burst, this.#tokens + ((now - this.#last) / 1000) * this.ratePerS);
+    this.#last = now;
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
+  }
+}
+
+/**
+ * Counts refusals of a limit of `ratePerS`. It forgives `ratePerS` refusals a
+ * second and holds `10 × ratePerS`, so a client sending more than twice the
+ * limit for about ten seconds (three times the limit: ten seconds) is judged
+ * abusive, while one that only bursts past it now and then never is.
+ */
+export class AbuseMeter {
+  readonly #bucket: TokenBucket;
+
+  constructor(ratePerS: number, now: () => number) {
+    this.#bucket = new TokenBucket(Math.max(10, 10 * ratePerS), ratePerS, now);
+  }
+
+  /** Records one refusal; true when the client should now be disconnected. */
+  refused(): boolean {
+    return !this.#bucket.take();
+  }
+}

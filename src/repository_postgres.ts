@@ -1,0 +1,175 @@
+/**
+ * @module repository_postgres
+ * `ChatRepository` on PostgreSQL through postgres.js.
+ *
+ * - Friendship/block answers and friend lists come from a cache at most
+ *   `relationCacheMs` old (the contract allows 5 s); concurrent misses for
+ *   the same key share one query.
+ * - Messages are written by a group-commit writer (see `message_writer.ts`).
+ * - Every call has a deadline; a database that is down, unreachable or
+ *   frozen surfaces as `UnavailableError`, never as a hang.
+ */
+
+import postgres, { type Sql } from "postgres";
+import type { Logger } from "./log.ts";
+import { errorMessage } from "./log.ts";
+import { migrate } from "./migrations.ts";
+import { MessageWriter } from "./message_writer.ts";
+import type { ChatRepository, NewMessage, Relation, StoreResult } from "./repository.ts";
+import { UnavailableError } from "./repository.ts";
+import { TtlCache } from "./ttl_cache.ts";
+
+export interface PostgresOptions {
+  url: string;
+  poolSize: number;
+  /** Deadline of one statement; the server also aborts it (statement_timeout). */
+  statementTimeoutMs: number;
+  relationCacheMs: number;
+  logger: Logger;
+  now?: () => number;
+}
+
+export class PostgresRepository implements ChatRepository {
+  readonly #sql: Sql;
+  readonly #timeoutMs: number;
+  readonly #logger: Logger;
+  readonly #relations: TtlCache<string, Relation>;
+  readonly #friends: TtlCache<number, readonly number[]>;
+  readonly #writer: MessageWriter;
+
+  private constructor(sql: Sql, options: PostgresOptions, sequence: string) {
+    this.#sql = sql;
+    this.#timeoutMs = options.statementTimeoutMs;
+    this.#logger = options.logger;
+    const now = options.now ?? Date.now;
+    this.#relations = new TtlCache(options.relationCacheMs, 100_000, now);
+    this.#friends = new TtlCache(options.relationCacheMs, 100_000, now);
+    this.#writer = new MessageWriter(
+      sql,
+      sequence,
+      options.statementTimeoutMs,
+      (batch) => this.#deadline(batch),
+    );
+  }
+
+  /** Connects, applies migrations and returns a ready repository; rejects when it cannot. */
+  static async connect(options: PostgresOptions): Promise<PostgresRepository> {
+    const sql = postgres(options.url, {
+      max: options.poolSize,
+      connect_timeout: Math.ceil(options.statementTimeoutMs / 1000),
+      idle_timeout: 60,
+      // A statement the server has not finished by the deadline is aborted
+      // there too, so a late commit cannot follow an `unavailable` answer.
+      connection: {
+        statement_timeout: options.statementTimeoutMs,
+        application_name: "geobeasts-chat",
+      },
+      onnotice: () => {},
+    });
+    try {
+      const applied = await migrate(sql);
+      if (applied.length > 0) {
+        options.logger.info("migrations_applied", { versions: applied.join(",") });
+      }
+      const [row] = await sql<{ seq: string | null }[]>`
+        select pg_get_serial_sequence('messages', 'message_id') as seq`;
+      if (row?.seq == null) throw new Error("messages.message_id has no sequence");
+      return new PostgresRepository(sql, options, row.seq);
+    } catch (err) {
+      await sql.end({ timeout: 1 });
+      throw err;
+    }
+  }
+
+  isActiveUser(userId: number): Promise<boolean> {
+    return this.#deadline(async () => {
+      const [row] = await this.#sql<{ active: boolean }[]>`
+        select active from users where user_id = ${userId}`;
+      return row?.active === true;
+    });
+  }
+
+  relation(senderUserId: number, recipientUserId: number): Promise<Relation> {
+    return this.#relations.get(
+      `${senderUserId}:${recipientUserId}`,
+      () =>
+        this.#deadline(async () => {
+          const [row] = await this.#sql<{ friends: boolean; blocked: boolean }[]>`
+          select
+            exists (select 1 from friendships
+                    where status = 'approved'
+                      and ((requester_user_id = ${senderUserId} and recipient_user_id = ${recipientUserId})
+                        or (requester_user_id = ${recipientUserId} and recipient_user_id = ${senderUserId}))
+            ) as friends,
+            exists (select 1 from blocks
+                    where blocker_user_id = ${recipientUserId} and blocked_user_id = ${senderUserId}
+            ) as blocked`;
+          if (row?.friends !== true) return "not_friends";
+          return row.blocked ? "blocked" : "ok";
+        }),
+    );
+  }
+
+  friendIds(userId: number): Promise<readonly number[]> {
+    return this.#friends.get(userId, () =>
+      this.#deadline(async () => {
+        const rows = await this.#sql<{ id: string }[]>`
+          select recipient_user_id as id from friendships
+            where requester_user_id = ${userId} and status = 'approved'
+          union
+          select requester_user_id from friendships
+            where recipient_user_id = ${userId} and status = 'approved'`;
+        return rows.map((row) => Number(row.id));
+      }));
+  }
+
+  storeMessage(message: NewMessage): Promise<StoreResult> {
+    return this.#writer.store(message);
+  }
+
+  async isReady(): Promise<boolean> {
+    try {
+      await this.#deadline(() => this.#sql`select 1`, Math.min(this.#timeoutMs, 2000));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#writer.drain();
+    await this.#sql.end({ timeout: 5 });
+  }
+
+  /**
+   * Runs `work` against the deadline; any database failure becomes
+   * `UnavailableError`. The margin over the statement timeout lets a batch
+   * the database reached in time commit and answer before it is given up.
+   */
+  #deadline<T>(work: () => Promise<T>, ms = this.#timeoutMs + DEADLINE_MARGIN_MS): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#logger.warn("db_deadline_exceeded", { ms });
+        reject(new UnavailableError("database deadline exceeded"));
+      }, ms);
+      work().then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (err) => {
+          clearTimeout(timer);
+          this.#logger.warn("db_error", { error: errorMessage(err), code: pgCode(err) });
+          reject(err instanceof UnavailableError ? err : new UnavailableError(errorMessage(err)));
+        },
+      );
+    });
+  }
+}
+
+const DEADLINE_MARGIN_MS = 1000;
+
+function pgCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : undefined;
+}

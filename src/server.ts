@@ -1,0 +1,199 @@
+/**
+ * @module server
+ * One chat node: the hub, the public listener (WebSocket + HTTP) and the
+ * internal listener, with connection admission and the shutdown sequence.
+ * Storage and the bus are passed in and stay owned by the caller.
+ */
+
+import type { Bus } from "./bus.ts";
+import type { Config } from "./config.ts";
+import { normaliseOrigin } from "./config.ts";
+import { internalApp, publicApp } from "./http.ts";
+import { Hub } from "./hub.ts";
+import type { Logger } from "./log.ts";
+import { ServerMetrics } from "./metrics.ts";
+import type { ChatRepository } from "./repository.ts";
+import { CloseCode, Session } from "./session.ts";
+import { importTokenKey } from "./token.ts";
+import type { Listener, Transport, UpgradeInfo } from "./transport.ts";
+
+export interface ChatServerOptions {
+  config: Config;
+  repository: ChatRepository;
+  bus: Bus;
+  transport: Transport;
+  logger: Logger;
+  /** PEM text, read by the caller from `TLS_CERT_FILE` / `TLS_KEY_FILE`. */
+  tls?: { cert: string; key: string } | undefined;
+  /** HTML served at `GET /` on the public listener (the demo page). */
+  demoPage?: string | undefined;
+  now?: (() => number) | undefined;
+}
+
+export interface ChatServer {
+  readonly publicPort: number;
+  readonly internalPort: number;
+  readonly hub: Hub;
+  readonly metrics: ServerMetrics;
+  /**
+   * Readiness off, no new connections, every message received so far
+   * committed and acknowledged, every socket closed with 1001, listeners
+   * closed. Storage and bus are left to the caller.
+   */
+  shutdown(): Promise<void>;
+}
+
+export async function startChatServer(options: ChatServerOptions): Promise<ChatServer> {
+  const { config, repository, bus, logger } = options;
+  const now = options.now ?? Date.now;
+  const metrics = new ServerMetrics();
+  const hub = new Hub({
+    bus,
+    repository,
+    logger,
+    maxConnectionsPerUser: config.maxConnectionsPerUser,
+  });
+  const tokenKey = await importTokenKey(config.authSecret);
+  const sessions = new Set<Session>();
+  const unauthByIp = new Map<string, number>();
+  let shuttingDown = false;
+
+  const isReady = async () => !shuttingDown && (await repository.isReady());
+
+  const admit = (info: UpgradeInfo): Response | null => {
+    const origin = info.headers.get("origin");
+    if (
+      origin !== null && config.allowedOrigins !== undefined &&
+      !config.allowedOrigins.has(normaliseOrigin(origin))
+    ) {
+      return refusal(403, "Origin not allowed");
+    }
+    if (shuttingDown) return refusal(503, "Server is shutting down");
+    if (sessions.size >= config.maxConnections) return refusal(503, "Server is at capacity");
+    if ((unauthByIp.get(clientIp(info, config.trustedProxies)) ?? 0) >= config.maxUnauthPerIp) {
+      return refusal(429, "Too many unauthenticated connections from this address");
+    }
+    return null;
+  };
+
+  const publicListener = await options.transport({
+    hostname: config.host,
+    port: config.port,
+    tls: options.tls,
+    maxPayload: config.maxFrameBytes,
+    idleTimeoutMs: config.idleTimeoutS * 1000,
+    wsPaths: ["/", "/ws"],
+    fetch: publicApp({ isReady, logger, demoPage: options.demoPage }).fetch,
+    checkUpgrade: admit,
+    onOpen(conn, info) {
+      const ip = clientIp(info, config.trustedProxies);
+      unauthByIp.set(ip, (unauthByIp.get(ip) ?? 0) + 1);
+      const session: Session = new Session(conn, {
+        hub,
+        repository,
+        tokenKey,
+        limits: config,
+        logger,
+        metrics,
+        now,
+        onUnauthenticatedEnd() {
+          const left = (unauthByIp.get(ip) ?? 1) - 1;
+          if (left > 0) unauthByIp.set(ip, left);
+          else unauthByIp.delete(ip);
+        },
+        onClosed: () => sessions.delete(session),
+      });
+      sessions.add(session);
+      return session;
+    },
+  });
+
+  let internalListener: Listener;
+  try {
+    internalListener = await options.transport({
+      hostname: config.internalHost,
+      port: config.internalPort,
+      maxPayload: config.maxFrameBytes,
+      idleTimeoutMs: config.idleTimeoutS * 1000,
+      wsPaths: [],
+      fetch: internalApp({
+        isReady,
+        logger,
+        notifySecret: config.notifySecret,
+        maxFrameBytes: config.maxFrameBytes,
+        notify(userIds, frame) {
+          for (const userId of userIds) hub.sendToUser(userId, frame, false);
+        },
+        metrics: () =>
+          metrics.render({
+            connections: () => ({
+              authenticated: hub.connectionCount,
+              unauthenticated: sessions.size - hub.connectionCount,
+            }),
+            users: () => hub.userCount,
+          }),
+      }).fetch,
+      checkUpgrade: () => refusal(404, "Not found"),
+      onOpen: () => {
+        throw new Error("the internal listener accepts no WebSocket");
+      },
+    });
+  } catch (err) {
+    await publicListener.close();
+    throw err;
+  }
+
+  logger.info("listening", {
+    transport: config.wsTransport,
+    public_host: config.host,
+    public_port: publicListener.port,
+    internal_host: config.internalHost,
+    internal_port: internalListener.port,
+    tls: options.tls !== undefined,
+  });
+
+  return {
+    publicPort: publicListener.port,
+    internalPort: internalListener.port,
+    hub,
+    metrics,
+    async shutdown() {
+      if (shuttingDown) return;
+      shuttingDown = true;
+      logger.info("shutdown_started", { connections: sessions.size });
+      await publicListener.stopAccepting();
+      await Promise.all([...sessions].map((session) => session.drain()));
+      for (const session of [...sessions]) {
+        session.close(CloseCode.goingAway, "server shutting down");
+      }
+      // Give clients a moment to complete the closing handshake, then cut the rest.
+      for (let waited = 0; sessions.size > 0 && waited < CLOSE_GRACE_MS; waited += 10) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      await publicListener.close();
+      await hub.settled();
+      await internalListener.close();
+      logger.info("shutdown_complete");
+    },
+  };
+}
+
+const CLOSE_GRACE_MS = 2000;
+
+function refusal(status: number, error: string): Response {
+  return Response.json({ error }, { status });
+}
+
+/**
+ * The client's address: the TCP peer, or, when that peer is a trusted proxy,
+ * the nearest address in `X-Forwarded-For` that is not a trusted proxy.
+ */
+export function clientIp(info: UpgradeInfo, trustedProxies: ReadonlySet<string>): string {
+  if (!trustedProxies.has(info.remoteAddress)) return info.remoteAddress;
+  const forwarded = (info.headers.get("x-forwarded-for") ?? "").split(",").map((s) => s.trim());
+  for (let i = forwarded.length - 1; i >= 0; i--) {
+    const hop = forwarded[i]!;
+    if (hop !== "" && !trustedProxies.has(hop)) return hop;
+  }
+  return info.remoteAddress;
+}

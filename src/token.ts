@@ -1,0 +1,83 @@
+/**
+ * @module token
+ * Signed auth tokens `user_id:timestamp:signature`, where the signature is the
+ * lowercase hex HMAC-SHA256 of `user_id:timestamp` under `AUTH_SECRET`.
+ *
+ * Verification is a pure function of (token, key, now): it parses strictly
+ * (canonical decimals, exactly 64 lowercase hex digits), checks the age and
+ * the clock skew, and compares the signature in constant time through
+ * `crypto.subtle.verify`. Whether the user exists and is active is the
+ * caller's check.
+ */
+
+/** How far in the future a token's timestamp may be (clock skew between hosts). */
+export const MAX_CLOCK_SKEW_S = 300;
+
+/** Why a token was refused; never shown to the client, which sees one message for all. */
+export type TokenFailure = "format" | "signature" | "expired" | "future";
+
+export type TokenResult =
+  | { ok: true; userId: number; timestamp: number }
+  | { ok: false; reason: TokenFailure };
+
+const encoder = new TextEncoder();
+const TOKEN_SHAPE = /^([1-9][0-9]{0,15}):(0|[1-9][0-9]{0,15}):([0-9a-f]{64})$/;
+
+/** Imports `secret` as an HMAC-SHA256 key for signing and verifying tokens. */
+export function importTokenKey(secret: string): Promise<CryptoKey> {
+  return crypto.subtle.importKey(
+    "raw",
+    encoder.encode(secret),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign", "verify"],
+  );
+}
+
+/** Verifies `token` at `nowSeconds` for tokens at most `ttlSeconds` old. */
+export async function verifyToken(
+  token: string,
+  key: CryptoKey,
+  nowSeconds: number,
+  ttlSeconds: number,
+): Promise<TokenResult> {
+  const match = TOKEN_SHAPE.exec(token);
+  if (match === null) return { ok: false, reason: "format" };
+  const [, userPart = "", timePart = "", signature = ""] = match;
+  const userId = Number(userPart);
+  const timestamp = Number(timePart);
+  if (!Number.isSafeInteger(userId) || !Number.isSafeInteger(timestamp)) {
+    return { ok: false, reason: "format" };
+  }
+  const valid = await crypto.subtle.verify(
+    "HMAC",
+    key,
+    hexToBytes(signature),
+    encoder.encode(`${userPart}:${timePart}`),
+  );
+  if (!valid) return { ok: false, reason: "signature" };
+  if (nowSeconds - timestamp > ttlSeconds) return { ok: false, reason: "expired" };
+  if (timestamp > nowSeconds + MAX_CLOCK_SKEW_S) return { ok: false, reason: "future" };
+  return { ok: true, userId, timestamp };
+}
+
+/** Signs a token for `userId` at `timestamp` (Unix seconds), as the game backend does. */
+export async function signToken(
+  key: CryptoKey,
+  userId: number,
+  timestamp: number,
+): Promise<string> {
+  const payload = `${userId}:${timestamp}`;
+  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, encoder.encode(payload)));
+  return `${payload}:${bytesToHex(mac)}`;
+}
+
+function hexToBytes(hex: string): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);
+  return bytes;
+}
+
+function bytesToHex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}

@@ -1,0 +1,78 @@
+/**
+ * @module transport
+ * The seam between a WebSocket implementation and the rest of the server.
+ *
+ * A transport serves one listener: it answers plain HTTP requests with
+ * `fetch`, and upgrades `GET` requests on the WebSocket paths that carry
+ * `Upgrade: websocket`. Everything above this interface (sessions, hub,
+ * repository) is the same code for every transport.
+ *
+ * Guarantees every transport gives:
+ * - a message (all fragments together) larger than `maxPayload` bytes closes
+ *   the connection with 1009 before it is buffered whole (the `ws` transport;
+ *   the native one cannot promise this, see PROTOCOL.md);
+ * - invalid UTF-8 in a text message closes with 1007, any other protocol
+ *   violation with 1002;
+ * - a peer that has not answered a ping within `idleTimeoutMs` is dropped;
+ * - `onClose` is called exactly once per accepted connection, whatever ended it.
+ */
+
+/** One accepted WebSocket, as a session sees it. */
+export interface WsConnection {
+  /** Queues one text frame. A no-op once the connection is closing. */
+  send(text: string): void;
+  /** Starts the closing handshake with `code` and a short `reason`. */
+  close(code: number, reason?: string): void;
+  /** Drops the TCP connection at once, without a closing handshake. */
+  terminate(): void;
+  /** Bytes queued for this peer and not yet handed to the kernel. */
+  readonly bufferedAmount: number;
+}
+
+/** What a session does with the events of its connection. */
+export interface WsHandlers {
+  onText(text: string): void;
+  onBinary(): void;
+  /** Called exactly once, with the close code seen (1006 when the peer vanished). */
+  onClose(code: number): void;
+}
+
+/** What is known of an upgrade request before it is accepted. */
+export interface UpgradeInfo {
+  readonly url: URL;
+  readonly headers: Headers;
+  /** The TCP peer's address (not `X-Forwarded-For`). */
+  readonly remoteAddress: string;
+}
+
+export interface ListenOptions {
+  hostname: string;
+  port: number;
+  /** PEM text of the certificate chain and key; the listener serves TLS when set. */
+  tls?: { cert: string; key: string } | undefined;
+  /** Largest inbound message in bytes, all fragments together. */
+  maxPayload: number;
+  /** A connection that has not answered a ping for this long is dropped. */
+  idleTimeoutMs: number;
+  /** Paths on which an upgrade request is accepted, e.g. `["/", "/ws"]`. */
+  wsPaths: readonly string[];
+  /** Answers every request that is not a WebSocket upgrade. */
+  fetch(request: Request): Response | Promise<Response>;
+  /** Runs before an upgrade: a `Response` refuses it with that status; `null` accepts. */
+  checkUpgrade(info: UpgradeInfo): Response | null;
+  /** Called once the handshake is complete; returns the connection's handlers. */
+  onOpen(conn: WsConnection, info: UpgradeInfo): WsHandlers;
+}
+
+/** A running listener. */
+export interface Listener {
+  /** The bound port (useful with `port: 0`). */
+  readonly port: number;
+  /** Stops accepting new connections; open connections are untouched. */
+  stopAccepting(): Promise<void>;
+  /** Stops accepting and ends every connection still open, then resolves. */
+  close(): Promise<void>;
+}
+
+/** Starts a listener; rejects when the address cannot be bound. */
+export type Transport = (options: ListenOptions) => Promise<Listener>;

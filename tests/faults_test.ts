@@ -1,0 +1,183 @@
+/**
+ * Faults: a database that goes away or freezes mid-conversation, a handler
+ * that throws, a client that vanishes without a close.
+ */
+
+import assert from "node:assert/strict";
+import { MemoryCluster } from "../src/bus_memory.ts";
+import { loadConfig } from "../src/config.ts";
+import { silentLogger } from "../src/log.ts";
+import { MemoryRepository } from "../src/repository_memory.ts";
+import type { StoreResult } from "../src/repository.ts";
+import { startChatServer } from "../src/server.ts";
+import { importTokenKey, signToken } from "../src/token.ts";
+import { wsTransport } from "../src/transport_ws.ts";
+import { TestClient } from "./support/client.ts";
+import { RawWs } from "./raw_ws.ts";
+import { startTcpProxy } from "./support/tcp_proxy.ts";
+import { startTestServer } from "./support/server.ts";
+
+const DEADLINE_MS = 1000;
+
+for (const failure of ["cut", "freeze"] as const) {
+  Deno.test(`a database that is ${failure === "cut" ? "stopped" : "frozen"} mid-conversation answers unavailable, acknowledges nothing unstored, and recovers`, async () => {
+    const proxy = startTcpProxy({ hostname: "127.0.0.1", port: 5432 });
+    const t = await startTestServer({
+      env: { DB_STATEMENT_TIMEOUT_MS: String(DEADLINE_MS), RELATION_CACHE_MS: "0" },
+      databaseUrl: (url) => {
+        const u = new URL(url);
+        u.hostname = "127.0.0.1";
+        u.port = String(proxy.port);
+        return u.href;
+      },
+    });
+    try {
+      await t.db.addUser(1);
+      await t.db.addUser(2);
+      await t.db.befriend(1, 2);
+      const alice = await t.connectAs(1);
+      const bob = await t.connectAs(2);
+      alice.send({
+        type: "chat_message",
+        recipient_user_id: 2,
+        message_text: "before",
+        client_message_id: "a",
+      });
+      await alice.next("message_sent");
+      await bob.next("chat_message");
+
+      if (failure === "cut") proxy.cut();
+      else proxy.freeze();
+      const started = Date.now();
+      alice.send({
+        type: "chat_message",
+        recipient_user_id: 2,
+        message_text: "during",
+        client_message_id: "b",
+      });
+      const error = await alice.next(["error", "message_sent"], DEADLINE_MS * 4);
+      assert.deepEqual(
+        { type: error.type, code: error.code, cmid: error.client_message_id },
+        { type: "error", code: "unavailable", cmid: "b" },
+      );
+      assert.ok(
+        Date.now() - started < DEADLINE_MS * 3,
+        "unavailable took longer than the deadline",
+      );
+      const ready = await fetch(`${t.internalUrl}/readyz`);
+      assert.equal(ready.status, 503);
+      await ready.body?.cancel();
+      const stranger = await t.connect();
+      stranger.send({ type: "authenticate", auth_token: await t.token(1) });
+      assert.notEqual((await stranger.next(undefined, DEADLINE_MS * 4)).type, "authenticated");
+
+      proxy.restore();
+      let answer;
+      const until = Date.now() + 10_000;
+      do {
+        await new Promise((r) => setTimeout(r, 200));
+        alice.send({
+          type: "chat_message",
+          recipient_user_id: 2,
+          message_text: "after",
+          client_message_id: "c",
+        });
+        answer = await alice.next(["error", "message_sent"], DEADLINE_MS * 4);
+      } while (answer.type !== "message_sent" && Date.now() < until);
+      assert.equal(answer.type, "message_sent", "no recovery within 10 s");
+      assert.equal((await bob.next("chat_message")).message_text, "after");
+      const rows = await t.db.sql`select client_message_id from messages order by message_id`;
+      const stored = rows.map((r) => r.client_message_id);
+      // "b" was answered unavailable, so it must not have been stored, even late.
+      assert.deepEqual(stored, ["a", "c"]);
+      const readyAgain = await fetch(`${t.internalUrl}/readyz`);
+      assert.equal(readyAgain.status, 200);
+      await readyAgain.body?.cancel();
+    } finally {
+      proxy.restore();
+      await t.close();
+      await proxy.close();
+    }
+  });
+}
+
+Deno.test("an exception inside a frame handler becomes error internal and other connections keep working", async () => {
+  const repository = new MemoryRepository();
+  for (const id of [1, 2, 3]) repository.addUser(id);
+  repository.befriend(1, 2);
+  repository.befriend(3, 2);
+  const store = repository.storeMessage.bind(repository);
+  repository.storeMessage = (message): Promise<StoreResult> => {
+    if (message.messageText === "boom") throw new TypeError("a bug in storage");
+    return store(message);
+  };
+  const bus = new MemoryCluster().node();
+  const server = await startChatServer({
+    config: loadConfig({ AUTH_SECRET: "s3cret", HOST: "127.0.0.1", PORT: "0", INTERNAL_PORT: "0" }),
+    repository,
+    bus,
+    transport: wsTransport,
+    logger: silentLogger,
+  });
+  const key = await importTokenKey("s3cret");
+  const clients: TestClient[] = [];
+  const as = async (id: number) => {
+    const c = await TestClient.open(`ws://127.0.0.1:${server.publicPort}/ws`);
+    clients.push(c);
+    c.send({
+      type: "authenticate",
+      auth_token: await signToken(key, id, Math.floor(Date.now() / 1000)),
+    });
+    await c.next("authenticated");
+    return c;
+  };
+  try {
+    const alice = await as(1);
+    const bob = await as(2);
+    const carol = await as(3);
+    alice.send({
+      type: "chat_message",
+      recipient_user_id: 2,
+      message_text: "boom",
+      client_message_id: "x",
+    });
+    const error = await alice.next("error");
+    assert.equal(error.code, "internal");
+    carol.send({ type: "chat_message", recipient_user_id: 2, message_text: "still here" });
+    assert.equal((await bob.next("chat_message")).message_text, "still here");
+    alice.send({ type: "chat_message", recipient_user_id: 2, message_text: "and me" });
+    assert.equal((await alice.next("message_sent")).type, "message_sent");
+    assert.deepEqual(repository.messages.map((m) => m.messageText), ["still here", "and me"]);
+  } finally {
+    await server.shutdown();
+    await Promise.all(clients.map((c) => c.closed));
+    await bus.close();
+  }
+});
+
+Deno.test("a client that vanishes without a close handshake is cleaned up and its friends see it go offline", async () => {
+  const t = await startTestServer();
+  try {
+    await t.db.addUser(1);
+    await t.db.addUser(2);
+    await t.db.befriend(1, 2);
+    const bob = await t.connectAs(2);
+    const raw = await RawWs.connect(t.server.publicPort, "/ws");
+    const auth = JSON.stringify({ type: "authenticate", auth_token: await t.token(1) });
+    await raw.send({ opcode: 1, payload: new TextEncoder().encode(auth) });
+    assert.deepEqual(await bob.next("presence"), {
+      type: "presence",
+      user_id: 1,
+      status: "online",
+    });
+    raw.close(); // TCP FIN without a WebSocket close frame
+    assert.deepEqual(await bob.next("presence"), {
+      type: "presence",
+      user_id: 1,
+      status: "offline",
+    });
+    assert.equal(t.server.hub.connectionCount, 1);
+  } finally {
+    await t.close();
+  }
+});

@@ -1,0 +1,104 @@
+/** The internal notify API, health and readiness over real HTTP. */
+
+import assert from "node:assert/strict";
+import { startTestServer } from "./support/server.ts";
+
+const SECRET = "notify-secret-for-tests";
+
+Deno.test("notify delivers the event to every connection of the listed users", async () => {
+  const t = await startTestServer({ env: { NOTIFY_SECRET: SECRET } });
+  try {
+    for (const id of [1, 2, 3]) await t.db.addUser(id);
+    const a1 = await t.connectAs(1);
+    const a2 = await t.connectAs(1);
+    const b = await t.connectAs(2);
+    const c = await t.connectAs(3);
+    const event = { type: "battle_invitation", from_user_id: 3, battle_id: 77 };
+    const res = await fetch(`${t.internalUrl}/notify`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${SECRET}`, "content-type": "application/json" },
+      body: JSON.stringify({ user_ids: [1, 2, 2], event }),
+    });
+    assert.equal(res.status, 202);
+    assert.deepEqual(await res.json(), { users: 2 });
+    for (const client of [a1, a2, b]) {
+      assert.deepEqual(await client.next("battle_invitation"), event);
+    }
+    assert.deepEqual(await c.drainFor(100), []);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("notify answers 401 for a wrong secret and 400 with a reason for a bad body", async () => {
+  const t = await startTestServer({ env: { NOTIFY_SECRET: SECRET, MAX_FRAME_BYTES: "1024" } });
+  try {
+    const post = (body: string, secret = SECRET) =>
+      fetch(`${t.internalUrl}/notify`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${secret}` },
+        body,
+      });
+    for (const secret of ["wrong", "", SECRET + "x"]) {
+      const res = await post('{"user_ids":[1],"event":{"type":"x"}}', secret);
+      assert.equal(res.status, 401);
+      assert.equal(typeof (await res.json()).error, "string");
+    }
+    const bad = [
+      "not json",
+      "[]",
+      '{"event":{"type":"x"}}',
+      '{"user_ids":[],"event":{"type":"x"}}',
+      `{"user_ids":[${Array.from({ length: 1001 }, (_, i) => i + 1)}],"event":{"type":"x"}}`,
+      '{"user_ids":[0],"event":{"type":"x"}}',
+      '{"user_ids":["1"],"event":{"type":"x"}}',
+      '{"user_ids":[1.5],"event":{"type":"x"}}',
+      '{"user_ids":[1]}',
+      '{"user_ids":[1],"event":{"kind":"x"}}',
+      '{"user_ids":[1],"event":[1]}',
+      `{"user_ids":[1],"event":{"type":"x","pad":"${"y".repeat(1100)}"}}`,
+    ];
+    for (const body of bad) {
+      const res = await post(body);
+      assert.equal(res.status, 400, body.slice(0, 60));
+      assert.equal(typeof (await res.json()).error, "string");
+    }
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("notify is 404 when NOTIFY_SECRET is unset", async () => {
+  const t = await startTestServer();
+  try {
+    const res = await fetch(`${t.internalUrl}/notify`, {
+      method: "POST",
+      headers: { authorization: "Bearer anything" },
+      body: '{"user_ids":[1],"event":{"type":"x"}}',
+    });
+    assert.equal(res.status, 404);
+    await res.body?.cancel();
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("healthz and readyz answer 200 on both listeners, an unknown path 404 with JSON, metrics are exposed", async () => {
+  const t = await startTestServer();
+  try {
+    for (const base of [t.httpUrl, t.internalUrl]) {
+      for (const path of ["/healthz", "/readyz"]) {
+        const res = await fetch(base + path);
+        assert.equal(res.status, 200, base + path);
+        await res.body?.cancel();
+      }
+    }
+    const unknown = await fetch(`${t.httpUrl}/nope`);
+    assert.equal(unknown.status, 404);
+    assert.deepEqual(await unknown.json(), { error: "Not found" });
+    const metrics = await fetch(`${t.internalUrl}/metrics`);
+    assert.match(await metrics.text(), /chat_connections\{state="authenticated"\} 0/);
+  } finally {
+    await t.close();
+  }
+});

@@ -1,0 +1,110 @@
+/**
+ * @module client
+ * A WebSocket test client that queues every frame it receives, so a test
+ * can wait for "the next frame of type X" and assert what was not received.
+ */
+
+export type Frame = Record<string, unknown> & { type: string };
+
+export class TestClient {
+  readonly frames: Frame[] = [];
+  readonly closed: Promise<{ code: number; reason: string }>;
+  #waiters: (() => void)[] = [];
+  #closedResolve!: (value: { code: number; reason: string }) => void;
+  closeCode: number | undefined;
+
+  private constructor(readonly ws: WebSocket) {
+    this.closed = new Promise((resolve) => (this.#closedResolve = resolve));
+    ws.onmessage = (event) => {
+      this.frames.push(JSON.parse(String(event.data)));
+      this.#wake();
+    };
+    ws.onclose = (event) => {
+      this.closeCode = event.code;
+      this.#closedResolve({ code: event.code, reason: event.reason });
+      this.#wake();
+    };
+    ws.onerror = () => {};
+  }
+
+  /** Opens a connection to `url`; rejects when the upgrade is refused. */
+  static open(url: string, protocols?: string[]): Promise<TestClient> {
+    const ws = new WebSocket(url, protocols);
+    return new Promise((resolve, reject) => {
+      ws.onopen = () => resolve(new TestClient(ws));
+      ws.onerror = () => reject(new Error(`could not connect to ${url}`));
+    });
+  }
+
+  send(frame: unknown): void {
+    this.ws.send(typeof frame === "string" ? frame : JSON.stringify(frame));
+  }
+
+  /** Removes and returns the first queued frame of `type` (one of them; any type when omitted). */
+  async next(type?: string | string[], timeoutMs = 5000): Promise<Frame> {
+    const deadline = Date.now() + timeoutMs;
+    const wanted = (f: Frame) =>
+      type === undefined || (Array.isArray(type) ? type.includes(f.type) : f.type === type);
+    while (true) {
+      const i = this.frames.findIndex(wanted);
+      if (i >= 0) return this.frames.splice(i, 1)[0]!;
+      if (this.closeCode !== undefined) {
+        throw new Error(`closed (${this.closeCode}) before a '${type ?? "any"}' frame arrived`);
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new Error(
+          `no '${type ?? "any"}' frame in ${timeoutMs} ms; queued: ${JSON.stringify(this.frames)}`,
+        );
+      }
+      await this.#wait(left);
+    }
+  }
+
+  /** Waits `ms` and returns the frames of `type` that arrived meanwhile (and removes them). */
+  async drainFor(ms: number, type?: string): Promise<Frame[]> {
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    const matching = this.frames.filter((f) => type === undefined || f.type === type);
+    for (const f of matching) this.frames.splice(this.frames.indexOf(f), 1);
+    return matching;
+  }
+
+  /** Resolves with the close code once the server has closed the connection. */
+  async closedWith(timeoutMs = 5000): Promise<number> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`not closed within ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      return (await Promise.race([this.closed, timeout])).code;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Closes from the client side and waits for the close to complete. */
+  async close(code = 1000): Promise<void> {
+    if (this.closeCode === undefined && this.ws.readyState !== WebSocket.CLOSED) {
+      this.ws.close(code);
+    }
+    await this.closed;
+  }
+
+  #wait(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      const waiter = () => done();
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#waiters.push(waiter);
+    });
+  }
+
+  #wake(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const waiter of waiters) waiter();
+  }
+}

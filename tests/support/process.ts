@@ -1,0 +1,110 @@
+/**
+ * @module process
+ * The real server as a child process (`deno run main.ts`), for what only a
+ * process shows: its memory, its exit code, its log lines, signals.
+ */
+
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+
+export interface ServerProcess {
+  pid: number;
+  publicPort: number;
+  internalPort: number;
+  /** Every stderr line so far (JSON log lines). */
+  lines: string[];
+  /** Resident set size in bytes, from /proc. */
+  rss(): Promise<number>;
+  /** Sends `signal` and waits for the exit code (kills after `timeoutMs`). */
+  stop(signal?: Deno.Signal, timeoutMs?: number): Promise<number>;
+}
+
+/** Starts the server with `env` (ports 0 unless given) and waits for its `listening` line. */
+export async function spawnServer(env: Record<string, string>): Promise<ServerProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-sys", MAIN],
+    env: { HOST: "127.0.0.1", PORT: "0", INTERNAL_PORT: "0", NO_COLOR: "1", ...env },
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const lines: string[] = [];
+  const listening = Promise.withResolvers<Record<string, unknown>>();
+  const reading = (async () => {
+    let buffered = "";
+    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
+      buffered += chunk;
+      let newline;
+      while ((newline = buffered.indexOf("\n")) >= 0) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        lines.push(line);
+        try {
+          const entry = JSON.parse(line);
+          if (entry.event === "listening") listening.resolve(entry);
+        } catch { /* not JSON: kept in lines for the assertion messages */ }
+      }
+    }
+    if (buffered !== "") lines.push(buffered);
+    listening.reject(new Error(`server exited before listening:\n${lines.join("\n")}`));
+  })();
+  let exit: Promise<Deno.CommandStatus> | undefined = child.status;
+  const timer = setTimeout(
+    () => listening.reject(new Error("server not listening in 20 s")),
+    20_000,
+  );
+  let entry;
+  try {
+    entry = await listening.promise;
+  } catch (err) {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+    await exit;
+    await reading;
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+  return {
+    pid: child.pid,
+    publicPort: Number(entry.public_port),
+    internalPort: Number(entry.internal_port),
+    lines,
+    async rss() {
+      const status = await Deno.readTextFile(`/proc/${child.pid}/status`);
+      const kb = /VmRSS:\s+(\d+) kB/.exec(status)?.[1];
+      return Number(kb) * 1024;
+    },
+    async stop(signal: Deno.Signal = "SIGTERM", timeoutMs = 15_000) {
+      if (exit === undefined) throw new Error("already stopped");
+      try {
+        child.kill(signal);
+      } catch { /* already exited */ }
+      const killer = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* already exited */ }
+      }, timeoutMs);
+      const status = await exit;
+      exit = undefined;
+      clearTimeout(killer);
+      await reading;
+      return status.code;
+    },
+  };
+}
+
+/** Runs the server expecting it to refuse to start; returns its exit code and stderr. */
+export async function runServerExpectingFailure(
+  env: Record<string, string>,
+): Promise<{ code: number; stderr: string }> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-sys", MAIN],
+    env: { HOST: "127.0.0.1", PORT: "0", INTERNAL_PORT: "0", NO_COLOR: "1", ...env },
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: output.code, stderr: new TextDecoder().decode(output.stderr) };
+}

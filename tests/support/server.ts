@@ -1,0 +1,112 @@
+/**
+ * @module server
+ * A real chat server for a test: its own database, port 0 on 127.0.0.1,
+ * the transport under test, and helpers to connect as a user.
+ */
+
+import { MemoryCluster } from "../../src/bus_memory.ts";
+import type { Bus } from "../../src/bus.ts";
+import { loadConfig } from "../../src/config.ts";
+import { silentLogger } from "../../src/log.ts";
+import { PostgresRepository } from "../../src/repository_postgres.ts";
+import { type ChatServer, startChatServer } from "../../src/server.ts";
+import { importTokenKey, signToken } from "../../src/token.ts";
+import { nativeTransport } from "../../src/transport_native.ts";
+import type { Transport } from "../../src/transport.ts";
+import { wsTransport } from "../../src/transport_ws.ts";
+import { TestClient } from "./client.ts";
+import { createTestDatabase, type TestDatabase } from "./db.ts";
+
+export const TEST_SECRET = "test-secret-for-geobeasts-chat";
+
+export const TRANSPORTS: Record<string, Transport> = { ws: wsTransport, native: nativeTransport };
+
+export interface TestServerOptions {
+  env?: Record<string, string>;
+  transport?: Transport;
+  /** Share a database (two nodes of one cluster); a fresh one by default. */
+  db?: TestDatabase;
+  /** Share a bus cluster (several nodes in one process). */
+  cluster?: MemoryCluster;
+  now?: () => number;
+  /** Rewrites the database URL the server uses (e.g. to go through a TCP proxy). */
+  databaseUrl?: (url: string) => string;
+}
+
+export interface TestServer {
+  server: ChatServer;
+  db: TestDatabase;
+  repository: PostgresRepository;
+  bus: Bus;
+  wsUrl: string;
+  httpUrl: string;
+  internalUrl: string;
+  token(userId: number, timestamp?: number): Promise<string>;
+  /** Opens a connection and authenticates as `userId` (its `authenticated` frame is consumed). */
+  connectAs(userId: number): Promise<TestClient>;
+  connect(path?: string): Promise<TestClient>;
+  /** Shuts the server down, then drops the database unless it was passed in. */
+  close(): Promise<void>;
+}
+
+export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
+  const db = options.db ?? (await createTestDatabase());
+  const config = loadConfig({
+    AUTH_SECRET: TEST_SECRET,
+    HOST: "127.0.0.1",
+    PORT: "0",
+    INTERNAL_PORT: "0",
+    DATABASE_URL: options.databaseUrl?.(db.url) ?? db.url,
+    ...options.env,
+  });
+  const repository = await PostgresRepository.connect({
+    url: config.databaseUrl,
+    poolSize: 4,
+    statementTimeoutMs: config.dbStatementTimeoutMs,
+    relationCacheMs: config.relationCacheMs,
+    logger: silentLogger,
+  });
+  const bus = (options.cluster ?? new MemoryCluster()).node();
+  const server = await startChatServer({
+    config,
+    repository,
+    bus,
+    transport: options.transport ?? wsTransport,
+    logger: silentLogger,
+    now: options.now,
+  });
+  const key = await importTokenKey(TEST_SECRET);
+  const wsUrl = `ws://127.0.0.1:${server.publicPort}/ws`;
+  const clients: TestClient[] = [];
+  const connect = async (path = "/ws") => {
+    const client = await TestClient.open(`ws://127.0.0.1:${server.publicPort}${path}`);
+    clients.push(client);
+    return client;
+  };
+  const token = (userId: number, timestamp = Math.floor(Date.now() / 1000)) =>
+    signToken(key, userId, timestamp);
+  return {
+    server,
+    db,
+    repository,
+    bus,
+    wsUrl,
+    httpUrl: `http://127.0.0.1:${server.publicPort}`,
+    internalUrl: `http://127.0.0.1:${server.internalPort}`,
+    token,
+    connect,
+    async connectAs(userId) {
+      const client = await connect();
+      client.send({ type: "authenticate", auth_token: await token(userId) });
+      await client.next("authenticated");
+      return client;
+    },
+    async close() {
+      await server.shutdown();
+      await Promise.all(clients.map((c) => c.closed));
+      await bus.close();
+      await repository.close();
+      if (options.db === undefined) await db.drop();
+    },
+  };
+}
