@@ -1,0 +1,232 @@
+/** @module transport_ws The `Transport` on the `ws` package over Deno's `node:http`: bounded message size, RFC 6455 checks. */
+
+import { Buffer } from "node:buffer";
+import http from "node:http";
+import https from "node:https";
+import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
+// @ts-types="npm:@types/ws@^8.18.1"
+import { type RawData, type WebSocket, WebSocketServer } from "ws";
+import { requestUrl, serveFetch, toHeaders } from "./node_fetch.ts";
+import type { Listener, Transport, UpgradeInfo, WsConnection, WsHandlers } from "./transport.ts";
+
+/** What the listener tracks of one accepted WebSocket. */
+interface Peer {
+  /** `performance.now()` of the last frame (data, ping or pong) from the peer. */
+  lastSeen: number;
+  /** Resolves once `onClose` has run. */
+  closed: Promise<void>;
+}
+
+/**
+ * The close code behind a `ws` receiver error (ws sends it to the peer, but
+ * its own `close` event then reports 1006 because no close frame came back).
+ * Codes are ws's documented `WS_ERR_*` values.
+ */
+function errorCloseCode(err: Error & { code?: string }): number | undefined {
+  switch (err.code) {
+    case "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH":
+    case "WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH":
+      return 1009;
+    case "WS_ERR_INVALID_UTF8":
+      return 1007;
+    case "WS_ERR_TOO_MANY_BUFFERED_PARTS":
+      return 1008;
+    default:
+      return err.code?.startsWith("WS_ERR_") ? 1002 : undefined;
+  }
+}
+
+/** `::ffff:127.0.0.1` → `127.0.0.1`; IPv4 peers of a dual-stack socket look like plain IPv4. */
+export function normaliseAddress(address: string | undefined): string {
+  if (!address) return "";
+  return /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(address) ? address.slice(7) : address;
+}
+
+/** Writes a complete HTTP/1.1 response on a not-upgraded socket, then drops it. */
+async function refuse(socket: Duplex, response: Response): Promise<void> {
+  const body = Buffer.from(await response.arrayBuffer().catch(() => new ArrayBuffer(0)));
+  const lines = [`HTTP/1.1 ${response.status} ${http.STATUS_CODES[response.status] ?? ""}`];
+  response.headers.forEach((value, name) => {
+    if (!["connection", "content-length", "transfer-encoding"].includes(name)) {
+      lines.push(`${name}: ${value}`);
+    }
+  });
+  lines.push("Connection: close", `Content-Length: ${body.length}`, "", "");
+  if (socket.destroyed) return;
+  socket.once("finish", () => socket.destroy());
+  socket.end(Buffer.concat([Buffer.from(lines.join("\r\n"), "latin1"), body]));
+}
+
+function rawText(data: RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString("utf8");
+  return (Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)).toString("utf8");
+}
+
+/**
+ * Serves one listener with `ws` in `noServer` mode on a `node:http(s)` server.
+ * `ws` enforces `maxPayload` while a message arrives (close 1009 once the
+ * fragments so far exceed it), refuses unmasked frames (1002) and invalid
+ * UTF-8 (1007); this module adds routing, the idle check and shutdown.
+ */
+export const wsTransport: Transport = async (options) => {
+  const scheme = options.tls ? "https" : "http";
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: options.maxPayload,
+    perMessageDeflate: false,
+    clientTracking: false,
+  });
+  const peers = new Map<WebSocket, Peer>();
+  /** Every TCP connection the server accepted and that is still open, upgraded or not. */
+  const sockets = new Set<Socket>();
+  let accepting = true;
+
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    void serveFetch(req, res, scheme, options.fetch);
+  };
+  const server = options.tls
+    ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, onRequest)
+    : http.createServer(onRequest);
+  server.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
+
+  server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    // A reset before ws takes the socket over must not become an uncaught error.
+    socket.on("error", () => socket.destroy());
+    const url = requestUrl(scheme, req.headers.host, req.url);
+    if (!options.wsPaths.includes(url.pathname)) {
+      void refuse(socket, new Response("Not Found", { status: 404 }));
+      return;
+    }
+    if (req.method !== "GET" || req.headers.upgrade?.toLowerCase() !== "websocket") {
+      void refuse(socket, new Response("Bad Request", { status: 400 }));
+      return;
+    }
+    if (!accepting) {
+      void refuse(socket, new Response("Service Unavailable", { status: 503 }));
+      return;
+    }
+    const info: UpgradeInfo = {
+      url,
+      headers: toHeaders(req.rawHeaders, req.headers),
+      remoteAddress: normaliseAddress(req.socket.remoteAddress),
+    };
+    let refusal: Response | null;
+    try {
+      refusal = options.checkUpgrade(info);
+    } catch {
+      refusal = new Response("Internal Server Error", { status: 500 });
+    }
+    if (refusal) {
+      void refuse(socket, refusal);
+      return;
+    }
+    // ws validates the key and version itself and answers 400 when they are wrong.
+    wss.handleUpgrade(req, socket, head, (ws) => accept(ws, info));
+  });
+
+  /** How long a peer that broke the protocol has to read our close frame. */
+  const PROTOCOL_ERROR_GRACE_MS = 100;
+
+  function accept(ws: WebSocket, info: UpgradeInfo): void {
+    let errorCode: number | undefined;
+    let resolveClosed!: () => void;
+    const peer: Peer = {
+      lastSeen: performance.now(),
+      closed: new Promise((resolve) => resolveClosed = resolve),
+    };
+    peers.set(ws, peer);
+    // Without an `error` listener a bad frame would crash the process.
+    ws.on("error", (err) => {
+      errorCode ??= errorCloseCode(err);
+      // ws has queued its close frame and now reads and discards whatever the
+      // peer still sends until the handshake ends (up to 30 s). Cut it short:
+      // an abusive peer must not keep a socket streaming into the server.
+      const cut = setTimeout(() => ws.terminate(), PROTOCOL_ERROR_GRACE_MS);
+      ws.once("close", () => clearTimeout(cut));
+    });
+    const conn: WsConnection = {
+      send: (text) => {
+        if (ws.readyState === ws.OPEN) ws.send(text);
+      },
+      close: (code, reason) => ws.close(code, reason),
+      terminate: () => ws.terminate(),
+      get bufferedAmount() {
+        return ws.bufferedAmount;
+      },
+    };
+    let handlers: WsHandlers | undefined;
+    try {
+      handlers = options.onOpen(conn, info);
+    } catch {
+      ws.terminate();
+    }
+    const seen = () => peer.lastSeen = performance.now();
+    ws.on("ping", seen).on("pong", seen);
+    ws.on("message", (data, isBinary) => {
+      seen();
+      if (isBinary) handlers?.onBinary();
+      else handlers?.onText(rawText(data));
+    });
+    // ws emits `close` once per socket; the code is the peer's, or 1006.
+    ws.once("close", (code) => {
+      peers.delete(ws);
+      try {
+        handlers?.onClose(errorCode ?? code);
+      } finally {
+        resolveClosed();
+      }
+    });
+  }
+
+  // One timer per listener: ping everyone, drop whoever stayed silent too long.
+  const idle = setInterval(() => {
+    const now = performance.now();
+    for (const [ws, peer] of peers) {
+      if (now - peer.lastSeen > options.idleTimeoutMs) ws.terminate();
+      else if (ws.readyState === ws.OPEN) ws.ping();
+    }
+  }, Math.max(10, Math.floor(options.idleTimeoutMs / 2)));
+  Deno.unrefTimer(idle);
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.hostname, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  }).catch((err) => {
+    clearInterval(idle);
+    throw err;
+  });
+  // Accept errors (e.g. EMFILE) must not crash the process; node keeps listening.
+  server.on("error", () => {});
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : options.port;
+  const serverClosed = new Promise<void>((resolve) => server.once("close", () => resolve()));
+
+  const stopAccepting = (): Promise<void> => {
+    if (accepting) {
+      accepting = false;
+      // Stops listening at once; the callback (all connections gone) is `serverClosed`.
+      server.close();
+      server.closeIdleConnections();
+    }
+    return Promise.resolve();
+  };
+
+  let closing: Promise<void> | undefined;
+  const close = async () => {
+    await stopAccepting();
+    clearInterval(idle);
+    const ended = [...peers.values()].map((peer) => peer.closed);
+    for (const ws of peers.keys()) ws.terminate();
+    for (const socket of sockets) socket.destroy();
+    await Promise.all([...ended, serverClosed]);
+  };
+  const listener: Listener = { port, stopAccepting, close: () => closing ??= close() };
+  return listener;
+};
