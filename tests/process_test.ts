@@ -28,8 +28,14 @@ Deno.test("the server refuses to start without a usable AUTH_SECRET, in one line
 });
 
 Deno.test("a bad setting is refused at start with a one-line message naming it", async () => {
-  for (const [name, value] of [["PORT", "http"], ["WS_TRANSPORT", "uws"], ["MAX_FRAME_BYTES", "-1"]]) {
-    const { code, stderr } = await runServerExpectingFailure({ PATH, AUTH_SECRET: "x", [name!]: value! });
+  for (
+    const [name, value] of [["PORT", "http"], ["WS_TRANSPORT", "uws"], ["MAX_FRAME_BYTES", "-1"]]
+  ) {
+    const { code, stderr } = await runServerExpectingFailure({
+      PATH,
+      AUTH_SECRET: "x",
+      [name!]: value!,
+    });
     assert.notEqual(code, 0);
     assert.equal(stderr.trim().split("\n").length, 1, stderr);
     assert.match(stderr, new RegExp(name!));
@@ -39,7 +45,10 @@ Deno.test("a bad setting is refused at start with a one-line message naming it",
 /** A server process on a fresh database, with users 1–2 friends. */
 async function withProcess(
   env: Record<string, string>,
-  body: (server: Awaited<ReturnType<typeof spawnServer>>, db: Awaited<ReturnType<typeof createTestDatabase>>) => Promise<void>,
+  body: (
+    server: Awaited<ReturnType<typeof spawnServer>>,
+    db: Awaited<ReturnType<typeof createTestDatabase>>,
+  ) => Promise<void>,
 ) {
   const db = await createTestDatabase();
   let server;
@@ -108,7 +117,9 @@ Deno.test("rounds of 2,000 sockets that never authenticate are closed at the aut
     const growth = after[3]! - after[1]!;
     assert.ok(
       growth < 32 * MiB,
-      `RSS after each round: ${after.map((b) => (b / MiB).toFixed(0)).join(", ")} MiB (peak ${(loaded / MiB).toFixed(0)})`,
+      `RSS after each round: ${after.map((b) => (b / MiB).toFixed(0)).join(", ")} MiB (peak ${
+        (loaded / MiB).toFixed(0)
+      })`,
     );
   });
 });
@@ -119,7 +130,10 @@ Deno.test("SIGTERM drains: every message acknowledged is stored, every stored on
     const url = `ws://127.0.0.1:${server.publicPort}/ws`;
     const connectAs = async (id: number) => {
       const c = await TestClient.open(url);
-      c.send({ type: "authenticate", auth_token: await signToken(key, id, Math.floor(Date.now() / 1000)) });
+      c.send({
+        type: "authenticate",
+        auth_token: await signToken(key, id, Math.floor(Date.now() / 1000)),
+      });
       await c.next("authenticated");
       return c;
     };
@@ -127,13 +141,21 @@ Deno.test("SIGTERM drains: every message acknowledged is stored, every stored on
     const bob = await connectAs(2);
     const total = 300;
     const send = (i: number) =>
-      alice.send({ type: "chat_message", recipient_user_id: 2, message_text: `m${i}`, client_message_id: `m${i}` });
+      alice.send({
+        type: "chat_message",
+        recipient_user_id: 2,
+        message_text: `m${i}`,
+        client_message_id: `m${i}`,
+      });
     for (let i = 0; i < total / 2; i++) send(i);
     const first = await alice.next("message_sent"); // stored; the rest are in flight
     alice.frames.unshift(first);
     Deno.kill(server.pid, "SIGTERM");
     for (let i = total / 2; i < total; i++) send(i);
-    const [aliceClose, bobClose] = await Promise.all([alice.closedWith(15_000), bob.closedWith(15_000)]);
+    const [aliceClose, bobClose] = await Promise.all([
+      alice.closedWith(15_000),
+      bob.closedWith(15_000),
+    ]);
     assert.equal(await server.stop("SIGTERM"), 0);
     assert.equal(aliceClose, 1001);
     assert.equal(bobClose, 1001);

@@ -71,9 +71,12 @@ export async function spawnServer(env: Record<string, string>): Promise<ServerPr
     internalPort: Number(entry.internal_port),
     lines,
     async rss() {
-      const status = await Deno.readTextFile(`/proc/${child.pid}/status`);
-      const kb = /VmRSS:\s+(\d+) kB/.exec(status)?.[1];
-      return Number(kb) * 1024;
+      // `ps` rather than /proc: Deno allows reading /proc only with --allow-all.
+      const out = await new Deno.Command("ps", { args: ["-o", "rss=", "-p", String(child.pid)] })
+        .output();
+      const kb = Number(new TextDecoder().decode(out.stdout).trim());
+      if (!Number.isFinite(kb) || kb <= 0) throw new Error(`no RSS for pid ${child.pid}`);
+      return kb * 1024;
     },
     async stop(signal: Deno.Signal = "SIGTERM", timeoutMs = 15_000) {
       if (exit === undefined) throw new Error("already stopped");

@@ -28,7 +28,11 @@ export interface TestServerOptions {
   db?: TestDatabase;
   /** Share a bus cluster (several nodes in one process). */
   cluster?: MemoryCluster;
+  /** Makes this node's bus (e.g. a `RedisBus`); wins over `cluster`. Closed by `close()`. */
+  bus?: () => Promise<Bus>;
   now?: () => number;
+  /** HTML served at `GET /` (what `DEMO_PAGE=true` serves). */
+  demoPage?: string;
   /** Rewrites the database URL the server uses (e.g. to go through a TCP proxy). */
   databaseUrl?: (url: string) => string;
 }
@@ -66,7 +70,9 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     relationCacheMs: config.relationCacheMs,
     logger: silentLogger,
   });
-  const bus = (options.cluster ?? new MemoryCluster()).node();
+  const bus = options.bus !== undefined
+    ? await options.bus()
+    : (options.cluster ?? new MemoryCluster()).node();
   const server = await startChatServer({
     config,
     repository,
@@ -74,6 +80,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     transport: options.transport ?? wsTransport,
     logger: silentLogger,
     now: options.now,
+    demoPage: options.demoPage,
   });
   const key = await importTokenKey(TEST_SECRET);
   const wsUrl = `ws://127.0.0.1:${server.publicPort}/ws`;
