@@ -19,7 +19,7 @@ export interface InternalDeps extends HealthDeps {
   maxFrameBytes: number;
   /** Sends `frame` to every connection of each user, on every node. */
   notify(userIds: readonly number[], frame: string): void;
-  metrics(): string;
+  metrics(): Promise<string>;
   logger: Logger;
 }
 
@@ -44,11 +44,10 @@ export function publicApp(deps: PublicDeps): Hono {
 export function internalApp(deps: InternalDeps): Hono {
   const app = base(deps.logger);
   health(app, deps);
-  app.get(
-    "/metrics",
-    (c) =>
-      c.body(deps.metrics(), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }),
-  );
+  app.get("/metrics", async (c) =>
+    c.body(await deps.metrics(), 200, {
+      "content-type": "text/plain; version=0.0.4; charset=utf-8",
+    }));
   app.post("/notify", async (c) => {
     if (deps.notifySecret === undefined) return c.json({ error: "Not found" }, 404);
     const header = c.req.header("authorization") ?? "";

@@ -56,6 +56,8 @@ export class MessageWriter {
     private readonly timeoutMs: number,
     /** Wraps one batch's work with the caller's (later) deadline. */
     private readonly deadline: <T>(work: () => Promise<T>) => Promise<T>,
+    /** Told of every committed batch: its size and how long it took. */
+    private readonly onBatch: (size: number, ms: number) => void,
   ) {}
 
   /** Queues a message; resolves once it is committed. */
@@ -77,10 +79,12 @@ export class MessageWriter {
       while (this.#queue.length > 0) {
         const batch = this.#queue.splice(0, MAX_BATCH);
         try {
+          const started = performance.now();
           const insertBefore = new Date(Date.now() + this.timeoutMs);
           const results = await this.deadline(() =>
             this.#write(batch.map((p) => p.message), insertBefore)
           );
+          this.onBatch(batch.length, performance.now() - started);
           batch.forEach((pending, i) => {
             const result = results[i]!;
             if (result instanceof Error) pending.reject(result);

@@ -27,6 +27,8 @@ export interface PostgresOptions {
   relationCacheMs: number;
   logger: Logger;
   now?: () => number;
+  /** Told of every committed batch (metrics). */
+  onBatch?: (size: number, ms: number) => void;
 }
 
 export class PostgresRepository implements ChatRepository {
@@ -49,6 +51,7 @@ export class PostgresRepository implements ChatRepository {
       sequence,
       options.statementTimeoutMs,
       (batch) => this.#deadline(batch),
+      options.onBatch ?? (() => {}),
     );
   }
 

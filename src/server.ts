@@ -28,6 +28,8 @@ export interface ChatServerOptions {
   /** HTML served at `GET /` on the public listener (the demo page). */
   demoPage?: string | undefined;
   now?: (() => number) | undefined;
+  /** Shared with the repository and bus so one scrape shows them all; a fresh one by default. */
+  metrics?: ServerMetrics | undefined;
 }
 
 export interface ChatServer {
@@ -46,7 +48,7 @@ export interface ChatServer {
 export async function startChatServer(options: ChatServerOptions): Promise<ChatServer> {
   const { config, repository, bus, logger } = options;
   const now = options.now ?? Date.now;
-  const metrics = new ServerMetrics();
+  const metrics = options.metrics ?? new ServerMetrics();
   const hub = new Hub({
     bus,
     repository,
@@ -124,14 +126,7 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
         notify(userIds, frame) {
           for (const userId of userIds) hub.sendToUser(userId, frame, false);
         },
-        metrics: () =>
-          metrics.render({
-            connections: () => ({
-              authenticated: hub.connectionCount,
-              unauthenticated: sessions.size - hub.connectionCount,
-            }),
-            users: () => hub.userCount,
-          }),
+        metrics: () => metrics.render(),
       }).fetch,
       checkUpgrade: () => refusal(404, "Not found"),
       onOpen: () => {
@@ -142,6 +137,14 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
     await publicListener.close();
     throw err;
   }
+
+  metrics.setGauges({
+    connections: () => ({
+      authenticated: hub.connectionCount,
+      unauthenticated: sessions.size - hub.connectionCount,
+    }),
+    users: () => hub.userCount,
+  });
 
   logger.info("listening", {
     transport: config.wsTransport,

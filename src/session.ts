@@ -102,12 +102,13 @@ export class Session implements Peer, WsHandlers {
 
   onText(text: string): void {
     if (this.#state === "closed") return;
-    this.ctx.metrics.frameIn();
     if (!this.#frames.take()) {
+      this.ctx.metrics.frameIn("refused");
       this.#refuse("rate_limited", "Too many frames", undefined, this.#frameAbuse);
       return;
     }
     const frame = parseClientFrame(text, this.ctx.limits);
+    this.ctx.metrics.frameIn(frame.type === "error" ? "invalid" : frame.type);
     this.#chain = this.#chain.then(() => this.#handle(frame)).catch((err) => {
       this.ctx.logger.error("frame_failed", { user_id: this.#userId, error: errorMessage(err) });
       this.#sendError("internal", "Internal error", undefined);
@@ -116,7 +117,7 @@ export class Session implements Peer, WsHandlers {
 
   onBinary(): void {
     if (this.#state === "closed") return;
-    this.ctx.metrics.frameIn();
+    this.ctx.metrics.frameIn("binary");
     if (!this.#frames.take()) {
       this.#refuse("rate_limited", "Too many frames", undefined, this.#frameAbuse);
       return;
@@ -266,7 +267,7 @@ export class Session implements Peer, WsHandlers {
   #stored({ message, duplicate }: StoreResult, started: number): void {
     const data = messageData(message);
     if (!duplicate) {
-      this.ctx.metrics.messageStored(this.ctx.now() - started);
+      this.ctx.metrics.messageAcknowledged(this.ctx.now() - started);
       const frame = serverFrames.chatMessage(data);
       this.ctx.hub.sendToUser(message.recipientUserId, frame, false);
       this.ctx.hub.sendToUser(message.senderUserId, frame, false, this);
@@ -332,7 +333,7 @@ export class Session implements Peer, WsHandlers {
     if (buffered > sendBufferMaxBytes) return this.#slowConsumer();
     if (droppable && buffered > sendBufferShedBytes) return this.ctx.metrics.frameDropped();
     this.conn.send(frame);
-    this.ctx.metrics.frameOut();
+    this.ctx.metrics.frameOut(frame);
   }
 
   #slowConsumer(): void {

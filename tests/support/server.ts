@@ -8,6 +8,7 @@ import { MemoryCluster } from "../../src/bus_memory.ts";
 import type { Bus } from "../../src/bus.ts";
 import { loadConfig } from "../../src/config.ts";
 import { silentLogger } from "../../src/log.ts";
+import { ServerMetrics } from "../../src/metrics.ts";
 import { PostgresRepository } from "../../src/repository_postgres.ts";
 import { type ChatServer, startChatServer } from "../../src/server.ts";
 import { importTokenKey, signToken } from "../../src/token.ts";
@@ -63,12 +64,14 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     DATABASE_URL: options.databaseUrl?.(db.url) ?? db.url,
     ...options.env,
   });
+  const metrics = new ServerMetrics();
   const repository = await PostgresRepository.connect({
     url: config.databaseUrl,
     poolSize: 4,
     statementTimeoutMs: config.dbStatementTimeoutMs,
     relationCacheMs: config.relationCacheMs,
     logger: silentLogger,
+    onBatch: (size, ms) => metrics.batchCommitted(size, ms),
   });
   const bus = options.bus !== undefined
     ? await options.bus()
@@ -79,6 +82,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     bus,
     transport: options.transport ?? wsTransport,
     logger: silentLogger,
+    metrics,
     now: options.now,
     demoPage: options.demoPage,
   });
