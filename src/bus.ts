@@ -21,6 +21,9 @@ export interface BusDelivery {
   droppable: boolean;
 }
 
+/** A user's presence in the whole cluster. */
+export type PresenceStatus = "online" | "offline";
+
 export interface Bus {
   /** This node's id, unique in the cluster. */
   readonly nodeId: string;
@@ -39,6 +42,14 @@ export interface Bus {
   join(userId: number): Promise<boolean>;
   /** Marks `userId` gone from this node; true when no node has them now. */
   leave(userId: number): Promise<boolean>;
+  /**
+   * Sets the handler for presence changes that no `join`/`leave` of this node reported: users
+   * of a dead node who are now on no live node ("offline", found by this node's sweep), and
+   * users of this node that came back after the bus lost them ("online", e.g. after a Redis
+   * restart). Each change is reported to one node only. Optional: a bus whose nodes cannot die
+   * apart (the memory bus) has none to report.
+   */
+  onPresenceChange?(handler: (userId: number, status: PresenceStatus) => void): void;
   /** Which of `userIds` are present on some node. */
   online(userIds: readonly number[]): Promise<Set<number>>;
   /** Leaves every user of this node and releases connections. */

@@ -5,23 +5,30 @@
  * several hubs as several nodes without Redis.
  */
 
-import type { Bus, BusDelivery } from "./bus.ts";
+import type { Bus, BusDelivery, PresenceStatus } from "./bus.ts";
 
 /** The state several in-process nodes share. */
 export class MemoryCluster {
   readonly subscribers = new Map<number, Set<MemoryBus>>();
   readonly presence = new Map<number, Set<string>>();
+  /** Nodes not closed or abandoned. */
+  readonly live = new Set<MemoryBus>();
   #nodes = 0;
 
   /** A bus for one more node of this cluster. */
   node(): MemoryBus {
-    return new MemoryBus(this, `node-${++this.#nodes}`);
+    const bus = new MemoryBus(this, `node-${++this.#nodes}`);
+    this.live.add(bus);
+    return bus;
   }
 }
 
 export class MemoryBus implements Bus {
   #handler: (delivery: BusDelivery) => void = () => {};
+  #onPresence: (userId: number, status: PresenceStatus) => void = () => {};
   readonly #joined = new Set<number>();
+  /** Abandoned: every call is a no-op, like calls into a dead process. */
+  #dead = false;
 
   constructor(private readonly cluster: MemoryCluster, readonly nodeId: string) {}
 
@@ -29,7 +36,12 @@ export class MemoryBus implements Bus {
     this.#handler = handler;
   }
 
+  onPresenceChange(handler: (userId: number, status: PresenceStatus) => void): void {
+    this.#onPresence = handler;
+  }
+
   subscribe(userId: number): Promise<void> {
+    if (this.#dead) return Promise.resolve();
     const set = this.cluster.subscribers.get(userId) ?? new Set();
     set.add(this);
     this.cluster.subscribers.set(userId, set);
@@ -37,6 +49,7 @@ export class MemoryBus implements Bus {
   }
 
   unsubscribe(userId: number): Promise<void> {
+    if (this.#dead) return Promise.resolve();
     const set = this.cluster.subscribers.get(userId);
     set?.delete(this);
     if (set?.size === 0) this.cluster.subscribers.delete(userId);
@@ -44,6 +57,7 @@ export class MemoryBus implements Bus {
   }
 
   publish(delivery: BusDelivery): void {
+    if (this.#dead) return;
     const set = this.cluster.subscribers.get(delivery.userId);
     if (set === undefined) return;
     for (const node of set) {
@@ -53,6 +67,7 @@ export class MemoryBus implements Bus {
   }
 
   join(userId: number): Promise<boolean> {
+    if (this.#dead) return Promise.resolve(false);
     const nodes = this.cluster.presence.get(userId) ?? new Set();
     const first = nodes.size === 0;
     nodes.add(this.nodeId);
@@ -62,6 +77,7 @@ export class MemoryBus implements Bus {
   }
 
   leave(userId: number): Promise<boolean> {
+    if (this.#dead) return Promise.resolve(false);
     this.#joined.delete(userId);
     const nodes = this.cluster.presence.get(userId);
     if (nodes === undefined) return Promise.resolve(true);
@@ -79,6 +95,29 @@ export class MemoryBus implements Bus {
 
   async close(): Promise<void> {
     for (const userId of [...this.#joined]) await this.leave(userId);
+    this.#detach();
+  }
+
+  /**
+   * Drops this node as if its process had died: its users leave, and those now on no node
+   * are reported offline to one surviving node's `onPresenceChange`, as a Redis sweep would.
+   */
+  abandon(): void {
+    this.#dead = true;
+    this.#detach();
+    const survivor = this.cluster.live.values().next().value;
+    for (const userId of [...this.#joined]) {
+      this.#joined.delete(userId);
+      const nodes = this.cluster.presence.get(userId);
+      nodes?.delete(this.nodeId);
+      if ((nodes?.size ?? 0) > 0) continue;
+      this.cluster.presence.delete(userId);
+      if (survivor !== undefined) queueMicrotask(() => survivor.#onPresence(userId, "offline"));
+    }
+  }
+
+  #detach(): void {
+    this.cluster.live.delete(this);
     for (const [userId, set] of this.cluster.subscribers) {
       set.delete(this);
       if (set.size === 0) this.cluster.subscribers.delete(userId);

@@ -32,6 +32,10 @@ export interface Config {
   /** How stale a friendship or block answer may be (at most 5000). */
   relationCacheMs: number;
   redisUrl: string | undefined;
+  /** Prefix of every Redis key and channel of this cluster. */
+  redisKeyPrefix: string;
+  /** How long a node counts as live after its last heartbeat (it beats every third of it). */
+  presenceTtlS: number;
   maxConnections: number;
   maxConnectionsPerUser: number;
   maxUnauthPerIp: number;
@@ -89,6 +93,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     dbStatementTimeoutMs: read.int("DB_STATEMENT_TIMEOUT_MS", 5000, 100, 120_000),
     relationCacheMs: read.int("RELATION_CACHE_MS", 2000, 0, 5000),
     redisUrl: nonEmpty(env.REDIS_URL),
+    redisKeyPrefix: env.REDIS_KEY_PREFIX || "geobeasts:chat:",
+    presenceTtlS: read.int("PRESENCE_TTL_S", 15, 1, 3600),
     maxConnections: read.int("MAX_CONNECTIONS", 50000, 1, 10_000_000),
     maxConnectionsPerUser: read.int("MAX_CONNECTIONS_PER_USER", 10, 1, 10_000),
     maxUnauthPerIp: read.int("MAX_UNAUTH_PER_IP", 50, 1, 10_000_000),

@@ -46,6 +46,15 @@ export class Hub {
     this.#logger = options.logger;
     this.#maxPerUser = options.maxConnectionsPerUser;
     this.#bus.onDelivery((delivery) => this.#deliverLocal(delivery));
+    // Changes the bus found itself (a dead node's users, this node's users re-registered):
+    // announced in line with the user's other changes, and only while they still hold.
+    this.#bus.onPresenceChange?.((userId, status) =>
+      this.#syncPresence(userId, async () => {
+        if (this.#joined.has(userId) === (status === "online")) {
+          await this.#announce(userId, status);
+        }
+      })
+    );
   }
 
   /** Authenticated connections on this node. */
@@ -118,9 +127,9 @@ export class Hub {
     for (const peer of set) if (peer !== except) peer.deliver(frame, droppable);
   }
 
-  #syncPresence(userId: number): void {
+  #syncPresence(userId: number, apply = () => this.#applyPresence(userId)): void {
     const previous = this.#presenceOps.get(userId) ?? Promise.resolve();
-    const op = previous.then(() => this.#applyPresence(userId)).catch((err) => {
+    const op = previous.then(apply).catch((err) => {
       this.#logger.warn("presence_failed", { user_id: userId, error: errorMessage(err) });
     }).finally(() => {
       if (this.#presenceOps.get(userId) === op) this.#presenceOps.delete(userId);

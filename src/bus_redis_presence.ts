@@ -1,0 +1,177 @@
+/**
+ * @module bus_redis_presence
+ * One node's side of cluster presence in Redis: join/leave/online, the heartbeat that keeps
+ * the node live, the sweep of dead nodes, and reconciling after failures (scripts and keys
+ * in `bus_redis_scripts.ts`).
+ *
+ * Every `TTL / 3` the node extends its deadline to `TTL` ahead, then sweeps. So a node that
+ * dies stops counting for `online()` at most `TTL` after its last heartbeat, and its users
+ * are reported offline (to the sweeping node's handler) at most `TTL + TTL / 3` after it.
+ *
+ * Redis failures never throw out of here: a failed `join`/`leave` answers "no change" and
+ * marks the node for reconciling, which the next heartbeat does, reporting what changed.
+ */
+
+import type { Redis } from "ioredis";
+import type { PresenceStatus } from "./bus.ts";
+import { PRESENCE_SCRIPTS, type PresenceCommands } from "./bus_redis_scripts.ts";
+import { errorMessage, type Logger } from "./log.ts";
+
+export interface RedisPresenceOptions {
+  prefix: string;
+  nodeId: string;
+  ttlMs: number;
+  logger: Logger;
+}
+
+/** Users of one dead node taken per sweep call, to keep each script call short. */
+const SWEEP_BATCH = 1000;
+/** Sweep calls per heartbeat at most; more waits for the next heartbeat. */
+const SWEEP_CALLS = 100;
+
+export class RedisPresence {
+  readonly #scripts: PresenceCommands;
+  readonly #nodes: string;
+  readonly #prefix: string;
+  readonly #nodeId: string;
+  readonly #ttlMs: number;
+  readonly #logger: Logger;
+  /** Users present on this node: the truth Redis is reconciled to. */
+  readonly #joined = new Set<number>();
+  /** Users whose `leave` failed: reported offline by the next reconcile if on no live node. */
+  readonly #left = new Set<number>();
+  #dirty = false;
+  #stopped = false;
+  #ticking: Promise<void> | undefined;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  /** Receives the changes found by sweeps and reconciles. */
+  onChange: (userId: number, status: PresenceStatus) => void = () => {};
+
+  constructor(cmd: Redis, options: RedisPresenceOptions) {
+    for (const [name, definition] of Object.entries(PRESENCE_SCRIPTS)) {
+      cmd.defineCommand(name, definition);
+    }
+    this.#scripts = cmd as unknown as PresenceCommands;
+    this.#prefix = options.prefix;
+    this.#nodes = `${options.prefix}nodes`;
+    this.#nodeId = options.nodeId;
+    this.#ttlMs = options.ttlMs;
+    this.#logger = options.logger;
+  }
+
+  /** Registers the node as live (throws when Redis does not answer), then keeps it live. */
+  async start(): Promise<void> {
+    await this.#scripts.gbReconcile(this.#nodes, this.#prefix, this.#nodeId, this.#ttlMs, 0, []);
+    this.#timer = setInterval(() => void this.resync(false), Math.max(1, this.#ttlMs / 3));
+  }
+
+  /** Runs a heartbeat now; with `reconcile`, a full reconcile (e.g. after a reconnect). */
+  resync(reconcile = true): Promise<void> {
+    if (reconcile) this.#dirty = true;
+    if (this.#stopped) return Promise.resolve();
+    this.#ticking ??= this.#beat().finally(() => (this.#ticking = undefined));
+    return this.#ticking;
+  }
+
+  async join(userId: number): Promise<boolean> {
+    this.#joined.add(userId);
+    this.#left.delete(userId);
+    try {
+      return (await this.#scripts.gbJoin(this.#nodes, this.#prefix, this.#nodeId, userId)) === 1;
+    } catch (err) {
+      this.#failed("join", userId, err);
+      return false;
+    }
+  }
+
+  async leave(userId: number): Promise<boolean> {
+    this.#joined.delete(userId);
+    try {
+      return (await this.#scripts.gbLeave(this.#nodes, this.#prefix, this.#nodeId, userId)) === 1;
+    } catch (err) {
+      this.#left.add(userId);
+      this.#failed("leave", userId, err);
+      return false;
+    }
+  }
+
+  /** During a Redis outage, answers from this node's own users rather than failing. */
+  async online(userIds: readonly number[]): Promise<Set<number>> {
+    if (userIds.length === 0) return new Set();
+    try {
+      return new Set(
+        (await this.#scripts.gbOnline(this.#nodes, this.#prefix, userIds)).map(Number),
+      );
+    } catch (err) {
+      this.#logger.warn("bus_online_failed", { error: errorMessage(err) });
+      return new Set(userIds.filter((id) => this.#joined.has(id)));
+    }
+  }
+
+  /** Stops the heartbeat; Redis keeps the node until it is swept (a crash looks like this). */
+  stop(): void {
+    this.#stopped = true;
+    clearInterval(this.#timer);
+  }
+
+  /** Stops, then removes the node and its users from Redis without reporting anyone. */
+  async retire(): Promise<void> {
+    this.stop();
+    await this.#ticking;
+    this.#joined.clear();
+    this.#left.clear();
+    try {
+      await this.#scripts.gbRetire(this.#nodes, this.#prefix, this.#nodeId);
+    } catch (err) {
+      this.#logger.warn("bus_retire_failed", { node_id: this.#nodeId, error: errorMessage(err) });
+    }
+  }
+
+  async #beat(): Promise<void> {
+    try {
+      const live = !this.#dirty &&
+        (await this.#scripts.gbHeartbeat(this.#nodes, this.#prefix, this.#nodeId, this.#ttlMs)) ===
+          1;
+      if (!live) await this.#reconcile();
+      for (let calls = 0; calls < SWEEP_CALLS && !this.#stopped; calls++) {
+        const swept = await this.#scripts.gbSweep(this.#nodes, this.#prefix, SWEEP_BATCH);
+        if (swept.length === 0) break;
+        const [node, offline] = swept;
+        this.#logger.info("bus_node_swept", { node_id: node, offline_users: offline.length });
+        for (const id of offline) this.onChange(Number(id), "offline");
+      }
+    } catch (err) {
+      if (!this.#stopped) this.#logger.warn("bus_heartbeat_failed", { error: errorMessage(err) });
+    }
+  }
+
+  async #reconcile(): Promise<void> {
+    this.#dirty = false;
+    const left = [...this.#left];
+    try {
+      const [online, offline] = await this.#scripts.gbReconcile(
+        this.#nodes,
+        this.#prefix,
+        this.#nodeId,
+        this.#ttlMs,
+        this.#joined.size,
+        [...this.#joined, ...left],
+      );
+      for (const id of left) this.#left.delete(id);
+      if (online.length + offline.length > 0) {
+        this.#logger.info("bus_reconciled", { online: online.length, offline: offline.length });
+      }
+      for (const id of online) this.onChange(Number(id), "online");
+      for (const id of offline) this.onChange(Number(id), "offline");
+    } catch (err) {
+      this.#dirty = true;
+      throw err;
+    }
+  }
+
+  #failed(op: string, userId: number, err: unknown): void {
+    this.#dirty = true;
+    if (this.#stopped) return;
+    this.#logger.warn("bus_presence_failed", { op, user_id: userId, error: errorMessage(err) });
+  }
+}

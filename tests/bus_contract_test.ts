@@ -1,0 +1,118 @@
+/**
+ * The `Bus` contract, one suite run against every implementation: the memory cluster, and
+ * Redis at `REDIS_URL` (each test under its own key prefix, deleted afterwards).
+ */
+
+import assert from "node:assert/strict";
+import type { BusDelivery, PresenceStatus } from "../src/bus.ts";
+import {
+  CLUSTER_KINDS,
+  type ClusterKind,
+  eventually,
+  kindName,
+  type TestBus,
+  type TestCluster,
+} from "./support/bus_cluster.ts";
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Runs the contract against clusters made by `kind`. */
+function busContract(kind: ClusterKind): void {
+  const test = (name: string, body: (cluster: TestCluster) => Promise<void>) =>
+    Deno.test({
+      name: kindName(name, kind),
+      ignore: kind.skip !== undefined,
+      async fn() {
+        const cluster = kind.create();
+        try {
+          await body(cluster);
+        } finally {
+          await cluster.cleanup();
+        }
+      },
+    });
+
+  test("a publish reaches the other subscribed nodes only, frame and flag intact", async (c) => {
+    const [a, b, c2, d] = [await c.node(), await c.node(), await c.node(), await c.node()];
+    const got = new Map<TestBus, BusDelivery[]>();
+    for (const node of [a, b, c2, d]) {
+      got.set(node, []);
+      node.onDelivery((delivery) => got.get(node)!.push(delivery));
+    }
+    await a.subscribe(7);
+    await b.subscribe(7);
+    await c2.subscribe(7);
+    await c2.unsubscribe(7);
+    await d.subscribe(8);
+    const frame = JSON.stringify({ type: "chat_message", message_text: "a|b\n1 ünï 🐉" });
+    a.publish({ userId: 7, frame, droppable: false });
+    a.publish({ userId: 7, frame: "{}", droppable: true });
+    await eventually("b gets both", () => got.get(b)!.length === 2);
+    assert.deepEqual(got.get(b), [
+      { userId: 7, frame, droppable: false },
+      { userId: 7, frame: "{}", droppable: true },
+    ]);
+    await sleep(100);
+    assert.deepEqual(got.get(a), [], "the publisher already delivered locally");
+    assert.deepEqual(got.get(c2), [], "unsubscribed");
+    assert.deepEqual(got.get(d), [], "another user's channel");
+  });
+
+  test("join is first only on the first node and leave last only on the last", async (c) => {
+    const [a, b] = [await c.node(), await c.node()];
+    assert.equal(await a.join(1), true);
+    assert.equal(await b.join(1), false);
+    assert.equal(await a.leave(1), false);
+    assert.equal(await b.leave(1), true);
+    assert.equal(await b.join(1), true, "online again after everyone left");
+    assert.equal(await b.leave(1), true);
+  });
+
+  test("online() sees users present on any node and no others", async (c) => {
+    const [a, b] = [await c.node(), await c.node()];
+    await a.join(1);
+    await b.join(2);
+    await b.join(1);
+    for (const node of [a, b]) {
+      assert.deepEqual([...(await node.online([1, 2, 3]))].sort(), [1, 2]);
+      assert.deepEqual([...(await node.online([]))], []);
+    }
+    await b.leave(2);
+    assert.deepEqual([...(await a.online([1, 2, 3]))], [1]);
+  });
+
+  test("close() leaves every user of the node and stops its deliveries", async (c) => {
+    const [a, b] = [await c.node(), await c.node()];
+    const got: BusDelivery[] = [];
+    a.onDelivery((delivery) => got.push(delivery));
+    await a.subscribe(2);
+    await a.join(1);
+    await a.join(2);
+    await b.join(2);
+    await a.close();
+    assert.deepEqual([...(await b.online([1, 2]))], [2]);
+    assert.equal(await b.leave(2), true, "b was the last node of user 2");
+    b.publish({ userId: 2, frame: "{}", droppable: false });
+    await sleep(100);
+    assert.deepEqual(got, []);
+  });
+
+  test("a dead node's users go offline and are reported once, to one survivor", async (c) => {
+    const [dead, b, d] = [await c.node(), await c.node(), await c.node()];
+    const reports: [number, PresenceStatus][] = [];
+    for (const node of [b, d]) node.onPresenceChange?.((id, status) => reports.push([id, status]));
+    await dead.join(1);
+    await dead.join(2);
+    await b.join(2);
+    const diedAt = Date.now();
+    dead.abandon();
+    await eventually("user 1 reported offline", () => reports.length > 0, c.deadNodeBoundMs + 2000);
+    assert.ok(Date.now() - diedAt <= c.deadNodeBoundMs + 1000, "within the documented bound");
+    assert.deepEqual([...(await b.online([1, 2]))], [2]);
+    await sleep(c.deadNodeBoundMs / 2 + 100);
+    assert.deepEqual(reports, [[1, "offline"]], "user 2 is still on b; user 1 only once");
+    assert.equal(await b.leave(2), true);
+  });
+}
+
+for (const kind of CLUSTER_KINDS) busContract(kind);

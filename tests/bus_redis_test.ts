@@ -1,0 +1,120 @@
+/**
+ * What only the Redis bus has to survive: Redis losing its keys, and Redis going away and
+ * coming back (a private `redis-server` the test starts and kills). Ignored when `REDIS_URL`
+ * is unset.
+ */
+
+import assert from "node:assert/strict";
+import type { BusDelivery, PresenceStatus } from "../src/bus.ts";
+import { deleteKeys, eventually, REDIS_URL, redisCluster } from "./support/bus_cluster.ts";
+
+const ignore = REDIS_URL === undefined;
+const suffix = ignore ? " (skipped: REDIS_URL unset)" : "";
+
+Deno.test({
+  name: `a node re-registers its users and reports them online after Redis lost its keys${suffix}`,
+  ignore,
+  async fn() {
+    const cluster = redisCluster(REDIS_URL!, 1);
+    try {
+      const [a, b] = [await cluster.node(), await cluster.node()];
+      const reports: [number, PresenceStatus][] = [];
+      a.onPresenceChange?.((id, status) => reports.push([id, status]));
+      await a.join(1);
+      await deleteKeys(REDIS_URL!, cluster.prefix!);
+      assert.deepEqual([...(await b.online([1]))], []);
+      await eventually("a re-registered", async () => (await b.online([1])).has(1), 2000);
+      await eventually("a reported it", () => reports.length > 0);
+      assert.deepEqual(reports, [[1, "online"]]);
+      assert.equal(await a.leave(1), true);
+    } finally {
+      await cluster.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: `a Redis outage throws nothing, and afterwards delivery and presence recover${suffix}`,
+  ignore,
+  async fn() {
+    const port = freePort();
+    let server = startRedis(port);
+    const url = `redis://127.0.0.1:${port}`;
+    const cluster = redisCluster(url, 1);
+    try {
+      await eventually("redis up", async () => await pingable(url), 5000);
+      const [a, b] = [await cluster.node(), await cluster.node()];
+      const got: BusDelivery[] = [];
+      const reports: [number, PresenceStatus][] = [];
+      a.onDelivery((delivery) => got.push(delivery));
+      for (const node of [a, b]) {
+        node.onPresenceChange?.((id, status) => reports.push([id, status]));
+      }
+      await a.subscribe(1);
+      await a.join(1);
+      await b.join(2);
+
+      await stopRedis(server);
+      b.publish({ userId: 1, frame: "{}", droppable: false });
+      assert.equal(await b.join(3), false, "no answer: treated as no change");
+      assert.equal(await b.leave(2), false);
+      assert.deepEqual([...(await a.online([1, 2, 3]))], [1], "local answer during the outage");
+      await a.subscribe(4); // while disconnected: subscribed on reconnect
+
+      server = startRedis(port); // empty: Redis lost everything
+      await eventually("presence reconciled", async () => {
+        const online = await b.online([1, 2, 3]);
+        return online.has(1) && online.has(3) && !online.has(2);
+      }, 10_000);
+      await eventually("deliveries flow again", () => {
+        b.publish({ userId: 4, frame: '{"n":4}', droppable: true });
+        return got.some((d) => d.userId === 4);
+      }, 10_000);
+      b.publish({ userId: 1, frame: '{"n":1}', droppable: false });
+      await eventually("user 1 resubscribed", () => got.some((d) => d.frame === '{"n":1}'));
+      await eventually("changes reported", () => reports.length >= 3);
+      assert.deepEqual(
+        reports.sort(),
+        [[1, "online"], [2, "offline"], [3, "online"]],
+        "a join or leave lost in the outage is reported once Redis is back",
+      );
+    } finally {
+      await cluster.cleanup();
+      await stopRedis(server);
+    }
+  },
+});
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+function startRedis(port: number): Deno.ChildProcess {
+  return new Deno.Command("redis-server", {
+    args: ["--bind", "127.0.0.1", "--port", String(port), "--save", "", "--appendonly", "no"],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+}
+
+async function stopRedis(server: Deno.ChildProcess): Promise<void> {
+  try {
+    server.kill("SIGKILL");
+  } catch {
+    // Already gone.
+  }
+  await server.status;
+}
+
+async function pingable(url: string): Promise<boolean> {
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(new URL(url).port) });
+    conn.close();
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * Two real chat servers as two nodes of one cluster: one database, and either one memory
+ * cluster or two Redis buses on one Redis (ignored when `REDIS_URL` is unset). Users 1–2 and
+ * 1–3 are friends.
+ */
+
+import assert from "node:assert/strict";
+import { CLUSTER_KINDS, type ClusterKind, kindName, type TestBus } from "./support/bus_cluster.ts";
+import type { TestClient } from "./support/client.ts";
+import { createTestDatabase } from "./support/db.ts";
+import { startTestServer, type TestServer } from "./support/server.ts";
+
+const NOTIFY_SECRET = "cluster-notify-secret";
+/** Short, so that a dead node is noticed quickly. */
+const PRESENCE_TTL_S = 1;
+
+function clusterTest(
+  kind: ClusterKind,
+  name: string,
+  body: (a: TestServer, b: TestServer, deadNodeBoundMs: number) => Promise<void>,
+): void {
+  Deno.test({
+    name: kindName(name, kind),
+    ignore: kind.skip !== undefined,
+    async fn() {
+      const db = await createTestDatabase();
+      const cluster = kind.create(PRESENCE_TTL_S);
+      const nodes: TestServer[] = [];
+      try {
+        for (let i = 0; i < 2; i++) {
+          nodes.push(
+            await startTestServer({ db, bus: cluster.node, env: { NOTIFY_SECRET } }),
+          );
+        }
+        for (const id of [1, 2, 3]) await db.addUser(id);
+        await db.befriend(1, 2);
+        await db.befriend(3, 1);
+        await body(nodes[0]!, nodes[1]!, cluster.deadNodeBoundMs);
+      } finally {
+        for (const node of nodes) await node.close();
+        await cluster.cleanup();
+        await db.drop();
+      }
+    },
+  });
+}
+
+/** Connects on `node` and waits until the node's presence work for it is done. */
+async function connectSettled(node: TestServer, userId: number): Promise<TestClient> {
+  const client = await node.connectAs(userId);
+  await node.server.hub.settled();
+  return client;
+}
+
+for (const kind of CLUSTER_KINDS) {
+  clusterTest(
+    kind,
+    "a message from node A reaches the friend and the sender's other device on node B",
+    async (a, b) => {
+      const bob = await connectSettled(b, 2);
+      const aliceLaptop = await connectSettled(b, 1);
+      const alicePhone = await connectSettled(a, 1);
+      alicePhone.send({ type: "chat_message", recipient_user_id: 2, message_text: "across" });
+      const sent = (await alicePhone.next("message_sent")).data as Record<string, unknown>;
+      assert.deepEqual(await bob.next("chat_message"), { type: "chat_message", ...sent });
+      assert.deepEqual(await aliceLaptop.next("chat_message"), { type: "chat_message", ...sent });
+      assert.deepEqual(await bob.drainFor(100, "chat_message"), [], "delivered once");
+      assert.deepEqual(await alicePhone.drainFor(0, "chat_message"), [], "not echoed to sender");
+    },
+  );
+
+  clusterTest(kind, "typing crosses nodes", async (a, b) => {
+    const bob = await connectSettled(b, 2);
+    const alice = await connectSettled(a, 1);
+    alice.send({ type: "typing", recipient_user_id: 2 });
+    assert.deepEqual(await bob.next("typing"), { type: "typing", user_id: 1, is_typing: true });
+  });
+
+  clusterTest(
+    kind,
+    "presence crosses nodes, and a user on both nodes goes offline only with the last device",
+    async (a, b) => {
+      const bob = await connectSettled(b, 2);
+      const alicePhone = await a.connect();
+      alicePhone.send({ type: "authenticate", auth_token: await a.token(1) });
+      assert.deepEqual((await alicePhone.next("authenticated")).online_friends, [2]);
+      assert.deepEqual(await bob.next("presence"), {
+        type: "presence",
+        user_id: 1,
+        status: "online",
+      });
+      const aliceLaptop = await connectSettled(b, 1);
+      await alicePhone.close();
+      await a.server.hub.settled();
+      assert.deepEqual(await bob.drainFor(200, "presence"), [], "still online on node B");
+      await aliceLaptop.close();
+      assert.deepEqual(await bob.next("presence"), {
+        type: "presence",
+        user_id: 1,
+        status: "offline",
+      });
+    },
+  );
+
+  clusterTest(kind, "/notify on node A reaches a user on node B", async (a, b) => {
+    const bob = await connectSettled(b, 2);
+    const event = { type: "battle_invitation", from_user_id: 1, battle_id: 9 };
+    const res = await fetch(`${a.internalUrl}/notify`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${NOTIFY_SECRET}`, "content-type": "application/json" },
+      body: JSON.stringify({ user_ids: [2], event }),
+    });
+    assert.equal(res.status, 202);
+    await res.body?.cancel();
+    assert.deepEqual(await bob.next("battle_invitation"), event);
+  });
+
+  clusterTest(
+    kind,
+    "a node whose heartbeat stops takes its users offline for friends on the other node",
+    async (a, b, deadNodeBoundMs) => {
+      const bob = await connectSettled(b, 2);
+      await connectSettled(a, 1);
+      await connectSettled(a, 3);
+      assert.equal((await bob.next("presence")).status, "online");
+      const diedAt = Date.now();
+      (a.bus as TestBus).abandon();
+      const offline = await bob.next("presence", deadNodeBoundMs + 2000);
+      assert.deepEqual(offline, { type: "presence", user_id: 1, status: "offline" });
+      assert.ok(Date.now() - diedAt <= deadNodeBoundMs + 1000, "within TTL + one sweep");
+      assert.deepEqual(await bob.drainFor(200, "presence"), [], "user 3 is not bob's friend");
+    },
+  );
+}
