@@ -1,0 +1,318 @@
+/**
+ * @module client_test
+ * The client SDK against a real server, run twice: as client/chat_client.ts and as the
+ * JavaScript the demo page embeds (which must be self-contained to work there).
+ */
+
+import assert from "node:assert/strict";
+import * as typedSdk from "../client/chat_client.ts";
+import type { ChatClient, ChatClientOptions, WebSocketLike } from "../client/chat_client.ts";
+import { CLIENT_JS } from "../src/demo_page.ts";
+import { createTestDatabase } from "./support/db.ts";
+import { startTestServer, type TestServer } from "./support/server.ts";
+
+type Sdk = typeof typedSdk;
+const embeddedSdk: Sdk = await import(`data:text/javascript,${encodeURIComponent(CLIENT_JS)}`);
+
+/** Polls `check` every 10 ms until it holds. */
+async function eventually(check: () => boolean, what: string, ms = 5000): Promise<void> {
+  for (const deadline = Date.now() + ms; !check();) {
+    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+async function countRows(t: TestServer): Promise<number> {
+  const [row] = await t.db.sql`select count(*)::int as n from messages`;
+  return row!.n;
+}
+
+/** A real WebSocket whose incoming frames `tamper` may drop, or answer by cutting the connection. */
+function tamperingWebSocket(
+  tamper: (frame: { type: string }, connection: number) => "pass" | "drop" | "cut",
+): new (url: string) => WebSocketLike {
+  let connections = 0;
+  return class implements WebSocketLike {
+    onopen: WebSocketLike["onopen"] = null;
+    onmessage: WebSocketLike["onmessage"] = null;
+    onclose: WebSocketLike["onclose"] = null;
+    onerror: WebSocketLike["onerror"] = null;
+    #ws: WebSocket;
+    constructor(url: string) {
+      const connection = connections++;
+      this.#ws = new WebSocket(url);
+      this.#ws.onopen = (event) => this.onopen?.(event);
+      this.#ws.onerror = (event) => this.onerror?.(event);
+      this.#ws.onclose = (event) => this.onclose?.(event);
+      this.#ws.onmessage = (event) => {
+        const action = tamper(JSON.parse(event.data), connection);
+        if (action === "cut") this.#ws.close();
+        else if (action === "pass") this.onmessage?.(event);
+      };
+    }
+    send(data: string) {
+      this.#ws.send(data);
+    }
+    close(code?: number, reason?: string) {
+      this.#ws.close(code, reason);
+    }
+  };
+}
+
+/** Every test below, for one form of the SDK. */
+function sdkSuite(variant: string, sdk: Sdk): void {
+  /** A client for `userId` with quick reconnects; counts its token requests. */
+  function clientFor(t: TestServer, userId: number, options: Partial<ChatClientOptions> = {}) {
+    const stats = { tokens: 0, authenticated: 0 };
+    const client: ChatClient = new sdk.ChatClient({
+      url: t.wsUrl,
+      getToken: () => (stats.tokens++, t.token(userId)),
+      reconnectBaseMs: 50,
+      reconnectCapMs: 200,
+      pingIntervalMs: 0,
+      ...options,
+    });
+    client.on("authenticated", () => stats.authenticated++);
+    return { client, stats };
+  }
+
+  /** Runs `body` with users 1..4 (1–2 friends); `restart()` replaces the server on its port. */
+  function clientTest(
+    name: string,
+    body: (
+      t: TestServer,
+      restart: (between?: () => Promise<void>) => Promise<TestServer>,
+    ) => Promise<void>,
+  ) {
+    Deno.test(`${name} (${variant})`, async () => {
+      const db = await createTestDatabase();
+      let t = await startTestServer({ db });
+      try {
+        for (const id of [1, 2, 3, 4]) await db.addUser(id);
+        await db.befriend(1, 2);
+        await body(t, async (between) => {
+          await t.close();
+          await between?.();
+          t = await startTestServer({ db, env: { PORT: String(t.server.publicPort) } });
+          return t;
+        });
+      } finally {
+        await t.close();
+        await db.drop();
+      }
+    });
+  }
+
+  clientTest("send() resolves with the stored message from message_sent", async (t) => {
+    const bob = await t.connectAs(2);
+    const { client } = clientFor(t, 1);
+    client.connect();
+    const auth = await client.once("authenticated");
+    assert.deepEqual(auth.online_friends, [2]);
+    const sent = await client.send(2, "  hello bob ");
+    assert.equal(sent.message_text, "hello bob");
+    assert.equal(sent.sender_user_id, 1);
+    assert.match(sent.client_message_id ?? "", /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-/);
+    assert.deepEqual(await bob.next("chat_message"), { type: "chat_message", ...sent });
+    assert.equal(
+      (await client.send(2, "again", { clientMessageId: "c-2" })).client_message_id,
+      "c-2",
+    );
+    assert.equal(client.pending, 0);
+    await client.close();
+  });
+
+  clientTest("send() rejects with the server's error frame for a non-friend", async (t) => {
+    const { client } = clientFor(t, 1);
+    const errors: string[] = [];
+    client.on("error", (frame) => errors.push(frame.code));
+    client.connect();
+    await client.once("authenticated");
+    const failure = await client.send(4, "hi", { clientMessageId: "nf-1" }).catch((e) => e);
+    assert.ok(failure instanceof sdk.ChatSendError);
+    assert.equal(failure.code, "not_friends");
+    assert.equal(failure.message, "You can only message friends");
+    assert.equal(failure.clientMessageId, "nf-1");
+    assert.deepEqual(errors, ["not_friends"]);
+    assert.equal(await countRows(t), 0);
+    await client.close();
+  });
+
+  clientTest(
+    "after a server restart the client reconnects and authenticates again",
+    async (t, restart) => {
+      const { client, stats } = clientFor(t, 1);
+      const states: string[] = [];
+      client.on("state", (change) => states.push(change.state));
+      client.connect();
+      await client.once("authenticated");
+      const t2 = await restart(() => eventually(() => client.state === "waiting", "client waits"));
+      await eventually(() => stats.authenticated === 2, "second authentication");
+      assert.equal(stats.tokens, 2, "a fresh token is fetched for the new connection");
+      assert.deepEqual(states.slice(0, 4), ["connecting", "authenticating", "open", "waiting"]);
+      assert.equal(states.at(-1), "open");
+      const bob = await t2.connectAs(2);
+      const sent = await client.send(2, "after restart");
+      assert.equal((await bob.next("chat_message")).message_id, sent.message_id);
+      await client.close();
+    },
+  );
+
+  clientTest(
+    "a message sent while offline is queued and stored once after reconnect",
+    async (t, restart) => {
+      const { client } = clientFor(t, 1);
+      client.connect();
+      await client.once("authenticated");
+      let queued: Promise<typedSdk.ChatMessage> | undefined;
+      const t2 = await restart(async () => {
+        await eventually(() => client.state === "waiting", "client waits to reconnect");
+        queued = client.send(2, "written offline", { clientMessageId: "offline-1" });
+        assert.equal(client.pending, 1);
+      });
+      const sent = await queued!;
+      assert.equal(sent.client_message_id, "offline-1");
+      const rows = await t2.db.sql`select message_id, message_text from messages`;
+      assert.equal(rows.length, 1);
+      assert.equal(Number(rows[0]!.message_id), sent.message_id);
+      assert.equal(t.db, t2.db);
+      await client.close();
+    },
+  );
+
+  clientTest("a message whose acknowledgement was lost is re-sent and stored once", async (t) => {
+    const bob = await t.connectAs(2);
+    const { client, stats } = clientFor(t, 1, {
+      WebSocket: tamperingWebSocket((f, n) =>
+        f.type === "message_sent" && n === 0 ? "cut" : "pass"
+      ),
+    });
+    client.connect();
+    await client.once("authenticated");
+    const sent = await client.send(2, "lost ack", { clientMessageId: "lost-1" });
+    assert.equal(stats.authenticated, 2, "the ack arrived on the second connection");
+    assert.equal(await countRows(t), 1);
+    assert.equal((await bob.next("chat_message")).message_id, sent.message_id);
+    assert.deepEqual(await bob.drainFor(100, "chat_message"), [], "delivered once");
+    await client.close();
+  });
+
+  clientTest("a connection whose pong does not come is treated as dead", async (t) => {
+    const { client, stats } = clientFor(t, 1, {
+      pingIntervalMs: 50,
+      pongTimeoutMs: 300,
+      WebSocket: tamperingWebSocket((f, n) => f.type === "pong" && n === 0 ? "drop" : "pass"),
+    });
+    const reasons: string[] = [];
+    client.on("state", (change) => change.reason && reasons.push(change.reason));
+    const pongs: unknown[] = [];
+    client.on("pong", (frame) => pongs.push(frame));
+    client.connect();
+    await eventually(() => stats.authenticated === 2 && pongs.length > 0, "reconnect, then pongs");
+    assert.equal(reasons[0], "no pong within 300 ms");
+    await client.close();
+  });
+
+  Deno.test(`a full offline queue rejects with queue_full; close() rejects the rest (${variant})`, async () => {
+    const client = new sdk.ChatClient({
+      url: "ws://127.0.0.1:9/ws",
+      getToken: () => Promise.resolve(""),
+      maxQueue: 2,
+    });
+    const first = client.send(2, "one").catch((e) => e);
+    const second = client.send(2, "two").catch((e) => e);
+    const third = await client.send(2, "three", { clientMessageId: "q3" }).catch((e) => e);
+    assert.ok(third instanceof sdk.ChatSendError);
+    assert.equal(third.code, "queue_full");
+    assert.match(third.message, /Offline queue is full \(2 messages/);
+    await client.close();
+    assert.deepEqual([(await first).code, (await second).code], ["closed", "closed"]);
+    await assert.rejects(client.send(2, "late"), /closed/);
+  });
+
+  Deno.test(`close() leaves no timers or sockets, connected or waiting (${variant})`, async () => {
+    const t = await startTestServer();
+    try {
+      await t.db.addUser(1);
+      const { client } = clientFor(t, 1, { pingIntervalMs: 1000 });
+      client.connect();
+      await client.once("authenticated");
+      await client.close();
+      assert.equal(client.state, "closed");
+    } finally {
+      await t.close();
+    }
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    listener.close(); // nothing listens on this port now
+    const waiting = new sdk.ChatClient({
+      url: `ws://127.0.0.1:${listener.addr.port}/ws`,
+      getToken: () => Promise.resolve("unused"),
+      reconnectBaseMs: 60_000,
+      random: () => 0.5,
+    });
+    waiting.connect();
+    await eventually(() => waiting.state === "waiting", "waiting state");
+    await waiting.close();
+  });
+
+  Deno.test(`backoff is full jitter, capped, and resets after authentication (${variant})`, async () => {
+    const sockets: { sent: string[]; socket: WebSocketLike }[] = [];
+    const timers: (() => void)[] = [];
+    const delays: number[] = [];
+    const client = new sdk.ChatClient({
+      url: "ws://fake/ws",
+      getToken: () => Promise.resolve("1:0:sig"),
+      pingIntervalMs: 0,
+      random: () => 0.5,
+      timers: { setTimeout: (run) => timers.push(run), clearTimeout: () => {} },
+      WebSocket: class {
+        onopen = null;
+        onmessage = null;
+        onclose = null;
+        onerror = null;
+        sent: string[] = [];
+        constructor() {
+          sockets.push({ sent: this.sent, socket: this });
+        }
+        send(data: string) {
+          this.sent.push(data);
+        }
+        close() {}
+      },
+    });
+    client.on("state", (change) => change.delayMs !== undefined && delays.push(change.delayMs));
+    const last = () => sockets.at(-1)!.socket;
+    client.connect();
+    for (let i = 0; i < 8; i++) (last().onclose!({ code: 1006, reason: "" }), timers.shift()!());
+    assert.deepEqual(delays, [250, 500, 1000, 2000, 4000, 8000, 15000, 15000]);
+    const queued = client.send(2, "queued", { clientMessageId: "fake-1" });
+    last().onopen!({});
+    await eventually(() => sockets.at(-1)!.sent.length === 1, "authenticate frame");
+    last().onmessage!({
+      data: JSON.stringify({ type: "authenticated", user_id: 1, online_friends: [] }),
+    });
+    assert.equal(JSON.parse(sockets.at(-1)!.sent[1]!).client_message_id, "fake-1");
+    last().onclose!({ code: 1006, reason: "" });
+    assert.equal(delays.at(-1), 250, "attempts reset after authentication");
+    timers.shift()!();
+    last().onopen!({});
+    await eventually(() => sockets.at(-1)!.sent.length === 1, "authenticate frame");
+    last().onmessage!({
+      data: JSON.stringify({ type: "authenticated", user_id: 1, online_friends: [] }),
+    });
+    const resent = JSON.parse(sockets.at(-1)!.sent[1]!);
+    assert.deepEqual(resent, {
+      type: "chat_message",
+      recipient_user_id: 2,
+      message_text: "queued",
+      client_message_id: "fake-1",
+    });
+    const closing = client.close();
+    assert.equal((await queued.catch((e) => e)).code, "closed");
+    last().onclose!({ code: 1000, reason: "" });
+    await closing;
+  });
+}
+
+sdkSuite("TypeScript", typedSdk);
+sdkSuite("embedded JS", embeddedSdk);
