@@ -1,8 +1,8 @@
 /**
  * @module db
- * A fresh PostgreSQL database per test, on the server at `DATABASE_URL`
- * (default: the local one), dropped afterwards, and seeding helpers that
- * write what the game backend would write.
+ * A fresh PostgreSQL database per test, on the server `adminUrl()` names,
+ * dropped afterwards, and seeding helpers that write what the game backend
+ * would write.
  */
 
 import postgres, { type Sql } from "postgres";
@@ -18,21 +18,62 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-/** The admin URL tests create their databases through. */
-export function adminUrl(): string {
-  return Deno.env.get("DATABASE_URL") || DEFAULT_DATABASE_URL;
+/**
+ * The admin URL tests create their databases through: `DATABASE_URL` when
+ * set; else the local server at 127.0.0.1:5432 when something listens there;
+ * else an embedded PostgreSQL, so that `deno task test` needs nothing but Deno.
+ */
+export async function adminUrl(): Promise<string> {
+  return Deno.env.get("DATABASE_URL") || await (fallbackUrl ??= localOrEmbedded());
+}
+
+let fallbackUrl: Promise<string> | undefined;
+
+async function localOrEmbedded(): Promise<string> {
+  try {
+    (await Deno.connect({ hostname: "127.0.0.1", port: 5432 })).close();
+    return DEFAULT_DATABASE_URL;
+  } catch {
+    return await embeddedUrl();
+  }
+}
+
+/**
+ * Where the embedded cluster's URL is shared. `deno test` runs each test
+ * module in a fresh runtime of one process, so a module variable would start
+ * a cluster per module; the process environment outlives them.
+ */
+const EMBEDDED_URL_VAR = "GB_TEST_EMBEDDED_DATABASE_URL";
+
+/**
+ * One embedded cluster for the whole `deno test` process, started by the
+ * first test that needs a database. Not stopped on `unload` (that fires per
+ * module, and later modules still need it): its watchdog stops it and deletes
+ * its data directory once the process has exited, however it exits.
+ */
+async function embeddedUrl(): Promise<string> {
+  const shared = Deno.env.get(EMBEDDED_URL_VAR);
+  if (shared) return shared;
+  // Dev/test-only module, loaded only on this path.
+  const { startEmbeddedPostgres } = await import("../../src/dev/embedded_postgres.ts");
+  const cluster = await startEmbeddedPostgres({
+    dataDir: `/tmp/gb-test-pg-${crypto.randomUUID().slice(0, 8)}`,
+    ephemeral: true,
+  });
+  Deno.env.set(EMBEDDED_URL_VAR, cluster.url);
+  return cluster.url;
 }
 
 /** Creates an empty database with a unique name; the server's migrations fill it. */
 export async function createTestDatabase(): Promise<TestDatabase> {
   const name = `gb_test_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
-  const admin = postgres(adminUrl(), { max: 1, onnotice: () => {} });
+  const admin = postgres(await adminUrl(), { max: 1, onnotice: () => {} });
   try {
     await admin.unsafe(`create database ${name}`);
   } finally {
     await admin.end();
   }
-  const url = new URL(adminUrl());
+  const url = new URL(await adminUrl());
   url.pathname = `/${name}`;
   const sql = postgres(url.href, { max: 2, onnotice: () => {} });
   return {
@@ -53,7 +94,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     },
     async drop() {
       await sql.end();
-      const admin = postgres(adminUrl(), { max: 1, onnotice: () => {} });
+      const admin = postgres(await adminUrl(), { max: 1, onnotice: () => {} });
       try {
         await admin.unsafe(`drop database if exists ${name} with (force)`);
       } finally {

@@ -1,0 +1,186 @@
+/**
+ * @module dev_test
+ * `deno task dev` on a machine with nothing but Deno: with no DATABASE_URL it
+ * starts the embedded PostgreSQL, serves, prints a working link per demo user,
+ * and on SIGINT drains, stops the database and exits 0.
+ */
+
+import assert from "node:assert/strict";
+import { TestClient } from "./support/client.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const READY_TIMEOUT_MS = 90_000; // a first run type-checks and runs initdb
+const STOP_TIMEOUT_MS = 20_000;
+const LINK = /^\s*(\w+)\s+http:\/\/localhost:(\d+)\/\?user=(\d+)&token=(\S+)$/;
+
+Deno.test("deno task dev without DATABASE_URL serves the demo users and exits 0 on SIGINT", async () => {
+  const port = freePort();
+  const internalPort = freePort();
+  const dataDir = `/tmp/gb-dev-test-${crypto.randomUUID().slice(0, 8)}`;
+  // The caller's environment minus what would point the server elsewhere.
+  const env = Deno.env.toObject();
+  for (const name of ["DATABASE_URL", "AUTH_SECRET", "REDIS_URL", "HOST", "DEMO_PAGE"]) {
+    delete env[name];
+  }
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["task", "dev"],
+    cwd: ROOT,
+    env: {
+      ...env,
+      PORT: String(port),
+      INTERNAL_PORT: String(internalPort),
+      DEV_DB_DIR: dataDir,
+      NO_COLOR: "1",
+    },
+    clearEnv: true,
+    // A process group of its own, so the finally block can kill `deno task`
+    // and the `deno run` under it together.
+    detached: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const out = collectLines(child.stdout);
+  const err = collectLines(child.stderr);
+  let exited = false;
+  const status = child.status.then((s) => {
+    exited = true;
+    return s;
+  });
+  let client: TestClient | undefined;
+  try {
+    const links = await within(
+      READY_TIMEOUT_MS,
+      out.until((lines) => lines.filter((line) => LINK.test(line)).length >= 3),
+      () =>
+        `no demo links within ${READY_TIMEOUT_MS} ms:\n${out.lines.join("\n")}\n${
+          err.lines.join("\n")
+        }`,
+    );
+    const parsed = links.flatMap((line) => {
+      const match = LINK.exec(line);
+      return match === null
+        ? []
+        : [{ name: match[1], port: Number(match[2]), user: Number(match[3]), token: match[4]! }];
+    });
+    assert.deepEqual(
+      parsed.map(({ name, port, user }) => ({ name, port, user })),
+      [{ name: "alice", port, user: 1 }, { name: "bob", port, user: 2 }, {
+        name: "carol",
+        port,
+        user: 3,
+      }],
+    );
+    assert.match(err.lines.join("\n"), /DEV-ONLY secret/);
+
+    const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+    await ready.body?.cancel();
+    assert.equal(ready.status, 200);
+
+    // The printed token signs in, and the seeded friends are there.
+    client = await TestClient.open(`ws://127.0.0.1:${port}/ws`);
+    client.send({ type: "authenticate", auth_token: parsed[0]!.token });
+    const authenticated = await client.next("authenticated");
+    assert.equal(authenticated.user_id, 1);
+
+    const started = Date.now();
+    child.kill("SIGINT");
+    assert.equal(await client.closedWith(STOP_TIMEOUT_MS), 1001);
+    const { code } = await within(STOP_TIMEOUT_MS, status, () => "no exit after SIGINT");
+    assert.equal(code, 0, err.lines.join("\n"));
+    assert.ok(Date.now() - started < STOP_TIMEOUT_MS);
+    // The embedded database was stopped before the exit, not left behind.
+    await assert.rejects(Deno.stat(`${dataDir}/postmaster.pid`), Deno.errors.NotFound);
+  } finally {
+    await client?.close();
+    if (!exited) {
+      try {
+        Deno.kill(-child.pid, "SIGKILL"); // the group: `deno task` and its `deno run`
+      } catch { /* already gone */ }
+    }
+    await status;
+    await Promise.all([out.done, err.done]);
+    // A killed run leaves its database to the watchdog, which stops it within a second.
+    await removeWhenStopped(dataDir);
+  }
+});
+
+interface Lines {
+  lines: string[];
+  /** Resolves with the lines once `done(lines)` holds; rejects at end of stream. */
+  until(done: (lines: string[]) => boolean): Promise<string[]>;
+  done: Promise<void>;
+}
+
+function collectLines(stream: ReadableStream<Uint8Array>): Lines {
+  const lines: string[] = [];
+  const waiters: {
+    done: (lines: string[]) => boolean;
+    resolve: (l: string[]) => void;
+    reject: (e: Error) => void;
+  }[] = [];
+  const check = () => {
+    for (const waiter of [...waiters]) {
+      if (waiter.done(lines)) {
+        waiters.splice(waiters.indexOf(waiter), 1);
+        waiter.resolve(lines);
+      }
+    }
+  };
+  const done = (async () => {
+    let buffered = "";
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      buffered += chunk;
+      let newline;
+      while ((newline = buffered.indexOf("\n")) >= 0) {
+        lines.push(buffered.slice(0, newline));
+        buffered = buffered.slice(newline + 1);
+      }
+      check();
+    }
+    if (buffered !== "") lines.push(buffered);
+    check();
+    for (const waiter of waiters.splice(0)) waiter.reject(new Error("stream ended"));
+  })();
+  return {
+    lines,
+    done,
+    until(predicate) {
+      return new Promise((resolve, reject) => {
+        waiters.push({ done: predicate, resolve, reject });
+        check();
+      });
+    },
+  };
+}
+
+async function within<T>(ms: number, promise: Promise<T>, message: () => string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message())), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function removeWhenStopped(dataDir: string): Promise<void> {
+  for (let i = 0; i < 50; i++) {
+    try {
+      await Deno.stat(`${dataDir}/postmaster.pid`);
+    } catch {
+      break;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+}
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
