@@ -6,27 +6,36 @@
 
 import { loadConfig } from "./src/config.ts";
 import { createLogger, errorMessage } from "./src/log.ts";
+import type { Bus } from "./src/bus.ts";
 import { MemoryCluster } from "./src/bus_memory.ts";
+import { RedisBus } from "./src/bus_redis.ts";
+import { ServerMetrics } from "./src/metrics.ts";
 import { PostgresRepository } from "./src/repository_postgres.ts";
-import { startChatServer } from "./src/server.ts";
+import { type ChatServer, startChatServer } from "./src/server.ts";
+import { healthcheck } from "./src/healthcheck.ts";
+import { DEMO_PAGE } from "./src/demo_page.ts";
 import { wsTransport } from "./src/transport_ws.ts";
 import { nativeTransport } from "./src/transport_native.ts";
 
-async function main(): Promise<number> {
+/** For a caller that runs the node in-process (`src/dev/main.ts`, `deno task dev`). */
+export interface MainHooks {
+  /** Called once the listeners are up (signals already handled), before the wait for a signal. */
+  onStarted?(server: ChatServer): void | Promise<void>;
+}
+
+/** Runs one node configured by `env` until SIGINT or SIGTERM; resolves with the exit code. */
+export async function main(
+  env: Record<string, string | undefined> = Deno.env.toObject(),
+  hooks: MainHooks = {},
+): Promise<number> {
   let config;
   try {
-    config = loadConfig(Deno.env.toObject());
+    config = loadConfig(env);
   } catch (err) {
     console.error(`geobeasts-chat: ${err instanceof Error ? err.message : String(err)}`);
     return 78; // EX_CONFIG
   }
   const logger = createLogger(config.logLevel);
-  if (config.redisUrl !== undefined) {
-    logger.error("startup_failed", {
-      error: "REDIS_URL is set but this build has no Redis bus yet",
-    });
-    return 78;
-  }
   if (config.wsTransport === "native") {
     logger.warn("native_transport", {
       note:
@@ -45,6 +54,7 @@ async function main(): Promise<number> {
     return 1;
   }
 
+  const metrics = new ServerMetrics();
   let repository;
   try {
     repository = await PostgresRepository.connect({
@@ -53,12 +63,25 @@ async function main(): Promise<number> {
       statementTimeoutMs: config.dbStatementTimeoutMs,
       relationCacheMs: config.relationCacheMs,
       logger,
+      onBatch: (size, ms) => metrics.batchCommitted(size, ms),
     });
   } catch (err) {
     logger.error("startup_failed", { error: `database: ${errorMessage(err)}` });
     return 1;
   }
-  const bus = new MemoryCluster().node();
+  let bus: Bus;
+  try {
+    bus = config.redisUrl === undefined ? new MemoryCluster().node() : await RedisBus.connect({
+      url: config.redisUrl,
+      keyPrefix: config.redisKeyPrefix,
+      presenceTtlS: config.presenceTtlS,
+      logger,
+    });
+  } catch (err) {
+    logger.error("startup_failed", { error: errorMessage(err) });
+    await repository.close();
+    return 1;
+  }
 
   let server;
   try {
@@ -69,9 +92,12 @@ async function main(): Promise<number> {
       transport: config.wsTransport === "ws" ? wsTransport : nativeTransport,
       logger,
       tls,
+      metrics,
+      demoPage: config.demoPage ? DEMO_PAGE : undefined,
     });
   } catch (err) {
     logger.error("startup_failed", { error: errorMessage(err) });
+    await bus.close();
     await repository.close();
     return 1;
   }
@@ -80,6 +106,7 @@ async function main(): Promise<number> {
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => stopped.resolve(signal));
   }
+  await hooks.onStarted?.(server);
   logger.info("shutdown_signal", { signal: await stopped.promise });
 
   const deadline = setTimeout(() => {
@@ -94,4 +121,8 @@ async function main(): Promise<number> {
   return 0;
 }
 
-Deno.exit(await main());
+if (import.meta.main) {
+  // `--healthcheck`: the container's probe (src/healthcheck.ts) instead of a server.
+  const probe = Deno.args[0] === "--healthcheck";
+  Deno.exit(await (probe ? healthcheck(Deno.env.toObject()) : main()));
+}

@@ -4,25 +4,26 @@
  */
 
 import assert from "node:assert/strict";
-import { startTestServer, type TestServer } from "./support/server.ts";
+import { startTestServer, type TestServer, TRANSPORTS } from "./support/server.ts";
 
-/** Runs `body` against a fresh server with users 1..4, 1–2 and 1–3 friends. */
-function chatTest(
-  name: string,
-  body: (t: TestServer) => Promise<void>,
-  env?: Record<string, string>,
-) {
-  Deno.test(name, async () => {
-    const t = await startTestServer(env === undefined ? {} : { env });
-    try {
-      for (const id of [1, 2, 3, 4]) await t.db.addUser(id);
-      await t.db.befriend(1, 2);
-      await t.db.befriend(3, 1);
-      await body(t);
-    } finally {
-      await t.close();
-    }
-  });
+/**
+ * Runs `body` against a fresh server with users 1..4, 1–2 and 1–3 friends,
+ * once per transport: everything above the transport is the same code.
+ */
+function chatTest(name: string, body: (t: TestServer) => Promise<void>) {
+  for (const [transportName, transport] of Object.entries(TRANSPORTS)) {
+    Deno.test(`${name} [${transportName}]`, async () => {
+      const t = await startTestServer({ transport });
+      try {
+        for (const id of [1, 2, 3, 4]) await t.db.addUser(id);
+        await t.db.befriend(1, 2);
+        await t.db.befriend(3, 1);
+        await body(t);
+      } finally {
+        await t.close();
+      }
+    });
+  }
 }
 
 chatTest(
@@ -340,5 +341,19 @@ chatTest(
     }
     client.ws.send(new Uint8Array([1, 2, 3]));
     assert.equal((await client.next("error")).code, "invalid_frame");
+  },
+);
+
+chatTest(
+  "a block by the sender does not stop their own messages: only the recipient's block counts (PROTOCOL check 7)",
+  async (t) => {
+    await t.db.block(1, 2);
+    const alice = await t.connectAs(1);
+    const bob = await t.connectAs(2);
+    alice.send({ type: "chat_message", recipient_user_id: 2, message_text: "from the blocker" });
+    await alice.next("message_sent");
+    await bob.next("chat_message");
+    bob.send({ type: "chat_message", recipient_user_id: 1, message_text: "to the blocker" });
+    assert.equal((await bob.next("error")).code, "forbidden");
   },
 );

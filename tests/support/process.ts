@@ -19,10 +19,21 @@ export interface ServerProcess {
 }
 
 /** Starts the server with `env` (ports 0 unless given) and waits for its `listening` line. */
-export async function spawnServer(env: Record<string, string>): Promise<ServerProcess> {
+export async function spawnServer(
+  env: Record<string, string>,
+  denoFlags: string[] = [],
+): Promise<ServerProcess> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-sys", MAIN],
-    env: { HOST: "127.0.0.1", PORT: "0", INTERNAL_PORT: "0", NO_COLOR: "1", ...env },
+    args: ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-sys", ...denoFlags, MAIN],
+    env: {
+      HOST: "127.0.0.1",
+      PORT: "0",
+      INTERNAL_PORT: "0",
+      NO_COLOR: "1",
+      // A single node unless a test asks for Redis: no state shared with other runs.
+      REDIS_URL: "",
+      ...env,
+    },
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -103,7 +114,15 @@ export async function runServerExpectingFailure(
 ): Promise<{ code: number; stderr: string }> {
   const output = await new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-sys", MAIN],
-    env: { HOST: "127.0.0.1", PORT: "0", INTERNAL_PORT: "0", NO_COLOR: "1", ...env },
+    env: {
+      HOST: "127.0.0.1",
+      PORT: "0",
+      INTERNAL_PORT: "0",
+      NO_COLOR: "1",
+      // A single node unless a test asks for Redis: no state shared with other runs.
+      REDIS_URL: "",
+      ...env,
+    },
     clearEnv: true,
     stdin: "null",
     stdout: "piped",

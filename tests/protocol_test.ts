@@ -1,0 +1,129 @@
+/**
+ * The frame parser and the token verifier as pure functions: fixed cases
+ * for the edges, and properties over arbitrary input (any input yields a
+ * typed frame or a typed error, never an exception).
+ */
+
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { type ErrorCode, parseClientFrame } from "../src/protocol.ts";
+import { importTokenKey, signToken, verifyToken } from "../src/token.ts";
+
+const limits = { maxMessageChars: 1000 };
+const CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  "invalid_frame",
+  "invalid_json",
+  "unknown_type",
+  "missing_fields",
+  "invalid_field",
+  "message_empty",
+  "message_too_long",
+]);
+
+Deno.test("any text parses into a typed frame or a typed error, never an exception", () => {
+  const json = fc.jsonValue().map((v) => JSON.stringify(v));
+  const framey = fc.record({
+    type: fc.constantFrom("authenticate", "chat_message", "typing", "ping", "__proto__", "x"),
+    recipient_user_id: fc.oneof(fc.integer(), fc.double(), fc.string(), fc.constant(null)),
+    message_text: fc.oneof(fc.string({ unit: "binary" }), fc.integer()),
+    client_message_id: fc.oneof(fc.string(), fc.integer()),
+    is_typing: fc.oneof(fc.boolean(), fc.string()),
+    auth_token: fc.oneof(fc.string(), fc.integer()),
+  }, { requiredKeys: ["type"] }).map((v) => JSON.stringify(v));
+  fc.assert(
+    fc.property(fc.oneof(fc.string({ unit: "binary" }), json, framey), (text) => {
+      const frame = parseClientFrame(text, limits);
+      if (frame.type === "error") {
+        assert.ok(CODES.has(frame.code), frame.code);
+        assert.equal(typeof frame.message, "string");
+      } else {
+        assert.ok(["authenticate", "chat_message", "typing", "ping"].includes(frame.type));
+      }
+    }),
+    { numRuns: 3000 },
+  );
+});
+
+Deno.test("an accepted chat message is trimmed, storable text of 1 to 1000 code points to a positive safe integer", () => {
+  fc.assert(
+    fc.property(
+      fc.oneof(fc.integer(), fc.string(), fc.maxSafeNat()),
+      fc.string({ unit: "binary", maxLength: 1100 }),
+      (recipient, text) => {
+        const frame = parseClientFrame(
+          JSON.stringify({
+            type: "chat_message",
+            recipient_user_id: recipient,
+            message_text: text,
+          }),
+          limits,
+        );
+        if (frame.type !== "chat_message") return;
+        assert.ok(Number.isSafeInteger(frame.recipientUserId) && frame.recipientUserId > 0);
+        assert.equal(frame.messageText, frame.messageText.trim());
+        const length = [...frame.messageText].length;
+        assert.ok(length >= 1 && length <= 1000);
+        assert.ok(frame.messageText.isWellFormed());
+        assert.ok(!frame.messageText.includes("\u0000"));
+      },
+    ),
+    { numRuns: 3000 },
+  );
+});
+
+Deno.test("edge values of fields are refused with the documented codes", () => {
+  const chat = (fields: Record<string, unknown>) =>
+    parseClientFrame(JSON.stringify({ type: "chat_message", ...fields }), limits);
+  const code = (f: ReturnType<typeof parseClientFrame>) => (f.type === "error" ? f.code : f.type);
+  assert.equal(code(chat({ recipient_user_id: 2, message_text: "a\u0000b" })), "invalid_field");
+  assert.equal(code(chat({ recipient_user_id: 2, message_text: "lone \ud800" })), "invalid_field");
+  assert.equal(
+    code(chat({ recipient_user_id: 2, message_text: "pair \ud83d\udc09" })),
+    "chat_message",
+  );
+  assert.equal(code(chat({ recipient_user_id: "007", message_text: "x" })), "invalid_field");
+  assert.equal(code(chat({ recipient_user_id: "+7", message_text: "x" })), "invalid_field");
+  assert.equal(code(chat({ recipient_user_id: "1e9", message_text: "x" })), "invalid_field");
+  assert.equal(code(chat({ recipient_user_id: 1e9, message_text: "x" })), "chat_message");
+  assert.equal(code(chat({ recipient_user_id: true, message_text: "x" })), "invalid_field");
+  assert.equal(code(chat({ recipient_user_id: null, message_text: "x" })), "missing_fields");
+  assert.equal(code(parseClientFrame("[".repeat(16 * 1024), limits)), "invalid_json");
+  assert.equal(code(parseClientFrame('{"type":"ping","__proto__":{"type":"x"}}', limits)), "ping");
+  const withCmid = chat({ recipient_user_id: 2, client_message_id: "c9" });
+  assert.ok(withCmid.type === "error" && withCmid.clientMessageId === "c9");
+});
+
+Deno.test("token verification never throws and accepts exactly the tokens it signed, within TTL and skew", async () => {
+  const key = await importTokenKey("property-secret");
+  const other = await importTokenKey("default_secret");
+  const now = 1_800_000_000;
+  await fc.assert(
+    fc.asyncProperty(fc.string({ unit: "binary", maxLength: 120 }), async (token) => {
+      const result = await verifyToken(token, key, now, 86400);
+      assert.equal(typeof result.ok, "boolean");
+    }),
+    { numRuns: 2000 },
+  );
+  await fc.assert(
+    fc.asyncProperty(
+      fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+      fc.integer({ min: now - 200_000, max: now + 1000 }),
+      async (userId, timestamp) => {
+        const token = await signToken(key, userId, timestamp);
+        const result = await verifyToken(token, key, now, 86400);
+        const valid = now - timestamp <= 86400 && timestamp <= now + 300;
+        assert.equal(result.ok, valid);
+        if (result.ok) assert.equal(result.userId, userId);
+        const forged = await verifyToken(
+          await signToken(other, userId, timestamp),
+          key,
+          now,
+          86400,
+        );
+        assert.equal(forged.ok, false);
+        assert.equal((await verifyToken(token.toUpperCase(), key, now, 86400)).ok, false);
+      },
+    ),
+    { numRuns: 500 },
+  );
+});
