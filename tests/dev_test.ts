@@ -11,7 +11,7 @@ import { TestClient } from "./support/client.ts";
 const ROOT = new URL("..", import.meta.url).pathname;
 const READY_TIMEOUT_MS = 90_000; // a first run type-checks and runs initdb
 const STOP_TIMEOUT_MS = 20_000;
-const LINK = /^\s*(\w+)\s+http:\/\/localhost:(\d+)\/\?user=(\d+)&token=(\S+)$/;
+const LINK = /^\s*(\w+)\s+http:\/\/localhost:(\d+)\/\?user=(\d+)&token=([^\s&]+)&friends=([\d,]+)$/;
 
 Deno.test("deno task dev without DATABASE_URL serves the demo users and exits 0 on SIGINT", async () => {
   const port = freePort();

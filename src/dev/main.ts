@@ -86,8 +86,12 @@ async function printLinks(port: number, secret: string): Promise<void> {
   const lines = ["", "Demo users (open each link in its own browser tab):"];
   for (const user of DEMO_USERS) {
     const token = await signToken(key, user.userId, now);
+    // The protocol has no friends list: the page shows these even while offline.
+    const friends = DEMO_USERS.filter((u) => u.userId !== user.userId).map((u) => u.userId);
     lines.push(
-      `  ${user.username.padEnd(6)} http://localhost:${port}/?user=${user.userId}&token=${token}`,
+      `  ${
+        user.username.padEnd(6)
+      } http://localhost:${port}/?user=${user.userId}&token=${token}&friends=${friends.join(",")}`,
     );
   }
   console.log(lines.join("\n") + "\n");
