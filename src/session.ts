@@ -10,6 +10,7 @@
  * connections.
  */
 
+import type { Config } from "./config.ts";
 import type { Hub, Peer } from "./hub.ts";
 import type { Logger } from "./log.ts";
 import { errorMessage } from "./log.ts";
@@ -36,18 +37,20 @@ export const CloseCode = {
   tryAgainLater: 1013,
 } as const;
 
-export interface SessionLimits {
-  authTimeoutMs: number;
-  maxAuthFailures: number;
-  maxMessageChars: number;
-  tokenTtlSeconds: number;
-  chatBurst: number;
-  chatRatePerS: number;
-  typingRatePerS: number;
-  frameRatePerS: number;
-  sendBufferMaxBytes: number;
-  sendBufferShedBytes: number;
-}
+/** The settings a session enforces (see `Config` for their meaning and defaults). */
+export type SessionLimits = Pick<
+  Config,
+  | "authTimeoutMs"
+  | "maxAuthFailures"
+  | "maxMessageChars"
+  | "tokenTtlSeconds"
+  | "chatBurst"
+  | "chatRatePerS"
+  | "typingRatePerS"
+  | "frameRatePerS"
+  | "sendBufferMaxBytes"
+  | "sendBufferShedBytes"
+>;
 
 /** What every session of a server shares. */
 export interface SessionContext {
