@@ -5,6 +5,9 @@
  * - Friendship/block answers and friend lists come from a cache at most
  *   `relationCacheMs` old (the contract allows 5 s); concurrent misses for
  *   the same key share one query.
+ * - Active-user checks and friend lists asked for while such a query is out
+ *   go together in the next one (`batch_loader.ts`): a burst of logins costs
+ *   a few round trips.
  * - Messages are written by a group-commit writer (see `message_writer.ts`).
  * - Every call has a deadline; a database that is down, unreachable or
  *   frozen surfaces as `UnavailableError`, never as a hang.
@@ -18,6 +21,7 @@ import { MessageWriter } from "./message_writer.ts";
 import type { ChatRepository, NewMessage, Relation, StoreResult } from "./repository.ts";
 import { UnavailableError } from "./repository.ts";
 import { TtlCache } from "./ttl_cache.ts";
+import { BatchLoader } from "./batch_loader.ts";
 
 export interface PostgresOptions {
   url: string;
@@ -38,6 +42,8 @@ export class PostgresRepository implements ChatRepository {
   readonly #relations: TtlCache<string, Relation>;
   readonly #friends: TtlCache<number, readonly number[]>;
   readonly #writer: MessageWriter;
+  readonly #activeUsers: BatchLoader<number, boolean>;
+  readonly #friendLists: BatchLoader<number, readonly number[]>;
 
   private constructor(sql: Sql, options: PostgresOptions, sequence: string) {
     this.#sql = sql;
@@ -46,6 +52,35 @@ export class PostgresRepository implements ChatRepository {
     const now = options.now ?? Date.now;
     this.#relations = new TtlCache(options.relationCacheMs, 100_000, now);
     this.#friends = new TtlCache(options.relationCacheMs, 100_000, now);
+    this.#activeUsers = new BatchLoader((ids) =>
+      this.#deadline(async () => {
+        const rows = await sql<{ id: string }[]>`
+          select user_id::text as id from users
+          where user_id = any(${sql.array(ids)}::bigint[]) and active`;
+        return new Map(rows.map((row) => [Number(row.id), true]));
+      }), false);
+    this.#friendLists = new BatchLoader<number, readonly number[]>(
+      (ids) =>
+        this.#deadline(async () => {
+          const rows = await sql<{ a: string; b: string }[]>`
+          select requester_user_id::text as a, recipient_user_id::text as b from friendships
+          where status = 'approved'
+            and (requester_user_id = any(${sql.array(ids)}::bigint[])
+              or recipient_user_id = any(${sql.array(ids)}::bigint[]))`;
+          const wanted = new Set(ids);
+          const lists = new Map<number, number[]>(ids.map((id) => [id, []]));
+          const link = (from: number, to: number) => {
+            const list = lists.get(from);
+            if (wanted.has(from) && list !== undefined && !list.includes(to)) list.push(to);
+          };
+          for (const row of rows) {
+            link(Number(row.a), Number(row.b));
+            link(Number(row.b), Number(row.a));
+          }
+          return lists;
+        }),
+      [],
+    );
     this.#writer = new MessageWriter(
       sql,
       sequence,
@@ -85,11 +120,7 @@ export class PostgresRepository implements ChatRepository {
   }
 
   isActiveUser(userId: number): Promise<boolean> {
-    return this.#deadline(async () => {
-      const [row] = await this.#sql<{ active: boolean }[]>`
-        select active from users where user_id = ${userId}`;
-      return row?.active === true;
-    });
+    return this.#activeUsers.load(userId);
   }
 
   relation(senderUserId: number, recipientUserId: number): Promise<Relation> {
@@ -114,16 +145,7 @@ export class PostgresRepository implements ChatRepository {
   }
 
   friendIds(userId: number): Promise<readonly number[]> {
-    return this.#friends.get(userId, () =>
-      this.#deadline(async () => {
-        const rows = await this.#sql<{ id: string }[]>`
-          select recipient_user_id as id from friendships
-            where requester_user_id = ${userId} and status = 'approved'
-          union
-          select requester_user_id from friendships
-            where recipient_user_id = ${userId} and status = 'approved'`;
-        return rows.map((row) => Number(row.id));
-      }));
+    return this.#friends.get(userId, () => this.#friendLists.load(userId));
   }
 
   storeMessage(message: NewMessage): Promise<StoreResult> {
