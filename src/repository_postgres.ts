@@ -5,7 +5,7 @@
  * - Friendship/block answers and friend lists come from a cache at most
  *   `relationCacheMs` old (the contract allows 5 s); concurrent misses for
  *   the same key share one query.
- * - Active-user checks and friend lists asked for while such a query is out
+ * - Active-user checks, relations and friend lists asked for while such a query is out
  *   go together in the next one (`batch_loader.ts`): a burst of logins costs
  *   a few round trips.
  * - Messages are written by a group-commit writer (see `message_writer.ts`).
@@ -43,6 +43,8 @@ export class PostgresRepository implements ChatRepository {
   readonly #friends: TtlCache<number, readonly number[]>;
   readonly #writer: MessageWriter;
   readonly #activeUsers: BatchLoader<number, boolean>;
+  /** Keyed `sender:recipient`. */
+  readonly #relationPairs: BatchLoader<string, Relation>;
   readonly #friendLists: BatchLoader<number, readonly number[]>;
 
   private constructor(sql: Sql, options: PostgresOptions, sequence: string) {
@@ -59,6 +61,25 @@ export class PostgresRepository implements ChatRepository {
           where user_id = any(${sql.array(ids)}::bigint[]) and active`;
         return new Map(rows.map((row) => [Number(row.id), true]));
       }), false);
+    this.#relationPairs = new BatchLoader<string, Relation>((keys) =>
+      this.#deadline(async () => {
+        const pairs = keys.map((key) => key.split(":").map(Number) as [number, number]);
+        const rows = await sql<{ s: string; r: string; friends: boolean; blocked: boolean }[]>`
+          select k.s::text as s, k.r::text as r,
+            exists (select 1 from friendships f
+                    where f.status = 'approved'
+                      and ((f.requester_user_id = k.s and f.recipient_user_id = k.r)
+                        or (f.requester_user_id = k.r and f.recipient_user_id = k.s))
+            ) as friends,
+            exists (select 1 from blocks b where b.blocker_user_id = k.r and b.blocked_user_id = k.s
+            ) as blocked
+          from unnest(${sql.array(pairs.map((p) => p[0]))}::bigint[],
+                      ${sql.array(pairs.map((p) => p[1]))}::bigint[]) as k(s, r)`;
+        return new Map(rows.map((row): [string, Relation] => [
+          `${row.s}:${row.r}`,
+          !row.friends ? "not_friends" : row.blocked ? "blocked" : "ok",
+        ]));
+      }), "not_friends");
     this.#friendLists = new BatchLoader<number, readonly number[]>(
       (ids) =>
         this.#deadline(async () => {
@@ -124,24 +145,8 @@ export class PostgresRepository implements ChatRepository {
   }
 
   relation(senderUserId: number, recipientUserId: number): Promise<Relation> {
-    return this.#relations.get(
-      `${senderUserId}:${recipientUserId}`,
-      () =>
-        this.#deadline(async () => {
-          const [row] = await this.#sql<{ friends: boolean; blocked: boolean }[]>`
-          select
-            exists (select 1 from friendships
-                    where status = 'approved'
-                      and ((requester_user_id = ${senderUserId} and recipient_user_id = ${recipientUserId})
-                        or (requester_user_id = ${recipientUserId} and recipient_user_id = ${senderUserId}))
-            ) as friends,
-            exists (select 1 from blocks
-                    where blocker_user_id = ${recipientUserId} and blocked_user_id = ${senderUserId}
-            ) as blocked`;
-          if (row?.friends !== true) return "not_friends";
-          return row.blocked ? "blocked" : "ok";
-        }),
-    );
+    const key = `${senderUserId}:${recipientUserId}`;
+    return this.#relations.get(key, () => this.#relationPairs.load(key));
   }
 
   friendIds(userId: number): Promise<readonly number[]> {
