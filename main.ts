@@ -76,6 +76,7 @@ export async function main(
       keyPrefix: config.redisKeyPrefix,
       presenceTtlS: config.presenceTtlS,
       logger,
+      onPublish: (ok) => metrics.busPublished(ok),
     });
   } catch (err) {
     logger.error("startup_failed", { error: errorMessage(err) });

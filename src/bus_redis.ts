@@ -28,6 +28,8 @@ export interface RedisBusOptions {
   /** How long a node counts as live after its last heartbeat. */
   presenceTtlS: number;
   logger: Logger;
+  /** Told of every publish's outcome (metrics). */
+  onPublish?: ((ok: boolean) => void) | undefined;
 }
 
 /** Channels per SUBSCRIBE when resubscribing after a reconnect. */
@@ -41,6 +43,7 @@ export class RedisBus implements Bus {
   readonly #presence: RedisPresence;
   readonly #prefix: string;
   readonly #logger: Logger;
+  readonly #onPublish: (ok: boolean) => void;
   #onDelivery: (delivery: BusDelivery) => void = () => {};
   /** Channels this node wants, whatever the subscriber connection's state. */
   readonly #channels = new Set<string>();
@@ -54,6 +57,7 @@ export class RedisBus implements Bus {
     this.nodeId = nodeId;
     this.#prefix = options.keyPrefix;
     this.#logger = options.logger;
+    this.#onPublish = options.onPublish ?? (() => {});
     this.#presence = new RedisPresence(cmd, {
       prefix: options.keyPrefix,
       nodeId,
@@ -78,7 +82,13 @@ export class RedisBus implements Bus {
       autoResubscribe: false,
       retryStrategy: (attempt: number) => Math.min(attempt * 200, 2000),
     };
-    const cmd = new Redis(options.url, { ...clientOptions, connectionName: `chat-${nodeId}` });
+    const cmd = new Redis(options.url, {
+      ...clientOptions,
+      connectionName: `chat-${nodeId}`,
+      // The publishes of one tick (a message to its recipient and to the
+      // sender's other devices, a presence fan-out) leave in one write.
+      enableAutoPipelining: true,
+    });
     const sub = new Redis(options.url, { ...clientOptions, connectionName: `chat-sub-${nodeId}` });
     const bus = new RedisBus(cmd, sub, nodeId, options);
     // The "error" event says why ("connect ECONNREFUSED ..."); connect() only "closed".
@@ -142,7 +152,7 @@ export class RedisBus implements Bus {
     const payload = `${this.nodeId}|${delivery.droppable ? "1" : "0"}${delivery.frame}`;
     try {
       this.#cmd.publish(this.#channel(delivery.userId), payload)
-        .catch((err) => this.#publishFailed(err));
+        .then(() => this.#onPublish(true), (err) => this.#publishFailed(err));
     } catch (err) {
       this.#publishFailed(err);
     }
@@ -231,6 +241,7 @@ export class RedisBus implements Bus {
 
   #publishFailed(err: unknown): void {
     this.#publishFailures++;
+    this.#onPublish(false);
     const now = Date.now();
     if (this.#closed || now - this.#lastPublishLog < 10_000) return;
     this.#lastPublishLog = now;
