@@ -226,7 +226,7 @@ export class Session implements Peer, WsHandlers {
     this.ctx.onUnauthenticatedEnd();
     hub.add(this);
     this.#send(serverFrames.authenticated(userId, friendsOnline), false);
-    this.ctx.logger.info("authenticated", { user_id: userId });
+    this.ctx.logger.debug("authenticated", { user_id: userId });
   }
 
   #authFailed(message: "Auth token required" | "Invalid auth token"): void {

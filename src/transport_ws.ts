@@ -125,13 +125,13 @@ export const wsTransport: Transport = async (options) => {
       return;
     }
     // ws validates the key and version itself and answers 400 when they are wrong.
-    wss.handleUpgrade(req, socket, head, (ws) => accept(ws, info));
+    wss.handleUpgrade(req, socket, head, (ws) => accept(ws, info, socket));
   });
 
   /** How long a peer that broke the protocol has to read our close frame. */
   const PROTOCOL_ERROR_GRACE_MS = 100;
 
-  function accept(ws: WebSocket, info: UpgradeInfo): void {
+  function accept(ws: WebSocket, info: UpgradeInfo, socket: Duplex): void {
     let errorCode: number | undefined;
     let resolveClosed!: () => void;
     const peer: Peer = {
@@ -148,9 +148,23 @@ export const wsTransport: Transport = async (options) => {
       const cut = setTimeout(() => ws.terminate(), PROTOCOL_ERROR_GRACE_MS);
       ws.once("close", () => clearTimeout(cut));
     });
+    // ws writes each frame on its own; through Deno's node layer every write
+    // is an op. Frames sent in one turn (a fan-out, a batch's answers) are
+    // corked together and leave in one write when the turn ends.
+    let corked = false;
+    const uncork = () => {
+      corked = false;
+      socket.uncork();
+    };
     const conn: WsConnection = {
       send: (text) => {
-        if (ws.readyState === ws.OPEN) ws.send(text);
+        if (ws.readyState !== ws.OPEN) return;
+        if (!corked) {
+          corked = true;
+          socket.cork();
+          queueMicrotask(uncork);
+        }
+        ws.send(text);
       },
       close: (code, reason) => ws.close(code, reason),
       terminate: () => ws.terminate(),
