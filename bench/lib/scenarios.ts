@@ -1,0 +1,462 @@
+/**
+ * @module scenarios
+ * One run of each scenario against one target. The orchestrator repeats
+ * them, alternating the real server and the relay, and summarises.
+ */
+
+import {
+  absNow,
+  type ClientKind,
+  type ConnectReply,
+  type LatencyReply,
+  type PresenceReply,
+  type ThroughputReply,
+} from "./commands.ts";
+import { backendPids, type BenchDatabase, dbCounters } from "./db.ts";
+import { FRIENDS_PER_HUB, HUB_BASE, hubFriends } from "./layout.ts";
+import { Inspector } from "./inspector.ts";
+import { scrape, type ServerView, serverView } from "./scrape.ts";
+import { cpuSeconds, machineCpu, rssBytes } from "./proc.ts";
+import { latencySummary, percentile } from "./stats.ts";
+import type { Target } from "./targets.ts";
+import type { LoadWorker } from "./workers.ts";
+
+export interface RunContext {
+  workers: LoadWorker[];
+  client: ClientKind;
+  secret: string;
+  db: BenchDatabase;
+  /** The Redis server's PID, for its CPU time in cluster runs (it is not ours: only read). */
+  redisPid?: number | undefined;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, ms)));
+const sleepUntil = (t: number) => sleep(t - absNow());
+const round = (x: number, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+function mergeCounts(records: Record<string, number>[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const r of records) for (const [k, v] of Object.entries(r)) out[k] = (out[k] ?? 0) + v;
+  return out;
+}
+
+/** Connects `idsPerWorker[i]` in worker i; throws unless every one authenticated. */
+export async function connectAll(
+  ctx: RunContext,
+  target: Target,
+  idsPerWorker: number[][],
+  concurrency = 50,
+  requireAll = true,
+): Promise<ConnectReply[]> {
+  const replies = await Promise.all(
+    idsPerWorker.map((userIds, i) =>
+      ctx.workers[i]!.request<ConnectReply>({
+        cmd: "connect",
+        urls: target.urls,
+        userIds,
+        concurrency,
+        client: ctx.client,
+        secret: ctx.secret,
+        timeoutMs: 20_000,
+      }, 120_000)
+    ),
+  );
+  const failed = replies.reduce((sum, r) => sum + r.failed, 0);
+  if (requireAll && failed > 0) {
+    await closeAll(ctx);
+    const why = JSON.stringify(mergeCounts(replies.map((r) => r.failures)));
+    throw new Error(`${target.kind}: ${failed} connections failed: ${why}`);
+  }
+  return replies;
+}
+
+export async function closeAll(ctx: RunContext): Promise<void> {
+  await Promise.all(
+    ctx.workers.map((w) => w.request({ cmd: "closeAll", timeoutMs: 10_000 }, 20_000)),
+  );
+}
+
+/** Pair users `1..2·pairs`, each pair in one worker, pairs dealt round-robin. */
+export function pairsPerWorker(pairs: number, workers: number): number[][] {
+  const out: number[][] = Array.from({ length: workers }, () => []);
+  for (let p = 0; p < pairs; p++) out[p % workers]!.push(2 * p + 1, 2 * p + 2);
+  return out;
+}
+
+interface CpuSnapshot {
+  t: number;
+  target: number;
+  workers: number;
+  postgres: number;
+  redis: number;
+  machineBusy: number;
+}
+
+function snapshot(
+  target: Target,
+  workerPids: number[],
+  pgPids: number[],
+  redisPid?: number,
+): CpuSnapshot {
+  const sum = (pids: number[]) =>
+    pids.map(cpuSeconds).filter(Number.isFinite).reduce((a, b) => a + b, 0);
+  return {
+    t: absNow(),
+    target: sum(target.children.map((c) => c.pid)),
+    workers: sum(workerPids),
+    postgres: sum(pgPids),
+    redis: target.kind === "cluster" && redisPid !== undefined ? cpuSeconds(redisPid) : 0,
+    machineBusy: machineCpu().busy,
+  };
+}
+
+/** CPU used between two snapshots, in cores (CPU-seconds per second). */
+export interface CpuUse {
+  targetCpuS: number;
+  targetCores: number;
+  generatorCores: number;
+  postgresCores: number;
+  /** Redis, in cluster runs only. */
+  redisCores: number;
+  machineCores: number;
+  /** Busy cores not explained by target, generator and Postgres: other work on the machine. */
+  otherCores: number;
+}
+
+function cpuUse(a: CpuSnapshot, b: CpuSnapshot): CpuUse {
+  const wall = (b.t - a.t) / 1000;
+  const targetCores = (b.target - a.target) / wall;
+  const generatorCores = (b.workers - a.workers) / wall;
+  const postgresCores = (b.postgres - a.postgres) / wall;
+  const redisCores = (b.redis - a.redis) / wall;
+  const machineCores = (b.machineBusy - a.machineBusy) / wall;
+  return {
+    targetCpuS: round(b.target - a.target),
+    targetCores: round(targetCores),
+    generatorCores: round(generatorCores),
+    postgresCores: round(postgresCores),
+    redisCores: round(redisCores),
+    machineCores: round(machineCores),
+    otherCores: round(
+      Math.max(0, machineCores - targetCores - generatorCores - postgresCores - redisCores),
+    ),
+  };
+}
+
+/** Samples CPU at t1 and t2 of a run (Postgres backends of the server are found at t1). */
+async function measureWindow(
+  ctx: RunContext,
+  target: Target,
+  workers: LoadWorker[],
+  t1: number,
+  t2: number,
+): Promise<{ cpu: CpuUse; commits: number; rows: number; server: ServerView | undefined }> {
+  await sleepUntil(t1);
+  const metricsBefore = target.internalPorts.length > 0
+    ? await scrape(target.internalPorts)
+    : undefined;
+  const usesDb = target.kind !== "relay";
+  const pgPids = usesDb ? await backendPids(ctx.db) : [];
+  const before = usesDb ? await dbCounters(ctx.db) : undefined;
+  const a = snapshot(target, workers.map((w) => w.pid), pgPids, ctx.redisPid);
+  await sleepUntil(t2);
+  const b = snapshot(target, workers.map((w) => w.pid), pgPids, ctx.redisPid);
+  const after = usesDb ? await dbCounters(ctx.db) : undefined;
+  const metricsAfter = metricsBefore ? await scrape(target.internalPorts) : undefined;
+  return {
+    server: metricsBefore && metricsAfter ? serverView(metricsBefore, metricsAfter) : undefined,
+    cpu: cpuUse(a, b),
+    commits: before && after ? after.commits - before.commits : NaN,
+    rows: before && after ? after.messagesInserted - before.messagesInserted : NaN,
+  };
+}
+
+export interface ThroughputResult extends CpuUse {
+  /** Messages acknowledged over the whole run (warm-up included), for per-message profiles. */
+  ackedTotal: number;
+  /** Length of the measured window. */
+  windowS: number;
+  deliveredPerS: number;
+  ackedPerS: number;
+  msgsPerTargetCpuS: number;
+  /** Generator CPU-seconds per 1,000 delivered messages. */
+  generatorCpuMsPerMsg: number;
+  dbCommitsPerS: number;
+  rowsPerCommit: number;
+  errors: Record<string, number>;
+  unackedAtEnd: number;
+  /** The server's own histograms over the measured window (`/metrics`). */
+  server: ServerView | undefined;
+}
+
+export interface ThroughputOptions {
+  pairs: number;
+  window: number;
+  warmupMs: number;
+  durationMs: number;
+  /** How many of the context's workers to use. */
+  workers: number;
+}
+
+export async function throughputRun(
+  ctx: RunContext,
+  target: Target,
+  o: ThroughputOptions,
+): Promise<ThroughputResult> {
+  const workers = ctx.workers.slice(0, o.workers);
+  const sub = { ...ctx, workers };
+  await connectAll(sub, target, pairsPerWorker(o.pairs, workers.length));
+  try {
+    const t0 = absNow() + 300;
+    const t1 = t0 + o.warmupMs;
+    const t2 = t1 + o.durationMs;
+    const replies = Promise.all(workers.map((w) =>
+      w.request<ThroughputReply>(
+        { cmd: "throughput", window: o.window, t0, t1, t2, drainMs: 3000 },
+        t2 - absNow() + 30_000,
+      )
+    ));
+    // Awaited below; until then a failed worker must not be an unhandled rejection.
+    replies.catch(() => {});
+    const window = await measureWindow(ctx, target, workers, t1, t2);
+    const r = await replies;
+    const seconds = o.durationMs / 1000;
+    const delivered = r.reduce((s, x) => s + x.delivered, 0);
+    return {
+      ackedTotal: r.reduce((s, x) => s + x.acked, 0),
+      windowS: seconds,
+      deliveredPerS: round(delivered / seconds, 0),
+      ackedPerS: round(r.reduce((s, x) => s + x.acked, 0) / (seconds + o.warmupMs / 1000), 0),
+      msgsPerTargetCpuS: round(delivered / window.cpu.targetCpuS, 0),
+      generatorCpuMsPerMsg: round((1000 * window.cpu.generatorCores * seconds) / delivered, 4),
+      ...window.cpu,
+      dbCommitsPerS: round(window.commits / seconds, 0),
+      rowsPerCommit: round(window.rows / window.commits, 1),
+      errors: mergeCounts(r.map((x) => x.errors)),
+      unackedAtEnd: r.reduce((s, x) => s + x.unackedAtEnd, 0),
+      server: window.server,
+    };
+  } finally {
+    await closeAll(sub);
+  }
+}
+
+export interface LatencyResult {
+  offeredPerS: number;
+  sentPerS: number;
+  recipient: ReturnType<typeof latencySummary>;
+  ack: ReturnType<typeof latencySummary>;
+  recipientFromSchedule: ReturnType<typeof latencySummary>;
+  generatorLagP99: number;
+  undelivered: number;
+  unacked: number;
+  errors: Record<string, number>;
+  cpu: CpuUse;
+  server: ServerView | undefined;
+}
+
+export async function latencyRun(
+  ctx: RunContext,
+  target: Target,
+  o: { pairs: number; ratePerS: number; warmupMs: number; durationMs: number },
+): Promise<LatencyResult> {
+  await connectAll(ctx, target, pairsPerWorker(o.pairs, ctx.workers.length));
+  try {
+    const t0 = absNow() + 300;
+    const t1 = t0 + o.warmupMs;
+    const t2 = t1 + o.durationMs;
+    const share = o.ratePerS / ctx.workers.length;
+    const replies = Promise.all(ctx.workers.map((w) =>
+      w.request<LatencyReply>(
+        { cmd: "latency", ratePerS: share, t0, t1, t2, drainMs: 5000 },
+        t2 - absNow() + 30_000,
+      )
+    ));
+    // Awaited below; until then a failed worker must not be an unhandled rejection.
+    replies.catch(() => {});
+    const window = await measureWindow(ctx, target, ctx.workers, t1, t2);
+    const r = await replies;
+    const all = (pick: (x: LatencyReply) => number[]) => r.flatMap(pick);
+    return {
+      offeredPerS: o.ratePerS,
+      sentPerS: round(r.reduce((s, x) => s + x.sent, 0) / ((o.warmupMs + o.durationMs) / 1000), 0),
+      recipient: latencySummary(all((x) => x.recipient)),
+      ack: latencySummary(all((x) => x.ack)),
+      recipientFromSchedule: latencySummary(all((x) => x.recipientFromSchedule)),
+      generatorLagP99: percentile(all((x) => x.lag), 99),
+      undelivered: r.reduce((s, x) => s + x.undelivered, 0),
+      unacked: r.reduce((s, x) => s + x.unacked, 0),
+      errors: mergeCounts(r.map((x) => x.errors)),
+      cpu: window.cpu,
+      server: window.server,
+    };
+  } finally {
+    await closeAll(ctx);
+  }
+}
+
+export interface PresenceResult {
+  hubs: number;
+  cycles: number;
+  online: ReturnType<typeof latencySummary>;
+  onlineFromConnect: ReturnType<typeof latencySummary>;
+  offline: ReturnType<typeof latencySummary>;
+  framesPerS: number;
+  timeouts: number;
+  errors: Record<string, number>;
+  cpu: CpuUse;
+}
+
+export async function presenceRun(
+  ctx: RunContext,
+  target: Target,
+  o: { hubs: number; warmupMs: number; durationMs: number },
+): Promise<PresenceResult> {
+  const n = ctx.workers.length;
+  const hubsPerWorker: number[][] = Array.from({ length: n }, () => []);
+  for (let h = 1; h <= o.hubs; h++) hubsPerWorker[(h - 1) % n]!.push(h);
+  await connectAll(ctx, target, hubsPerWorker.map((hs) => hs.flatMap(hubFriends)));
+  try {
+    const t0 = absNow() + 300;
+    const t1 = t0 + o.warmupMs;
+    const t2 = t1 + o.durationMs;
+    const replies = Promise.all(ctx.workers.map((w, i) =>
+      w.request<PresenceReply>({
+        cmd: "presence",
+        url: target.urls[0]!,
+        client: ctx.client,
+        secret: ctx.secret,
+        hubs: hubsPerWorker[i]!.map((h) => HUB_BASE + h),
+        friendsPerHub: FRIENDS_PER_HUB,
+        t0,
+        t1,
+        t2,
+        phaseTimeoutMs: 5000,
+      }, t2 - absNow() + 30_000)
+    ));
+    // Awaited below; until then a failed worker must not be an unhandled rejection.
+    replies.catch(() => {});
+    const window = await measureWindow(ctx, target, ctx.workers, t1, t2);
+    const r = await replies;
+    return {
+      hubs: o.hubs,
+      cycles: r.reduce((s, x) => s + x.cycles, 0),
+      online: latencySummary(r.flatMap((x) => x.online)),
+      onlineFromConnect: latencySummary(r.flatMap((x) => x.onlineFromConnect)),
+      offline: latencySummary(r.flatMap((x) => x.offline)),
+      framesPerS: round(r.reduce((s, x) => s + x.frames, 0) / (o.durationMs / 1000), 0),
+      timeouts: r.reduce((s, x) => s + x.timeouts, 0),
+      errors: mergeCounts(r.map((x) => x.errors)),
+      cpu: window.cpu,
+    };
+  } finally {
+    await closeAll(ctx);
+  }
+}
+
+export interface CapacityResult {
+  connections: number;
+  failed: number;
+  failures: Record<string, number>;
+  connectPerS: number;
+  connectLatencyP50: number;
+  connectLatencyP99: number;
+  rssBeforeMiB: number;
+  rssAfterMiB: number;
+  /** (RSS with everyone connected − RSS idle) / connections; no GC forced before the second reading. */
+  bytesPerConnection: number;
+  /** The same after a forced full GC (inspector), i.e. without garbage awaiting collection. */
+  bytesPerConnectionAfterGc: number;
+  /** Growth of the used JS heap after a forced GC, per connection (the rest of the RSS is native). */
+  heapBytesPerConnection: number;
+  targetCpuSPerThousand: number;
+  /** CPU while connecting, in cores. */
+  cpu: CpuUse;
+  /** The target's CPU profile of the connect phase, when asked for (DevTools format). */
+  profile?: unknown;
+}
+
+/** RSS as the median of three readings 300 ms apart (a GC in progress skews one). */
+async function settledRss(pid: number): Promise<number> {
+  const readings: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    if (i > 0) await sleep(300);
+    readings.push(rssBytes(pid));
+  }
+  return readings.sort((a, b) => a - b)[1]!;
+}
+
+/**
+ * Connects `connections` idle authenticated users to a fresh target; its
+ * RSS growth per connection and the connect+authenticate rate. Idle RSS is
+ * read after a forced GC; with everyone connected it is read twice, before
+ * and after a forced GC.
+ */
+export async function capacityRun(
+  ctx: RunContext,
+  target: Target,
+  o: { connections: number; concurrency: number; profile?: boolean },
+): Promise<CapacityResult> {
+  const n = ctx.workers.length;
+  // Warm-up: the first connections pay for lazily compiled code, not for holding a connection.
+  await connectAll(ctx, target, Array.from({ length: n }, (_, i) => [2 * i + 1, 2 * i + 2]), 4);
+  await closeAll(ctx);
+  await sleep(1000);
+  const inspector = target.inspectorUrl ? await Inspector.open(target.inspectorUrl) : undefined;
+  const pid = target.children[0]!.pid;
+  try {
+    const heapBefore = (await inspector?.gcAndHeapUsed()) ?? NaN;
+    const before = await settledRss(pid);
+    const per = Math.ceil(o.connections / n);
+    const ids = Array.from(
+      { length: n },
+      (_, i) =>
+        Array.from(
+          { length: Math.max(0, Math.min(per, o.connections - i * per)) },
+          (_, k) => i * per + k + 1,
+        ),
+    );
+    if (o.profile && inspector) {
+      await inspector.call("Profiler.enable");
+      await inspector.call("Profiler.setSamplingInterval", { interval: 1000 });
+      await inspector.call("Profiler.start");
+    }
+    const a = snapshot(target, ctx.workers.map((w) => w.pid), []);
+    const r = await connectAll(ctx, target, ids, o.concurrency, false);
+    const b = snapshot(target, ctx.workers.map((w) => w.pid), []);
+    const profile = o.profile && inspector
+      ? (await inspector.call("Profiler.stop")).profile
+      : undefined;
+    try {
+      const connected = r.reduce((s, x) => s + x.connected, 0);
+      const elapsed = (Math.max(...r.map((x) =>
+        x.lastDone
+      )) - Math.min(...r.map((x) => x.firstStart))) / 1000;
+      await sleep(1500);
+      const after = await settledRss(pid);
+      const heapAfter = (await inspector?.gcAndHeapUsed()) ?? NaN;
+      const afterGc = inspector ? await settledRss(pid) : NaN;
+      const latencies = r.flatMap((x) => x.latencies);
+      return {
+        connections: connected,
+        failed: r.reduce((s, x) => s + x.failed, 0),
+        failures: mergeCounts(r.map((x) => x.failures)),
+        connectPerS: round(connected / elapsed, 0),
+        connectLatencyP50: percentile(latencies, 50),
+        connectLatencyP99: percentile(latencies, 99),
+        rssBeforeMiB: round(before / 2 ** 20, 1),
+        rssAfterMiB: round(after / 2 ** 20, 1),
+        bytesPerConnection: round((after - before) / connected, 0),
+        bytesPerConnectionAfterGc: round((afterGc - before) / connected, 0),
+        heapBytesPerConnection: round((heapAfter - heapBefore) / connected, 0),
+        targetCpuSPerThousand: round((1000 * (b.target - a.target)) / connected, 3),
+        cpu: cpuUse(a, b),
+        profile,
+      };
+    } finally {
+      await closeAll(ctx);
+    }
+  } finally {
+    inspector?.close();
+  }
+}

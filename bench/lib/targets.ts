@@ -1,0 +1,181 @@
+/**
+ * @module targets
+ * The systems under test as child processes: the real server
+ * (`deno run main.ts`, its benchmark database, rate limits raised through
+ * env), the bare relay (`bench/relay.ts`), and two real server nodes on one
+ * Redis (`cluster`). Every process binds port 0 on 127.0.0.1; the port is
+ * read from its `listening` line.
+ */
+
+import { type Child, spawnDeno, stopChild, waitForLogLine } from "./proc.ts";
+
+export type TargetKind = "server" | "relay" | "cluster";
+
+export interface Target {
+  kind: TargetKind;
+  /** One process, or one per node of the cluster. */
+  children: Child[];
+  /** WebSocket URL of each process; pair user `id` uses `urls[(id - 1) % urls.length]`. */
+  urls: string[];
+  /** Internal listener port of each server process (`/metrics`); empty for the relay. */
+  internalPorts: number[];
+  /** The DevTools WebSocket of the first process when started with `inspect`. */
+  inspectorUrl?: string | undefined;
+}
+
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+const RELAY = new URL("../relay.ts", import.meta.url).pathname;
+
+/**
+ * Limits raised for the benchmark, and only through env: the load is
+ * deliberately far above one person's typing, from one address. Everything
+ * else (pool size, cache age, buffers, log level) keeps its default.
+ */
+export function serverEnv(secret: string, databaseUrl: string): Record<string, string> {
+  // Settings a developer's or CI's environment may carry are reset to their
+  // defaults (an empty value means the default), so every run measures the same server.
+  const defaults = Object.fromEntries(
+    [
+      "REDIS_URL",
+      "REDIS_KEY_PREFIX",
+      "DB_POOL_SIZE",
+      "DB_STATEMENT_TIMEOUT_MS",
+      "RELATION_CACHE_MS",
+      "SEND_BUFFER_MAX_BYTES",
+      "SEND_BUFFER_SHED_BYTES",
+      "MAX_FRAME_BYTES",
+      "ALLOWED_ORIGINS",
+      "TRUSTED_PROXIES",
+      "TLS_CERT_FILE",
+      "TLS_KEY_FILE",
+      "NOTIFY_SECRET",
+    ].map((name) => [name, ""]),
+  );
+  return {
+    ...defaults,
+    // The `listening` line (info) is how the bench finds the ports.
+    LOG_LEVEL: "info",
+    WS_TRANSPORT: "ws",
+    AUTH_SECRET: secret,
+    HOST: "127.0.0.1",
+    PORT: "0",
+    INTERNAL_PORT: "0",
+    DATABASE_URL: databaseUrl,
+    CHAT_RATE_BURST: "1000000",
+    CHAT_RATE_PER_S: "1000000",
+    FRAME_RATE_PER_S: "1000000",
+    TYPING_RATE_PER_S: "1000000",
+    MAX_UNAUTH_PER_IP: "1000000",
+    MAX_CONNECTIONS: "1000000",
+    MAX_CONNECTIONS_PER_USER: "10",
+  };
+}
+
+export interface StartOptions {
+  secret: string;
+  databaseUrl: string;
+  logDir: string;
+  /** For `cluster`: the Redis both nodes share, and this run's key prefix. */
+  redis?: { url: string; keyPrefix: string } | undefined;
+  /** Runs the target with `--cpu-prof` writing into this directory. */
+  cpuProfDir?: string | undefined;
+  /** Runs the target with `--inspect=127.0.0.1:0` (to force a GC or profile from outside). */
+  inspect?: boolean | undefined;
+}
+
+let started = 0;
+
+function debugFlags(options: StartOptions): string[] {
+  return [
+    ...(options.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`] : []),
+    ...(options.inspect ? ["--inspect=127.0.0.1:0"] : []),
+  ];
+}
+
+async function startProcess(
+  kind: "server" | "relay",
+  options: StartOptions,
+  env: Record<string, string> = {},
+): Promise<
+  { child: Child; url: string; internalPort: number | undefined; inspectorUrl: string | undefined }
+> {
+  const logPath = `${options.logDir}/${kind}-${++started}.log`;
+  const child = kind === "server"
+    ? spawnDeno("server", {
+      args: [
+        "run",
+        "--allow-net",
+        "--allow-env",
+        "--allow-read",
+        "--allow-sys",
+        ...debugFlags(options),
+        MAIN,
+      ],
+      env: { ...serverEnv(options.secret, options.databaseUrl), ...env },
+      logPath,
+    })
+    : spawnDeno("relay", {
+      args: ["run", "--allow-all", ...debugFlags(options), RELAY],
+      env: { PORT: "0" },
+      logPath,
+    });
+  try {
+    const line = await waitForLogLine(child, /"event":"listening"/, 30_000);
+    const port = Number(kind === "server" ? line.public_port : line.port);
+    let inspectorUrl: string | undefined;
+    if (options.inspect) {
+      const text = await Deno.readTextFile(logPath);
+      inspectorUrl = /Debugger listening on (ws:\/\/\S+)/.exec(text)?.[1];
+      if (inspectorUrl === undefined) throw new Error(`${kind}: no inspector URL in ${logPath}`);
+    }
+    const internalPort = kind === "server" ? Number(line.internal_port) : undefined;
+    return { child, url: `ws://127.0.0.1:${port}/ws`, internalPort, inspectorUrl };
+  } catch (err) {
+    await stopChild(child, 2000);
+    throw err;
+  }
+}
+
+/** Starts a fresh target and waits until every process of it listens. */
+export async function startTarget(kind: TargetKind, options: StartOptions): Promise<Target> {
+  if (kind !== "cluster") {
+    const p = await startProcess(kind, options);
+    return {
+      kind,
+      children: [p.child],
+      urls: [p.url],
+      internalPorts: p.internalPort === undefined ? [] : [p.internalPort],
+      inspectorUrl: p.inspectorUrl,
+    };
+  }
+  if (options.redis === undefined) throw new Error("cluster: no Redis configured");
+  const env = { REDIS_URL: options.redis.url, REDIS_KEY_PREFIX: options.redis.keyPrefix };
+  const nodes = [];
+  try {
+    for (let i = 0; i < 2; i++) nodes.push(await startProcess("server", options, env));
+  } catch (err) {
+    await Promise.all(nodes.map((n) => stopChild(n.child, 10_000)));
+    throw err;
+  }
+  return {
+    kind,
+    children: nodes.map((n) => n.child),
+    urls: nodes.map((n) => n.url),
+    internalPorts: nodes.map((n) => n.internalPort!),
+  };
+}
+
+/** Stops a target (SIGTERM: the server shuts down gracefully), SIGKILL after 15 s. */
+export async function stopTarget(target: Target): Promise<void> {
+  await Promise.all(target.children.map((child) => stopChild(child, 15_000)));
+}
+
+/** Lines of the target's logs at level warn or error (how many, and the last few). */
+export async function logProblems(target: Target): Promise<{ count: number; last: string[] }> {
+  const bad: string[] = [];
+  for (const child of target.children) {
+    const text = await Deno.readTextFile(child.logPath).catch(() => "");
+    bad.push(...text.split("\n").filter((l) => /"level":"(warn|error)"/.test(l)));
+  }
+  return { count: bad.length, last: bad.slice(-5) };
+}
