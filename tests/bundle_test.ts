@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import { createTestDatabase } from "./support/db.ts";
+import { readJsonLog, within } from "./support/process.ts";
 import { TEST_SECRET } from "./support/server.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -53,7 +54,7 @@ Deno.test("the bundle of main.ts serves /healthz and exits 0 on SIGTERM", async 
       stdout: "null",
       stderr: "piped",
     }).spawn();
-    const log = readLog(child.stderr);
+    const log = readJsonLog(child.stderr);
     let exited = false;
     const status = child.status.then((s) => {
       exited = true;
@@ -100,49 +101,6 @@ Deno.test("the bundle of main.ts serves /healthz and exits 0 on SIGTERM", async 
     await Deno.remove(dir, { recursive: true });
   }
 });
-
-interface Listening {
-  public_port: number;
-  internal_port: number;
-}
-
-/** Collects the server's JSON log lines and resolves `listening` with its `listening` entry. */
-function readLog(stream: ReadableStream<Uint8Array>) {
-  const lines: string[] = [];
-  const listening = Promise.withResolvers<Listening>();
-  const done = (async () => {
-    let buffered = "";
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-      buffered += chunk;
-      let newline;
-      while ((newline = buffered.indexOf("\n")) >= 0) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        lines.push(line);
-        try {
-          const entry = JSON.parse(line);
-          if (entry.event === "listening") listening.resolve(entry);
-        } catch { /* not JSON: kept for the failure message */ }
-      }
-    }
-    if (buffered !== "") lines.push(buffered);
-    listening.reject(new Error(`exited before listening:\n${lines.join("\n")}`));
-  })();
-  listening.promise.catch(() => {}); // observed through `within`
-  return { lines, listening: listening.promise, done };
-}
-
-async function within<T>(ms: number, promise: Promise<T>, message: () => string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message())), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });

@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { TestClient } from "./support/client.ts";
+import { within } from "./support/process.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const READY_TIMEOUT_MS = 90_000; // a first run type-checks and runs initdb
@@ -152,18 +153,6 @@ function collectLines(stream: ReadableStream<Uint8Array>): Lines {
       });
     },
   };
-}
-
-async function within<T>(ms: number, promise: Promise<T>, message: () => string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message())), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 async function removeWhenStopped(dataDir: string): Promise<void> {

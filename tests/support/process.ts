@@ -25,47 +25,20 @@ export async function spawnServer(
 ): Promise<ServerProcess> {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-sys", ...denoFlags, MAIN],
-    env: {
-      HOST: "127.0.0.1",
-      PORT: "0",
-      INTERNAL_PORT: "0",
-      NO_COLOR: "1",
-      // A single node unless a test asks for Redis: no state shared with other runs.
-      REDIS_URL: "",
-      ...env,
-    },
+    env: serverEnv(env),
     stdin: "null",
     stdout: "null",
     stderr: "piped",
   }).spawn();
-  const lines: string[] = [];
-  const listening = Promise.withResolvers<Record<string, unknown>>();
-  const reading = (async () => {
-    let buffered = "";
-    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-      buffered += chunk;
-      let newline;
-      while ((newline = buffered.indexOf("\n")) >= 0) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        lines.push(line);
-        try {
-          const entry = JSON.parse(line);
-          if (entry.event === "listening") listening.resolve(entry);
-        } catch { /* not JSON: kept in lines for the assertion messages */ }
-      }
-    }
-    if (buffered !== "") lines.push(buffered);
-    listening.reject(new Error(`server exited before listening:\n${lines.join("\n")}`));
-  })();
+  const { lines, listening, done: reading } = readJsonLog(child.stderr);
   let exit: Promise<Deno.CommandStatus> | undefined = child.status;
-  const timer = setTimeout(
-    () => listening.reject(new Error("server not listening in 20 s")),
-    20_000,
-  );
   let entry;
   try {
-    entry = await listening.promise;
+    entry = await within(
+      20_000,
+      listening,
+      () => `server not listening in 20 s:\n${lines.join("\n")}`,
+    );
   } catch (err) {
     try {
       child.kill("SIGKILL");
@@ -73,8 +46,6 @@ export async function spawnServer(
     await exit;
     await reading;
     throw err;
-  } finally {
-    clearTimeout(timer);
   }
   return {
     pid: child.pid,
@@ -114,19 +85,81 @@ export async function runServerExpectingFailure(
 ): Promise<{ code: number; stderr: string }> {
   const output = await new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-sys", MAIN],
-    env: {
-      HOST: "127.0.0.1",
-      PORT: "0",
-      INTERNAL_PORT: "0",
-      NO_COLOR: "1",
-      // A single node unless a test asks for Redis: no state shared with other runs.
-      REDIS_URL: "",
-      ...env,
-    },
+    env: serverEnv(env),
     clearEnv: true,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
   }).output();
   return { code: output.code, stderr: new TextDecoder().decode(output.stderr) };
+}
+
+/** The environment a server process gets: loopback, ports 0, one node, then `env`. */
+function serverEnv(env: Record<string, string>): Record<string, string> {
+  return {
+    HOST: "127.0.0.1",
+    PORT: "0",
+    INTERNAL_PORT: "0",
+    NO_COLOR: "1",
+    // A single node unless a test asks for Redis: no state shared with other runs.
+    REDIS_URL: "",
+    ...env,
+  };
+}
+
+/** The `listening` log line's fields (the bound ports among them). */
+export interface ListeningEntry {
+  public_port: number;
+  internal_port: number;
+  [field: string]: unknown;
+}
+
+/**
+ * Collects a server's JSON log lines from `stream`; `listening` resolves with
+ * the `listening` line, or rejects if the stream ends first.
+ */
+export function readJsonLog(stream: ReadableStream<Uint8Array>): {
+  lines: string[];
+  listening: Promise<ListeningEntry>;
+  done: Promise<void>;
+} {
+  const lines: string[] = [];
+  const listening = Promise.withResolvers<ListeningEntry>();
+  const done = (async () => {
+    let buffered = "";
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      buffered += chunk;
+      let newline;
+      while ((newline = buffered.indexOf("\n")) >= 0) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        lines.push(line);
+        try {
+          const entry = JSON.parse(line);
+          if (entry.event === "listening") listening.resolve(entry);
+        } catch { /* not JSON: kept in lines for the failure messages */ }
+      }
+    }
+    if (buffered !== "") lines.push(buffered);
+    listening.reject(new Error(`exited before listening:\n${lines.join("\n")}`));
+  })();
+  listening.promise.catch(() => {}); // observed by the caller
+  return { lines, listening: listening.promise, done };
+}
+
+/** `promise`, or a rejection with `message()` after `ms`. */
+export async function within<T>(
+  ms: number,
+  promise: Promise<T>,
+  message: () => string,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message())), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
