@@ -126,31 +126,29 @@ export async function explainRepositoryQueries(db: BenchDatabase, runs = 5): Pro
   const senders = Array.from({ length: batch }, (_, i) => 2 * (i % 100) + 1);
   const queries: { name: string; text: string; params: unknown[] }[] = [
     {
-      name: "isActiveUser",
-      text: "select active from users where user_id = $1",
-      params: [4321],
+      name: "isActiveUser (batch of 64 logins)",
+      text: `select user_id::text as id from users where user_id = any($1::bigint[]) and active`,
+      params: [senders],
     },
     {
-      name: "relation",
-      text: `select
-            exists (select 1 from friendships
-                    where status = 'approved'
-                      and ((requester_user_id = $1 and recipient_user_id = $2)
-                        or (requester_user_id = $2 and recipient_user_id = $1))
+      name: "relation (batch of 64 pairs)",
+      text: `select k.s::text as s, k.r::text as r,
+            exists (select 1 from friendships f
+                    where f.status = 'approved'
+                      and ((f.requester_user_id = k.s and f.recipient_user_id = k.r)
+                        or (f.requester_user_id = k.r and f.recipient_user_id = k.s))
             ) as friends,
-            exists (select 1 from blocks
-                    where blocker_user_id = $2 and blocked_user_id = $1
-            ) as blocked`,
-      params: [4321, 4322],
+            exists (select 1 from blocks b where b.blocker_user_id = k.r and b.blocked_user_id = k.s
+            ) as blocked
+          from unnest($1::bigint[], $2::bigint[]) as k(s, r)`,
+      params: [senders, senders.map((s) => s + 1)],
     },
     {
       name: "friendIds (hub, 50 friends)",
-      text: `select recipient_user_id as id from friendships
-            where requester_user_id = $1 and status = 'approved'
-          union
-          select requester_user_id from friendships
-            where recipient_user_id = $1 and status = 'approved'`,
-      params: [HUB_BASE + 1],
+      text: `select requester_user_id::text as a, recipient_user_id::text as b from friendships
+          where status = 'approved'
+            and (requester_user_id = any($1::bigint[]) or recipient_user_id = any($1::bigint[]))`,
+      params: [[HUB_BASE + 1]],
     },
     {
       name: `storeMessage batch of ${batch} (rolled back)`,
