@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { TestClient } from "./support/client.ts";
-import { within } from "./support/process.ts";
+import { collectLines, within } from "./support/process.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const READY_TIMEOUT_MS = 90_000; // a first run type-checks and runs initdb
@@ -105,55 +105,6 @@ Deno.test("deno task dev without DATABASE_URL serves the demo users and exits 0 
     await removeWhenStopped(dataDir);
   }
 });
-
-interface Lines {
-  lines: string[];
-  /** Resolves with the lines once `done(lines)` holds; rejects at end of stream. */
-  until(done: (lines: string[]) => boolean): Promise<string[]>;
-  done: Promise<void>;
-}
-
-function collectLines(stream: ReadableStream<Uint8Array>): Lines {
-  const lines: string[] = [];
-  const waiters: {
-    done: (lines: string[]) => boolean;
-    resolve: (l: string[]) => void;
-    reject: (e: Error) => void;
-  }[] = [];
-  const check = () => {
-    for (const waiter of [...waiters]) {
-      if (waiter.done(lines)) {
-        waiters.splice(waiters.indexOf(waiter), 1);
-        waiter.resolve(lines);
-      }
-    }
-  };
-  const done = (async () => {
-    let buffered = "";
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-      buffered += chunk;
-      let newline;
-      while ((newline = buffered.indexOf("\n")) >= 0) {
-        lines.push(buffered.slice(0, newline));
-        buffered = buffered.slice(newline + 1);
-      }
-      check();
-    }
-    if (buffered !== "") lines.push(buffered);
-    check();
-    for (const waiter of waiters.splice(0)) waiter.reject(new Error("stream ended"));
-  })();
-  return {
-    lines,
-    done,
-    until(predicate) {
-      return new Promise((resolve, reject) => {
-        waiters.push({ done: predicate, resolve, reject });
-        check();
-      });
-    },
-  };
-}
 
 async function removeWhenStopped(dataDir: string): Promise<void> {
   for (let i = 0; i < 50; i++) {

@@ -114,6 +114,57 @@ export interface ListeningEntry {
   [field: string]: unknown;
 }
 
+/** The lines of a child's output so far, and a way to wait for some. */
+export interface Lines {
+  lines: string[];
+  /** Resolves with the lines once `done(lines)` holds; rejects at end of stream. */
+  until(done: (lines: string[]) => boolean): Promise<string[]>;
+  done: Promise<void>;
+}
+
+/** Collects `stream` line by line. */
+export function collectLines(stream: ReadableStream<Uint8Array>): Lines {
+  const lines: string[] = [];
+  const waiters: {
+    done: (lines: string[]) => boolean;
+    resolve: (l: string[]) => void;
+    reject: (e: Error) => void;
+  }[] = [];
+  const check = () => {
+    for (const waiter of [...waiters]) {
+      if (waiter.done(lines)) {
+        waiters.splice(waiters.indexOf(waiter), 1);
+        waiter.resolve(lines);
+      }
+    }
+  };
+  const done = (async () => {
+    let buffered = "";
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      buffered += chunk;
+      let newline;
+      while ((newline = buffered.indexOf("\n")) >= 0) {
+        lines.push(buffered.slice(0, newline));
+        buffered = buffered.slice(newline + 1);
+      }
+      check();
+    }
+    if (buffered !== "") lines.push(buffered);
+    check();
+    for (const waiter of waiters.splice(0)) waiter.reject(new Error("stream ended"));
+  })();
+  return {
+    lines,
+    done,
+    until(predicate) {
+      return new Promise((resolve, reject) => {
+        waiters.push({ done: predicate, resolve, reject });
+        check();
+      });
+    },
+  };
+}
+
 /**
  * Collects a server's JSON log lines from `stream`; `listening` resolves with
  * the `listening` line, or rejects if the stream ends first.
@@ -123,28 +174,23 @@ export function readJsonLog(stream: ReadableStream<Uint8Array>): {
   listening: Promise<ListeningEntry>;
   done: Promise<void>;
 } {
-  const lines: string[] = [];
-  const listening = Promise.withResolvers<ListeningEntry>();
-  const done = (async () => {
-    let buffered = "";
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-      buffered += chunk;
-      let newline;
-      while ((newline = buffered.indexOf("\n")) >= 0) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        lines.push(line);
-        try {
-          const entry = JSON.parse(line);
-          if (entry.event === "listening") listening.resolve(entry);
-        } catch { /* not JSON: kept in lines for the failure messages */ }
-      }
+  const { lines, until, done } = collectLines(stream);
+  const entry = (line: string): ListeningEntry | undefined => {
+    try {
+      const parsed = JSON.parse(line);
+      return parsed?.event === "listening" ? parsed : undefined;
+    } catch {
+      return undefined; // not JSON: kept in lines for the failure messages
     }
-    if (buffered !== "") lines.push(buffered);
-    listening.reject(new Error(`exited before listening:\n${lines.join("\n")}`));
-  })();
-  listening.promise.catch(() => {}); // observed by the caller
-  return { lines, listening: listening.promise, done };
+  };
+  const listening = until((all) => all.some((line) => entry(line) !== undefined)).then(
+    (all) => entry(all.find((line) => entry(line) !== undefined)!)!,
+    () => {
+      throw new Error(`exited before listening:\n${lines.join("\n")}`);
+    },
+  );
+  listening.catch(() => {}); // observed by the caller
+  return { lines, listening, done };
 }
 
 /** `promise`, or a rejection with `message()` after `ms`. */
