@@ -13,7 +13,6 @@ import { startChatServer } from "../src/server.ts";
 import { importTokenKey, signToken } from "../src/token.ts";
 import { wsTransport } from "../src/transport_ws.ts";
 import { TestClient } from "./support/client.ts";
-import { RawWs } from "./raw_ws.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
 import { startTestServer } from "./support/server.ts";
 
@@ -162,9 +161,7 @@ Deno.test("a client that vanishes without a close handshake is cleaned up and it
     await t.db.addUser(2);
     await t.db.befriend(1, 2);
     const bob = await t.connectAs(2);
-    const raw = await RawWs.connect(t.server.publicPort, "/ws");
-    const auth = JSON.stringify({ type: "authenticate", auth_token: await t.token(1) });
-    await raw.send({ opcode: 1, payload: new TextEncoder().encode(auth) });
+    const raw = await t.rawAs(1);
     assert.deepEqual(await bob.next("presence"), {
       type: "presence",
       user_id: 1,

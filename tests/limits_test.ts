@@ -7,7 +7,6 @@
 import assert from "node:assert/strict";
 // @ts-types="npm:@types/ws@^8.18.1"
 import { WebSocket as NodeWebSocket } from "ws";
-import { RawWs } from "./raw_ws.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
 
 function limitTest(
@@ -230,10 +229,8 @@ limitTest("a peer that stops answering pings is dropped after IDLE_TIMEOUT_S and
   IDLE_TIMEOUT_S: "1",
 }, async (t) => {
   const bob = await t.connectAs(2);
-  const raw = await RawWs.connect(t.server.publicPort, "/ws");
+  const raw = await t.rawAs(1);
   try {
-    const auth = JSON.stringify({ type: "authenticate", auth_token: await t.token(1) });
-    await raw.send({ opcode: 1, payload: new TextEncoder().encode(auth) });
     assert.deepEqual(await bob.next("presence"), {
       type: "presence",
       user_id: 1,
@@ -255,10 +252,8 @@ limitTest("a reader that stops reading is closed as a slow consumer while others
   SEND_BUFFER_MAX_BYTES: "262144",
   SEND_BUFFER_SHED_BYTES: "65536",
 }, async (t) => {
-  const raw = await RawWs.connect(t.server.publicPort, "/ws");
+  const raw = await t.rawAs(1);
   try {
-    const auth = JSON.stringify({ type: "authenticate", auth_token: await t.token(1) });
-    await raw.send({ opcode: 1, payload: new TextEncoder().encode(auth) });
     const carol = await t.connectAs(3);
     const dave = await t.connectAs(4);
     const event = JSON.stringify({

@@ -16,6 +16,7 @@ import { nativeTransport } from "../../src/transport_native.ts";
 import type { Transport } from "../../src/transport.ts";
 import { wsTransport } from "../../src/transport_ws.ts";
 import { TestClient } from "./client.ts";
+import { RawWs } from "../raw_ws.ts";
 import { createTestDatabase, type TestDatabase } from "./db.ts";
 
 export const TEST_SECRET = "test-secret-for-geobeasts-chat";
@@ -50,6 +51,11 @@ export interface TestServer {
   /** Opens a connection and authenticates as `userId` (its `authenticated` frame is consumed). */
   connectAs(userId: number): Promise<TestClient>;
   connect(path?: string): Promise<TestClient>;
+  /**
+   * A hand-made WebSocket that sends `authenticate` as `userId` and never reads
+   * (a stalled or vanishing client); the caller closes it.
+   */
+  rawAs(userId: number): Promise<RawWs>;
   /** Shuts the server down, then drops the database unless it was passed in. */
   close(): Promise<void>;
 }
@@ -106,6 +112,12 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     internalUrl: `http://127.0.0.1:${server.internalPort}`,
     token,
     connect,
+    async rawAs(userId) {
+      const raw = await RawWs.connect(server.publicPort, "/ws");
+      const auth = JSON.stringify({ type: "authenticate", auth_token: await token(userId) });
+      await raw.send({ opcode: 1, payload: new TextEncoder().encode(auth) });
+      return raw;
+    },
     async connectAs(userId) {
       const client = await connect();
       client.send({ type: "authenticate", auth_token: await token(userId) });
