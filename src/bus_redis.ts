@@ -111,11 +111,6 @@ export class RedisBus implements Bus {
     return bus;
   }
 
-  /** Publishes that failed (Redis unreachable) since start. */
-  get publishFailures(): number {
-    return this.#publishFailures;
-  }
-
   onDelivery(handler: (delivery: BusDelivery) => void): void {
     this.#onDelivery = handler;
   }

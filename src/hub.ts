@@ -19,8 +19,6 @@ export interface Peer {
   readonly userId: number;
   /** Sends a serialized frame; a droppable one may be shed for a slow consumer. */
   deliver(frame: string, droppable: boolean): void;
-  /** Closes the connection with `code`. */
-  close(code: number, reason: string): void;
 }
 
 export interface HubOptions {
@@ -102,14 +100,6 @@ export class Hub {
   sendToUser(userId: number, frame: string, droppable: boolean, except?: Peer): void {
     this.#sendLocal(userId, frame, droppable, except);
     this.#bus.publish({ userId, frame, droppable });
-  }
-
-  /** Closes every connection (shutdown) and waits for presence to settle. */
-  async closeAll(code: number, reason: string): Promise<void> {
-    for (const set of [...this.#peers.values()]) {
-      for (const peer of [...set]) peer.close(code, reason);
-    }
-    await this.settled();
   }
 
   /** Resolves when no presence change is in progress. */

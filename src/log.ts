@@ -20,11 +20,6 @@ export interface Logger {
   error(event: string, fields?: LogFields): void;
 }
 
-/** Whether `value` names a log level. */
-export function isLogLevel(value: string): value is LogLevel {
-  return Object.hasOwn(RANK, value);
-}
-
 /** A logger writing lines at `level` and above through `write` (stderr by default). */
 export function createLogger(
   level: LogLevel,
