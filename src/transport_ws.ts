@@ -69,6 +69,9 @@ function rawText(data: RawData): string {
  * fragments so far exceed it), refuses unmasked frames (1002) and invalid
  * UTF-8 (1007); this module adds routing, the idle check and shutdown.
  */
+/** How long a peer that broke the protocol has to read our close frame. */
+const PROTOCOL_ERROR_GRACE_MS = 100;
+
 export const wsTransport: Transport = async (options) => {
   const scheme = options.tls ? "https" : "http";
   const wss = new WebSocketServer({
@@ -127,9 +130,6 @@ export const wsTransport: Transport = async (options) => {
     // ws validates the key and version itself and answers 400 when they are wrong.
     wss.handleUpgrade(req, socket, head, (ws) => accept(ws, info, socket));
   });
-
-  /** How long a peer that broke the protocol has to read our close frame. */
-  const PROTOCOL_ERROR_GRACE_MS = 100;
 
   function accept(ws: WebSocket, info: UpgradeInfo, socket: Duplex): void {
     let errorCode: number | undefined;
