@@ -19,6 +19,11 @@ export interface BusDelivery {
   frame: string;
   /** The frame may be dropped for a slow consumer (typing, presence). */
   droppable: boolean;
+  /**
+   * After the frame, close every such connection with 1008 (`session_expired`
+   * from `POST /disconnect`). Never dropped.
+   */
+  close?: boolean;
 }
 
 /** A user's presence in the whole cluster. */
@@ -52,6 +57,16 @@ export interface Bus {
   onPresenceChange?(handler: (userId: number, status: PresenceStatus) => void): void;
   /** Which of `userIds` are present on some node. */
   online(userIds: readonly number[]): Promise<Set<number>>;
+  /**
+   * Takes one of the user's connection slots in the whole cluster; false when
+   * the user already holds `max` connections on live nodes. While the broker
+   * is unreachable it answers from this node's own count. Never throws.
+   */
+  acquireConnection(userId: number, max: number): Promise<boolean>;
+  /** Gives back a slot `acquireConnection` took. Never throws. */
+  releaseConnection(userId: number): Promise<void>;
+  /** Whether the bus reaches the other nodes now (readiness: `/readyz` is 503 when not). */
+  isReady(): boolean;
   /** Leaves every user of this node and releases connections. */
   close(): Promise<void>;
 }

@@ -11,6 +11,8 @@ import type { Bus, BusDelivery, PresenceStatus } from "./bus.ts";
 export class MemoryCluster {
   readonly subscribers = new Map<number, Set<MemoryBus>>();
   readonly presence = new Map<number, Set<string>>();
+  /** User id → connection slots held, by node id. */
+  readonly connections = new Map<number, Map<string, number>>();
   /** Nodes not closed or abandoned. */
   readonly live = new Set<MemoryBus>();
   #nodes = 0;
@@ -93,6 +95,31 @@ export class MemoryBus implements Bus {
     );
   }
 
+  acquireConnection(userId: number, max: number): Promise<boolean> {
+    if (this.#dead) return Promise.resolve(false);
+    const byNode = this.cluster.connections.get(userId) ?? new Map<string, number>();
+    let held = 0;
+    for (const count of byNode.values()) held += count;
+    if (held >= max) return Promise.resolve(false);
+    byNode.set(this.nodeId, (byNode.get(this.nodeId) ?? 0) + 1);
+    this.cluster.connections.set(userId, byNode);
+    return Promise.resolve(true);
+  }
+
+  releaseConnection(userId: number): Promise<void> {
+    if (this.#dead) return Promise.resolve();
+    const byNode = this.cluster.connections.get(userId);
+    const count = (byNode?.get(this.nodeId) ?? 0) - 1;
+    if (count > 0) byNode?.set(this.nodeId, count);
+    else byNode?.delete(this.nodeId);
+    if (byNode?.size === 0) this.cluster.connections.delete(userId);
+    return Promise.resolve();
+  }
+
+  isReady(): boolean {
+    return !this.#dead;
+  }
+
   async close(): Promise<void> {
     for (const userId of [...this.#joined]) await this.leave(userId);
     this.#detach();
@@ -118,6 +145,10 @@ export class MemoryBus implements Bus {
 
   #detach(): void {
     this.cluster.live.delete(this);
+    for (const [userId, byNode] of this.cluster.connections) {
+      byNode.delete(this.nodeId);
+      if (byNode.size === 0) this.cluster.connections.delete(userId);
+    }
     for (const [userId, set] of this.cluster.subscribers) {
       set.delete(this);
       if (set.size === 0) this.cluster.subscribers.delete(userId);

@@ -165,6 +165,27 @@ export class RedisBus implements Bus {
     return this.#presence.online(userIds);
   }
 
+  // TEMPORARY (replaced by the cluster-wide count): this node's own count only.
+  readonly #localConnections = new Map<number, number>();
+
+  acquireConnection(userId: number, max: number): Promise<boolean> {
+    const held = this.#localConnections.get(userId) ?? 0;
+    if (held >= max) return Promise.resolve(false);
+    this.#localConnections.set(userId, held + 1);
+    return Promise.resolve(true);
+  }
+
+  releaseConnection(userId: number): Promise<void> {
+    const held = (this.#localConnections.get(userId) ?? 0) - 1;
+    if (held > 0) this.#localConnections.set(userId, held);
+    else this.#localConnections.delete(userId);
+    return Promise.resolve();
+  }
+
+  isReady(): boolean {
+    return !this.#closed;
+  }
+
   /** Leaves every user of this node (without announcing), stops the heartbeat, disconnects. */
   async close(): Promise<void> {
     if (this.#closed) return;

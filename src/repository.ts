@@ -30,6 +30,39 @@ export interface StoreResult {
   duplicate: boolean;
 }
 
+/** A message as read back (`sync`, `history`): the stored row with its receipts. */
+export interface MessageRecord extends StoredMessage {
+  isRead: boolean;
+  readAt: Date | undefined;
+  deliveredAt: Date | undefined;
+}
+
+/** One page of messages, in the order the query defines. */
+export interface MessagePage {
+  messages: MessageRecord[];
+  /** More messages match beyond this page. */
+  hasMore: boolean;
+}
+
+/** What `authenticated` reports of a user's mailbox (PROTOCOL.md v1.1). */
+export interface MailboxSummary {
+  /** Messages to the user with `is_read = false`. */
+  unreadCount: number;
+  /** Sender id → unread messages from that sender; non-zero counts only. */
+  unreadBySender: Map<number, number>;
+  /** Largest `message_id` to or from the user; 0 when there is none. */
+  lastMessageId: number;
+}
+
+/** The outcome of `markDelivered`. */
+export type DeliveredResult =
+  /** This call set `delivered_at`: the sender is to be told. */
+  | { status: "first"; senderUserId: number }
+  /** The message is the recipient's, and was marked delivered before: nothing to tell. */
+  | { status: "already" }
+  /** No message with that id is addressed to this user. */
+  | { status: "not_recipient" };
+
 /** Whether a sender may message (or type to) a recipient: checks 6 and 7 of PROTOCOL.md. */
 export type Relation = "ok" | "not_friends" | "blocked";
 
@@ -42,12 +75,21 @@ export class UnavailableError extends Error {
   override name = "UnavailableError";
 }
 
+/**
+ * Thrown by `storeMessage` when the sender's `client_message_id` names a stored
+ * message with another recipient or another text: nothing was stored; the
+ * answer is `invalid_field` (PROTOCOL.md v1.1).
+ */
+export class ClientMessageIdReusedError extends Error {
+  override name = "ClientMessageIdReusedError";
+}
+
 export interface ChatRepository {
   /** Whether the user exists with `active = true`. */
   isActiveUser(userId: number): Promise<boolean>;
   /**
-   * Checks 6 (an approved friendship, either direction) then 7 (the recipient
-   * has not blocked the sender). The answer may be up to the repository's
+   * Checks 6 (an approved friendship, either direction) then 7 (neither user
+   * has blocked the other, v1.1). The answer may be up to the repository's
    * cache age stale, never more than 5 seconds.
    */
   relation(senderUserId: number, recipientUserId: number): Promise<Relation>;
@@ -60,6 +102,36 @@ export interface ChatRepository {
    * the original row and `duplicate: true`.
    */
   storeMessage(message: NewMessage): Promise<StoreResult>;
+  /** Unread counts and the last message id of `userId`, for `authenticated`. */
+  mailboxSummary(userId: number): Promise<MailboxSummary>;
+  /**
+   * `sync`: messages to or from `userId` with an id above `afterMessageId`,
+   * oldest first, at most `limit`.
+   */
+  messagesAfter(userId: number, afterMessageId: number, limit: number): Promise<MessagePage>;
+  /**
+   * `history`: messages between `userId` and `friendUserId` (both directions)
+   * with an id below `beforeMessageId` (the latest when undefined), newest
+   * first, at most `limit`.
+   */
+  conversationBefore(
+    userId: number,
+    friendUserId: number,
+    beforeMessageId: number | undefined,
+    limit: number,
+  ): Promise<MessagePage>;
+  /**
+   * `read`: marks the messages from `friendUserId` to `readerUserId` with an id
+   * up to `upToMessageId` and `is_read = false` as read now. Resolves with the
+   * `read_at` it set when at least one row changed, `undefined` when none did.
+   */
+  markRead(readerUserId: number, friendUserId: number, upToMessageId: number): Promise<
+    Date | undefined
+  >;
+  /** `delivered`: sets `delivered_at` of a message to `recipientUserId` the first time only. */
+  markDelivered(recipientUserId: number, messageId: number): Promise<DeliveredResult>;
+  /** Of `userIds`, those that are unknown or have `active = false` now (no cache). */
+  inactiveUsers(userIds: readonly number[]): Promise<number[]>;
   /** Whether storage answers now (readiness). */
   isReady(): Promise<boolean>;
   /** Commits what is queued, then releases the connections. */

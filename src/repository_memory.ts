@@ -7,6 +7,9 @@
 
 import type {
   ChatRepository,
+  DeliveredResult,
+  MailboxSummary,
+  MessagePage,
   NewMessage,
   Relation,
   StoredMessage,
@@ -83,6 +86,26 @@ export class MemoryRepository implements ChatRepository {
       this.messages.push(stored);
       return { message: stored, duplicate: false };
     });
+  }
+
+  // TEMPORARY: the v1.1 read-back methods, implemented on the repository branch.
+  mailboxSummary(): Promise<MailboxSummary> {
+    return Promise.reject(new Error("not implemented yet"));
+  }
+  messagesAfter(): Promise<MessagePage> {
+    return Promise.reject(new Error("not implemented yet"));
+  }
+  conversationBefore(): Promise<MessagePage> {
+    return Promise.reject(new Error("not implemented yet"));
+  }
+  markRead(): Promise<Date | undefined> {
+    return Promise.reject(new Error("not implemented yet"));
+  }
+  markDelivered(): Promise<DeliveredResult> {
+    return Promise.reject(new Error("not implemented yet"));
+  }
+  inactiveUsers(): Promise<number[]> {
+    return Promise.reject(new Error("not implemented yet"));
   }
 
   isReady(): Promise<boolean> {

@@ -18,7 +18,15 @@ import type { Logger } from "./log.ts";
 import { errorMessage } from "./log.ts";
 import { migrate } from "./migrations.ts";
 import { MessageWriter } from "./message_writer.ts";
-import type { ChatRepository, NewMessage, Relation, StoreResult } from "./repository.ts";
+import type {
+  ChatRepository,
+  DeliveredResult,
+  MailboxSummary,
+  MessagePage,
+  NewMessage,
+  Relation,
+  StoreResult,
+} from "./repository.ts";
 import { UnavailableError } from "./repository.ts";
 import { TtlCache } from "./ttl_cache.ts";
 import { BatchLoader } from "./batch_loader.ts";
@@ -155,6 +163,26 @@ export class PostgresRepository implements ChatRepository {
 
   storeMessage(message: NewMessage): Promise<StoreResult> {
     return this.#writer.store(message);
+  }
+
+  // TEMPORARY: the v1.1 read-back methods, implemented on the repository branch.
+  mailboxSummary(): Promise<MailboxSummary> {
+    return Promise.reject(new Error("not implemented yet"));
+  }
+  messagesAfter(): Promise<MessagePage> {
+    return Promise.reject(new Error("not implemented yet"));
+  }
+  conversationBefore(): Promise<MessagePage> {
+    return Promise.reject(new Error("not implemented yet"));
+  }
+  markRead(): Promise<Date | undefined> {
+    return Promise.reject(new Error("not implemented yet"));
+  }
+  markDelivered(): Promise<DeliveredResult> {
+    return Promise.reject(new Error("not implemented yet"));
+  }
+  inactiveUsers(): Promise<number[]> {
+    return Promise.reject(new Error("not implemented yet"));
   }
 
   async isReady(): Promise<boolean> {
