@@ -94,7 +94,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     relationCacheMs: read.int("RELATION_CACHE_MS", 2000, 0, 5000),
     redisUrl: nonEmpty(env.REDIS_URL),
     redisKeyPrefix: env.REDIS_KEY_PREFIX || "geobeasts:chat:",
-    presenceTtlS: read.int("PRESENCE_TTL_S", 15, 1, 3600),
+    presenceTtlS: read.int("PRESENCE_TTL_S", 10, 1, 3600),
     maxConnections: read.int("MAX_CONNECTIONS", 50000, 1, 10_000_000),
     maxConnectionsPerUser: read.int("MAX_CONNECTIONS_PER_USER", 10, 1, 10_000),
     maxUnauthPerIp: read.int("MAX_UNAUTH_PER_IP", 50, 1, 10_000_000),
