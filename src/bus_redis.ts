@@ -8,14 +8,30 @@
  * published itself, since the hub has already delivered locally. At most once: what is
  * published while Redis is unreachable is dropped (counted, logged).
  *
- * A Redis outage never throws out of the bus and never stops the process: both connections
- * reconnect with backoff; then every wanted channel is subscribed again and presence is
- * reconciled, its changes reported to `onPresenceChange`.
+ * A Redis outage never throws out of the bus and never stops the process. Each connection is
+ * health-checked (`bus_redis_link.ts`: a PING every second that must be answered within 2.5 s),
+ * so one that goes silent without closing is found within about 3.5 s and replaced. Both
+ * connections reconnect with backoff; then every wanted channel is subscribed again and
+ * presence and connection slots are reconciled, presence changes reported to
+ * `onPresenceChange`. The bus is ready (`isReady`) while both connections are healthy and
+ * every wanted channel is subscribed; each outage is logged once when it starts
+ * (`redis_disconnected`, warn) and once when it ends (`redis_reconnected`, info).
+ *
+ * Publishes in flight are bounded (`maxPublishesInFlight`, `maxPublishBytesInFlight`): past
+ * half of either bound, droppable frames (typing, presence) are dropped; past the bound, every
+ * publish is counted failed at once, except a closing delivery. A session is never blocked and
+ * memory does not grow with a backlog. What is published while Redis is unreachable is
+ * dropped and counted; nothing is re-sent after a reconnect, so nothing arrives twice or late.
+ *
+ * Payload on the channel: `<origin node id>|<flag><frame>`, flag `0` plain, `1` droppable,
+ * `2` closing (`BusDelivery.close`, never droppable).
  */
 
 import { Redis } from "ioredis";
 import type { Bus, BusDelivery, PresenceStatus } from "./bus.ts";
+import { RedisLink, RedisLinkDownError } from "./bus_redis_link.ts";
 import { RedisPresence } from "./bus_redis_presence.ts";
+import { RedisSlots } from "./bus_redis_slots.ts";
 import { errorMessage, type Logger } from "./log.ts";
 
 export interface RedisBusOptions {
@@ -28,41 +44,75 @@ export interface RedisBusOptions {
   /** How long a node counts as live after its last heartbeat. */
   presenceTtlS: number;
   logger: Logger;
-  /** Told of every publish's outcome (metrics). */
+  /** Told of every publish's outcome (metrics); a dropped one counts as failed. */
   onPublish?: ((ok: boolean) => void) | undefined;
+  /** PING interval of the health check, default 1000 ms. */
+  healthIntervalMs?: number | undefined;
+  /** How long a PING may go unanswered before the connection is replaced, default 2500 ms. */
+  healthDeadlineMs?: number | undefined;
+  /** Publishes awaiting Redis's reply at most, default 8192. */
+  maxPublishesInFlight?: number | undefined;
+  /** Payload bytes of the publishes awaiting a reply at most, default 16 MiB. */
+  maxPublishBytesInFlight?: number | undefined;
 }
 
 /** Channels per SUBSCRIBE when resubscribing after a reconnect. */
 const SUBSCRIBE_CHUNK = 1000;
+const HEALTH_INTERVAL_MS = 1000;
+const HEALTH_DEADLINE_MS = 2500;
+/**
+ * Far above what a healthy Redis leaves unanswered (its replies come within a millisecond or
+ * so: a few hundred publishes at most at full load), low enough that a backlog of 4 KB frames
+ * stays a few tens of MiB.
+ */
+const MAX_PUBLISHES_IN_FLIGHT = 8192;
+const MAX_PUBLISH_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
 const NODE_ID = /^[A-Za-z0-9._:-]{1,100}$/;
 
 export class RedisBus implements Bus {
   readonly nodeId: string;
-  readonly #cmd: Redis;
-  readonly #sub: Redis;
+  readonly #cmd: RedisLink;
+  readonly #sub: RedisLink;
   readonly #presence: RedisPresence;
+  readonly #slots: RedisSlots;
   readonly #prefix: string;
   readonly #logger: Logger;
   readonly #onPublish: (ok: boolean) => void;
+  readonly #maxInFlight: number;
+  readonly #maxBytesInFlight: number;
   #onDelivery: (delivery: BusDelivery) => void = () => {};
   /** Channels this node wants, whatever the subscriber connection's state. */
   readonly #channels = new Set<string>();
+  /** Every wanted channel is subscribed on the current subscriber connection. */
+  #subscribed = true;
+  /** When the current outage began (`performance.now()`), undefined while up. */
+  #downSince: number | undefined;
   #closed = false;
+  #publishBytes = 0;
   #publishFailures = 0;
   #lastPublishLog = 0;
 
   private constructor(cmd: Redis, sub: Redis, nodeId: string, options: RedisBusOptions) {
-    this.#cmd = cmd;
-    this.#sub = sub;
+    const health = (name: string) => ({
+      intervalMs: options.healthIntervalMs ?? HEALTH_INTERVAL_MS,
+      deadlineMs: options.healthDeadlineMs ?? HEALTH_DEADLINE_MS,
+      onHealth: (healthy: boolean, reason: string) => this.#healthChanged(name, healthy, reason),
+    });
+    this.#cmd = new RedisLink(cmd, health("commands"));
+    this.#sub = new RedisLink(sub, health("subscriber"));
     this.nodeId = nodeId;
     this.#prefix = options.keyPrefix;
     this.#logger = options.logger;
     this.#onPublish = options.onPublish ?? (() => {});
-    this.#presence = new RedisPresence(cmd, {
+    this.#maxInFlight = options.maxPublishesInFlight ?? MAX_PUBLISHES_IN_FLIGHT;
+    this.#maxBytesInFlight = options.maxPublishBytesInFlight ?? MAX_PUBLISH_BYTES_IN_FLIGHT;
+    this.#slots = new RedisSlots(this.#cmd, { prefix: options.keyPrefix, nodeId });
+    this.#presence = new RedisPresence(this.#cmd, {
       prefix: options.keyPrefix,
       nodeId,
       ttlMs: options.presenceTtlS * 1000,
       logger: options.logger,
+      afterBeat: (reconciled) => this.#slots.writeBack(reconciled),
     });
   }
 
@@ -80,6 +130,8 @@ export class RedisBus implements Bus {
       commandTimeout: 5000,
       // Our own resubscribe on "ready" covers channels added while disconnected too.
       autoResubscribe: false,
+      // Their callers were told they failed; a re-sent PUBLISH could deliver twice, or late.
+      autoResendUnfulfilledCommands: false,
       retryStrategy: (attempt: number) => Math.min(attempt * 200, 2000),
     };
     const cmd = new Redis(options.url, {
@@ -99,6 +151,8 @@ export class RedisBus implements Bus {
       await bus.#presence.start();
     } catch (err) {
       bus.#presence.stop();
+      bus.#cmd.stop();
+      bus.#sub.stop();
       cmd.disconnect();
       sub.disconnect();
       const reason = cause ?? err;
@@ -123,10 +177,11 @@ export class RedisBus implements Bus {
     const channel = this.#channel(userId);
     this.#channels.add(channel);
     // When not ready, the "ready" handler subscribes every wanted channel.
-    if (this.#closed || this.#sub.status !== "ready") return;
+    if (this.#closed || !this.#sub.healthy) return;
     try {
-      await this.#sub.subscribe(channel);
+      await this.#sub.run((conn) => conn.subscribe(channel));
     } catch (err) {
+      if (err instanceof RedisLinkDownError) return; // the next "ready" subscribes it
       this.#logger.warn("bus_subscribe_failed", { user_id: userId, error: errorMessage(err) });
     }
   }
@@ -134,23 +189,29 @@ export class RedisBus implements Bus {
   async unsubscribe(userId: number): Promise<void> {
     const channel = this.#channel(userId);
     this.#channels.delete(channel);
-    if (this.#closed || this.#sub.status !== "ready") return;
+    if (this.#closed || !this.#sub.healthy) return;
     try {
-      await this.#sub.unsubscribe(channel);
+      await this.#sub.run((conn) => conn.unsubscribe(channel));
     } catch (err) {
+      if (err instanceof RedisLinkDownError) return; // a new connection has no subscriptions
       this.#logger.warn("bus_unsubscribe_failed", { user_id: userId, error: errorMessage(err) });
     }
   }
 
   publish(delivery: BusDelivery): void {
     if (this.#closed) return;
-    const payload = `${this.nodeId}|${delivery.droppable ? "1" : "0"}${delivery.frame}`;
-    try {
-      this.#cmd.publish(this.#channel(delivery.userId), payload)
-        .then(() => this.#onPublish(true), (err) => this.#publishFailed(err));
-    } catch (err) {
-      this.#publishFailed(err);
+    const close = delivery.close === true;
+    const droppable = delivery.droppable && !close;
+    const payload = `${this.nodeId}|${close ? "2" : droppable ? "1" : "0"}${delivery.frame}`;
+    if (!close && this.#overBound(droppable ? 0.5 : 1, payload.length)) {
+      this.#publishFailed(new Error("too many publishes awaiting Redis"));
+      return;
     }
+    const bytes = payload.length;
+    this.#publishBytes += bytes;
+    this.#cmd.run((conn) => conn.publish(this.#channel(delivery.userId), payload))
+      .then(() => this.#onPublish(true), (err) => this.#publishFailed(err))
+      .finally(() => (this.#publishBytes -= bytes));
   }
 
   join(userId: number): Promise<boolean> {
@@ -165,25 +226,16 @@ export class RedisBus implements Bus {
     return this.#presence.online(userIds);
   }
 
-  // TEMPORARY (replaced by the cluster-wide count): this node's own count only.
-  readonly #localConnections = new Map<number, number>();
-
   acquireConnection(userId: number, max: number): Promise<boolean> {
-    const held = this.#localConnections.get(userId) ?? 0;
-    if (held >= max) return Promise.resolve(false);
-    this.#localConnections.set(userId, held + 1);
-    return Promise.resolve(true);
+    return this.#closed ? Promise.resolve(false) : this.#slots.acquire(userId, max);
   }
 
   releaseConnection(userId: number): Promise<void> {
-    const held = (this.#localConnections.get(userId) ?? 0) - 1;
-    if (held > 0) this.#localConnections.set(userId, held);
-    else this.#localConnections.delete(userId);
-    return Promise.resolve();
+    return this.#closed ? Promise.resolve() : this.#slots.release(userId);
   }
 
   isReady(): boolean {
-    return !this.#closed;
+    return !this.#closed && this.#downSince === undefined;
   }
 
   /** Leaves every user of this node (without announcing), stops the heartbeat, disconnects. */
@@ -192,7 +244,10 @@ export class RedisBus implements Bus {
     this.#closed = true;
     this.#channels.clear();
     await this.#presence.retire();
-    await Promise.all([quit(this.#cmd), quit(this.#sub)]);
+    this.#slots.clear();
+    this.#cmd.stop();
+    this.#sub.stop();
+    await Promise.all([quit(this.#cmd.conn), quit(this.#sub.conn)]);
   }
 
   /**
@@ -204,8 +259,10 @@ export class RedisBus implements Bus {
     this.#closed = true;
     this.#channels.clear();
     this.#presence.stop();
-    this.#cmd.disconnect();
-    this.#sub.disconnect();
+    this.#cmd.stop();
+    this.#sub.stop();
+    this.#cmd.conn.disconnect();
+    this.#sub.conn.disconnect();
   }
 
   #channel(userId: number): string {
@@ -214,32 +271,46 @@ export class RedisBus implements Bus {
 
   #watch(): void {
     const userPrefix = `${this.#prefix}u:`;
-    this.#sub.on("message", (channel: string, message: string) => {
+    this.#sub.conn.on("message", (channel: string, message: string) => {
       if (!this.#channels.has(channel)) return; // unsubscribed meanwhile
       const bar = message.indexOf("|");
       if (bar < 0 || message.slice(0, bar) === this.nodeId) return;
-      const userId = Number(channel.slice(userPrefix.length));
-      this.#onDelivery({
-        userId,
-        droppable: message[bar + 1] === "1",
+      const flag = message[bar + 1];
+      const delivery: BusDelivery = {
+        userId: Number(channel.slice(userPrefix.length)),
         frame: message.slice(bar + 2),
-      });
+        droppable: flag === "1",
+      };
+      if (flag === "2") delivery.close = true;
+      this.#onDelivery(delivery);
     });
-    this.#sub.on("ready", () => void this.#resubscribe());
+    this.#sub.conn.on("ready", () => void this.#resubscribe());
     // After a reconnect Redis may have lost or swept this node: reconcile now, not in TTL/3.
-    this.#cmd.on("ready", () => void this.#presence.resync());
-    for (const [name, conn] of [["commands", this.#cmd], ["subscriber", this.#sub]] as const) {
-      let up = true;
-      conn.on("error", (err: Error) => {
-        if (!up || this.#closed) return;
-        up = false;
-        this.#logger.warn("redis_disconnected", { connection: name, error: errorMessage(err) });
-      });
-      conn.on("close", () => (up = false));
-      conn.on("ready", () => {
-        if (!up) this.#logger.info("redis_reconnected", { connection: name });
-        up = true;
-      });
+    this.#cmd.conn.on("ready", () => void this.#presence.resync());
+  }
+
+  /** Over `share` of either in-flight bound once `bytes` more are sent. */
+  #overBound(share: number, bytes: number): boolean {
+    return this.#cmd.inFlight >= this.#maxInFlight * share ||
+      this.#publishBytes + bytes > this.#maxBytesInFlight * share;
+  }
+
+  #healthChanged(connection: string, healthy: boolean, reason: string): void {
+    if (!healthy && connection === "subscriber") this.#subscribed = false;
+    this.#updateUp(connection, reason);
+  }
+
+  /** Logs the start and the end of each outage, once each. */
+  #updateUp(connection: string, reason: string): void {
+    if (this.#closed) return;
+    const up = this.#cmd.healthy && this.#sub.healthy && this.#subscribed;
+    if (!up && this.#downSince === undefined) {
+      this.#downSince = performance.now();
+      this.#logger.warn("redis_disconnected", { connection, error: reason });
+    } else if (up && this.#downSince !== undefined) {
+      const downMs = Math.round(performance.now() - this.#downSince);
+      this.#downSince = undefined;
+      this.#logger.info("redis_reconnected", { down_ms: downMs });
     }
   }
 
@@ -247,11 +318,16 @@ export class RedisBus implements Bus {
     const channels = [...this.#channels];
     try {
       for (let i = 0; i < channels.length; i += SUBSCRIBE_CHUNK) {
-        await this.#sub.subscribe(...channels.slice(i, i + SUBSCRIBE_CHUNK));
+        const chunk = channels.slice(i, i + SUBSCRIBE_CHUNK);
+        await this.#sub.run((conn) => conn.subscribe(...chunk));
       }
+      this.#subscribed = true;
+      this.#updateUp("subscriber", "");
     } catch (err) {
       // The connection dropped again; the next "ready" retries.
+      if (err instanceof RedisLinkDownError) return;
       this.#logger.warn("bus_resubscribe_failed", { error: errorMessage(err) });
+      this.#sub.conn.disconnect(true);
     }
   }
 
@@ -259,7 +335,9 @@ export class RedisBus implements Bus {
     this.#publishFailures++;
     this.#onPublish(false);
     const now = Date.now();
-    if (this.#closed || now - this.#lastPublishLog < 10_000) return;
+    // During an outage the outage's own line says it all.
+    if (this.#closed || this.#downSince !== undefined || err instanceof RedisLinkDownError) return;
+    if (now - this.#lastPublishLog < 10_000) return;
     this.#lastPublishLog = now;
     this.#logger.warn("bus_publish_failed", {
       failures: this.#publishFailures,
