@@ -23,8 +23,15 @@
  * memory does not grow with a backlog. What is published while Redis is unreachable is
  * dropped and counted; nothing is re-sent after a reconnect, so nothing arrives twice or late.
  *
- * Payload on the channel: `<origin node id>|<flag><frame>`, flag `0` plain, `1` droppable,
- * `2` closing (`BusDelivery.close`, never droppable).
+ * A publish can still reach Redis late: bytes the old socket had sent before it was reset
+ * are retransmitted by TCP when the path comes back, and Redis runs them. So each payload
+ * carries when it was sent, on Redis's clock (learnt by the health check's TIME, so nodes'
+ * clocks need not agree), and a receiver drops a frame older than the health check's interval
+ * plus deadline (3.5 s): longer than a connection may stay silent, so its publisher has reset
+ * that connection and counted the publish failed.
+ *
+ * Payload on the channel: `<origin node id>|<flag><sent at, base 36, or empty>|<frame>`, flag
+ * `0` plain, `1` droppable, `2` closing (`BusDelivery.close`, never droppable).
  */
 
 import { Redis } from "ioredis";
@@ -67,6 +74,7 @@ const HEALTH_DEADLINE_MS = 2500;
  */
 const MAX_PUBLISHES_IN_FLIGHT = 8192;
 const MAX_PUBLISH_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
+
 const NODE_ID = /^[A-Za-z0-9._:-]{1,100}$/;
 
 export class RedisBus implements Bus {
@@ -80,6 +88,7 @@ export class RedisBus implements Bus {
   readonly #onPublish: (ok: boolean) => void;
   readonly #maxInFlight: number;
   readonly #maxBytesInFlight: number;
+  readonly #staleMs: number;
   #onDelivery: (delivery: BusDelivery) => void = () => {};
   /** Channels this node wants, whatever the subscriber connection's state. */
   readonly #channels = new Set<string>();
@@ -93,9 +102,13 @@ export class RedisBus implements Bus {
   #lastPublishLog = 0;
 
   private constructor(cmd: Redis, sub: Redis, nodeId: string, options: RedisBusOptions) {
+    const intervalMs = options.healthIntervalMs ?? HEALTH_INTERVAL_MS;
+    const deadlineMs = options.healthDeadlineMs ?? HEALTH_DEADLINE_MS;
+    this.#staleMs = intervalMs + deadlineMs;
     const health = (name: string) => ({
-      intervalMs: options.healthIntervalMs ?? HEALTH_INTERVAL_MS,
-      deadlineMs: options.healthDeadlineMs ?? HEALTH_DEADLINE_MS,
+      intervalMs,
+      deadlineMs,
+      clock: name === "commands",
       onHealth: (healthy: boolean, reason: string) => this.#healthChanged(name, healthy, reason),
     });
     this.#cmd = new RedisLink(cmd, health("commands"));
@@ -202,7 +215,10 @@ export class RedisBus implements Bus {
     if (this.#closed) return;
     const close = delivery.close === true;
     const droppable = delivery.droppable && !close;
-    const payload = `${this.nodeId}|${close ? "2" : droppable ? "1" : "0"}${delivery.frame}`;
+    const sentAt = this.#cmd.redisNow();
+    const stamp = sentAt === undefined ? "" : Math.round(sentAt).toString(36);
+    const flag = close ? "2" : droppable ? "1" : "0";
+    const payload = `${this.nodeId}|${flag}${stamp}|${delivery.frame}`;
     if (!close && this.#overBound(droppable ? 0.5 : 1, payload.length)) {
       this.#publishFailed(new Error("too many publishes awaiting Redis"));
       return;
@@ -274,11 +290,15 @@ export class RedisBus implements Bus {
     this.#sub.conn.on("message", (channel: string, message: string) => {
       if (!this.#channels.has(channel)) return; // unsubscribed meanwhile
       const bar = message.indexOf("|");
-      if (bar < 0 || message.slice(0, bar) === this.nodeId) return;
+      const bar2 = message.indexOf("|", bar + 2);
+      if (bar < 0 || bar2 < 0 || message.slice(0, bar) === this.nodeId) return;
+      const sentAt = parseInt(message.slice(bar + 2, bar2), 36);
+      const now = this.#cmd.redisNow();
+      if (now !== undefined && now - sentAt > this.#staleMs) return; // NaN (no stamp): kept
       const flag = message[bar + 1];
       const delivery: BusDelivery = {
         userId: Number(channel.slice(userPrefix.length)),
-        frame: message.slice(bar + 2),
+        frame: message.slice(bar2 + 1),
         droppable: flag === "1",
       };
       if (flag === "2") delivery.close = true;
@@ -297,13 +317,17 @@ export class RedisBus implements Bus {
 
   #healthChanged(connection: string, healthy: boolean, reason: string): void {
     if (!healthy && connection === "subscriber") this.#subscribed = false;
-    this.#updateUp(connection, reason);
+    if (!healthy || this.#downSince !== undefined) this.#updateUp(connection, reason);
   }
 
   /** Logs the start and the end of each outage, once each. */
   #updateUp(connection: string, reason: string): void {
     if (this.#closed) return;
-    const up = this.#cmd.healthy && this.#sub.healthy && this.#subscribed;
+    // Back up only once both connections proved to work after the outage began: the other
+    // one may be just as silent, its PING not past the deadline yet.
+    const since = this.#downSince ?? -Infinity;
+    const up = this.#cmd.healthy && this.#sub.healthy && this.#subscribed &&
+      this.#cmd.confirmedAt >= since && this.#sub.confirmedAt >= since;
     if (!up && this.#downSince === undefined) {
       this.#downSince = performance.now();
       this.#logger.warn("redis_disconnected", { connection, error: reason });

@@ -27,8 +27,16 @@ export interface RedisLinkOptions {
   intervalMs: number;
   /** How long a PING may wait for its reply before the connection counts as dead. */
   deadlineMs: number;
-  /** Told of every change of health, with the reason when it goes down. */
+  /**
+   * Told of every change of health, with the reason when it goes down, and of every answered
+   * PING (`healthy` true again).
+   */
   onHealth: (healthy: boolean, reason: string) => void;
+  /**
+   * Probe with TIME instead of PING, to learn Redis's clock (`redisNow`). Not on a subscriber
+   * connection (RESP2 allows only PING there).
+   */
+  clock?: boolean | undefined;
 }
 
 interface Pending {
@@ -47,6 +55,9 @@ export class RedisLink {
   #pingSentAt: number | undefined;
   #lastError = "";
   #stopped = false;
+  #confirmedAt = -Infinity;
+  /** Redis's clock minus ours, in ms; undefined until a TIME was answered. */
+  #clockOffset: number | undefined;
 
   constructor(conn: Redis, options: RedisLinkOptions) {
     this.conn = conn;
@@ -55,7 +66,9 @@ export class RedisLink {
       if (this.#stopped) return;
       this.#epoch++;
       this.#pingSentAt = undefined;
+      this.#confirmedAt = performance.now();
       this.#setHealthy(true, "");
+      if (options.clock) this.#ping(); // learn the clock now, not in a second
     });
     conn.on("error", (err: Error) => (this.#lastError = err.message));
     conn.on("close", () => this.#lost(this.#lastError || "connection closed"));
@@ -65,6 +78,19 @@ export class RedisLink {
   /** Connected, and the last PING was answered in time. */
   get healthy(): boolean {
     return this.#healthy;
+  }
+
+  /**
+   * When the latest proof that the connection works was sent (`performance.now()`): the
+   * answered PING's sending, or the (re)connection.
+   */
+  get confirmedAt(): number {
+    return this.#confirmedAt;
+  }
+
+  /** Redis's clock now (ms since the epoch), or undefined before it is known. */
+  redisNow(): number | undefined {
+    return this.#clockOffset === undefined ? undefined : Date.now() + this.#clockOffset;
   }
 
   /** Commands sent and not answered yet. */
@@ -118,11 +144,20 @@ export class RedisLink {
 
   #ping(): void {
     const epoch = this.#epoch;
-    this.#pingSentAt = performance.now();
-    this.conn.ping().then(() => {
-      if (epoch !== this.#epoch) return;
+    const sentAt = performance.now();
+    const sentWall = Date.now();
+    this.#pingSentAt = sentAt;
+    const probe = this.#options.clock ? this.conn.time() : this.conn.ping();
+    probe.then((reply) => {
+      if (epoch !== this.#epoch || this.#stopped) return;
+      if (Array.isArray(reply)) {
+        const redisMs = Number(reply[0]) * 1000 + Math.floor(Number(reply[1]) / 1000);
+        this.#clockOffset = redisMs - (sentWall + Date.now()) / 2;
+      }
       this.#pingSentAt = undefined;
-      this.#setHealthy(true, "");
+      this.#confirmedAt = sentAt;
+      if (!this.#healthy) this.#setHealthy(true, "");
+      else this.#options.onHealth(true, "");
     }, () => {
       // Left unanswered: the deadline decides.
     });
