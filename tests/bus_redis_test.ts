@@ -5,6 +5,7 @@
  */
 
 import assert from "node:assert/strict";
+import { Redis } from "ioredis";
 import type { BusDelivery, PresenceStatus } from "../src/bus.ts";
 import { deleteKeys, eventually, REDIS_URL, redisCluster } from "./support/bus_cluster.ts";
 
@@ -60,6 +61,10 @@ Deno.test({
       assert.equal(await b.leave(2), false);
       assert.deepEqual([...(await a.online([1, 2, 3]))], [1], "local answer during the outage");
       await a.subscribe(4); // while disconnected: subscribed on reconnect
+      assert.equal(a.isReady(), false, "not ready while Redis is gone");
+      assert.equal(await a.acquireConnection(5, 2), true, "answered from this node's count");
+      assert.equal(await a.acquireConnection(5, 2), true);
+      assert.equal(await a.acquireConnection(5, 2), false);
 
       server = startRedis(port); // empty: Redis lost everything
       await eventually("presence reconciled", async () => {
@@ -72,6 +77,18 @@ Deno.test({
       }, 10_000);
       b.publish({ userId: 1, frame: '{"n":1}', droppable: false });
       await eventually("user 1 resubscribed", () => got.some((d) => d.frame === '{"n":1}'));
+      await eventually("ready again", () => a.isReady() && b.isReady(), 10_000);
+      const redis = new Redis(url);
+      try {
+        await eventually(
+          "a's slots written back to the emptied Redis",
+          async () => (await redis.hget(`${cluster.prefix}conn:5`, a.nodeId)) === "2",
+          10_000,
+        );
+      } finally {
+        redis.disconnect();
+      }
+      assert.equal(await b.acquireConnection(5, 2), false, "a's two count for b too");
       await eventually("changes reported", () => reports.length >= 3);
       assert.deepEqual(
         reports.sort(),

@@ -86,7 +86,9 @@ export function startFreezingProxy(target: { hostname: string; port: number }): 
       }
       const pair = [client, upstream];
       for (const conn of pair) conns.add(conn);
-      for (const task of [pump(client, upstream, false, pair), pump(upstream, client, true, pair)]) {
+      for (
+        const task of [pump(client, upstream, false, pair), pump(upstream, client, true, pair)]
+      ) {
         tasks.add(task);
         task.finally(() => tasks.delete(task));
       }
