@@ -9,7 +9,9 @@ import assert from "node:assert/strict";
 import type { BusDelivery } from "../src/bus.ts";
 import { createLogger } from "../src/log.ts";
 import { eventually, REDIS_URL, redisCluster } from "./support/bus_cluster.ts";
+import { createTestDatabase } from "./support/db.ts";
 import { type FreezingProxy, startFreezingProxy } from "./support/freezing_proxy.ts";
+import { startTestServer, type TestServer } from "./support/server.ts";
 
 const ignore = REDIS_URL === undefined;
 const suffix = ignore ? " (skipped: REDIS_URL unset)" : "";
@@ -174,3 +176,51 @@ silentTest(
     assert.equal(gotB.filter((d) => d.frame === '{"once":true}').length, 1, "delivered once");
   },
 );
+
+Deno.test({
+  name:
+    `a node whose Redis path goes silent answers /readyz 503, then chats across nodes again${suffix}`,
+  ignore,
+  async fn() {
+    const url = new URL(REDIS_URL!);
+    const proxy = startFreezingProxy({ hostname: url.hostname, port: Number(url.port || 6379) });
+    const cluster = redisCluster(REDIS_URL!, 10);
+    const db = await createTestDatabase();
+    const nodes: TestServer[] = [];
+    try {
+      const proxyUrl = `redis://127.0.0.1:${proxy.port}`;
+      nodes.push(await startTestServer({ db, bus: () => cluster.nodeWith({ url: proxyUrl }) }));
+      nodes.push(await startTestServer({ db, bus: cluster.node }));
+      const [a, b] = nodes as [TestServer, TestServer];
+      for (const id of [1, 2]) await db.addUser(id);
+      await db.befriend(1, 2);
+      const alice = await a.connectAs(1);
+      const bob = await b.connectAs(2);
+      await a.server.hub.settled();
+      await b.server.hub.settled();
+      assert.equal((await alice.next("presence")).status, "online", "bob came online");
+      const readyz = async () => {
+        const res = await fetch(`${a.internalUrl}/readyz`);
+        await res.body?.cancel();
+        return res.status;
+      };
+      assert.equal(await readyz(), 200);
+
+      proxy.freeze();
+      await eventually("/readyz 503", async () => (await readyz()) === 503, DETECT_MS);
+      proxy.restore();
+      await eventually("/readyz 200", async () => (await readyz()) === 200, RECOVER_MS);
+      bob.send({ type: "chat_message", recipient_user_id: 1, message_text: "after" });
+      const sent = (await bob.next("message_sent")).data as Record<string, unknown>;
+      assert.deepEqual(await alice.next("chat_message"), { type: "chat_message", ...sent });
+      assert.deepEqual(await alice.drainFor(300, "presence"), [], "no flicker: the node was back within its TTL");
+      assert.deepEqual(await bob.drainFor(0, "presence"), []);
+    } finally {
+      proxy.restore();
+      for (const node of nodes) await node.close();
+      await cluster.cleanup();
+      await proxy.close();
+      await db.drop();
+    }
+  },
+});
