@@ -213,7 +213,11 @@ Deno.test({
       bob.send({ type: "chat_message", recipient_user_id: 1, message_text: "after" });
       const sent = (await bob.next("message_sent")).data as Record<string, unknown>;
       assert.deepEqual(await alice.next("chat_message"), { type: "chat_message", ...sent });
-      assert.deepEqual(await alice.drainFor(300, "presence"), [], "no flicker: the node was back within its TTL");
+      assert.deepEqual(
+        await alice.drainFor(300, "presence"),
+        [],
+        "no flicker: the node was back within its TTL",
+      );
       assert.deepEqual(await bob.drainFor(0, "presence"), []);
     } finally {
       proxy.restore();
