@@ -35,6 +35,33 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    `after Redis lost its keys, re-registered users are reported online in paced batches${suffix}`,
+  ignore,
+  async fn() {
+    const cluster = redisCluster(REDIS_URL!, 1);
+    try {
+      const a = await cluster.node();
+      const reports: number[] = [];
+      let firstBurst: number | undefined;
+      a.onPresenceChange?.((id, status) => {
+        if (status !== "online") return;
+        reports.push(id);
+        // What one burst handed the hub: everything reported before the next macrotask.
+        if (reports.length === 1) setTimeout(() => (firstBurst = reports.length), 0);
+      });
+      for (let id = 1; id <= 1200; id++) await a.join(id);
+      await deleteKeys(REDIS_URL!, cluster.prefix!);
+      await eventually("all 1200 reported", () => reports.length === 1200, 10_000);
+      assert.ok(firstBurst !== undefined && firstBurst <= 500, `first burst: ${firstBurst}`);
+      assert.equal(new Set(reports).size, 1200, "each once");
+    } finally {
+      await cluster.cleanup();
+    }
+  },
+});
+
+Deno.test({
   name: `a Redis outage throws nothing, and afterwards delivery and presence recover${suffix}`,
   ignore,
   async fn() {
