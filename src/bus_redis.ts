@@ -17,11 +17,9 @@
  * every wanted channel is subscribed; each outage is logged once when it starts
  * (`redis_disconnected`, warn) and once when it ends (`redis_reconnected`, info).
  *
- * Publishes in flight are bounded (`maxPublishesInFlight`, `maxPublishBytesInFlight`): past
- * half of either bound, droppable frames (typing, presence) are dropped; past the bound, every
- * publish is counted failed at once, except a closing delivery. A session is never blocked and
- * memory does not grow with a backlog. What is published while Redis is unreachable is
- * dropped and counted; nothing is re-sent after a reconnect, so nothing arrives twice or late.
+ * Publishes in flight are bounded (`bus_redis_publisher.ts`). What is published while Redis is
+ * unreachable is dropped and counted; nothing is re-sent after a reconnect, so nothing arrives
+ * twice or late.
  *
  * A publish can still reach Redis late: bytes the old socket had sent before it was reset
  * are retransmitted by TCP when the path comes back, and Redis runs them. So each payload
@@ -29,14 +27,18 @@
  * clocks need not agree), and a receiver drops a frame older than the health check's interval
  * plus deadline (3.5 s): longer than a connection may stay silent, so its publisher has reset
  * that connection and counted the publish failed.
- *
- * Payload on the channel: `<origin node id>|<flag><sent at, base 36, or empty>|<frame>`, flag
- * `0` plain, `1` droppable, `2` closing (`BusDelivery.close`, never droppable).
+ * Payload format: `bus_redis_payload.ts`.
  */
 
 import { Redis } from "ioredis";
 import type { Bus, BusDelivery, PresenceStatus } from "./bus.ts";
 import { RedisLink, RedisLinkDownError } from "./bus_redis_link.ts";
+import { decodePayload } from "./bus_redis_payload.ts";
+import {
+  MAX_PUBLISH_BYTES_IN_FLIGHT,
+  MAX_PUBLISHES_IN_FLIGHT,
+  RedisPublisher,
+} from "./bus_redis_publisher.ts";
 import { RedisPresence } from "./bus_redis_presence.ts";
 import { RedisSlots } from "./bus_redis_slots.ts";
 import { errorMessage, type Logger } from "./log.ts";
@@ -67,13 +69,6 @@ export interface RedisBusOptions {
 const SUBSCRIBE_CHUNK = 1000;
 const HEALTH_INTERVAL_MS = 1000;
 const HEALTH_DEADLINE_MS = 2500;
-/**
- * Far above what a healthy Redis leaves unanswered (its replies come within a millisecond or
- * so: a few hundred publishes at most at full load), low enough that a backlog of 4 KB frames
- * stays a few tens of MiB.
- */
-const MAX_PUBLISHES_IN_FLIGHT = 8192;
-const MAX_PUBLISH_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
 
 const NODE_ID = /^[A-Za-z0-9._:-]{1,100}$/;
 
@@ -85,9 +80,7 @@ export class RedisBus implements Bus {
   readonly #slots: RedisSlots;
   readonly #prefix: string;
   readonly #logger: Logger;
-  readonly #onPublish: (ok: boolean) => void;
-  readonly #maxInFlight: number;
-  readonly #maxBytesInFlight: number;
+  readonly #publisher: RedisPublisher;
   readonly #staleMs: number;
   #onDelivery: (delivery: BusDelivery) => void = () => {};
   /** Channels this node wants, whatever the subscriber connection's state. */
@@ -97,9 +90,6 @@ export class RedisBus implements Bus {
   /** When the current outage began (`performance.now()`), undefined while up. */
   #downSince: number | undefined;
   #closed = false;
-  #publishBytes = 0;
-  #publishFailures = 0;
-  #lastPublishLog = 0;
 
   private constructor(cmd: Redis, sub: Redis, nodeId: string, options: RedisBusOptions) {
     const intervalMs = options.healthIntervalMs ?? HEALTH_INTERVAL_MS;
@@ -116,9 +106,14 @@ export class RedisBus implements Bus {
     this.nodeId = nodeId;
     this.#prefix = options.keyPrefix;
     this.#logger = options.logger;
-    this.#onPublish = options.onPublish ?? (() => {});
-    this.#maxInFlight = options.maxPublishesInFlight ?? MAX_PUBLISHES_IN_FLIGHT;
-    this.#maxBytesInFlight = options.maxPublishBytesInFlight ?? MAX_PUBLISH_BYTES_IN_FLIGHT;
+    this.#publisher = new RedisPublisher(this.#cmd, {
+      nodeId,
+      maxInFlight: options.maxPublishesInFlight ?? MAX_PUBLISHES_IN_FLIGHT,
+      maxBytesInFlight: options.maxPublishBytesInFlight ?? MAX_PUBLISH_BYTES_IN_FLIGHT,
+      logger: options.logger,
+      onPublish: options.onPublish ?? (() => {}),
+      isDown: () => this.#closed || this.#downSince !== undefined,
+    });
     this.#slots = new RedisSlots(this.#cmd, { prefix: options.keyPrefix, nodeId });
     this.#presence = new RedisPresence(this.#cmd, {
       prefix: options.keyPrefix,
@@ -212,22 +207,7 @@ export class RedisBus implements Bus {
   }
 
   publish(delivery: BusDelivery): void {
-    if (this.#closed) return;
-    const close = delivery.close === true;
-    const droppable = delivery.droppable && !close;
-    const sentAt = this.#cmd.redisNow();
-    const stamp = sentAt === undefined ? "" : Math.round(sentAt).toString(36);
-    const flag = close ? "2" : droppable ? "1" : "0";
-    const payload = `${this.nodeId}|${flag}${stamp}|${delivery.frame}`;
-    if (!close && this.#overBound(droppable ? 0.5 : 1, payload.length)) {
-      this.#publishFailed(new Error("too many publishes awaiting Redis"));
-      return;
-    }
-    const bytes = payload.length;
-    this.#publishBytes += bytes;
-    this.#cmd.run((conn) => conn.publish(this.#channel(delivery.userId), payload))
-      .then(() => this.#onPublish(true), (err) => this.#publishFailed(err))
-      .finally(() => (this.#publishBytes -= bytes));
+    if (!this.#closed) this.#publisher.publish(this.#channel(delivery.userId), delivery);
   }
 
   join(userId: number): Promise<boolean> {
@@ -289,30 +269,15 @@ export class RedisBus implements Bus {
     const userPrefix = `${this.#prefix}u:`;
     this.#sub.conn.on("message", (channel: string, message: string) => {
       if (!this.#channels.has(channel)) return; // unsubscribed meanwhile
-      const bar = message.indexOf("|");
-      const bar2 = message.indexOf("|", bar + 2);
-      if (bar < 0 || bar2 < 0 || message.slice(0, bar) === this.nodeId) return;
-      const sentAt = parseInt(message.slice(bar + 2, bar2), 36);
+      const payload = decodePayload(Number(channel.slice(userPrefix.length)), message);
+      if (payload === undefined || payload.origin === this.nodeId) return;
       const now = this.#cmd.redisNow();
-      if (now !== undefined && now - sentAt > this.#staleMs) return; // NaN (no stamp): kept
-      const flag = message[bar + 1];
-      const delivery: BusDelivery = {
-        userId: Number(channel.slice(userPrefix.length)),
-        frame: message.slice(bar2 + 1),
-        droppable: flag === "1",
-      };
-      if (flag === "2") delivery.close = true;
-      this.#onDelivery(delivery);
+      if (now !== undefined && now - payload.sentAt > this.#staleMs) return; // NaN: kept
+      this.#onDelivery(payload.delivery);
     });
     this.#sub.conn.on("ready", () => void this.#resubscribe());
     // After a reconnect Redis may have lost or swept this node: reconcile now, not in TTL/3.
     this.#cmd.conn.on("ready", () => void this.#presence.resync());
-  }
-
-  /** Over `share` of either in-flight bound once `bytes` more are sent. */
-  #overBound(share: number, bytes: number): boolean {
-    return this.#cmd.inFlight >= this.#maxInFlight * share ||
-      this.#publishBytes + bytes > this.#maxBytesInFlight * share;
   }
 
   #healthChanged(connection: string, healthy: boolean, reason: string): void {
@@ -353,20 +318,6 @@ export class RedisBus implements Bus {
       this.#logger.warn("bus_resubscribe_failed", { error: errorMessage(err) });
       this.#sub.conn.disconnect(true);
     }
-  }
-
-  #publishFailed(err: unknown): void {
-    this.#publishFailures++;
-    this.#onPublish(false);
-    const now = Date.now();
-    // During an outage the outage's own line says it all.
-    if (this.#closed || this.#downSince !== undefined || err instanceof RedisLinkDownError) return;
-    if (now - this.#lastPublishLog < 10_000) return;
-    this.#lastPublishLog = now;
-    this.#logger.warn("bus_publish_failed", {
-      failures: this.#publishFailures,
-      error: errorMessage(err),
-    });
   }
 }
 
