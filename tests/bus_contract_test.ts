@@ -89,7 +89,10 @@ function busContract(kind: ClusterKind): void {
     await a.join(1);
     await a.join(2);
     await b.join(2);
+    assert.equal(a.isReady(), true);
     await a.close();
+    assert.equal(a.isReady(), false, "a closed node is not ready");
+    assert.equal(await a.acquireConnection(1, 10), false, "nor takes slots");
     assert.deepEqual([...(await b.online([1, 2]))], [2]);
     assert.equal(await b.leave(2), true, "b was the last node of user 2");
     b.publish({ userId: 2, frame: "{}", droppable: false });
