@@ -177,54 +177,95 @@ silentTest(
   },
 );
 
-Deno.test({
-  name:
-    `a node whose Redis path goes silent answers /readyz 503, then chats across nodes again${suffix}`,
-  ignore,
-  async fn() {
-    const url = new URL(REDIS_URL!);
-    const proxy = startFreezingProxy({ hostname: url.hostname, port: Number(url.port || 6379) });
-    const cluster = redisCluster(REDIS_URL!, 10);
-    const db = await createTestDatabase();
-    const nodes: TestServer[] = [];
-    try {
-      const proxyUrl = `redis://127.0.0.1:${proxy.port}`;
-      nodes.push(await startTestServer({ db, bus: () => cluster.nodeWith({ url: proxyUrl }) }));
-      nodes.push(await startTestServer({ db, bus: cluster.node }));
-      const [a, b] = nodes as [TestServer, TestServer];
-      for (const id of [1, 2]) await db.addUser(id);
-      await db.befriend(1, 2);
-      const alice = await a.connectAs(1);
-      const bob = await b.connectAs(2);
-      await a.server.hub.settled();
-      await b.server.hub.settled();
-      assert.equal((await alice.next("presence")).status, "online", "bob came online");
-      const readyz = async () => {
-        const res = await fetch(`${a.internalUrl}/readyz`);
-        await res.body?.cancel();
-        return res.status;
-      };
-      assert.equal(await readyz(), 200);
+/** Two chat servers on one database, node A's Redis through `proxy`; users 1–2 friends. */
+function twoNodeTest(
+  name: string,
+  presenceTtlS: number,
+  body: (a: TestServer, b: TestServer, proxy: FreezingProxy) => Promise<void>,
+): void {
+  Deno.test({
+    name: name + suffix,
+    ignore,
+    async fn() {
+      const url = new URL(REDIS_URL!);
+      const proxy = startFreezingProxy({ hostname: url.hostname, port: Number(url.port || 6379) });
+      const cluster = redisCluster(REDIS_URL!, presenceTtlS);
+      const db = await createTestDatabase();
+      const nodes: TestServer[] = [];
+      try {
+        const proxyUrl = `redis://127.0.0.1:${proxy.port}`;
+        nodes.push(await startTestServer({ db, bus: () => cluster.nodeWith({ url: proxyUrl }) }));
+        nodes.push(await startTestServer({ db, bus: cluster.node }));
+        for (const id of [1, 2]) await db.addUser(id);
+        await db.befriend(1, 2);
+        await body(nodes[0]!, nodes[1]!, proxy);
+      } finally {
+        proxy.restore();
+        for (const node of nodes) await node.close();
+        await cluster.cleanup();
+        await proxy.close();
+        await db.drop();
+      }
+    },
+  });
+}
 
-      proxy.freeze();
-      await eventually("/readyz 503", async () => (await readyz()) === 503, DETECT_MS);
-      proxy.restore();
-      await eventually("/readyz 200", async () => (await readyz()) === 200, RECOVER_MS);
-      bob.send({ type: "chat_message", recipient_user_id: 1, message_text: "after" });
-      const sent = (await bob.next("message_sent")).data as Record<string, unknown>;
-      assert.deepEqual(await alice.next("chat_message"), { type: "chat_message", ...sent });
-      assert.deepEqual(
-        await alice.drainFor(300, "presence"),
-        [],
-        "no flicker: the node was back within its TTL",
-      );
-      assert.deepEqual(await bob.drainFor(0, "presence"), []);
-    } finally {
-      proxy.restore();
-      for (const node of nodes) await node.close();
-      await cluster.cleanup();
-      await proxy.close();
-      await db.drop();
-    }
+/** Alice (1) on node A, then Bob (2) on node B, both settled; Alice has seen Bob come online. */
+async function aliceAndBob(a: TestServer, b: TestServer) {
+  const alice = await a.connectAs(1);
+  const bob = await b.connectAs(2);
+  await a.server.hub.settled();
+  await b.server.hub.settled();
+  assert.equal((await alice.next("presence")).status, "online", "bob came online");
+  return { alice, bob };
+}
+
+twoNodeTest(
+  "a node whose Redis path goes silent answers /readyz 503, then chats across nodes again",
+  10,
+  async (a, b, proxy) => {
+    const { alice, bob } = await aliceAndBob(a, b);
+    const readyz = async () => {
+      const res = await fetch(`${a.internalUrl}/readyz`);
+      await res.body?.cancel();
+      return res.status;
+    };
+    assert.equal(await readyz(), 200);
+
+    proxy.freeze();
+    await eventually("/readyz 503", async () => (await readyz()) === 503, DETECT_MS);
+    proxy.restore();
+    await eventually("/readyz 200", async () => (await readyz()) === 200, RECOVER_MS);
+    bob.send({ type: "chat_message", recipient_user_id: 1, message_text: "after" });
+    const sent = (await bob.next("message_sent")).data as Record<string, unknown>;
+    assert.deepEqual(await alice.next("chat_message"), { type: "chat_message", ...sent });
+    assert.deepEqual(
+      await alice.drainFor(300, "presence"),
+      [],
+      "no flicker: the node was back within its TTL",
+    );
+    assert.deepEqual(await bob.drainFor(0, "presence"), []);
   },
-});
+);
+
+twoNodeTest(
+  "a node swept while its Redis path was silent announces its users online again once back",
+  1,
+  async (a, b, proxy) => {
+    const { bob } = await aliceAndBob(a, b);
+    proxy.freeze();
+    // A TTL of 1 s is shorter than detection: node B sweeps node A first.
+    assert.deepEqual(await bob.next("presence", DETECT_MS), {
+      type: "presence",
+      user_id: 1,
+      status: "offline",
+    });
+    await eventually("node A found the silence", () => !a.bus.isReady(), DETECT_MS);
+    proxy.restore();
+    assert.deepEqual(await bob.next("presence", RECOVER_MS), {
+      type: "presence",
+      user_id: 1,
+      status: "online",
+    });
+  },
+);
