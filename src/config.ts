@@ -100,7 +100,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     relationCacheMs: read.int("RELATION_CACHE_MS", 2000, 0, 5000),
     redisUrl: nonEmpty(env.REDIS_URL),
     redisKeyPrefix: env.REDIS_KEY_PREFIX || "geobeasts:chat:",
-    presenceTtlS: read.int("PRESENCE_TTL_S", 15, 1, 3600),
+    presenceTtlS: read.int("PRESENCE_TTL_S", 10, 1, 3600),
     presenceGraceS: read.num("PRESENCE_GRACE_S", 5, 0, 3600),
     typingTimeoutS: read.num("TYPING_TIMEOUT_S", 6, 0.1, 3600),
     activeCheckIntervalS: read.num("ACTIVE_CHECK_INTERVAL_S", 30, 0.1, 60),
