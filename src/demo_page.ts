@@ -11,10 +11,10 @@
  * optional `&friends=2,3` lists friends before they come online.
  */
 
-import { ChatClient, ChatSendError } from "../client/chat_client.ts";
+import { ChatClient, ChatMailbox, ChatSendError } from "../client/chat_client.ts";
 
 /** The SDK's JavaScript: the two classes as declarations, no imports or exports. */
-export const SDK_JS: string = `${ChatSendError}\n${ChatClient}\n`;
+export const SDK_JS: string = `${ChatSendError}\n${ChatMailbox}\n${ChatClient}\n`;
 
 /** The SDK as an ES module (`export { ChatClient, ChatSendError }`), e.g. for a `/client.js`. */
 export const CLIENT_JS: string = `${SDK_JS}export { ChatClient, ChatSendError };\n`;
