@@ -12,12 +12,12 @@
  * The script is `demo_page_script.ts`, the stylesheet `demo_page_style.ts`.
  */
 
-import { ChatClient, ChatSendError } from "../client/chat_client.ts";
+import { ChatClient, ChatMailbox, ChatSendError } from "../client/chat_client.ts";
 import { PAGE_JS } from "./demo_page_script.ts";
 import { STYLE } from "./demo_page_style.ts";
 
 /** The SDK's JavaScript: the two classes as declarations, no imports or exports. */
-export const SDK_JS: string = `${ChatSendError}\n${ChatClient}\n`;
+export const SDK_JS: string = `${ChatSendError}\n${ChatMailbox}\n${ChatClient}\n`;
 
 /** The SDK as an ES module (`export { ChatClient, ChatSendError }`), e.g. for a `/client.js`. */
 export const CLIENT_JS: string = `${SDK_JS}export { ChatClient, ChatSendError };\n`;

@@ -169,7 +169,11 @@ function health(app: Hono, deps: HealthDeps): void {
   );
 }
 
-/** Validates a notify body; returns the distinct user ids and the frame text, or why not. */
+/**
+ * Validates a notify body; returns the distinct user ids and the frame text, or why not. Two
+ * forms: `{user_ids, event}` sends `event`; the PHP backend's own push, `{type: "chat_message",
+ * message: {sender_user_id, recipient_user_id, ...}}`, sends the whole body to both users.
+ */
 export function parseNotify(
   text: string,
   maxFrameBytes: number,
@@ -182,6 +186,9 @@ export function parseNotify(
   }
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
     return "Body must be a JSON object";
+  }
+  if (!("user_ids" in body) && (body as Record<string, unknown>).type === "chat_message") {
+    return parseBackendPush(body as Record<string, unknown>, maxFrameBytes);
   }
   const { user_ids: ids, event } = body as Record<string, unknown>;
   if (!Array.isArray(ids) || ids.length < 1 || ids.length > MAX_NOTIFY_USERS) {
@@ -204,6 +211,34 @@ export function parseNotify(
     return `event must be at most ${maxFrameBytes} bytes of JSON`;
   }
   return { userIds: [...userIds], frame };
+}
+
+/**
+ * The body `chat.php` posts after storing a message: it goes as sent to the sender and the
+ * recipient. Ids may be JSON numbers or decimal strings (PDO can return either).
+ */
+function parseBackendPush(
+  body: Record<string, unknown>,
+  maxFrameBytes: number,
+): { userIds: number[]; frame: string } | string {
+  const message = body.message;
+  if (typeof message !== "object" || message === null || Array.isArray(message)) {
+    return "message must be a JSON object (or send {user_ids, event})";
+  }
+  const { sender_user_id: sender, recipient_user_id: recipient } = message as Record<
+    string,
+    unknown
+  >;
+  const senderId = parseUserId(sender);
+  const recipientId = parseUserId(recipient);
+  if (senderId === undefined || recipientId === undefined) {
+    return "message.sender_user_id and message.recipient_user_id must be positive integers";
+  }
+  const frame = JSON.stringify(body);
+  if (new TextEncoder().encode(frame).length > maxFrameBytes) {
+    return `body must be at most ${maxFrameBytes} bytes of JSON`;
+  }
+  return { userIds: [...new Set([senderId, recipientId])], frame };
 }
 
 /** Compares two secrets in constant time (digests first, so lengths do not leak either). */
