@@ -25,6 +25,8 @@ const el = (tag, className, text) => {
 };
 const names = new Map();
 const nameOf = (id) => names.get(id) ?? "User " + id;
+const toEnd = (log) => (log.scrollTop = log.scrollHeight);
+const nearEnd = (log) => log.scrollHeight - log.scrollTop - log.clientHeight < 120;
 const clock = (iso) => (iso ? new Date(iso).toLocaleTimeString() : "");
 
 if (!token) {
@@ -123,7 +125,7 @@ if (!token) {
     $("send").disabled = false;
     $("text").focus();
     renderTyping();
-    f.log.lastElementChild?.scrollIntoView({ block: "end" });
+    toEnd(f.log);
     if (!v11) {
       f.unread = 0;
       renderBadge(f);
@@ -218,7 +220,7 @@ if (!token) {
       f.hasMore = page.has_more;
       f.olderButton.textContent = "Load earlier messages";
       if (f.loaded) log.scrollTop = log.scrollHeight - fromBottom; // keep the view where it was
-      else log.lastElementChild?.scrollIntoView({ block: "end" });
+      else toEnd(log);
       f.loaded = true;
     } catch (err) {
       f.olderButton.textContent = "Could not load (" + err.message + "): try again";
@@ -289,7 +291,8 @@ if (!token) {
   client.on("chat_message", (m) => {
     const { f, entry, fresh } = show(m);
     if (!entry.mine) f.typingUntil = 0;
-    if (fresh && f.id === selected) entry.li.scrollIntoView({ block: "end" });
+    // Follow new messages unless the reader has scrolled back.
+    if (fresh && f.id === selected && (entry.mine || nearEnd(f.log))) toEnd(f.log);
     if (!v11 && fresh && !entry.mine && f.id !== selected) {
       f.unread++;
       renderBadge(f);
@@ -365,7 +368,7 @@ if (!token) {
     const f = friend(selected);
     const entry = bubble(true, text);
     place(f, entry.li, undefined);
-    entry.li.scrollIntoView({ block: "end" });
+    toEnd(f.log);
     send(selected, entry, newClientId());
   });
 

@@ -42,7 +42,8 @@ ul { list-style: none; margin: 0 0 1rem; padding: 0; }
 .msg.mine { align-self: flex-end; background: #2f6fde; color: #fff; }
 .msg.failed { background: #b3261e; }
 .meta { display: block; font-size: .7rem; opacity: .8; text-align: right; }
-.tick.read { color: #9fe3ff; font-weight: 700; }
+.tick.delivered { opacity: .75; }
+.tick.read { color: #8ff3ff; font-weight: 800; }
 .actions { display: flex; gap: .4rem; justify-content: flex-end; margin-top: .3rem; }
 .actions button { font-size: .75rem; padding: .1rem .5rem; }
 #typing { min-height: 1.4em; margin: .3rem 0; font-size: .85rem; color: #5a6475; font-style: italic; }
