@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { TestClient } from "./support/client.ts";
+import { createTestDatabase } from "./support/db.ts";
 import { collectLines, within } from "./support/process.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -181,3 +182,41 @@ function freePort(): number {
   listener.close();
   return port;
 }
+
+Deno.test("deno task dev on ports that are taken says so and how to run beside them", async () => {
+  const db = await createTestDatabase();
+  const held = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (held.addr as Deno.NetAddr).port;
+  try {
+    const env = Deno.env.toObject();
+    for (const name of ["AUTH_SECRET", "REDIS_URL", "HOST", "DEMO_PAGE"]) delete env[name];
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["task", "dev"],
+      cwd: ROOT,
+      env: {
+        ...env,
+        DATABASE_URL: db.url,
+        PORT: String(port),
+        INTERNAL_PORT: String(freePort()),
+        NO_COLOR: "1",
+      },
+      clearEnv: true,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(output.stderr);
+    assert.equal(output.code, 1, stderr);
+    assert.match(stderr, new RegExp(`port ${port} on 127\\.0\\.0\\.1 is in use`));
+    assert.match(stderr, /PORT=8453 INTERNAL_PORT=8454 deno task dev/);
+    assert.doesNotMatch(stderr, /startup_failed|EADDRINUSE/);
+    assert.equal(
+      new TextDecoder().decode(output.stdout),
+      "",
+      "no demo links for a server not started",
+    );
+  } finally {
+    held.close();
+    await db.drop();
+  }
+});

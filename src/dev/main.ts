@@ -13,7 +13,8 @@
  * production, then stop the embedded database; the exit code is the server's.
  *
  * A second `deno task dev` on the same data directory finds the first one's
- * record (`dev_record.ts`) and says how to reach it instead of starting.
+ * record (`dev_record.ts`) and says how to reach it instead of starting; on
+ * ports that are taken it says so before touching the database.
  */
 
 import postgres from "postgres";
@@ -61,6 +62,13 @@ async function dev(): Promise<number> {
     }
     env.DATABASE_URL = database.url;
     console.error(`dev: embedded PostgreSQL (data in ${dataDir}) at ${database.url}`);
+  }
+
+  const busy = portsInUse(env);
+  if (busy !== undefined) {
+    console.error(busy);
+    await database?.stop();
+    return 1;
   }
 
   try {
@@ -170,6 +178,33 @@ async function alreadyRunning(dataDir: string, devDbDir: string, postmaster: num
     `  Or, ${beside}`,
   );
   return lines.join("\n");
+}
+
+/**
+ * A hint when the ports are taken, most often by another `deno task dev` on the same database
+ * (with DATABASE_URL there is no data directory to recognise it by); undefined when they are free.
+ */
+function portsInUse(env: Record<string, string>): string | undefined {
+  const host = env.HOST || "127.0.0.1";
+  const ports = [env.PORT || env.WEBSOCKET_PORT || "8443", env.INTERNAL_PORT || "8444"];
+  const taken = ports.filter((port) => {
+    if (!/^[1-9][0-9]*$/.test(port)) return false; // 0 or invalid: the server decides
+    try {
+      Deno.listen({ hostname: host === "0.0.0.0" ? "127.0.0.1" : host, port: Number(port) })
+        .close();
+      return false;
+    } catch (err) {
+      return err instanceof Deno.errors.AddrInUse;
+    }
+  });
+  if (taken.length === 0) return undefined;
+  const [publicPort] = ports;
+  return [
+    `dev: port ${taken.join(" and ")} on ${host} is in use, perhaps by another \`deno task dev\`.`,
+    `  If so, use it: http://localhost:${publicPort}/ (its links are in its terminal; tokens for it:`,
+    "  deno task token --dev USER_ID, or with its AUTH_SECRET: deno task token USER_ID).",
+    "  Or run this one beside it: PORT=8453 INTERNAL_PORT=8454 deno task dev",
+  ].join("\n");
 }
 
 Deno.exit(await dev());
