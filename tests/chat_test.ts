@@ -371,7 +371,7 @@ chatTest(
     await bob.next("chat_message");
     for (const [to, text] of [[3, "first"], [2, "other text"]] as const) {
       alice.send({ ...frame, recipient_user_id: to, message_text: text });
-      assert.deepEqual(await alice.next(), {
+      assert.deepEqual(await alice.next(["error", "message_sent"]), {
         type: "error",
         code: "invalid_field",
         message: "client_message_id was already used for another message",
