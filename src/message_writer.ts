@@ -23,7 +23,7 @@
 
 import type { Sql } from "postgres";
 import type { NewMessage, StoredMessage, StoreResult } from "./repository.ts";
-import { UnavailableError } from "./repository.ts";
+import { ClientMessageIdReusedError, UnavailableError } from "./repository.ts";
 
 const MAX_BATCH = 256;
 const MAX_IN_FLIGHT = 3;
@@ -208,7 +208,11 @@ export class MessageWriter {
         const message = messages[i]!;
         const original = originals.get(`${message.senderUserId}:${message.clientMessageId}`);
         if (original === undefined) throw new Error("deduplicated message has no original row");
-        results[i] = { message: original, duplicate: true };
+        const reused = original.recipientUserId !== message.recipientUserId ||
+          original.messageText !== message.messageText;
+        results[i] = reused
+          ? new ClientMessageIdReusedError("client_message_id was already used for another message")
+          : { message: original, duplicate: true };
       }
     }
     return results;

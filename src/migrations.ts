@@ -14,6 +14,8 @@ export interface Migration {
   version: number;
   name: string;
   sql: string;
+  /** Indexes this version adds: `name` and what follows `on` in CREATE INDEX. */
+  indexes?: readonly { name: string; on: string }[];
 }
 
 export const MIGRATIONS: readonly Migration[] = [
@@ -64,6 +66,29 @@ export const MIGRATIONS: readonly Migration[] = [
         on messages (recipient_user_id, sent_at);
     `,
   },
+  {
+    // v1.1: receipts, and the indexes that keep sync, history, unread counts and
+    // read index scans for a user with millions of messages (docs/query-plans.md).
+    version: 2,
+    name: "delivered_at and mailbox indexes",
+    sql: `alter table messages add column if not exists delivered_at timestamptz;`,
+    indexes: [
+      // sync, messages to the user (and the last id)
+      { name: "messages_recipient_message_id_idx", on: "messages (recipient_user_id, message_id)" },
+      // sync, messages from the user (and the last id)
+      { name: "messages_sender_message_id_idx", on: "messages (sender_user_id, message_id)" },
+      // history: one direction of a conversation per scan
+      {
+        name: "messages_conversation_idx",
+        on: "messages (recipient_user_id, sender_user_id, message_id)",
+      },
+      // unread counts and read: the unread rows only
+      {
+        name: "messages_unread_idx",
+        on: "messages (recipient_user_id, sender_user_id, message_id) where not is_read",
+      },
+    ],
+  },
 ];
 
 /** An arbitrary constant naming this server's migration lock. */
@@ -85,6 +110,9 @@ export async function migrate(sql: Sql): Promise<number[]> {
     for (const migration of MIGRATIONS) {
       if (done.has(migration.version)) continue;
       await tx.unsafe(migration.sql);
+      for (const index of migration.indexes ?? []) {
+        await tx.unsafe(`create index if not exists ${index.name} on ${index.on}`);
+      }
       await tx`insert into schema_migrations (version, name)
                values (${migration.version}, ${migration.name})`;
       applied.push(migration.version);

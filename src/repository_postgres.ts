@@ -8,7 +8,8 @@
  * - Active-user checks, relations and friend lists asked for while such a query is out
  *   go together in the next one (`batch_loader.ts`): a burst of logins costs
  *   a few round trips.
- * - Messages are written by a group-commit writer (see `message_writer.ts`).
+ * - Messages are written by a group-commit writer (see `message_writer.ts`);
+ *   the v1.1 read-back and receipt queries are in `mailbox_queries.ts`.
  * - Every call has a deadline; a database that is down, unreachable or
  *   frozen surfaces as `UnavailableError`, never as a hang.
  */
@@ -30,6 +31,7 @@ import type {
 import { UnavailableError } from "./repository.ts";
 import { TtlCache } from "./ttl_cache.ts";
 import { BatchLoader } from "./batch_loader.ts";
+import * as mailbox from "./mailbox_queries.ts";
 
 export interface PostgresOptions {
   url: string;
@@ -79,7 +81,9 @@ export class PostgresRepository implements ChatRepository {
                       and ((f.requester_user_id = k.s and f.recipient_user_id = k.r)
                         or (f.requester_user_id = k.r and f.recipient_user_id = k.s))
             ) as friends,
-            exists (select 1 from blocks b where b.blocker_user_id = k.r and b.blocked_user_id = k.s
+            exists (select 1 from blocks b
+                    where (b.blocker_user_id = k.r and b.blocked_user_id = k.s)
+                       or (b.blocker_user_id = k.s and b.blocked_user_id = k.r)
             ) as blocked
           from unnest(${sql.array(pairs.map((p) => p[0]))}::bigint[],
                       ${sql.array(pairs.map((p) => p[1]))}::bigint[]) as k(s, r)`;
@@ -165,24 +169,39 @@ export class PostgresRepository implements ChatRepository {
     return this.#writer.store(message);
   }
 
-  // TEMPORARY: the v1.1 read-back methods, implemented on the repository branch.
-  mailboxSummary(): Promise<MailboxSummary> {
-    return Promise.reject(new Error("not implemented yet"));
+  mailboxSummary(userId: number): Promise<MailboxSummary> {
+    return this.#deadline(() => mailbox.mailboxSummary(this.#sql, userId));
   }
-  messagesAfter(): Promise<MessagePage> {
-    return Promise.reject(new Error("not implemented yet"));
+
+  messagesAfter(userId: number, afterMessageId: number, limit: number): Promise<MessagePage> {
+    return this.#deadline(() => mailbox.messagesAfter(this.#sql, userId, afterMessageId, limit));
   }
-  conversationBefore(): Promise<MessagePage> {
-    return Promise.reject(new Error("not implemented yet"));
+
+  conversationBefore(
+    userId: number,
+    friendUserId: number,
+    beforeMessageId: number | undefined,
+    limit: number,
+  ): Promise<MessagePage> {
+    return this.#deadline(() =>
+      mailbox.conversationBefore(this.#sql, userId, friendUserId, beforeMessageId, limit)
+    );
   }
-  markRead(): Promise<Date | undefined> {
-    return Promise.reject(new Error("not implemented yet"));
+
+  markRead(readerUserId: number, friendUserId: number, upToMessageId: number): Promise<
+    Date | undefined
+  > {
+    return this.#deadline(() =>
+      mailbox.markRead(this.#sql, readerUserId, friendUserId, upToMessageId)
+    );
   }
-  markDelivered(): Promise<DeliveredResult> {
-    return Promise.reject(new Error("not implemented yet"));
+
+  markDelivered(recipientUserId: number, messageId: number): Promise<DeliveredResult> {
+    return this.#deadline(() => mailbox.markDelivered(this.#sql, recipientUserId, messageId));
   }
-  inactiveUsers(): Promise<number[]> {
-    return Promise.reject(new Error("not implemented yet"));
+
+  inactiveUsers(userIds: readonly number[]): Promise<number[]> {
+    return this.#deadline(() => mailbox.inactiveUsers(this.#sql, userIds));
   }
 
   async isReady(): Promise<boolean> {
