@@ -2,7 +2,8 @@
  * @module client_e2e_test
  * The SDK's v1.1 behaviour against the real server (PostgreSQL, hub, handlers): catch-up after
  * a drop, history pages, unread counts and receipts, token refresh, and `session_expired` from
- * `POST /disconnect`. tests/client_sync_test.ts covers the faults only a fake server can stage.
+ * `POST /disconnect`, and client/README.md's Deno example as written there.
+ * tests/client_sync_test.ts covers the faults only a fake server can stage.
  */
 
 import assert from "node:assert/strict";
@@ -183,3 +184,54 @@ e2eTest("POST /disconnect ends the SDK's session: no reconnect until connect()",
   assert.equal(seen.synced.length, 2);
   await client.close();
 });
+
+/** The README's Deno example, as written there, run from the repository root on stdin. */
+async function readmeExample(): Promise<string> {
+  const readme = await Deno.readTextFile(new URL("../client/README.md", import.meta.url));
+  const block = readme.match(/```ts\n(\/\/ sdk_example\.ts[\s\S]*?)```/);
+  assert.ok(block, "client/README.md has the sdk_example.ts block");
+  return block[1]!;
+}
+
+function runExample(script: string, env: Record<string, string>) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net", "--allow-env", "-"],
+    cwd: new URL("..", import.meta.url).pathname,
+    env: { NO_COLOR: "1", ...env },
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  void writer.write(new TextEncoder().encode(script)).then(() => writer.close());
+  return child;
+}
+
+e2eTest(
+  "the client README's Deno example chats as written, and says why without a token",
+  async (t) => {
+    const script = await readmeExample();
+    const bob = await t.connectAs(2);
+    const ok = await runExample(script, { CHAT_URL: t.wsUrl, CHAT_TOKEN: await t.token(1) })
+      .output();
+    const stdout = new TextDecoder().decode(ok.stdout);
+    assert.equal(ok.code, 0, new TextDecoder().decode(ok.stderr));
+    assert.match(stdout, /signed in as 1 with friends online: \[ 2 \]/);
+    assert.match(stdout, /stored as message \d+/);
+    assert.equal((await bob.next("chat_message")).message_text, "hello from Deno");
+
+    const child = runExample(script, { CHAT_URL: t.wsUrl, CHAT_TOKEN: "" });
+    const lines = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+    let seen = "";
+    while (!seen.includes("get_token_failed")) {
+      const { value, done } = await lines.read();
+      if (done) break;
+      seen += value;
+    }
+    child.kill("SIGTERM");
+    await lines.cancel();
+    await child.status;
+    await child.stdout.cancel();
+    assert.match(seen, /error: get_token_failed getToken failed: it returned no token string/);
+  },
+);
