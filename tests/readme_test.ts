@@ -212,6 +212,30 @@ Deno.test("the README's SDK example runs as written in Deno against deno task de
       assert.equal(result.code, 0, result.stderr);
       assert.match(result.stdout, /^signed in as user 1; friends online: \[\]$/m, result.stdout);
       assert.match(result.stdout, /^stored as message \d+ at \d{4}-\d\d-\d\dT/m, result.stdout);
+
+      // Without a token it says so (and keeps retrying) instead of waiting silently.
+      const silent = new Deno.Command(Deno.execPath(), {
+        args: ["run", ...command[2]!.split(" "), `${dir}/sdk-example.ts`],
+        cwd: ROOT,
+        env: cleanEnv({}),
+        clearEnv: true,
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+      }).spawn();
+      const stderr = collectLines(silent.stderr);
+      try {
+        await within(
+          RUN_TIMEOUT_MS,
+          stderr.until((lines) => lines.some((l) => l.includes("error: get_token_failed"))),
+          () => `no get_token_failed error:\n${stderr.lines.join("\n")}`,
+        );
+        assert.match(stderr.lines.join("\n"), /CHAT_TOKEN is unset/);
+      } finally {
+        silent.kill("SIGKILL");
+        await silent.status;
+        await stderr.done;
+      }
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
