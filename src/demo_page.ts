@@ -9,10 +9,12 @@
  *
  * URL: `/?user=1&name=alice&token=USER_ID:TIMESTAMP:SIGNATURE` (links printed by `deno task dev`);
  * optional `&friends=2:bob,3:carol` lists friends (with their names) before they come online.
- * The script is `demo_page_script.ts`, the stylesheet `demo_page_style.ts`.
+ * The script is `demo_page_script.ts` (with the composer from `demo_page_compose.ts`), the
+ * stylesheet `demo_page_style.ts`.
  */
 
 import { ChatClient, ChatMailbox, ChatSendError } from "../client/chat_client.ts";
+import { COMPOSE_JS } from "./demo_page_compose.ts";
 import { PAGE_JS } from "./demo_page_script.ts";
 import { STYLE } from "./demo_page_style.ts";
 
@@ -64,6 +66,7 @@ export function renderDemoPage(options: DemoPageOptions): string {
 </main>
 <script type="module">
 ${SDK_JS.replaceAll("</script", "<\\/script")}
+${COMPOSE_JS.replaceAll("</script", "<\\/script")}
 ${PAGE_JS.replaceAll("</script", "<\\/script")}
 </script>
 </body>

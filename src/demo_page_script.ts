@@ -2,8 +2,8 @@
  * @module demo_page_script
  * The demo page's own script (plain JavaScript, run after the embedded SDK): the friends list with
  * presence dots and unread badges, one conversation at a time with delivery and read ticks,
- * scroll-back history, typing, and a composer that keeps failed messages retryable. It renders
- * user text with `textContent` only. Features of the v1.1 SDK (`history`, `markRead`, receipts,
+ * scroll-back history, and typing; the composer is `demo_page_compose.ts`. It renders user text
+ * with `textContent` only. Features of the v1.1 SDK (`history`, `markRead`, receipts,
  * unread counts, catch-up after a reconnect) are used when the embedded SDK has them.
  *
  * Page address: `/?user=1&name=alice&token=TOKEN&friends=2:bob,3:carol` (the links printed by
@@ -69,8 +69,6 @@ if (!token) {
   let selected;
   let connected = false;
   let typingTimer;
-  let typingSentAt = 0;
-  let typingStop;
   let problem;
 
   const friend = (id) => {
@@ -320,79 +318,8 @@ if (!token) {
     for (const [id, entry] of f.byId) if (entry.mine && id <= f.readUpTo) setTick(entry, "read");
   });
 
-  // Our own ids, so that a message is known by its client_message_id before any answer: the
-  // acknowledgement, a catch-up that returns it, and a retry (stored once) all find it.
-  let sequence = 0;
-  const newClientId = () => "page-" + Date.now().toString(36) + "-" + (++sequence) + "-" +
-    Math.random().toString(36).slice(2, 10);
-
-  const send = (peer, entry, id) => {
-    entry.li.classList.remove("failed");
-    entry.actions?.remove();
-    entry.tickState = undefined;
-    setTick(entry, "pending");
-    byClientId.set(id, entry);
-    client.send(peer, entry.text, { clientMessageId: id }).then(
-      (m) => show(m),
-      (err) => {
-        entry.li.classList.add("failed");
-        entry.tickState = "failed";
-        entry.tick.textContent = " ✗ " + err.message;
-        entry.tick.className = "tick failed";
-        entry.tick.title = err.code ?? "failed";
-        const retry = el("button", "retry", "Retry");
-        const edit = el("button", "edit", "Edit");
-        retry.type = edit.type = "button";
-        retry.addEventListener("click", () => send(peer, entry, id));
-        edit.addEventListener("click", () => {
-          entry.li.remove();
-          byClientId.delete(id);
-          $("text").value = entry.text;
-          select(peer);
-          updateCounter();
-        });
-        entry.actions = el("span", "actions");
-        entry.actions.append(retry, edit);
-        entry.li.append(entry.actions);
-      },
-    );
-  };
-
-  $("compose").addEventListener("submit", (event) => {
-    event.preventDefault();
-    const text = $("text").value.trim();
-    if (!text || !selected) return;
-    $("text").value = "";
-    updateCounter();
-    stopTyping();
-    const f = friend(selected);
-    const entry = bubble(true, text);
-    place(f, entry.li, undefined);
-    toEnd(f.log);
-    send(selected, entry, newClientId());
-  });
-
-  const stopTyping = () => {
-    clearTimeout(typingStop);
-    if (typingSentAt && selected) client.typing(selected, false);
-    typingSentAt = 0;
-  };
-  // At most MAX_MESSAGE_CHARS code points (what the server counts), with a counter near it.
-  const updateCounter = () => {
-    const input = $("text");
-    const chars = [...input.value];
-    if (chars.length > MAX_CHARS) input.value = chars.slice(0, MAX_CHARS).join("");
-    const n = Math.min(chars.length, MAX_CHARS);
-    $("count").textContent = n >= MAX_CHARS * 0.9 ? n + " / " + MAX_CHARS : "";
-    $("count").classList.toggle("full", n >= MAX_CHARS);
-  };
-  $("text").addEventListener("input", () => {
-    updateCounter();
-    if (!selected) return;
-    if (Date.now() - typingSentAt > 2000 && client.typing(selected, true)) typingSentAt = Date.now();
-    clearTimeout(typingStop);
-    typingStop = setTimeout(stopTyping, 3000);
-  });
+  startComposer({ client, maxChars: MAX_CHARS, selected: () => selected, select, friend, bubble,
+    place, setTick, show, byClientId });
 
   $("add").addEventListener("submit", (event) => {
     event.preventDefault();
