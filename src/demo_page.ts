@@ -18,8 +18,18 @@ import { COMPOSE_JS } from "./demo_page_compose.ts";
 import { PAGE_JS } from "./demo_page_script.ts";
 import { STYLE } from "./demo_page_style.ts";
 
-/** The SDK's JavaScript: the two classes as declarations, no imports or exports. */
-export const SDK_JS: string = `${ChatSendError}\n${ChatMailbox}\n${ChatClient}\n`;
+/**
+ * The SDK's JavaScript: its classes bound to their names, no imports or exports. Each class's
+ * source is used as an expression, not a declaration, because a bundler (`deno bundle`) may
+ * print a class without its name (`class extends Error {...}`) or under another one
+ * (`class _ChatClient {...}`, which still names itself inside); bound like this, both work.
+ */
+export const SDK_JS: string = [
+  `const ChatSendError = (${ChatSendError});`,
+  `const ChatMailbox = (${ChatMailbox});`,
+  `const ChatClient = (${ChatClient});`,
+  "",
+].join("\n");
 
 /** The SDK as an ES module (`export { ChatClient, ChatSendError }`), e.g. for a `/client.js`. */
 export const CLIENT_JS: string = `${SDK_JS}export { ChatClient, ChatSendError };\n`;
