@@ -5,16 +5,16 @@
  * The page's inline module script starts with the SDK itself: `ChatClient.toString()` is the
  * JavaScript Deno compiled from client/chat_client.ts (types removed), so the page runs the same
  * code as every TypeScript user of the SDK and cannot drift from it. This works because all of
- * the SDK's runtime code lives inside its two classes (see client/README.md).
+ * the SDK's runtime code lives inside its classes, `SDK_CLASSES` (see client/README.md).
  *
  * URL: `/?user=1&token=USER_ID:TIMESTAMP:SIGNATURE` (links printed by `deno task dev`);
  * optional `&friends=2,3` lists friends before they come online.
  */
 
-import { ChatClient, ChatMailbox, ChatSendError } from "../client/chat_client.ts";
+import { SDK_CLASSES } from "../client/chat_client.ts";
 
-/** The SDK's JavaScript: the two classes as declarations, no imports or exports. */
-export const SDK_JS: string = `${ChatSendError}\n${ChatMailbox}\n${ChatClient}\n`;
+/** The SDK's JavaScript: its classes as declarations, no imports or exports. */
+export const SDK_JS: string = `${SDK_CLASSES.join("\n")}\n`;
 
 /** The SDK as an ES module (`export { ChatClient, ChatSendError }`), e.g. for a `/client.js`. */
 export const CLIENT_JS: string = `${SDK_JS}export { ChatClient, ChatSendError };\n`;
