@@ -120,8 +120,10 @@ export class MemoryBus implements Bus {
     return !this.#dead;
   }
 
+  /** Leaves every user, frees the node's slots; afterwards every call is a no-op. */
   async close(): Promise<void> {
     for (const userId of [...this.#joined]) await this.leave(userId);
+    this.#dead = true;
     this.#detach();
   }
 

@@ -8,14 +8,39 @@
  * published itself, since the hub has already delivered locally. At most once: what is
  * published while Redis is unreachable is dropped (counted, logged).
  *
- * A Redis outage never throws out of the bus and never stops the process: both connections
- * reconnect with backoff; then every wanted channel is subscribed again and presence is
- * reconciled, its changes reported to `onPresenceChange`.
+ * A Redis outage never throws out of the bus and never stops the process. Each connection is
+ * health-checked (`bus_redis_link.ts`: a PING every second that must be answered within 2.5 s),
+ * so one that goes silent without closing is found within about 3.5 s and replaced. Both
+ * connections reconnect with backoff; then every wanted channel is subscribed again and
+ * presence and connection slots are reconciled, presence changes reported to
+ * `onPresenceChange`. The bus is ready (`isReady`) while both connections are healthy and
+ * every wanted channel is subscribed; each outage is logged once when it starts
+ * (`redis_disconnected`, warn) and once when it ends (`redis_reconnected`, info).
+ *
+ * Publishes in flight are bounded (`bus_redis_publisher.ts`). What is published while Redis is
+ * unreachable is dropped and counted; nothing is re-sent after a reconnect, so nothing arrives
+ * twice or late.
+ *
+ * A publish can still reach Redis late: bytes the old socket had sent before it was reset
+ * are retransmitted by TCP when the path comes back, and Redis runs them. So each payload
+ * carries when it was sent, on Redis's clock (learnt by the health check's TIME, so nodes'
+ * clocks need not agree), and a receiver drops a frame older than the health check's interval
+ * plus deadline (3.5 s): longer than a connection may stay silent, so its publisher has reset
+ * that connection and counted the publish failed.
+ * Payload format: `bus_redis_payload.ts`.
  */
 
 import { Redis } from "ioredis";
 import type { Bus, BusDelivery, PresenceStatus } from "./bus.ts";
+import { RedisLink, RedisLinkDownError } from "./bus_redis_link.ts";
+import { decodePayload } from "./bus_redis_payload.ts";
+import {
+  MAX_PUBLISH_BYTES_IN_FLIGHT,
+  MAX_PUBLISHES_IN_FLIGHT,
+  RedisPublisher,
+} from "./bus_redis_publisher.ts";
 import { RedisPresence } from "./bus_redis_presence.ts";
+import { RedisSlots } from "./bus_redis_slots.ts";
 import { errorMessage, type Logger } from "./log.ts";
 
 export interface RedisBusOptions {
@@ -28,41 +53,74 @@ export interface RedisBusOptions {
   /** How long a node counts as live after its last heartbeat. */
   presenceTtlS: number;
   logger: Logger;
-  /** Told of every publish's outcome (metrics). */
+  /** Told of every publish's outcome (metrics); a dropped one counts as failed. */
   onPublish?: ((ok: boolean) => void) | undefined;
+  /** PING interval of the health check, default 1000 ms. */
+  healthIntervalMs?: number | undefined;
+  /** How long a PING may go unanswered before the connection is replaced, default 2500 ms. */
+  healthDeadlineMs?: number | undefined;
+  /** Publishes awaiting Redis's reply at most, default 8192. */
+  maxPublishesInFlight?: number | undefined;
+  /** Payload bytes of the publishes awaiting a reply at most, default 16 MiB. */
+  maxPublishBytesInFlight?: number | undefined;
 }
 
 /** Channels per SUBSCRIBE when resubscribing after a reconnect. */
 const SUBSCRIBE_CHUNK = 1000;
+const HEALTH_INTERVAL_MS = 1000;
+const HEALTH_DEADLINE_MS = 2500;
+
 const NODE_ID = /^[A-Za-z0-9._:-]{1,100}$/;
 
 export class RedisBus implements Bus {
   readonly nodeId: string;
-  readonly #cmd: Redis;
-  readonly #sub: Redis;
+  readonly #cmd: RedisLink;
+  readonly #sub: RedisLink;
   readonly #presence: RedisPresence;
+  readonly #slots: RedisSlots;
   readonly #prefix: string;
   readonly #logger: Logger;
-  readonly #onPublish: (ok: boolean) => void;
+  readonly #publisher: RedisPublisher;
+  readonly #staleMs: number;
   #onDelivery: (delivery: BusDelivery) => void = () => {};
   /** Channels this node wants, whatever the subscriber connection's state. */
   readonly #channels = new Set<string>();
+  /** Every wanted channel is subscribed on the current subscriber connection. */
+  #subscribed = true;
+  /** When the current outage began (`performance.now()`), undefined while up. */
+  #downSince: number | undefined;
   #closed = false;
-  #publishFailures = 0;
-  #lastPublishLog = 0;
 
   private constructor(cmd: Redis, sub: Redis, nodeId: string, options: RedisBusOptions) {
-    this.#cmd = cmd;
-    this.#sub = sub;
+    const intervalMs = options.healthIntervalMs ?? HEALTH_INTERVAL_MS;
+    const deadlineMs = options.healthDeadlineMs ?? HEALTH_DEADLINE_MS;
+    this.#staleMs = intervalMs + deadlineMs;
+    const health = (name: string) => ({
+      intervalMs,
+      deadlineMs,
+      clock: name === "commands",
+      onHealth: (healthy: boolean, reason: string) => this.#healthChanged(name, healthy, reason),
+    });
+    this.#cmd = new RedisLink(cmd, health("commands"));
+    this.#sub = new RedisLink(sub, health("subscriber"));
     this.nodeId = nodeId;
     this.#prefix = options.keyPrefix;
     this.#logger = options.logger;
-    this.#onPublish = options.onPublish ?? (() => {});
-    this.#presence = new RedisPresence(cmd, {
+    this.#publisher = new RedisPublisher(this.#cmd, {
+      nodeId,
+      maxInFlight: options.maxPublishesInFlight ?? MAX_PUBLISHES_IN_FLIGHT,
+      maxBytesInFlight: options.maxPublishBytesInFlight ?? MAX_PUBLISH_BYTES_IN_FLIGHT,
+      logger: options.logger,
+      onPublish: options.onPublish ?? (() => {}),
+      isDown: () => this.#closed || this.#downSince !== undefined,
+    });
+    this.#slots = new RedisSlots(this.#cmd, { prefix: options.keyPrefix, nodeId });
+    this.#presence = new RedisPresence(this.#cmd, {
       prefix: options.keyPrefix,
       nodeId,
       ttlMs: options.presenceTtlS * 1000,
       logger: options.logger,
+      afterBeat: (reconciled) => this.#slots.writeBack(reconciled),
     });
   }
 
@@ -80,6 +138,8 @@ export class RedisBus implements Bus {
       commandTimeout: 5000,
       // Our own resubscribe on "ready" covers channels added while disconnected too.
       autoResubscribe: false,
+      // Their callers were told they failed; a re-sent PUBLISH could deliver twice, or late.
+      autoResendUnfulfilledCommands: false,
       retryStrategy: (attempt: number) => Math.min(attempt * 200, 2000),
     };
     const cmd = new Redis(options.url, {
@@ -99,6 +159,8 @@ export class RedisBus implements Bus {
       await bus.#presence.start();
     } catch (err) {
       bus.#presence.stop();
+      bus.#cmd.stop();
+      bus.#sub.stop();
       cmd.disconnect();
       sub.disconnect();
       const reason = cause ?? err;
@@ -123,10 +185,11 @@ export class RedisBus implements Bus {
     const channel = this.#channel(userId);
     this.#channels.add(channel);
     // When not ready, the "ready" handler subscribes every wanted channel.
-    if (this.#closed || this.#sub.status !== "ready") return;
+    if (this.#closed || !this.#sub.healthy) return;
     try {
-      await this.#sub.subscribe(channel);
+      await this.#sub.run((conn) => conn.subscribe(channel));
     } catch (err) {
+      if (err instanceof RedisLinkDownError) return; // the next "ready" subscribes it
       this.#logger.warn("bus_subscribe_failed", { user_id: userId, error: errorMessage(err) });
     }
   }
@@ -134,23 +197,17 @@ export class RedisBus implements Bus {
   async unsubscribe(userId: number): Promise<void> {
     const channel = this.#channel(userId);
     this.#channels.delete(channel);
-    if (this.#closed || this.#sub.status !== "ready") return;
+    if (this.#closed || !this.#sub.healthy) return;
     try {
-      await this.#sub.unsubscribe(channel);
+      await this.#sub.run((conn) => conn.unsubscribe(channel));
     } catch (err) {
+      if (err instanceof RedisLinkDownError) return; // a new connection has no subscriptions
       this.#logger.warn("bus_unsubscribe_failed", { user_id: userId, error: errorMessage(err) });
     }
   }
 
   publish(delivery: BusDelivery): void {
-    if (this.#closed) return;
-    const payload = `${this.nodeId}|${delivery.droppable ? "1" : "0"}${delivery.frame}`;
-    try {
-      this.#cmd.publish(this.#channel(delivery.userId), payload)
-        .then(() => this.#onPublish(true), (err) => this.#publishFailed(err));
-    } catch (err) {
-      this.#publishFailed(err);
-    }
+    if (!this.#closed) this.#publisher.publish(this.#channel(delivery.userId), delivery);
   }
 
   join(userId: number): Promise<boolean> {
@@ -165,25 +222,16 @@ export class RedisBus implements Bus {
     return this.#presence.online(userIds);
   }
 
-  // TEMPORARY (replaced by the cluster-wide count): this node's own count only.
-  readonly #localConnections = new Map<number, number>();
-
   acquireConnection(userId: number, max: number): Promise<boolean> {
-    const held = this.#localConnections.get(userId) ?? 0;
-    if (held >= max) return Promise.resolve(false);
-    this.#localConnections.set(userId, held + 1);
-    return Promise.resolve(true);
+    return this.#closed ? Promise.resolve(false) : this.#slots.acquire(userId, max);
   }
 
   releaseConnection(userId: number): Promise<void> {
-    const held = (this.#localConnections.get(userId) ?? 0) - 1;
-    if (held > 0) this.#localConnections.set(userId, held);
-    else this.#localConnections.delete(userId);
-    return Promise.resolve();
+    return this.#closed ? Promise.resolve() : this.#slots.release(userId);
   }
 
   isReady(): boolean {
-    return !this.#closed;
+    return !this.#closed && this.#downSince === undefined;
   }
 
   /** Leaves every user of this node (without announcing), stops the heartbeat, disconnects. */
@@ -192,7 +240,10 @@ export class RedisBus implements Bus {
     this.#closed = true;
     this.#channels.clear();
     await this.#presence.retire();
-    await Promise.all([quit(this.#cmd), quit(this.#sub)]);
+    this.#slots.clear();
+    this.#cmd.stop();
+    this.#sub.stop();
+    await Promise.all([quit(this.#cmd.conn), quit(this.#sub.conn)]);
   }
 
   /**
@@ -204,8 +255,10 @@ export class RedisBus implements Bus {
     this.#closed = true;
     this.#channels.clear();
     this.#presence.stop();
-    this.#cmd.disconnect();
-    this.#sub.disconnect();
+    this.#cmd.stop();
+    this.#sub.stop();
+    this.#cmd.conn.disconnect();
+    this.#sub.conn.disconnect();
   }
 
   #channel(userId: number): string {
@@ -214,32 +267,39 @@ export class RedisBus implements Bus {
 
   #watch(): void {
     const userPrefix = `${this.#prefix}u:`;
-    this.#sub.on("message", (channel: string, message: string) => {
+    this.#sub.conn.on("message", (channel: string, message: string) => {
       if (!this.#channels.has(channel)) return; // unsubscribed meanwhile
-      const bar = message.indexOf("|");
-      if (bar < 0 || message.slice(0, bar) === this.nodeId) return;
-      const userId = Number(channel.slice(userPrefix.length));
-      this.#onDelivery({
-        userId,
-        droppable: message[bar + 1] === "1",
-        frame: message.slice(bar + 2),
-      });
+      const payload = decodePayload(Number(channel.slice(userPrefix.length)), message);
+      if (payload === undefined || payload.origin === this.nodeId) return;
+      const now = this.#cmd.redisNow();
+      if (now !== undefined && now - payload.sentAt > this.#staleMs) return; // NaN: kept
+      this.#onDelivery(payload.delivery);
     });
-    this.#sub.on("ready", () => void this.#resubscribe());
+    this.#sub.conn.on("ready", () => void this.#resubscribe());
     // After a reconnect Redis may have lost or swept this node: reconcile now, not in TTL/3.
-    this.#cmd.on("ready", () => void this.#presence.resync());
-    for (const [name, conn] of [["commands", this.#cmd], ["subscriber", this.#sub]] as const) {
-      let up = true;
-      conn.on("error", (err: Error) => {
-        if (!up || this.#closed) return;
-        up = false;
-        this.#logger.warn("redis_disconnected", { connection: name, error: errorMessage(err) });
-      });
-      conn.on("close", () => (up = false));
-      conn.on("ready", () => {
-        if (!up) this.#logger.info("redis_reconnected", { connection: name });
-        up = true;
-      });
+    this.#cmd.conn.on("ready", () => void this.#presence.resync());
+  }
+
+  #healthChanged(connection: string, healthy: boolean, reason: string): void {
+    if (!healthy && connection === "subscriber") this.#subscribed = false;
+    if (!healthy || this.#downSince !== undefined) this.#updateUp(connection, reason);
+  }
+
+  /** Logs the start and the end of each outage, once each. */
+  #updateUp(connection: string, reason: string): void {
+    if (this.#closed) return;
+    // Back up only once both connections proved to work after the outage began: the other
+    // one may be just as silent, its PING not past the deadline yet.
+    const since = this.#downSince ?? -Infinity;
+    const up = this.#cmd.healthy && this.#sub.healthy && this.#subscribed &&
+      this.#cmd.confirmedAt >= since && this.#sub.confirmedAt >= since;
+    if (!up && this.#downSince === undefined) {
+      this.#downSince = performance.now();
+      this.#logger.warn("redis_disconnected", { connection, error: reason });
+    } else if (up && this.#downSince !== undefined) {
+      const downMs = Math.round(performance.now() - this.#downSince);
+      this.#downSince = undefined;
+      this.#logger.info("redis_reconnected", { down_ms: downMs });
     }
   }
 
@@ -247,24 +307,17 @@ export class RedisBus implements Bus {
     const channels = [...this.#channels];
     try {
       for (let i = 0; i < channels.length; i += SUBSCRIBE_CHUNK) {
-        await this.#sub.subscribe(...channels.slice(i, i + SUBSCRIBE_CHUNK));
+        const chunk = channels.slice(i, i + SUBSCRIBE_CHUNK);
+        await this.#sub.run((conn) => conn.subscribe(...chunk));
       }
+      this.#subscribed = true;
+      this.#updateUp("subscriber", "");
     } catch (err) {
       // The connection dropped again; the next "ready" retries.
+      if (err instanceof RedisLinkDownError) return;
       this.#logger.warn("bus_resubscribe_failed", { error: errorMessage(err) });
+      this.#sub.conn.disconnect(true);
     }
-  }
-
-  #publishFailed(err: unknown): void {
-    this.#publishFailures++;
-    this.#onPublish(false);
-    const now = Date.now();
-    if (this.#closed || now - this.#lastPublishLog < 10_000) return;
-    this.#lastPublishLog = now;
-    this.#logger.warn("bus_publish_failed", {
-      failures: this.#publishFailures,
-      error: errorMessage(err),
-    });
   }
 }
 

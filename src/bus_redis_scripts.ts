@@ -9,14 +9,16 @@
  * - `<p>node:<nodeId>`: set of the user ids present on that node. It has no expiry: when a
  *   node dies its list must outlive it, so that a sweep can take its users offline.
  * - `<p>user:<userId>`: set of the node ids the user is present on.
+ * - `<p>conn:<userId>`: hash, node id → connection slots the user holds there
+ *   (`bus_redis_slots.ts`); a sweep or retire of a node deletes its fields of its users.
  *
  * Every script that reads a user's nodes drops the dead ones from the user's set (and the
  * user from theirs), so each "went offline" is reported by exactly one script call. Scripts
  * build key names from the prefix, so they need one Redis primary, not Redis Cluster.
  */
 
-/** Lua helpers shared by the scripts below. */
-const LIB = `
+/** Lua helpers shared by the scripts below (and the connection-slot scripts). */
+export const LIB = `
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -154,6 +156,7 @@ local nkey = p .. 'node:' .. dead
 local offline = {}
 for _, uid in ipairs(redis.call('SPOP', nkey, tonumber(ARGV[2]))) do
   redis.call('SREM', p .. 'user:' .. uid, dead)
+  redis.call('HDEL', p .. 'conn:' .. uid, dead)
   if not live_after_prune(p, KEYS[1], uid, now) then offline[#offline + 1] = uid end
 end
 if redis.call('EXISTS', nkey) == 0 then redis.call('ZREM', KEYS[1], dead) end
@@ -166,7 +169,10 @@ return {dead, offline}`,
 local p, self = ARGV[1], ARGV[2]
 local nkey = p .. 'node:' .. self
 local uids = redis.call('SMEMBERS', nkey)
-for _, uid in ipairs(uids) do redis.call('SREM', p .. 'user:' .. uid, self) end
+for _, uid in ipairs(uids) do
+  redis.call('SREM', p .. 'user:' .. uid, self)
+  redis.call('HDEL', p .. 'conn:' .. uid, self)
+end
 redis.call('DEL', nkey)
 redis.call('ZREM', KEYS[1], self)
 return #uids`,

@@ -70,7 +70,7 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
   const unauthByIp = new Map<string, number>();
   let shuttingDown = false;
 
-  const isReady = async () => !shuttingDown && (await repository.isReady());
+  const isReady = async () => !shuttingDown && bus.isReady() && (await repository.isReady());
 
   const admit = (info: UpgradeInfo): Response | null => {
     const origin = info.headers.get("origin");

@@ -89,7 +89,10 @@ function busContract(kind: ClusterKind): void {
     await a.join(1);
     await a.join(2);
     await b.join(2);
+    assert.equal(a.isReady(), true);
     await a.close();
+    assert.equal(a.isReady(), false, "a closed node is not ready");
+    assert.equal(await a.acquireConnection(1, 10), false, "nor takes slots");
     assert.deepEqual([...(await b.online([1, 2]))], [2]);
     assert.equal(await b.leave(2), true, "b was the last node of user 2");
     b.publish({ userId: 2, frame: "{}", droppable: false });
@@ -112,6 +115,50 @@ function busContract(kind: ClusterKind): void {
     await sleep(c.deadNodeBoundMs / 2 + 100);
     assert.deepEqual(reports, [[1, "offline"]], "user 2 is still on b; user 1 only once");
     assert.equal(await b.leave(2), true);
+  });
+
+  test("a closing delivery crosses nodes with its flag", async (c) => {
+    const [a, b] = [await c.node(), await c.node()];
+    const got: BusDelivery[] = [];
+    b.onDelivery((delivery) => got.push(delivery));
+    await b.subscribe(7);
+    const frame = JSON.stringify({ type: "session_expired", reason: "banned" });
+    a.publish({ userId: 7, frame, droppable: false, close: true });
+    a.publish({ userId: 7, frame: "{}", droppable: false });
+    await eventually("b gets both", () => got.length === 2);
+    assert.deepEqual(got, [
+      { userId: 7, frame, droppable: false, close: true },
+      { userId: 7, frame: "{}", droppable: false },
+    ]);
+  });
+
+  test("connection slots count across nodes: of 10, the 11th is refused anywhere", async (c) => {
+    const [a, b] = [await c.node(), await c.node()];
+    for (let i = 0; i < 6; i++) assert.equal(await a.acquireConnection(1, 10), true);
+    for (let i = 0; i < 4; i++) assert.equal(await b.acquireConnection(1, 10), true);
+    assert.equal(await a.acquireConnection(1, 10), false);
+    assert.equal(await b.acquireConnection(1, 10), false);
+    assert.equal(await b.acquireConnection(2, 10), true, "another user's slots are apart");
+    await a.releaseConnection(1);
+    assert.equal(await b.acquireConnection(1, 10), true, "a released slot is free again");
+    assert.equal(await a.acquireConnection(1, 10), false);
+    await b.close();
+    assert.equal(await a.acquireConnection(1, 10), true, "a closed node's slots are free");
+  });
+
+  test("a dead node's connection slots stop counting once it is dead", async (c) => {
+    const [dead, b] = [await c.node(), await c.node()];
+    for (let i = 0; i < 3; i++) assert.equal(await dead.acquireConnection(1, 3), true);
+    assert.equal(await b.acquireConnection(1, 3), false);
+    dead.abandon();
+    await eventually(
+      "slots freed",
+      async () => await b.acquireConnection(1, 3),
+      c.deadNodeBoundMs + 2000,
+    );
+    assert.equal(await b.acquireConnection(1, 3), true);
+    assert.equal(await b.acquireConnection(1, 3), true);
+    assert.equal(await b.acquireConnection(1, 3), false, "b's own three count");
   });
 }
 

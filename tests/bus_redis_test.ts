@@ -5,6 +5,7 @@
  */
 
 import assert from "node:assert/strict";
+import { Redis } from "ioredis";
 import type { BusDelivery, PresenceStatus } from "../src/bus.ts";
 import { deleteKeys, eventually, REDIS_URL, redisCluster } from "./support/bus_cluster.ts";
 
@@ -27,6 +28,33 @@ Deno.test({
       await eventually("a reported it", () => reports.length > 0);
       assert.deepEqual(reports, [[1, "online"]]);
       assert.equal(await a.leave(1), true);
+    } finally {
+      await cluster.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `after Redis lost its keys, re-registered users are reported online in paced batches${suffix}`,
+  ignore,
+  async fn() {
+    const cluster = redisCluster(REDIS_URL!, 1);
+    try {
+      const a = await cluster.node();
+      const reports: number[] = [];
+      let firstBurst: number | undefined;
+      a.onPresenceChange?.((id, status) => {
+        if (status !== "online") return;
+        reports.push(id);
+        // What one burst handed the hub: everything reported before the next macrotask.
+        if (reports.length === 1) setTimeout(() => (firstBurst = reports.length), 0);
+      });
+      for (let id = 1; id <= 1200; id++) await a.join(id);
+      await deleteKeys(REDIS_URL!, cluster.prefix!);
+      await eventually("all 1200 reported", () => reports.length === 1200, 10_000);
+      assert.ok(firstBurst !== undefined && firstBurst <= 500, `first burst: ${firstBurst}`);
+      assert.equal(new Set(reports).size, 1200, "each once");
     } finally {
       await cluster.cleanup();
     }
@@ -60,6 +88,10 @@ Deno.test({
       assert.equal(await b.leave(2), false);
       assert.deepEqual([...(await a.online([1, 2, 3]))], [1], "local answer during the outage");
       await a.subscribe(4); // while disconnected: subscribed on reconnect
+      assert.equal(a.isReady(), false, "not ready while Redis is gone");
+      assert.equal(await a.acquireConnection(5, 2), true, "answered from this node's count");
+      assert.equal(await a.acquireConnection(5, 2), true);
+      assert.equal(await a.acquireConnection(5, 2), false);
 
       server = startRedis(port); // empty: Redis lost everything
       await eventually("presence reconciled", async () => {
@@ -72,6 +104,18 @@ Deno.test({
       }, 10_000);
       b.publish({ userId: 1, frame: '{"n":1}', droppable: false });
       await eventually("user 1 resubscribed", () => got.some((d) => d.frame === '{"n":1}'));
+      await eventually("ready again", () => a.isReady() && b.isReady(), 10_000);
+      const redis = new Redis(url);
+      try {
+        await eventually(
+          "a's slots written back to the emptied Redis",
+          async () => (await redis.hget(`${cluster.prefix}conn:5`, a.nodeId)) === "2",
+          10_000,
+        );
+      } finally {
+        redis.disconnect();
+      }
+      assert.equal(await b.acquireConnection(5, 2), false, "a's two count for b too");
       await eventually("changes reported", () => reports.length >= 3);
       assert.deepEqual(
         reports.sort(),

@@ -8,7 +8,7 @@
 import { Redis } from "ioredis";
 import type { Bus } from "../../src/bus.ts";
 import { MemoryCluster } from "../../src/bus_memory.ts";
-import { RedisBus } from "../../src/bus_redis.ts";
+import { RedisBus, type RedisBusOptions } from "../../src/bus_redis.ts";
 import { silentLogger } from "../../src/log.ts";
 
 export const REDIS_URL = Deno.env.get("REDIS_URL") || undefined;
@@ -66,23 +66,31 @@ function memoryCluster(): TestCluster {
   };
 }
 
+/** A Redis cluster whose nodes can be given their own options (another URL, a logger). */
+export interface RedisTestCluster extends TestCluster {
+  nodeWith(options: Partial<RedisBusOptions>): Promise<RedisBus>;
+}
+
 /** Nodes on one Redis under a random prefix; `url` may point at a Redis the test runs. */
-export function redisCluster(url: string, presenceTtlS: number): TestCluster {
+export function redisCluster(url: string, presenceTtlS: number): RedisTestCluster {
   const prefix = `gbtest:${crypto.randomUUID().slice(0, 8)}:`;
   const nodes: RedisBus[] = [];
+  const nodeWith = async (options: Partial<RedisBusOptions>) => {
+    const bus = await RedisBus.connect({
+      url,
+      keyPrefix: prefix,
+      presenceTtlS,
+      logger: silentLogger,
+      ...options,
+    });
+    nodes.push(bus);
+    return bus;
+  };
   return {
     deadNodeBoundMs: presenceTtlS * 1000 * 4 / 3,
     prefix,
-    async node() {
-      const bus = await RedisBus.connect({
-        url,
-        keyPrefix: prefix,
-        presenceTtlS,
-        logger: silentLogger,
-      });
-      nodes.push(bus);
-      return bus;
-    },
+    nodeWith,
+    node: () => nodeWith({}),
     async cleanup() {
       for (const bus of nodes) await bus.close();
       await deleteKeys(url, prefix);
