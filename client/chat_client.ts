@@ -3,10 +3,10 @@
  * A typed, dependency-free client for the GeoBeasts chat server that runs in browsers, Deno and
  * Node.
  *
- * Runtime code lives only inside the SDK's three classes (`ChatSendError`, `ChatMailbox`,
- * `ChatClient`; everything else is types), so that their `toString()` is the complete JavaScript
- * of the SDK: that is how the demo page embeds it without a build step (see README.md, "Using it
- * without a build step").
+ * Runtime code lives only inside the SDK's classes (`ChatSendError`, `ChatMailbox`,
+ * `ChatRequests`, `ChatReceipts`, `ChatClient`; everything else is types), so that their
+ * `toString()` is the complete JavaScript of the SDK: that is how the demo page embeds it without
+ * a build step (see README.md, "Using it without a build step"; `SDK_CLASSES` lists them).
  */
 
 import type {
@@ -25,9 +25,12 @@ import type {
   UnknownFrame,
   UnreadEvent,
 } from "./frames.ts";
+import { ChatSendError } from "./errors.ts";
 import { ChatMailbox } from "./mailbox.ts";
+import { ChatReceipts } from "./receipts.ts";
+import { ChatRequests } from "./requests.ts";
 export type * from "./frames.ts";
-export { ChatMailbox };
+export { ChatMailbox, ChatReceipts, ChatRequests, ChatSendError };
 
 /** The part of the WebSocket API the client uses (a fake can implement it in tests). */
 export interface WebSocketLike {
@@ -95,28 +98,6 @@ interface Outgoing {
   resolve(message: ChatMessage): void;
   reject(error: Error): void;
 }
-interface Request {
-  friendId: number;
-  frame: string;
-  timer: unknown;
-  resolve(result: HistoryResultFrame): void;
-  reject(error: Error): void;
-}
-
-/**
- * Why `send()` or `history()` failed: a server `error` code, or `queue_full` / `closed` /
- * `timeout` / `session_expired` from the client (`clientMessageId` is "" for `history()`).
- */
-export class ChatSendError extends Error {
-  override name = "ChatSendError";
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly clientMessageId: string,
-  ) {
-    super(message);
-  }
-}
 
 /** A chat connection that re-authenticates, reconnects, catches up and re-sends on its own. */
 export class ChatClient {
@@ -135,17 +116,13 @@ export class ChatClient {
   readonly #pageSize: number;
   readonly #autoDelivered: boolean;
   readonly #refreshBeforeMs: number;
-  readonly #requestMs: number;
   readonly #handlers = new Map<string, Set<Handler>>();
   /** Unacknowledged messages in send order, sent or not: all are (re)sent after authentication. */
   readonly #outbox = new Map<string, Outgoing>();
   readonly #mailbox: ChatMailbox;
   /** Unanswered `history` requests, oldest first: all are (re)sent after authentication. */
-  readonly #requests: Request[] = [];
-  /** `read` receipts not yet written to a socket, by friend (cumulative: the largest wins). */
-  readonly #reads = new Map<number, number>();
-  /** `delivered` receipts waiting to go out, paced below the server's frame rate. */
-  readonly #delivered = new Set<number>();
+  readonly #requests: ChatRequests;
+  readonly #receipts: ChatReceipts;
   /** Live messages that came during a catch-up, emitted after it in id order. */
   #held: ChatMessage[] = [];
   #state: ConnectionState = "idle";
@@ -159,7 +136,6 @@ export class ChatClient {
   #pingTimer: unknown;
   #pongTimer: unknown;
   #refreshTimer: unknown;
-  #deliveredTimer: unknown;
   #closed: Promise<void> | undefined;
   #closedResolve: (() => void) | undefined;
 
@@ -186,7 +162,8 @@ export class ChatClient {
     }
     this.#autoDelivered = options.autoDelivered ?? true;
     this.#refreshBeforeMs = options.refreshBeforeMs ?? 120_000;
-    this.#requestMs = options.requestTimeoutMs ?? 15_000;
+    this.#requests = new ChatRequests(this.#timers, options.requestTimeoutMs ?? 15_000);
+    this.#receipts = new ChatReceipts(this.#timers);
     const last = options.lastMessageId;
     if (last !== undefined && !(Number.isSafeInteger(last) && last >= 0)) {
       throw new RangeError("lastMessageId must be a non-negative integer");
@@ -317,16 +294,9 @@ export class ChatClient {
       ...(beforeMessageId === undefined ? {} : { before_message_id: beforeMessageId }),
       limit,
     });
-    return new Promise((resolve, reject) => {
-      const request: Request = { friendId, frame, timer: undefined, resolve, reject };
-      request.timer = this.#timers.setTimeout(() => {
-        this.#settle(request)?.reject(
-          new ChatSendError("timeout", `No history_result within ${this.#requestMs} ms`, ""),
-        );
-      }, this.#requestMs);
-      this.#requests.push(request);
-      if (this.#state === "open") this.#write(frame);
-    });
+    const answer = this.#requests.add(friendId, frame);
+    if (this.#state === "open") this.#write(frame);
+    return answer;
   }
 
   /**
@@ -338,9 +308,9 @@ export class ChatClient {
       throw new RangeError("friendId and upToMessageId must be positive integers");
     }
     if (this.#state === "closed") return;
-    this.#reads.set(friendId, Math.max(upToMessageId, this.#reads.get(friendId) ?? 0));
+    this.#receipts.read(friendId, upToMessageId);
     if (this.#mailbox.read(friendId, upToMessageId)) this.#emit("unread", this.#mailbox.unread());
-    if (this.#state === "open") this.#flushReads();
+    this.#flushReceipts();
   }
 
   /**
@@ -350,8 +320,8 @@ export class ChatClient {
   markDelivered(messageId: number): void {
     if (!ChatClient.#isId(messageId)) throw new RangeError("messageId must be a positive integer");
     if (this.#state === "closed") return;
-    this.#delivered.add(messageId);
-    if (this.#state === "open") this.#flushDelivered();
+    this.#receipts.delivered(messageId);
+    this.#flushReceipts();
   }
 
   /** Closes for good: stops every timer, rejects unacknowledged sends, resolves once closed. */
@@ -370,7 +340,7 @@ export class ChatClient {
       );
     }
     this.#outbox.clear();
-    this.#failRequests("closed", "The chat client was closed before the answer came");
+    this.#requests.failAll("closed", "The chat client was closed before the answer came");
     const socket = this.#socket;
     if (socket === undefined) this.#closedResolve!();
     else socket.close(1000, "client closed");
@@ -490,9 +460,7 @@ export class ChatClient {
         this.#emitFrame(frame);
         return this.#onSyncPage(frame as unknown as SyncResultFrame);
       case "history_result": {
-        const result = frame as unknown as HistoryResultFrame;
-        const request = this.#requests.find((r) => r.friendId === result.friend_user_id);
-        if (request !== undefined) this.#settle(request)!.resolve(result);
+        this.#requests.answer(frame as unknown as HistoryResultFrame);
         break;
       }
       case "read": {
@@ -524,14 +492,13 @@ export class ChatClient {
     this.#userId = frame.user_id;
     this.#reauthenticating = false;
     for (const outgoing of this.#outbox.values()) this.#write(outgoing.frame);
-    for (const request of this.#requests) this.#write(request.frame);
-    this.#flushReads();
+    for (const request of this.#requests.frames) this.#write(request);
     const after = this.#mailbox.authenticated(frame);
     this.#setState("open");
     this.#scheduleRefresh(frame.session_expires_at);
     this.#emitFrame(frame as unknown as UnknownFrame);
     if (frame.last_message_id !== undefined) this.#emit("unread", this.#mailbox.unread());
-    this.#flushDelivered();
+    this.#flushReceipts();
     this.#syncCount = 0;
     if (after !== undefined) this.#requestSync(after);
     else this.#synced(frame.last_message_id !== undefined);
@@ -609,10 +576,7 @@ export class ChatClient {
       });
       return this.#abandon(ws, `sync failed: ${error.code}`);
     }
-    const request = this.#requests[0];
-    if (request !== undefined) {
-      this.#settle(request)!.reject(new ChatSendError(error.code, error.message, ""));
-    }
+    this.#requests.failOldest(error.code, error.message);
   }
 
   #onExpired(frame: UnknownFrame): void {
@@ -622,7 +586,7 @@ export class ChatClient {
     this.#setState("expired", {
       reason: `session expired${frame.reason ? `: ${frame.reason}` : ""}`,
     });
-    this.#failRequests("session_expired", "The session expired before the answer came");
+    this.#requests.failAll("session_expired", "The session expired before the answer came");
     this.#emitFrame(frame);
     try {
       ws?.close(1000, "session expired");
@@ -664,44 +628,8 @@ export class ChatClient {
     this.#write(JSON.stringify({ type: "reauthenticate", auth_token: token }));
   }
 
-  #flushReads(): void {
-    for (const [friend, upTo] of this.#reads) {
-      this.#write(
-        JSON.stringify({ type: "read", friend_user_id: friend, up_to_message_id: upTo }),
-      );
-    }
-    this.#reads.clear();
-  }
-
-  /** Sends up to 10 `delivered` receipts per 500 ms, well below the server's frame rate. */
-  #flushDelivered(): void {
-    if (this.#deliveredTimer !== undefined || this.#state !== "open") return;
-    let sent = 0;
-    for (const id of this.#delivered) {
-      if (sent++ === 10) break;
-      this.#delivered.delete(id);
-      this.#write(JSON.stringify({ type: "delivered", message_id: id }));
-    }
-    if (this.#delivered.size === 0) return;
-    this.#deliveredTimer = this.#timers.setTimeout(() => {
-      this.#deliveredTimer = undefined;
-      this.#flushDelivered();
-    }, 500);
-  }
-
-  /** Removes a pending request and its timer; returns it, or undefined if already settled. */
-  #settle(request: Request): Request | undefined {
-    const index = this.#requests.indexOf(request);
-    if (index < 0) return undefined;
-    this.#requests.splice(index, 1);
-    this.#timers.clearTimeout(request.timer);
-    return request;
-  }
-
-  #failRequests(code: string, message: string): void {
-    for (const request of [...this.#requests]) {
-      this.#settle(request)!.reject(new ChatSendError(code, message, ""));
-    }
+  #flushReceipts(): void {
+    this.#receipts.flush((frame) => this.#write(frame), () => this.#state === "open");
   }
 
   #retry(reason: string): void {
@@ -730,17 +658,17 @@ export class ChatClient {
     this.#mailbox.abortSync();
     this.#held = []; // their ids are above the cursor: the next catch-up returns them
     this.#reauthenticating = false;
-    for (const timer of [this.#refreshTimer, this.#deliveredTimer]) {
-      if (timer !== undefined) this.#timers.clearTimeout(timer);
-    }
-    this.#refreshTimer = this.#deliveredTimer = undefined;
+    if (this.#refreshTimer !== undefined) this.#timers.clearTimeout(this.#refreshTimer);
+    this.#refreshTimer = undefined;
+    this.#receipts.pause();
   }
 
   #stopTimers(): void {
-    for (const timer of [this.#retryTimer, this.#refreshTimer, this.#deliveredTimer]) {
+    for (const timer of [this.#retryTimer, this.#refreshTimer]) {
       if (timer !== undefined) this.#timers.clearTimeout(timer);
     }
-    this.#retryTimer = this.#refreshTimer = this.#deliveredTimer = undefined;
+    this.#retryTimer = this.#refreshTimer = undefined;
+    this.#receipts.pause();
     this.#stopPing();
   }
 
@@ -817,3 +745,12 @@ export class ChatClient {
     }`;
   }
 }
+
+/** The SDK's classes in dependency order: their sources, joined, are the whole SDK's JavaScript. */
+export const SDK_CLASSES: readonly (abstract new (...args: never[]) => unknown)[] = [
+  ChatSendError,
+  ChatMailbox,
+  ChatRequests,
+  ChatReceipts,
+  ChatClient,
+];

@@ -5,7 +5,7 @@
  * The page's inline module script starts with the SDK itself: `ChatClient.toString()` is the
  * JavaScript Deno compiled from client/chat_client.ts (types removed), so the page runs the same
  * code as every TypeScript user of the SDK and cannot drift from it. This works because all of
- * the SDK's runtime code lives inside its two classes (see client/README.md).
+ * the SDK's runtime code lives inside its classes, `SDK_CLASSES` (see client/README.md).
  *
  * URL: `/?user=1&name=alice&token=USER_ID:TIMESTAMP:SIGNATURE` (links printed by `deno task dev`);
  * optional `&friends=2:bob,3:carol` lists friends (with their names) before they come online.
@@ -13,23 +13,28 @@
  * stylesheet `demo_page_style.ts`.
  */
 
-import { ChatClient, ChatMailbox, ChatSendError } from "../client/chat_client.ts";
+import * as sdk from "../client/chat_client.ts";
 import { COMPOSE_JS } from "./demo_page_compose.ts";
 import { PAGE_JS } from "./demo_page_script.ts";
 import { STYLE } from "./demo_page_style.ts";
 
+/** Each of `SDK_CLASSES` under the name client/chat_client.ts exports it as. */
+const SDK_NAMES = new Map<unknown, string>(
+  Object.entries(sdk).map(([name, value]) => [value, name]),
+);
+
 /**
- * The SDK's JavaScript: its classes bound to their names, no imports or exports. Each class's
- * source is used as an expression, not a declaration, because a bundler (`deno bundle`) may
- * print a class without its name (`class extends Error {...}`) or under another one
- * (`class _ChatClient {...}`, which still names itself inside); bound like this, both work.
+ * The SDK's JavaScript: its classes bound to their exported names, no imports or exports. Each
+ * class's source is used as an expression, not a declaration, and named after its export rather
+ * than its own `name`, because a bundler (`deno bundle`) may print a class without its name
+ * (`class extends Error {...}`) or under another one (`class _ChatClient {...}`, which still
+ * names itself inside); bound like this, both work.
  */
-export const SDK_JS: string = [
-  `const ChatSendError = (${ChatSendError});`,
-  `const ChatMailbox = (${ChatMailbox});`,
-  `const ChatClient = (${ChatClient});`,
-  "",
-].join("\n");
+export const SDK_JS: string = sdk.SDK_CLASSES.map((cls) => {
+  const name = SDK_NAMES.get(cls);
+  if (name === undefined) throw new Error(`client/chat_client.ts does not export ${cls.name}`);
+  return `const ${name} = (${cls});`;
+}).join("\n") + "\n";
 
 /** The SDK as an ES module (`export { ChatClient, ChatSendError }`), e.g. for a `/client.js`. */
 export const CLIENT_JS: string = `${SDK_JS}export { ChatClient, ChatSendError };\n`;

@@ -126,8 +126,11 @@ Deno.test("the packed SDK installs offline, chats under Node, type-checks, and c
       "README.md",
       "dist/chat_client.d.ts",
       "dist/chat_client.js",
+      "dist/errors.d.ts",
       "dist/frames.d.ts",
       "dist/mailbox.d.ts",
+      "dist/receipts.d.ts",
+      "dist/requests.d.ts",
       "package.json",
     ]);
 
