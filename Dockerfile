@@ -5,8 +5,13 @@
 #
 #   docker build -t geobeasts-chat .
 
+# Base images are pinned by digest (the tag beside it says what it is), so a rebuild gets the
+# same bytes; to move to a newer image, look its digest up with
+# `docker buildx imagetools inspect IMAGE:TAG` and change both.
+
 # ---- build: the Deno version the project is pinned to -------------------------
-FROM denoland/deno:2.9.6 AS build
+# denoland/deno:2.9.6 (multi-platform index)
+FROM denoland/deno:2.9.6@sha256:2014dc167ece617ef7e7ba40631ac2234c59e75ce693e7cc2dc2602b3c87859d AS build
 WORKDIR /src
 
 # Dependencies first, so this layer is reused until deno.json or deno.lock change.
@@ -27,7 +32,8 @@ RUN deno compile --frozen --node-modules-dir=none --exclude-unused-npm \
       --output /out/geobeasts-chat main.ts
 
 # ---- runtime: glibc and libgcc only, no shell, no package manager --------------
-FROM gcr.io/distroless/cc-debian12:nonroot
+# gcr.io/distroless/cc-debian12:nonroot
+FROM gcr.io/distroless/cc-debian12:nonroot@sha256:9dac0a79194e45a7da0158a9c6da57b217585af0786db3845d1f0ec1a0dd182f
 COPY --from=build /out/geobeasts-chat /app/geobeasts-chat
 # distroless's `nonroot` user, numerically, so `runAsNonRoot` checks can verify it.
 USER 65532:65532

@@ -13,7 +13,7 @@ import { ServerMetrics } from "./src/metrics.ts";
 import { PostgresRepository } from "./src/repository_postgres.ts";
 import { type ChatServer, startChatServer } from "./src/server.ts";
 import { healthcheck } from "./src/healthcheck.ts";
-import { DEMO_PAGE } from "./src/demo_page.ts";
+import { renderDemoPage } from "./src/demo_page.ts";
 import { wsTransport } from "./src/transport_ws.ts";
 import { nativeTransport } from "./src/transport_native.ts";
 
@@ -94,7 +94,9 @@ export async function main(
       logger,
       tls,
       metrics,
-      demoPage: config.demoPage ? DEMO_PAGE : undefined,
+      demoPage: config.demoPage
+        ? renderDemoPage({ maxMessageChars: config.maxMessageChars })
+        : undefined,
     });
   } catch (err) {
     logger.error("startup_failed", { error: errorMessage(err) });

@@ -1,22 +1,36 @@
 /**
  * @module chat_client
- * A typed, dependency-free client for the GeoBeasts chat server that runs in browsers and Deno.
+ * A typed, dependency-free client for the GeoBeasts chat server that runs in browsers, Deno and
+ * Node.
  *
- * Runtime code lives only inside the two classes below (everything else is types), so that
- * `ChatClient.toString()` is the complete JavaScript of the SDK: that is how the demo page
- * embeds it without a build step (see README.md, "Using it without a build step").
+ * Runtime code lives only inside the SDK's classes (`ChatSendError`, `ChatMailbox`,
+ * `ChatRequests`, `ChatReceipts`, `ChatClient`; everything else is types), so that their
+ * `toString()` is the complete JavaScript of the SDK: that is how the demo page embeds it without
+ * a build step (see README.md, "Using it without a build step"; `SDK_CLASSES` lists them).
  */
 
 import type {
   AuthenticatedFrame,
   ChatClientEvents,
   ChatMessage,
+  ClientErrorEvent,
   ConnectionState,
   ErrorFrame,
+  HistoryResultFrame,
   MessageSentFrame,
+  ReadFrame,
+  ReauthenticatedFrame,
+  StoredMessage,
+  SyncResultFrame,
   UnknownFrame,
+  UnreadEvent,
 } from "./frames.ts";
+import { ChatSendError } from "./errors.ts";
+import { ChatMailbox } from "./mailbox.ts";
+import { ChatReceipts } from "./receipts.ts";
+import { ChatRequests } from "./requests.ts";
 export type * from "./frames.ts";
+export { ChatMailbox, ChatReceipts, ChatRequests, ChatSendError };
 
 /** The part of the WebSocket API the client uses (a fake can implement it in tests). */
 export interface WebSocketLike {
@@ -37,8 +51,21 @@ export interface Timers {
 export interface ChatClientOptions {
   /** `ws://` or `wss://` URL of the public listener, e.g. `wss://chat.example.com/ws`. */
   url: string | URL;
-  /** Called on every (re)connect, so it can return a fresh token. */
+  /** Called on every (re)connect and before the session expires, so it can return a fresh token. */
   getToken: () => Promise<string>;
+  /**
+   * Catch up after this message id on the first connection (e.g. `client.lastMessageId` saved
+   * by an earlier page). Without it the first connection starts from the server's newest id.
+   */
+  lastMessageId?: number;
+  /** Messages per `sync` page, 1–500 (default 100). */
+  syncPageSize?: number;
+  /** Send `delivered` for every incoming message once it is emitted (default true). */
+  autoDelivered?: boolean;
+  /** Refresh the token this long before `session_expires_at` (default 120000). */
+  refreshBeforeMs?: number;
+  /** `history()` rejects with `timeout` when no answer came within this (default 15000). */
+  requestTimeoutMs?: number;
   /** First reconnect delay ceiling; doubles per failed attempt (default 500). */
   reconnectBaseMs?: number;
   /** Largest reconnect delay ceiling (default 30000). */
@@ -53,6 +80,8 @@ export interface ChatClientOptions {
   /** Returns [0, 1); used for the reconnect jitter. */
   random?: () => number;
   timers?: Timers;
+  /** Milliseconds since the epoch (default `Date.now`); used to time the token refresh. */
+  now?: () => number;
   /** Generates `client_message_id`s (default `crypto.randomUUID()`). */
   newId?: () => string;
 }
@@ -70,41 +99,43 @@ interface Outgoing {
   reject(error: Error): void;
 }
 
-/** Why `send()` failed: a server `error` code, or `queue_full` / `closed` from the client. */
-export class ChatSendError extends Error {
-  override name = "ChatSendError";
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly clientMessageId: string,
-  ) {
-    super(message);
-  }
-}
-
-/** A chat connection that re-authenticates, reconnects and re-sends on its own. */
+/** A chat connection that re-authenticates, reconnects, catches up and re-sends on its own. */
 export class ChatClient {
   readonly #url: string;
   readonly #getToken: () => Promise<string>;
   readonly #WebSocket: WebSocketConstructor;
   readonly #random: () => number;
   readonly #timers: Timers;
+  readonly #now: () => number;
   readonly #newId: () => string;
   readonly #baseMs: number;
   readonly #capMs: number;
   readonly #pingMs: number;
   readonly #pongMs: number;
   readonly #maxQueue: number;
+  readonly #pageSize: number;
+  readonly #autoDelivered: boolean;
+  readonly #refreshBeforeMs: number;
   readonly #handlers = new Map<string, Set<Handler>>();
   /** Unacknowledged messages in send order, sent or not: all are (re)sent after authentication. */
   readonly #outbox = new Map<string, Outgoing>();
+  readonly #mailbox: ChatMailbox;
+  /** Unanswered `history` requests, oldest first: all are (re)sent after authentication. */
+  readonly #requests: ChatRequests;
+  readonly #receipts: ChatReceipts;
+  /** Live messages that came during a catch-up, emitted after it in id order. */
+  #held: ChatMessage[] = [];
   #state: ConnectionState = "idle";
   #socket: WebSocketLike | undefined;
   #attempt = 0;
   #userId: number | undefined;
+  #syncCount = 0;
+  #expiresAt: number | undefined;
+  #reauthenticating = false;
   #retryTimer: unknown;
   #pingTimer: unknown;
   #pongTimer: unknown;
+  #refreshTimer: unknown;
   #closed: Promise<void> | undefined;
   #closedResolve: (() => void) | undefined;
 
@@ -118,12 +149,26 @@ export class ChatClient {
       setTimeout: (callback, ms) => setTimeout(callback, ms),
       clearTimeout: (handle) => clearTimeout(handle as number),
     };
+    this.#now = options.now ?? Date.now;
     this.#newId = options.newId ?? ChatClient.#uuid;
     this.#baseMs = options.reconnectBaseMs ?? 500;
     this.#capMs = options.reconnectCapMs ?? 30_000;
     this.#pingMs = options.pingIntervalMs ?? 25_000;
     this.#pongMs = options.pongTimeoutMs ?? 10_000;
     this.#maxQueue = options.maxQueue ?? 100;
+    this.#pageSize = options.syncPageSize ?? 100;
+    if (!ChatClient.#isCount(this.#pageSize, 500)) {
+      throw new RangeError("syncPageSize must be an integer from 1 to 500");
+    }
+    this.#autoDelivered = options.autoDelivered ?? true;
+    this.#refreshBeforeMs = options.refreshBeforeMs ?? 120_000;
+    this.#requests = new ChatRequests(this.#timers, options.requestTimeoutMs ?? 15_000);
+    this.#receipts = new ChatReceipts(this.#timers);
+    const last = options.lastMessageId;
+    if (last !== undefined && !(Number.isSafeInteger(last) && last >= 0)) {
+      throw new RangeError("lastMessageId must be a non-negative integer");
+    }
+    this.#mailbox = new ChatMailbox(last);
   }
 
   get state(): ConnectionState {
@@ -136,6 +181,14 @@ export class ChatClient {
   /** Messages not yet acknowledged by `message_sent` or `error`. */
   get pending(): number {
     return this.#outbox.size;
+  }
+  /** The id the next catch-up starts after: save it to resume a later page without a gap. */
+  get lastMessageId(): number | undefined {
+    return this.#mailbox.cursor;
+  }
+  /** Unread counts as known now (the same as the last `unread` event). */
+  get unread(): UnreadEvent {
+    return this.#mailbox.unread();
   }
 
   /** Subscribes to an event; returns the function that unsubscribes. */
@@ -160,9 +213,15 @@ export class ChatClient {
     });
   }
 
-  /** Starts connecting (once; later calls do nothing). */
+  /**
+   * Starts connecting. Does nothing unless `idle`, or `expired` (after `session_expired`: call
+   * it again once `getToken()` can return a new token).
+   */
   connect(): void {
-    if (this.#state === "idle") this.#open();
+    if (this.#state === "idle" || this.#state === "expired") {
+      this.#attempt = 0;
+      this.#open();
+    }
   }
 
   /**
@@ -211,14 +270,65 @@ export class ChatClient {
     return true;
   }
 
+  /**
+   * One page of the conversation with `friendId`, newest first: the latest messages, or those
+   * below `beforeMessageId` (pass the smallest id you have to scroll back). Waits for the
+   * connection; rejects with a `ChatSendError` (`timeout`, `closed`, or the server's code).
+   */
+  history(friendId: number, beforeMessageId?: number, limit = 50): Promise<HistoryResultFrame> {
+    if (!ChatClient.#isId(friendId)) {
+      return Promise.reject(new RangeError("friendId must be a positive integer"));
+    }
+    if (beforeMessageId !== undefined && !ChatClient.#isId(beforeMessageId)) {
+      return Promise.reject(new RangeError("beforeMessageId must be a positive integer"));
+    }
+    if (!ChatClient.#isCount(limit, 100)) {
+      return Promise.reject(new RangeError("limit must be an integer from 1 to 100"));
+    }
+    if (this.#state === "closed") {
+      return Promise.reject(new ChatSendError("closed", "The chat client is closed", ""));
+    }
+    const frame = JSON.stringify({
+      type: "history",
+      friend_user_id: friendId,
+      ...(beforeMessageId === undefined ? {} : { before_message_id: beforeMessageId }),
+      limit,
+    });
+    const answer = this.#requests.add(friendId, frame);
+    if (this.#state === "open") this.#write(frame);
+    return answer;
+  }
+
+  /**
+   * Marks the messages from `friendId` up to `upToMessageId` read (cumulative). Sent now, or
+   * after the next authentication when offline; the friend's devices get a `read` event.
+   */
+  markRead(friendId: number, upToMessageId: number): void {
+    if (!ChatClient.#isId(friendId) || !ChatClient.#isId(upToMessageId)) {
+      throw new RangeError("friendId and upToMessageId must be positive integers");
+    }
+    if (this.#state === "closed") return;
+    this.#receipts.read(friendId, upToMessageId);
+    if (this.#mailbox.read(friendId, upToMessageId)) this.#emit("unread", this.#mailbox.unread());
+    this.#flushReceipts();
+  }
+
+  /**
+   * Reports that this device has shown message `messageId` (addressed to this user); the sender
+   * gets `delivered` once. Automatic unless `autoDelivered: false`.
+   */
+  markDelivered(messageId: number): void {
+    if (!ChatClient.#isId(messageId)) throw new RangeError("messageId must be a positive integer");
+    if (this.#state === "closed") return;
+    this.#receipts.delivered(messageId);
+    this.#flushReceipts();
+  }
+
   /** Closes for good: stops every timer, rejects unacknowledged sends, resolves once closed. */
   close(): Promise<void> {
     if (this.#closed !== undefined) return this.#closed;
     this.#closed = new Promise((resolve) => (this.#closedResolve = resolve));
-    for (const timer of [this.#retryTimer, this.#pingTimer, this.#pongTimer]) {
-      if (timer !== undefined) this.#timers.clearTimeout(timer);
-    }
-    this.#retryTimer = this.#pingTimer = this.#pongTimer = undefined;
+    this.#stopTimers();
     this.#setState("closed");
     for (const [id, outgoing] of this.#outbox) {
       outgoing.reject(
@@ -230,6 +340,7 @@ export class ChatClient {
       );
     }
     this.#outbox.clear();
+    this.#requests.failAll("closed", "The chat client was closed before the answer came");
     const socket = this.#socket;
     if (socket === undefined) this.#closedResolve!();
     else socket.close(1000, "client closed");
@@ -243,7 +354,7 @@ export class ChatClient {
     try {
       ws = new this.#WebSocket(this.#url);
     } catch (err) {
-      return this.#retry(`cannot connect: ${err instanceof Error ? err.message : String(err)}`);
+      return this.#retry(`cannot connect: ${ChatClient.#describe(err)}`);
     }
     this.#socket = ws;
     const current = () => ws === this.#socket && this.#state !== "closed";
@@ -252,27 +363,44 @@ export class ChatClient {
     ws.onerror = () => {};
     ws.onclose = (event) => {
       if (ws !== this.#socket) return;
-      this.#socket = undefined;
-      this.#stopPing();
+      this.#lost();
       if (this.#state === "closed") this.#closedResolve?.();
-      else this.#retry(`closed with ${event.code}${event.reason ? `: ${event.reason}` : ""}`);
+      else if (this.#state !== "expired") {
+        this.#retry(`closed with ${event.code}${event.reason ? `: ${event.reason}` : ""}`);
+      }
     };
   }
 
   async #authenticate(ws: WebSocketLike): Promise<void> {
     this.#setState("authenticating");
     this.#schedulePing();
-    let token: string;
+    const token = await this.#token();
+    if (ws !== this.#socket || this.#state !== "authenticating") return;
+    if (typeof token === "string") {
+      this.#write(JSON.stringify({ type: "authenticate", auth_token: token }));
+    } else this.#abandon(ws, token.message);
+  }
+
+  /** A token from `getToken()`, or the `get_token_failed` event it emitted. */
+  async #token(): Promise<string | ClientErrorEvent> {
+    let token: unknown;
+    let cause: unknown;
     try {
       token = await this.#getToken();
     } catch (err) {
-      const reason = `getToken failed: ${err instanceof Error ? err.message : String(err)}`;
-      if (ws === this.#socket && this.#state !== "closed") this.#abandon(ws, reason);
-      return;
+      cause = err;
     }
-    if (ws === this.#socket && this.#state !== "closed") {
-      this.#write(JSON.stringify({ type: "authenticate", auth_token: token }));
-    }
+    if (typeof token === "string" && token !== "") return token;
+    const failure: ClientErrorEvent = {
+      type: "error",
+      code: "get_token_failed",
+      message: cause === undefined
+        ? "getToken failed: it returned no token string"
+        : `getToken failed: ${ChatClient.#describe(cause)}`,
+      ...(cause === undefined ? {} : { cause }),
+    };
+    if (this.#state !== "closed") this.#emit("error", failure);
+    return failure;
   }
 
   #receive(data: unknown): void {
@@ -283,38 +411,225 @@ export class ChatClient {
       return;
     }
     if (typeof frame !== "object" || frame === null || typeof frame.type !== "string") return;
-    if (frame.type === "authenticated") {
-      this.#attempt = 0;
-      this.#userId = (frame as unknown as AuthenticatedFrame).user_id;
-      for (const outgoing of this.#outbox.values()) this.#write(outgoing.frame);
-      this.#setState("open");
-    } else if (frame.type === "auth_error") {
-      // Reconnect, which asks getToken() for a fresh token; the failed attempt counts for backoff.
-      this.#socket?.close(4001, "authentication failed");
-    } else if (frame.type === "message_sent") {
-      const message = (frame as unknown as MessageSentFrame).data;
-      const id = message?.client_message_id;
-      const outgoing = id === undefined ? undefined : this.#outbox.get(id);
-      if (outgoing !== undefined) {
-        this.#outbox.delete(id!);
-        outgoing.resolve(message);
+    const me = this.#userId;
+    switch (frame.type) {
+      case "authenticated":
+        return this.#onAuthenticated(frame as unknown as AuthenticatedFrame);
+      case "auth_error":
+        if (this.#state === "open" && this.#reauthenticating) {
+          this.#reauthenticating = false;
+          this.#emit("error", {
+            type: "error",
+            code: "reauth_failed",
+            message: "The server refused the refreshed token; the session keeps its expiry",
+          });
+          this.#retryRefresh();
+        } else {
+          // Reconnect, which asks getToken() for a fresh token; the attempt counts for backoff.
+          this.#socket?.close(4001, "authentication failed");
+        }
+        break;
+      case "chat_message": {
+        const message = frame as unknown as ChatMessage;
+        if (this.#mailbox.syncing) this.#held.push(message);
+        else if (me !== undefined && this.#mailbox.accept(message, me, true)) {
+          this.#afterIncoming(message);
+        }
+        return this.#emit("frame", frame);
       }
-    } else if (frame.type === "error") {
-      const error = frame as unknown as ErrorFrame;
-      const id = error.client_message_id;
-      const outgoing = id === undefined ? undefined : this.#outbox.get(id);
-      if (outgoing !== undefined) {
-        this.#outbox.delete(id!);
-        outgoing.reject(new ChatSendError(error.code, error.message, id!));
+      case "message_sent": {
+        const message = (frame as unknown as MessageSentFrame).data;
+        if (me !== undefined && message !== undefined) this.#mailbox.accept(message, me, true);
+        this.#acknowledge(message);
+        break;
       }
-    } else if (frame.type === "pong" && this.#pongTimer !== undefined) {
-      this.#timers.clearTimeout(this.#pongTimer);
-      this.#pongTimer = undefined;
-      this.#schedulePing();
+      case "error": {
+        this.#emitFrame(frame);
+        const error = frame as unknown as ErrorFrame;
+        const id = error.client_message_id;
+        const outgoing = id === undefined ? undefined : this.#outbox.get(id);
+        if (outgoing !== undefined) {
+          this.#outbox.delete(id!);
+          outgoing.reject(new ChatSendError(error.code, error.message, id!));
+        } else if (["unavailable", "invalid_field", "rate_limited"].includes(error.code)) {
+          this.#requestFailed(error);
+        }
+        return;
+      }
+      case "sync_result":
+        this.#emitFrame(frame);
+        return this.#onSyncPage(frame as unknown as SyncResultFrame);
+      case "history_result": {
+        this.#requests.answer(frame as unknown as HistoryResultFrame);
+        break;
+      }
+      case "read": {
+        const read = frame as unknown as ReadFrame;
+        if (read.user_id === me && this.#mailbox.read(read.friend_user_id, read.up_to_message_id)) {
+          this.#emitFrame(frame);
+          return this.#emit("unread", this.#mailbox.unread());
+        }
+        break;
+      }
+      case "reauthenticated":
+        this.#reauthenticating = false;
+        this.#scheduleRefresh((frame as unknown as ReauthenticatedFrame).session_expires_at);
+        break;
+      case "session_expired":
+        return this.#onExpired(frame);
+      case "pong":
+        if (this.#pongTimer !== undefined) {
+          this.#timers.clearTimeout(this.#pongTimer);
+          this.#pongTimer = undefined;
+          this.#schedulePing();
+        }
+        break;
     }
-    // A pushed event named like a client-side event is delivered through `frame` only.
-    if (frame.type !== "state" && frame.type !== "frame") this.#emit(frame.type, frame);
-    this.#emit("frame", frame);
+    this.#emitFrame(frame);
+  }
+
+  #onAuthenticated(frame: AuthenticatedFrame): void {
+    this.#userId = frame.user_id;
+    this.#reauthenticating = false;
+    for (const outgoing of this.#outbox.values()) this.#write(outgoing.frame);
+    for (const request of this.#requests.frames) this.#write(request);
+    const after = this.#mailbox.authenticated(frame);
+    this.#setState("open");
+    this.#scheduleRefresh(frame.session_expires_at);
+    this.#emitFrame(frame as unknown as UnknownFrame);
+    if (frame.last_message_id !== undefined) this.#emit("unread", this.#mailbox.unread());
+    this.#flushReceipts();
+    this.#syncCount = 0;
+    if (after !== undefined) this.#requestSync(after);
+    else this.#synced(frame.last_message_id !== undefined);
+  }
+
+  #requestSync(after: number): void {
+    this.#write(JSON.stringify({ type: "sync", after_message_id: after, limit: this.#pageSize }));
+  }
+
+  #onSyncPage(page: SyncResultFrame): void {
+    const me = this.#userId;
+    if (!this.#mailbox.syncing || me === undefined) return;
+    const messages = Array.isArray(page.messages) ? page.messages : [];
+    for (const message of messages) {
+      const fresh = this.#mailbox.accept(message, me, false);
+      const own = message.sender_user_id === me && message.client_message_id !== undefined &&
+        this.#outbox.has(message.client_message_id);
+      if (own) this.#acknowledge(message);
+      else if (fresh) this.#afterIncoming(message), this.#syncCount++;
+    }
+    if (page.has_more === true && messages.length > 0) {
+      this.#requestSync(messages[messages.length - 1]!.message_id);
+    } else {
+      this.#mailbox.endSync();
+      const held = this.#held.sort((a, b) => a.message_id - b.message_id);
+      this.#held = [];
+      for (const message of held) {
+        if (this.#mailbox.accept(message, me, true)) {
+          this.#afterIncoming(message), this.#syncCount++;
+        }
+      }
+      this.#synced(true);
+    }
+  }
+
+  /** Catch-up is over: reconnect backoff starts again from its base. */
+  #synced(announce: boolean): void {
+    this.#attempt = 0;
+    if (!announce) return;
+    this.#emit("synced", {
+      type: "synced",
+      count: this.#syncCount,
+      last_message_id: this.#mailbox.cursor ?? 0,
+    });
+  }
+
+  /** Emits a message received for the first time, counts it unread, reports it delivered. */
+  #afterIncoming(message: ChatMessage & Partial<StoredMessage>): void {
+    this.#emit("chat_message", { ...message, type: "chat_message" });
+    if (message.recipient_user_id === this.#userId && message.sender_user_id !== this.#userId) {
+      if (message.is_read !== true) this.#emit("unread", this.#mailbox.unread());
+      if (this.#autoDelivered && message.delivered_at === undefined) {
+        this.markDelivered(message.message_id);
+      }
+    }
+  }
+
+  #acknowledge(message: ChatMessage | undefined): void {
+    const id = message?.client_message_id;
+    const outgoing = id === undefined ? undefined : this.#outbox.get(id);
+    if (outgoing === undefined) return;
+    this.#outbox.delete(id!);
+    const { is_read: _r, delivered_at: _d, read_at: _a, ...sent } = message as StoredMessage;
+    outgoing.resolve(sent);
+  }
+
+  /** A refusal without a `client_message_id` answers the catch-up first, else the oldest request. */
+  #requestFailed(error: ErrorFrame): void {
+    const ws = this.#socket;
+    if (this.#mailbox.syncing && ws !== undefined) {
+      this.#emit("error", {
+        type: "error",
+        code: "sync_failed",
+        message: `Catch-up refused (${error.code}: ${error.message}); reconnecting`,
+      });
+      return this.#abandon(ws, `sync failed: ${error.code}`);
+    }
+    this.#requests.failOldest(error.code, error.message);
+  }
+
+  #onExpired(frame: UnknownFrame): void {
+    const ws = this.#socket;
+    this.#stopTimers();
+    this.#lost();
+    this.#setState("expired", {
+      reason: `session expired${frame.reason ? `: ${frame.reason}` : ""}`,
+    });
+    this.#requests.failAll("session_expired", "The session expired before the answer came");
+    this.#emitFrame(frame);
+    try {
+      ws?.close(1000, "session expired");
+    } catch { /* already closed */ }
+  }
+
+  #scheduleRefresh(expiresAt: string | undefined): void {
+    if (this.#refreshTimer !== undefined) this.#timers.clearTimeout(this.#refreshTimer);
+    this.#refreshTimer = undefined;
+    const at = expiresAt === undefined ? NaN : Date.parse(expiresAt);
+    this.#expiresAt = Number.isNaN(at) ? undefined : at;
+    if (this.#expiresAt === undefined) return;
+    const remaining = this.#expiresAt - this.#now();
+    const delay = remaining > this.#refreshBeforeMs
+      ? remaining - this.#refreshBeforeMs
+      : Math.max(0, remaining / 2);
+    this.#refreshTimer = this.#timers.setTimeout(
+      () => void this.#refresh(),
+      Math.min(delay, 2_147_483_647),
+    );
+  }
+
+  /** After a failed refresh: try again halfway to the expiry, while there is time left. */
+  #retryRefresh(): void {
+    if (this.#expiresAt === undefined || this.#state !== "open") return;
+    const remaining = this.#expiresAt - this.#now();
+    if (remaining < 2000) return;
+    this.#refreshTimer = this.#timers.setTimeout(() => void this.#refresh(), remaining / 2);
+  }
+
+  async #refresh(): Promise<void> {
+    this.#refreshTimer = undefined;
+    const ws = this.#socket;
+    if (this.#state !== "open" || ws === undefined) return;
+    const token = await this.#token();
+    if (ws !== this.#socket || this.#state !== "open") return;
+    if (typeof token !== "string") return this.#retryRefresh();
+    this.#reauthenticating = true;
+    this.#write(JSON.stringify({ type: "reauthenticate", auth_token: token }));
+  }
+
+  #flushReceipts(): void {
+    this.#receipts.flush((frame) => this.#write(frame), () => this.#state === "open");
   }
 
   #retry(reason: string): void {
@@ -332,8 +647,29 @@ export class ChatClient {
       ws.close(4000, reason.slice(0, 100));
     } catch { /* already closed */ }
     this.#socket = undefined;
-    this.#stopPing();
+    this.#lost();
     this.#retry(reason);
+  }
+
+  /** The socket is gone: per-connection timers stop, an unfinished catch-up is dropped. */
+  #lost(): void {
+    this.#socket = undefined;
+    this.#stopPing();
+    this.#mailbox.abortSync();
+    this.#held = []; // their ids are above the cursor: the next catch-up returns them
+    this.#reauthenticating = false;
+    if (this.#refreshTimer !== undefined) this.#timers.clearTimeout(this.#refreshTimer);
+    this.#refreshTimer = undefined;
+    this.#receipts.pause();
+  }
+
+  #stopTimers(): void {
+    for (const timer of [this.#retryTimer, this.#refreshTimer]) {
+      if (timer !== undefined) this.#timers.clearTimeout(timer);
+    }
+    this.#retryTimer = this.#refreshTimer = undefined;
+    this.#receipts.pause();
+    this.#stopPing();
   }
 
   #schedulePing(): void {
@@ -369,6 +705,12 @@ export class ChatClient {
     this.#emit("state", { state, previous, attempt: this.#attempt, ...extra });
   }
 
+  /** A server frame under its own type (unless named like a client event) and as `frame`. */
+  #emitFrame(frame: UnknownFrame): void {
+    if (!["state", "frame", "unread", "synced"].includes(frame.type)) this.#emit(frame.type, frame);
+    this.#emit("frame", frame);
+  }
+
   #emit(type: string, event: unknown): void {
     for (const handler of [...(this.#handlers.get(type) ?? [])]) {
       try {
@@ -377,6 +719,18 @@ export class ChatClient {
         console.error(`ChatClient: a '${type}' handler threw`, err);
       }
     }
+  }
+
+  static #isId(value: number): boolean {
+    return Number.isSafeInteger(value) && value > 0;
+  }
+
+  static #isCount(value: number, max: number): boolean {
+    return Number.isInteger(value) && value >= 1 && value <= max;
+  }
+
+  static #describe(err: unknown): string {
+    return err instanceof Error ? err.message : String(err);
   }
 
   /** RFC 4122 v4; `crypto.randomUUID` exists only in secure contexts (https, localhost). */
@@ -391,3 +745,12 @@ export class ChatClient {
     }`;
   }
 }
+
+/** The SDK's classes in dependency order: their sources, joined, are the whole SDK's JavaScript. */
+export const SDK_CLASSES: readonly (abstract new (...args: never[]) => unknown)[] = [
+  ChatSendError,
+  ChatMailbox,
+  ChatRequests,
+  ChatReceipts,
+  ChatClient,
+];

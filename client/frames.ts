@@ -1,6 +1,7 @@
 /**
  * @module frames
- * The server frames of the chat protocol (shared/PROTOCOL.md) and the client's events, as types.
+ * The server frames of the chat protocol (docs/protocol.md, v1.1) and the client's events, as
+ * types.
  */
 
 /** A stored chat message, as in `chat_message` and `message_sent.data` (PROTOCOL.md). */
@@ -14,10 +15,27 @@ export interface ChatMessage {
   client_message_id?: string;
 }
 
+/** A message read back from the database (`sync_result`, `history_result`), v1.1. */
+export interface StoredMessage extends ChatMessage {
+  is_read: boolean;
+  /** ISO 8601 in UTC, when a recipient's device first reported it shown. */
+  delivered_at?: string;
+  /** ISO 8601 in UTC, when the recipient marked it read. */
+  read_at?: string;
+}
+
 export interface AuthenticatedFrame {
   type: "authenticated";
   user_id: number;
   online_friends: number[];
+  /** v1.1 (a v1.0 server omits the four fields below): messages to the user not yet read. */
+  unread_count?: number;
+  /** v1.1: unread counts by sender id (`"7": 3`), non-zero ones only. */
+  unread_by_friend?: Record<string, number>;
+  /** v1.1: largest message id to or from the user, 0 when none. */
+  last_message_id?: number;
+  /** v1.1: ISO 8601 UTC; the session ends then unless `reauthenticate` extends it. */
+  session_expires_at?: string;
 }
 export interface AuthErrorFrame {
   type: "auth_error";
@@ -50,6 +68,71 @@ export interface ErrorFrame {
   message: string;
   client_message_id?: string;
 }
+/**
+ * A failure inside the client, emitted as an `error` event beside the server's `error` frames:
+ * `get_token_failed` (getToken threw or returned no string), `reauth_failed` (the server refused
+ * the refreshed token), `sync_failed` (a catch-up page was refused; the client reconnects).
+ */
+export interface ClientErrorEvent {
+  type: "error";
+  code: "get_token_failed" | "reauth_failed" | "sync_failed";
+  message: string;
+  /** What was thrown, when something was. */
+  cause?: unknown;
+}
+
+export interface SyncResultFrame {
+  type: "sync_result";
+  /** Oldest first. */
+  messages: StoredMessage[];
+  has_more: boolean;
+}
+export interface HistoryResultFrame {
+  type: "history_result";
+  friend_user_id: number;
+  /** Newest first. */
+  messages: StoredMessage[];
+  has_more: boolean;
+}
+/** `user_id` read the messages from `friend_user_id` up to `up_to_message_id`. */
+export interface ReadFrame {
+  type: "read";
+  user_id: number;
+  friend_user_id: number;
+  up_to_message_id: number;
+  read_at: string;
+}
+/** A device of `user_id` (the recipient) has shown message `message_id`. */
+export interface DeliveredFrame {
+  type: "delivered";
+  message_id: number;
+  user_id: number;
+}
+export interface ReauthenticatedFrame {
+  type: "reauthenticated";
+  session_expires_at: string;
+}
+/** The server ended the session (token expiry, deactivation, `POST /disconnect`). */
+export interface SessionExpiredFrame {
+  type: "session_expired";
+  reason?: string;
+}
+
+/** Unread counts as the client knows them (from `authenticated`, then kept up to date). */
+export interface UnreadEvent {
+  type: "unread";
+  total: number;
+  /** By sender id, non-zero ones only. */
+  by_friend: Record<string, number>;
+}
+/** Catch-up after (re)connecting is complete: every message since the last one seen was emitted. */
+export interface SyncedEvent {
+  type: "synced";
+  /** Messages emitted by this catch-up (duplicates left out). */
+  count: number;
+  /** The id the next catch-up starts after. */
+  last_message_id: number;
+}
 /** Any frame, including event types pushed by the backend through `/notify`. */
 export interface UnknownFrame {
   type: string;
@@ -59,7 +142,8 @@ export interface UnknownFrame {
 /**
  * `idle` before `connect()`; `connecting` while the socket opens; `authenticating` from open
  * until `authenticated`; `open` when messages go out directly; `waiting` during a reconnect
- * delay; `closed` after `close()` (final).
+ * delay; `expired` after the server's `session_expired` (no reconnecting until `connect()` is
+ * called again); `closed` after `close()` (final).
  */
 export type ConnectionState =
   | "idle"
@@ -67,6 +151,7 @@ export type ConnectionState =
   | "authenticating"
   | "open"
   | "waiting"
+  | "expired"
   | "closed";
 
 export interface StateChange {
@@ -84,12 +169,21 @@ export interface StateChange {
 export interface ChatClientEvents {
   authenticated: AuthenticatedFrame;
   auth_error: AuthErrorFrame;
-  chat_message: ChatMessageFrame;
+  /** Live and caught-up messages, each once (deduplicated by `message_id`). */
+  chat_message: ChatMessageFrame & Partial<StoredMessage>;
   message_sent: MessageSentFrame;
   typing: TypingFrame;
   presence: PresenceFrame;
   pong: PongFrame;
-  error: ErrorFrame;
+  error: ErrorFrame | ClientErrorEvent;
+  sync_result: SyncResultFrame;
+  history_result: HistoryResultFrame;
+  read: ReadFrame;
+  delivered: DeliveredFrame;
+  reauthenticated: ReauthenticatedFrame;
+  session_expired: SessionExpiredFrame;
+  unread: UnreadEvent;
+  synced: SyncedEvent;
   state: StateChange;
   frame: UnknownFrame;
 }

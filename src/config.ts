@@ -36,6 +36,12 @@ export interface Config {
   redisKeyPrefix: string;
   /** How long a node counts as live after its last heartbeat (it beats every third of it). */
   presenceTtlS: number;
+  /** How long a user with no connection left still counts as online (no flicker on a blip). */
+  presenceGraceS: number;
+  /** A typing indicator not renewed within this is reported stopped. */
+  typingTimeoutS: number;
+  /** How often this node asks the database which of its users were deactivated. */
+  activeCheckIntervalS: number;
   maxConnections: number;
   maxConnectionsPerUser: number;
   maxUnauthPerIp: number;
@@ -95,6 +101,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     redisUrl: nonEmpty(env.REDIS_URL),
     redisKeyPrefix: env.REDIS_KEY_PREFIX || "geobeasts:chat:",
     presenceTtlS: read.int("PRESENCE_TTL_S", 10, 1, 3600),
+    presenceGraceS: read.num("PRESENCE_GRACE_S", 5, 0, 3600),
+    typingTimeoutS: read.num("TYPING_TIMEOUT_S", 6, 0.1, 3600),
+    activeCheckIntervalS: read.num("ACTIVE_CHECK_INTERVAL_S", 30, 0.1, 60),
     maxConnections: read.int("MAX_CONNECTIONS", 50000, 1, 10_000_000),
     maxConnectionsPerUser: read.int("MAX_CONNECTIONS_PER_USER", 10, 1, 10_000),
     maxUnauthPerIp: read.int("MAX_UNAUTH_PER_IP", 50, 1, 10_000_000),

@@ -21,6 +21,10 @@ export interface InternalDeps extends HealthDeps {
   notify(userIds: readonly number[], frame: string): void;
   metrics(): Promise<string>;
   logger: Logger;
+  /** Sends `session_expired` with `reason` to every connection of each user, on every node, then closes them. */
+  disconnect(userIds: readonly number[], reason: string): void;
+  /** Which of `userIds` are online anywhere in the cluster. */
+  online(userIds: readonly number[]): Promise<number[]>;
 }
 
 export interface PublicDeps extends HealthDeps {
@@ -66,7 +70,84 @@ export function internalApp(deps: InternalDeps): Hono {
     deps.logger.info("notify", { users: parsed.userIds.length });
     return c.json({ users: parsed.userIds.length }, 202);
   });
+  app.post("/disconnect", async (c) => {
+    const denied = await bearerDenied(c.req.header("authorization"), deps.notifySecret);
+    if (denied !== undefined) return c.json({ error: denied.error }, denied.status);
+    const text = await c.req.text();
+    if (new TextEncoder().encode(text).length > MAX_CONTROL_BODY_BYTES) {
+      return c.json({ error: `Body larger than ${MAX_CONTROL_BODY_BYTES} bytes` }, 413);
+    }
+    const parsed = parseDisconnect(text);
+    if (typeof parsed === "string") return c.json({ error: parsed }, 400);
+    deps.disconnect(parsed.userIds, parsed.reason);
+    deps.logger.info("disconnect", { users: parsed.userIds.length });
+    return c.json({ users: parsed.userIds.length }, 202);
+  });
+  app.get("/presence", async (c) => {
+    const denied = await bearerDenied(c.req.header("authorization"), deps.notifySecret);
+    if (denied !== undefined) return c.json({ error: denied.error }, denied.status);
+    const userIds = parseIdList(c.req.query("user_ids"));
+    if (typeof userIds === "string") return c.json({ error: userIds }, 400);
+    return c.json({ online: await deps.online(userIds) }, 200);
+  });
   return app;
+}
+
+/** Largest `/disconnect` body: 1,000 ids and a reason. */
+const MAX_CONTROL_BODY_BYTES = MAX_NOTIFY_USERS * 20 + 2048;
+const MAX_REASON_CHARS = 200;
+const DEFAULT_DISCONNECT_REASON = "disconnected";
+
+/** The answer for a request without the notify bearer secret, or undefined when it has it. */
+async function bearerDenied(
+  header: string | undefined,
+  secret: string | undefined,
+): Promise<{ status: 401 | 404; error: string } | undefined> {
+  if (secret === undefined) return { status: 404, error: "Not found" };
+  const given = header?.startsWith("Bearer ") ? header.slice(7) : "";
+  return (await secretsEqual(given, secret)) ? undefined : { status: 401, error: "Unauthorized" };
+}
+
+/** Validates a `/disconnect` body: 1–1000 user ids and an optional reason. */
+export function parseDisconnect(text: string): { userIds: number[]; reason: string } | string {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return "Body must be JSON";
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    return "Body must be a JSON object";
+  }
+  const { user_ids: ids, reason } = body as Record<string, unknown>;
+  const userIds = distinctUserIds(ids);
+  if (typeof userIds === "string") return userIds;
+  if (reason !== undefined && (typeof reason !== "string" || reason.length > MAX_REASON_CHARS)) {
+    return `reason must be a string of at most ${MAX_REASON_CHARS} characters`;
+  }
+  return { userIds, reason: reason ?? DEFAULT_DISCONNECT_REASON };
+}
+
+/** Validates `user_ids=1,2,3` of `/presence`: 1–1000 positive integers. */
+export function parseIdList(query: string | undefined): number[] | string {
+  const parts = (query ?? "").split(",").map((part) => part.trim());
+  const error = `user_ids must be a comma-separated list of 1-${MAX_NOTIFY_USERS} user ids`;
+  if (query === undefined || query.trim() === "" || parts.length > MAX_NOTIFY_USERS) return error;
+  const ids = distinctUserIds(parts.map((part) => (/^[0-9]+$/.test(part) ? Number(part) : part)));
+  return typeof ids === "string" ? error : ids;
+}
+
+function distinctUserIds(ids: unknown): number[] | string {
+  if (!Array.isArray(ids) || ids.length < 1 || ids.length > MAX_NOTIFY_USERS) {
+    return `user_ids must be an array of 1-${MAX_NOTIFY_USERS} user ids`;
+  }
+  const userIds = new Set<number>();
+  for (const id of ids) {
+    const userId = typeof id === "number" ? parseUserId(id) : undefined;
+    if (userId === undefined) return "user_ids must hold positive integers";
+    userIds.add(userId);
+  }
+  return [...userIds];
 }
 
 function base(logger: Logger): Hono {
@@ -88,7 +169,11 @@ function health(app: Hono, deps: HealthDeps): void {
   );
 }
 
-/** Validates a notify body; returns the distinct user ids and the frame text, or why not. */
+/**
+ * Validates a notify body; returns the distinct user ids and the frame text, or why not. Two
+ * forms: `{user_ids, event}` sends `event`; the PHP backend's own push, `{type: "chat_message",
+ * message: {sender_user_id, recipient_user_id, ...}}`, sends the whole body to both users.
+ */
 export function parseNotify(
   text: string,
   maxFrameBytes: number,
@@ -101,6 +186,9 @@ export function parseNotify(
   }
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
     return "Body must be a JSON object";
+  }
+  if (!("user_ids" in body) && (body as Record<string, unknown>).type === "chat_message") {
+    return parseBackendPush(body as Record<string, unknown>, maxFrameBytes);
   }
   const { user_ids: ids, event } = body as Record<string, unknown>;
   if (!Array.isArray(ids) || ids.length < 1 || ids.length > MAX_NOTIFY_USERS) {
@@ -123,6 +211,34 @@ export function parseNotify(
     return `event must be at most ${maxFrameBytes} bytes of JSON`;
   }
   return { userIds: [...userIds], frame };
+}
+
+/**
+ * The body `chat.php` posts after storing a message: it goes as sent to the sender and the
+ * recipient. Ids may be JSON numbers or decimal strings (PDO can return either).
+ */
+function parseBackendPush(
+  body: Record<string, unknown>,
+  maxFrameBytes: number,
+): { userIds: number[]; frame: string } | string {
+  const message = body.message;
+  if (typeof message !== "object" || message === null || Array.isArray(message)) {
+    return "message must be a JSON object (or send {user_ids, event})";
+  }
+  const { sender_user_id: sender, recipient_user_id: recipient } = message as Record<
+    string,
+    unknown
+  >;
+  const senderId = parseUserId(sender);
+  const recipientId = parseUserId(recipient);
+  if (senderId === undefined || recipientId === undefined) {
+    return "message.sender_user_id and message.recipient_user_id must be positive integers";
+  }
+  const frame = JSON.stringify(body);
+  if (new TextEncoder().encode(frame).length > maxFrameBytes) {
+    return `body must be at most ${maxFrameBytes} bytes of JSON`;
+  }
+  return { userIds: [...new Set([senderId, recipientId])], frame };
 }
 
 /** Compares two secrets in constant time (digests first, so lengths do not leak either). */

@@ -1,11 +1,17 @@
 /**
  * @module hub
  * This node's authenticated connections by user, routing of frames to users
- * (locally and through the bus to other nodes), and presence.
+ * (locally and through the bus to other nodes), presence with its grace
+ * period, and the cluster-wide connection slots.
  *
  * Presence changes of one user are applied one at a time, each from the
- * current state (local connections vs. joined), so a quick disconnect and
- * reconnect can never leave the user wrongly offline.
+ * current state (local connections vs. subscribed and joined), so a quick
+ * disconnect and reconnect can never leave the user wrongly offline.
+ *
+ * When a user's last local connection closes, the node stops receiving their
+ * frames at once but stays joined for `presenceGraceMs`: a reconnect within
+ * it, on any node, sends no presence frame; friends see `offline` only when
+ * the grace ends with the user on no node.
  */
 
 import type { Bus, BusDelivery } from "./bus.ts";
@@ -19,6 +25,8 @@ export interface Peer {
   readonly userId: number;
   /** Sends a serialized frame; a droppable one may be shed for a slow consumer. */
   deliver(frame: string, droppable: boolean): void;
+  /** Sends `frame` (never shed), then closes the connection with 1008. */
+  end(frame: string): void;
 }
 
 export interface HubOptions {
@@ -26,16 +34,26 @@ export interface HubOptions {
   repository: ChatRepository;
   logger: Logger;
   maxConnectionsPerUser: number;
+  /** How long a user with no connection left still counts as online; 0 ends it at once. */
+  presenceGraceMs: number;
+  /** Called when a user's last connection on this node has closed (typing expiry). */
+  onUserGone?: (userId: number) => void;
 }
 
 export class Hub {
   readonly #peers = new Map<number, Set<Peer>>();
+  /** Users whose deliveries this node receives from the bus. */
+  readonly #subscribed = new Set<number>();
+  /** Users this node holds present in the bus (connected, or in their grace). */
   readonly #joined = new Set<number>();
+  readonly #graces = new Map<number, ReturnType<typeof setTimeout>>();
   readonly #presenceOps = new Map<number, Promise<void>>();
   readonly #bus: Bus;
   readonly #repository: ChatRepository;
   readonly #logger: Logger;
   readonly #maxPerUser: number;
+  readonly #graceMs: number;
+  readonly #onUserGone: (userId: number) => void;
   #connections = 0;
 
   constructor(options: HubOptions) {
@@ -43,6 +61,8 @@ export class Hub {
     this.#repository = options.repository;
     this.#logger = options.logger;
     this.#maxPerUser = options.maxConnectionsPerUser;
+    this.#graceMs = options.presenceGraceMs;
+    this.#onUserGone = options.onUserGone ?? (() => {});
     this.#bus.onDelivery((delivery) => this.#deliverLocal(delivery));
     // Changes the bus found itself (a dead node's users, this node's users re-registered):
     // announced in line with the user's other changes, and only while they still hold.
@@ -65,35 +85,63 @@ export class Hub {
     return this.#peers.size;
   }
 
-  /** Whether `userId` may open one more connection on this node. */
-  hasRoomFor(userId: number): boolean {
-    return (this.#peers.get(userId)?.size ?? 0) < this.#maxPerUser;
+  /** Users with at least one connection on this node now. */
+  localUserIds(): number[] {
+    return [...this.#peers.keys()];
   }
 
-  /** The user's friends online anywhere in the cluster now. */
+  /** Whether `userId` has a connection on this node. */
+  hasLocal(userId: number): boolean {
+    return this.#peers.has(userId);
+  }
+
+  /**
+   * Takes one of the user's `MAX_CONNECTIONS_PER_USER` slots in the whole
+   * cluster; false when they hold them all. Each `true` must be matched by
+   * exactly one `releaseSlot`.
+   */
+  acquireSlot(userId: number): Promise<boolean> {
+    return this.#bus.acquireConnection(userId, this.#maxPerUser);
+  }
+
+  releaseSlot(userId: number): Promise<void> {
+    return this.#bus.releaseConnection(userId);
+  }
+
+  /** The user's friends online anywhere in the cluster now (a user in grace counts). */
   async onlineFriends(userId: number): Promise<number[]> {
-    const friends = await this.#repository.friendIds(userId);
-    const online = await this.#bus.online(friends);
-    return friends.filter((id) => online.has(id));
+    return await this.onlineAmong(await this.#repository.friendIds(userId));
   }
 
-  /** Adds an authenticated connection; announces the user when they come online. */
-  add(peer: Peer): void {
+  /** Which of `userIds` are online anywhere in the cluster now, in the given order. */
+  async onlineAmong(userIds: readonly number[]): Promise<number[]> {
+    const online = await this.#bus.online(userIds);
+    return userIds.filter((id) => online.has(id));
+  }
+
+  /**
+   * Adds an authenticated connection; announces the user when they come
+   * online. Resolves once this node receives the user's frames from other
+   * nodes and holds them present in the cluster, so a snapshot read after it
+   * cannot miss a friend who joined at the same moment.
+   */
+  add(peer: Peer): Promise<void> {
     const set = this.#peers.get(peer.userId) ?? new Set();
     set.add(peer);
     this.#peers.set(peer.userId, set);
     this.#connections++;
-    if (set.size === 1) this.#syncPresence(peer.userId);
+    return this.#syncPresence(peer.userId);
   }
 
-  /** Removes a connection; announces the user offline when it was their last. */
+  /** Removes a connection; with the user's last one here, the grace period starts. */
   remove(peer: Peer): void {
     const set = this.#peers.get(peer.userId);
     if (set === undefined || !set.delete(peer)) return;
     this.#connections--;
     if (set.size > 0) return;
     this.#peers.delete(peer.userId);
-    this.#syncPresence(peer.userId);
+    this.#onUserGone(peer.userId);
+    void this.#syncPresence(peer.userId);
   }
 
   /** Sends `frame` to every connection of `userId` on every node, except `except`. */
@@ -102,12 +150,38 @@ export class Hub {
     this.#bus.publish({ userId, frame, droppable });
   }
 
-  /** Resolves when no presence change is in progress. */
+  /** Sends `frame` to every connection of `userId` on every node, then closes them with 1008. */
+  endUser(userId: number, frame: string): void {
+    this.endLocal(userId, frame);
+    this.#bus.publish({ userId, frame, droppable: false, close: true });
+  }
+
+  /** Sends `frame` to the user's connections on this node, then closes them with 1008. */
+  endLocal(userId: number, frame: string): void {
+    for (const peer of [...(this.#peers.get(userId) ?? [])]) peer.end(frame);
+  }
+
+  /**
+   * Shutdown: ends every grace period now (this node will not be there to end
+   * them later), so users gone from the whole cluster are announced offline.
+   */
+  async endGraces(): Promise<void> {
+    await this.settled();
+    for (const [userId, timer] of this.#graces) {
+      clearTimeout(timer);
+      this.#graces.delete(userId);
+      void this.#syncPresence(userId, () => this.#leaveAfterGrace(userId));
+    }
+    await this.settled();
+  }
+
+  /** Resolves when no presence change is in progress (grace periods may still run). */
   async settled(): Promise<void> {
     while (this.#presenceOps.size > 0) await Promise.all(this.#presenceOps.values());
   }
 
   #deliverLocal(delivery: BusDelivery): void {
+    if (delivery.close === true) return this.endLocal(delivery.userId, delivery.frame);
     this.#sendLocal(delivery.userId, delivery.frame, delivery.droppable, undefined);
   }
 
@@ -117,7 +191,7 @@ export class Hub {
     for (const peer of set) if (peer !== except) peer.deliver(frame, droppable);
   }
 
-  #syncPresence(userId: number, apply = () => this.#applyPresence(userId)): void {
+  #syncPresence(userId: number, apply = () => this.#applyPresence(userId)): Promise<void> {
     const previous = this.#presenceOps.get(userId) ?? Promise.resolve();
     const op = previous.then(apply).catch((err) => {
       this.#logger.warn("presence_failed", { user_id: userId, error: errorMessage(err) });
@@ -125,20 +199,46 @@ export class Hub {
       if (this.#presenceOps.get(userId) === op) this.#presenceOps.delete(userId);
     });
     this.#presenceOps.set(userId, op);
+    return op;
   }
 
   async #applyPresence(userId: number): Promise<void> {
-    const here = this.#peers.has(userId);
-    if (here === this.#joined.has(userId)) return;
-    if (here) {
-      this.#joined.add(userId);
-      await this.#bus.subscribe(userId);
-      if (await this.#bus.join(userId)) await this.#announce(userId, "online");
-    } else {
-      this.#joined.delete(userId);
-      await this.#bus.unsubscribe(userId);
-      if (await this.#bus.leave(userId)) await this.#announce(userId, "offline");
+    if (this.#peers.has(userId)) {
+      const grace = this.#graces.get(userId);
+      if (grace !== undefined) {
+        clearTimeout(grace);
+        this.#graces.delete(userId);
+      }
+      // Subscribed before joined: once others can see the user, frames to them arrive here.
+      if (!this.#subscribed.has(userId)) {
+        this.#subscribed.add(userId);
+        await this.#bus.subscribe(userId);
+      }
+      if (!this.#joined.has(userId)) {
+        this.#joined.add(userId);
+        if (await this.#bus.join(userId)) await this.#announce(userId, "online");
+      }
+      return;
     }
+    if (this.#subscribed.has(userId)) {
+      this.#subscribed.delete(userId);
+      await this.#bus.unsubscribe(userId);
+    }
+    if (!this.#joined.has(userId) || this.#graces.has(userId)) return;
+    if (this.#graceMs <= 0) return await this.#leaveAfterGrace(userId);
+    this.#graces.set(
+      userId,
+      setTimeout(() => {
+        this.#graces.delete(userId);
+        void this.#syncPresence(userId, () => this.#leaveAfterGrace(userId));
+      }, this.#graceMs),
+    );
+  }
+
+  async #leaveAfterGrace(userId: number): Promise<void> {
+    if (this.#peers.has(userId) || !this.#joined.has(userId)) return; // came back meanwhile
+    this.#joined.delete(userId);
+    if (await this.#bus.leave(userId)) await this.#announce(userId, "offline");
   }
 
   async #announce(userId: number, status: "online" | "offline"): Promise<void> {

@@ -1,7 +1,8 @@
 /**
  * @module protocol
  * The wire format (PROTOCOL.md, "Frames"): the only place incoming JSON is
- * parsed and validated, and the typed builders of every server frame.
+ * parsed and validated (the typed builders of server frames are in
+ * `server_frames.ts`).
  *
  * `parseClientFrame` never throws: any text yields a typed frame or a typed
  * `FrameError`. Checks that need state (authentication, friendship, rate)
@@ -51,7 +52,53 @@ export interface PingFrame {
   type: "ping";
 }
 
-export type ClientFrame = AuthenticateFrame | ChatMessageFrame | TypingFrame | PingFrame;
+/** `sync` (v1.1): messages to or from the user with an id above `afterMessageId`. */
+export interface SyncFrame {
+  type: "sync";
+  afterMessageId: number;
+  /** 1..500, default 100. */
+  limit: number;
+}
+
+/** `history` (v1.1): one conversation, newest first, below `beforeMessageId`. */
+export interface HistoryFrame {
+  type: "history";
+  friendUserId: number;
+  beforeMessageId: number | undefined;
+  /** 1..100, default 50. */
+  limit: number;
+}
+
+/** `read` (v1.1): everything from `friendUserId` up to `upToMessageId` has been read. */
+export interface ReadFrame {
+  type: "read";
+  friendUserId: number;
+  upToMessageId: number;
+}
+
+/** `delivered` (v1.1): a device of the recipient has shown `messageId`. */
+export interface DeliveredFrame {
+  type: "delivered";
+  messageId: number;
+}
+
+/** `reauthenticate` (v1.1): a fresh token for the same user extends the session. */
+export interface ReauthenticateFrame {
+  type: "reauthenticate";
+  /** `undefined` when absent or not a string. */
+  authToken: string | undefined;
+}
+
+export type ClientFrame =
+  | AuthenticateFrame
+  | ChatMessageFrame
+  | TypingFrame
+  | PingFrame
+  | SyncFrame
+  | HistoryFrame
+  | ReadFrame
+  | DeliveredFrame
+  | ReauthenticateFrame;
 
 /** A frame that could not be accepted, with what the answer needs. */
 export interface FrameError {
@@ -94,6 +141,19 @@ export function parseClientFrame(text: string, limits: ParseLimits): ClientFrame
       return parseTyping(value);
     case "ping":
       return { type: "ping" };
+    case "sync":
+      return parseSync(value);
+    case "history":
+      return parseHistory(value);
+    case "read":
+      return parseRead(value);
+    case "delivered":
+      return parseDelivered(value);
+    case "reauthenticate":
+      return {
+        type: "reauthenticate",
+        authToken: typeof value.auth_token === "string" ? value.auth_token : undefined,
+      };
     default:
       return frameError("unknown_type", "Unknown message type");
   }
@@ -148,6 +208,91 @@ function parseTyping(value: Record<string, unknown>): TypingFrame | FrameError {
   return { type: "typing", recipientUserId, isTyping: value.is_typing ?? true };
 }
 
+/** Limits of the paged frames (PROTOCOL.md, "Catch-up, history, unread, receipts"). */
+export const PAGE_LIMITS = {
+  sync: { min: 1, max: 500, fallback: 100 },
+  history: { min: 1, max: 100, fallback: 50 },
+} as const;
+
+function parseSync(value: Record<string, unknown>): SyncFrame | FrameError {
+  if (isAbsent(value.after_message_id)) {
+    return frameError("missing_fields", "Missing required fields", "sync");
+  }
+  const afterMessageId = parseId(value.after_message_id, 0);
+  if (afterMessageId === undefined) {
+    return frameError("invalid_field", "after_message_id must be a non-negative integer", "sync");
+  }
+  const limit = parseLimit(value.limit, PAGE_LIMITS.sync);
+  if (typeof limit === "string") return frameError("invalid_field", limit, "sync");
+  return { type: "sync", afterMessageId, limit };
+}
+
+function parseHistory(value: Record<string, unknown>): HistoryFrame | FrameError {
+  if (isAbsent(value.friend_user_id)) {
+    return frameError("missing_fields", "Missing required fields", "history");
+  }
+  const friendUserId = parseUserId(value.friend_user_id);
+  if (friendUserId === undefined) {
+    return frameError("invalid_field", "friend_user_id must be a positive integer", "history");
+  }
+  let beforeMessageId: number | undefined;
+  if (!isAbsent(value.before_message_id)) {
+    beforeMessageId = parseId(value.before_message_id, 1);
+    if (beforeMessageId === undefined) {
+      return frameError("invalid_field", "before_message_id must be a positive integer", "history");
+    }
+  }
+  const limit = parseLimit(value.limit, PAGE_LIMITS.history);
+  if (typeof limit === "string") return frameError("invalid_field", limit, "history");
+  return { type: "history", friendUserId, beforeMessageId, limit };
+}
+
+function parseRead(value: Record<string, unknown>): ReadFrame | FrameError {
+  if (isAbsent(value.friend_user_id) || isAbsent(value.up_to_message_id)) {
+    return frameError("missing_fields", "Missing required fields", "read");
+  }
+  const friendUserId = parseUserId(value.friend_user_id);
+  if (friendUserId === undefined) {
+    return frameError("invalid_field", "friend_user_id must be a positive integer", "read");
+  }
+  const upToMessageId = parseId(value.up_to_message_id, 0);
+  if (upToMessageId === undefined) {
+    return frameError("invalid_field", "up_to_message_id must be a non-negative integer", "read");
+  }
+  return { type: "read", friendUserId, upToMessageId };
+}
+
+function parseDelivered(value: Record<string, unknown>): DeliveredFrame | FrameError {
+  if (isAbsent(value.message_id)) {
+    return frameError("missing_fields", "Missing required fields", "delivered");
+  }
+  const messageId = parseId(value.message_id, 1);
+  if (messageId === undefined) {
+    return frameError("invalid_field", "message_id must be a positive integer", "delivered");
+  }
+  return { type: "delivered", messageId };
+}
+
+/** `limit` absent → the default; else a whole number in range, or the message saying so. */
+function parseLimit(
+  value: unknown,
+  range: { min: number; max: number; fallback: number },
+): number | string {
+  if (isAbsent(value)) return range.fallback;
+  const limit = parseId(value, range.min);
+  return limit === undefined || limit > range.max
+    ? `limit must be an integer from ${range.min} to ${range.max}`
+    : limit;
+}
+
+/** A safe integer ≥ `min`, given as a JSON number or a canonical decimal string. */
+function parseId(value: unknown, min: number): number | undefined {
+  if (typeof value === "string" && /^(0|[1-9][0-9]{0,15})$/.test(value)) value = Number(value);
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= min
+    ? value
+    : undefined;
+}
+
 /** A positive safe integer, given as a JSON number or a canonical decimal string. */
 export function parseUserId(value: unknown): number | undefined {
   if (typeof value === "string" && /^[1-9][0-9]{0,15}$/.test(value)) value = Number(value);
@@ -177,36 +322,5 @@ function codePoints(text: string): number {
   return count;
 }
 
-// ---- server frames: each builder returns the serialized text, built once per fan-out ----
-
-/** A stored message as it travels in `chat_message` and `message_sent`. */
-export interface MessageData {
-  message_id: number;
-  sender_user_id: number;
-  recipient_user_id: number;
-  message_text: string;
-  sent_at: string;
-  client_message_id?: string;
-}
-
-export const serverFrames = {
-  authenticated: (userId: number, onlineFriends: readonly number[]) =>
-    JSON.stringify({ type: "authenticated", user_id: userId, online_friends: onlineFriends }),
-  authError: (message: "Auth token required" | "Invalid auth token") =>
-    JSON.stringify({ type: "auth_error", message }),
-  chatMessage: (data: MessageData) => JSON.stringify({ type: "chat_message", ...data }),
-  messageSent: (data: MessageData) => JSON.stringify({ type: "message_sent", data }),
-  typing: (userId: number, isTyping: boolean) =>
-    JSON.stringify({ type: "typing", user_id: userId, is_typing: isTyping }),
-  presence: (userId: number, status: "online" | "offline") =>
-    JSON.stringify({ type: "presence", user_id: userId, status }),
-  pong: () => PONG,
-  error: (code: ErrorCode, message: string, clientMessageId?: string) =>
-    JSON.stringify(
-      clientMessageId === undefined
-        ? { type: "error", code, message }
-        : { type: "error", code, message, client_message_id: clientMessageId },
-    ),
-};
-
-const PONG = JSON.stringify({ type: "pong" });
+// Server frames are built in `server_frames.ts`; re-exported so callers keep one import.
+export { type MessageData, type MessageRecordData, serverFrames } from "./server_frames.ts";

@@ -2,6 +2,11 @@
  * @module rate_limit
  * Token buckets for per-connection limits, and the abuse meter that turns a
  * sustained flood into a close.
+ *
+ * Give them a monotonic clock (`performance.now`): a wall clock stepped back
+ * would otherwise refuse a well-behaved client until it caught up again. A
+ * clock that does go back is tolerated all the same: the step refills
+ * nothing and takes nothing away.
  */
 
 /** Allows `burst` events at once and `ratePerS` on average. */
@@ -21,7 +26,8 @@ export class TokenBucket {
   /** Takes one token; false when the bucket is empty (the event is over the limit). */
   take(): boolean {
     const now = this.now();
-    this.#tokens = Math.min(this.burst, this.#tokens + ((now - this.#last) / 1000) * this.ratePerS);
+    const elapsed = Math.max(0, now - this.#last);
+    this.#tokens = Math.min(this.burst, this.#tokens + (elapsed / 1000) * this.ratePerS);
     this.#last = now;
     if (this.#tokens < 1) return false;
     this.#tokens -= 1;

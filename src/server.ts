@@ -15,6 +15,9 @@ import { ServerMetrics } from "./metrics.ts";
 import type { ChatRepository } from "./repository.ts";
 import { CloseCode, Session } from "./session.ts";
 import { importTokenKey } from "./token.ts";
+import { startActiveCheck } from "./active_check.ts";
+import { serverFrames } from "./protocol.ts";
+import { TypingExpiry } from "./typing_expiry.ts";
 import type { Listener, Transport, UpgradeInfo } from "./transport.ts";
 
 export interface ChatServerOptions {
@@ -49,12 +52,19 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
   const { config, repository, bus, logger } = options;
   const now = options.now ?? Date.now;
   const metrics = options.metrics ?? new ServerMetrics();
-  const hub = new Hub({
+  const typing = new TypingExpiry(
+    config.typingTimeoutS * 1000,
+    (recipient, frame) => hub.sendToUser(recipient, frame, true),
+  );
+  const hub: Hub = new Hub({
     bus,
     repository,
     logger,
     maxConnectionsPerUser: config.maxConnectionsPerUser,
+    presenceGraceMs: config.presenceGraceS * 1000,
+    onUserGone: (userId) => typing.typistGone(userId),
   });
+  const monotonic = () => performance.now();
   const tokenKey = await importTokenKey(config.authSecret);
   const sessions = new Set<Session>();
   const unauthByIp = new Map<string, number>();
@@ -93,11 +103,13 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
       const session: Session = new Session(conn, {
         hub,
         repository,
+        typing,
         tokenKey,
         limits: config,
         logger,
         metrics,
         now,
+        monotonic,
         onUnauthenticatedEnd() {
           const left = (unauthByIp.get(ip) ?? 1) - 1;
           if (left > 0) unauthByIp.set(ip, left);
@@ -127,6 +139,11 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
           for (const userId of userIds) hub.sendToUser(userId, frame, false);
         },
         metrics: () => metrics.render(),
+        disconnect(userIds, reason) {
+          const frame = serverFrames.sessionExpired(reason);
+          for (const userId of userIds) hub.endUser(userId, frame);
+        },
+        online: (userIds) => hub.onlineAmong(userIds),
       }).fetch,
       checkUpgrade: () => refusal(404, "Not found"),
       onOpen: () => {
@@ -137,6 +154,13 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
     await publicListener.close();
     throw err;
   }
+
+  const stopActiveCheck = startActiveCheck({
+    hub,
+    repository,
+    logger,
+    intervalMs: config.activeCheckIntervalS * 1000,
+  });
 
   metrics.setGauges({
     connections: () => ({
@@ -164,6 +188,7 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
       if (shuttingDown) return;
       shuttingDown = true;
       logger.info("shutdown_started", { connections: sessions.size });
+      await stopActiveCheck();
       await publicListener.stopAccepting();
       await Promise.all([...sessions].map((session) => session.drain()));
       for (const session of [...sessions]) {
@@ -174,7 +199,8 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
         await new Promise((resolve) => setTimeout(resolve, 10));
       }
       await publicListener.close();
-      await hub.settled();
+      typing.close();
+      await hub.endGraces();
       await internalListener.close();
       logger.info("shutdown_complete");
     },

@@ -1,41 +1,39 @@
 /**
  * @module session
- * One WebSocket connection: authentication, limits, and the checks of every
- * frame in the order PROTOCOL.md gives, answered with stable error codes.
+ * One WebSocket connection: its state (unauthenticated, joining, authenticated,
+ * closed), its limits, and the dispatch of its frames through one table keyed
+ * by `type`. What each frame does lives in its family's module under
+ * `handlers/`.
  *
  * Frames of one connection are handled one after another, so replies and
  * stored messages keep the order they were sent in; a stored message's
  * delivery does not hold up the next frame. A failure inside a handler
  * becomes `error` `internal` for that frame and never reaches other
  * connections.
+ *
+ * While joining (between a valid `authenticate` and the `authenticated`
+ * answer) frames the hub routes to the user are held, so nothing, presence
+ * included, reaches the client before `authenticated`.
  */
 
+import { CloseCode } from "./close_codes.ts";
 import type { Config } from "./config.ts";
+import { catchUpHandlers } from "./handlers/catch_up.ts";
+import { chatHandlers } from "./handlers/chat.ts";
+import { lifetimeHandlers } from "./handlers/lifetime.ts";
+import { receiptHandlers } from "./handlers/receipts.ts";
 import type { Hub, Peer } from "./hub.ts";
 import type { Logger } from "./log.ts";
 import { errorMessage } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
-import type {
-  ChatMessageFrame,
-  ClientFrame,
-  ErrorCode,
-  FrameError,
-  MessageData,
-  TypingFrame,
-} from "./protocol.ts";
+import type { ClientFrame, ErrorCode, FrameError } from "./protocol.ts";
 import { parseClientFrame, serverFrames } from "./protocol.ts";
 import { AbuseMeter, TokenBucket } from "./rate_limit.ts";
-import type { ChatRepository, StoredMessage, StoreResult } from "./repository.ts";
-import { UnavailableError } from "./repository.ts";
-import { verifyToken } from "./token.ts";
+import type { ChatRepository } from "./repository.ts";
+import type { TypingExpiry } from "./typing_expiry.ts";
 import type { WsConnection, WsHandlers } from "./transport.ts";
 
-/** Close codes the server uses. */
-export const CloseCode = {
-  goingAway: 1001,
-  policy: 1008,
-  tryAgainLater: 1013,
-} as const;
+export { CloseCode } from "./close_codes.ts";
 
 /** The settings a session enforces (see `Config` for their meaning and defaults). */
 export type SessionLimits = Pick<
@@ -56,26 +54,57 @@ export type SessionLimits = Pick<
 export interface SessionContext {
   hub: Hub;
   repository: ChatRepository;
+  typing: TypingExpiry;
   tokenKey: CryptoKey;
   limits: SessionLimits;
   logger: Logger;
   metrics: Metrics;
-  /** Milliseconds since the epoch. */
+  /** Milliseconds since the epoch (token ages, session expiry). */
   now: () => number;
+  /** Monotonic milliseconds (rate limits): a wall-clock step must not refuse a client. */
+  monotonic: () => number;
   /** Called once when the session stops counting as unauthenticated (it authenticated or closed). */
   onUnauthenticatedEnd: () => void;
   /** Called once when the connection has closed. */
   onClosed: () => void;
 }
 
-const UNAVAILABLE_MESSAGE = "Service temporarily unavailable, try again";
+/** How one frame type is handled: whether it needs authentication, and by what. */
+export interface FrameHandler<F extends ClientFrame> {
+  auth: boolean;
+  handle(session: Session, frame: F): void | Promise<void>;
+}
+
+/** One handler per client frame type; each family's module contributes its part. */
+export type DispatchTable = {
+  [T in ClientFrame["type"]]: FrameHandler<Extract<ClientFrame, { type: T }>>;
+};
+
+const DISPATCH: DispatchTable = {
+  ping: { auth: false, handle: (session) => session.send(serverFrames.pong(), false) },
+  ...lifetimeHandlers,
+  ...chatHandlers,
+  ...catchUpHandlers,
+  ...receiptHandlers,
+};
+
+export const UNAVAILABLE_MESSAGE = "Service temporarily unavailable, try again";
+/** Frames held while joining, at most; a join takes a few round trips to the bus. */
+const MAX_HELD_FRAMES = 1000;
+/** Longest single `setTimeout` (about 24.8 days); a later expiry re-arms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export class Session implements Peer, WsHandlers {
   #userId = 0;
-  #state: "new" | "authenticated" | "closed" = "new";
+  #state: "new" | "joining" | "authenticated" | "closed" = "new";
   #failures = 0;
   #authTimer: ReturnType<typeof setTimeout> | undefined;
   #killTimer: ReturnType<typeof setTimeout> | undefined;
+  #expiryTimer: ReturnType<typeof setTimeout> | undefined;
+  #expiresAt = 0;
+  #slotHeld = false;
+  #held: [frame: string, droppable: boolean][] = [];
+  #endAfterJoin: string | undefined;
   #chain: Promise<void> = Promise.resolve();
   /** Stores queued and not yet answered. */
   readonly #inFlight = new Set<Promise<void>>();
@@ -86,13 +115,13 @@ export class Session implements Peer, WsHandlers {
   readonly #chatAbuse: AbuseMeter;
   readonly #typing: TokenBucket;
 
-  constructor(private readonly conn: WsConnection, private readonly ctx: SessionContext) {
-    const { limits, now } = ctx;
-    this.#frames = new TokenBucket(limits.frameRatePerS, limits.frameRatePerS, now);
-    this.#frameAbuse = new AbuseMeter(limits.frameRatePerS, now);
-    this.#chat = new TokenBucket(limits.chatBurst, limits.chatRatePerS, now);
-    this.#chatAbuse = new AbuseMeter(limits.chatRatePerS, now);
-    this.#typing = new TokenBucket(limits.typingRatePerS, limits.typingRatePerS, now);
+  constructor(private readonly conn: WsConnection, readonly ctx: SessionContext) {
+    const { limits, monotonic } = ctx;
+    this.#frames = new TokenBucket(limits.frameRatePerS, limits.frameRatePerS, monotonic);
+    this.#frameAbuse = new AbuseMeter(limits.frameRatePerS, monotonic);
+    this.#chat = new TokenBucket(limits.chatBurst, limits.chatRatePerS, monotonic);
+    this.#chatAbuse = new AbuseMeter(limits.chatRatePerS, monotonic);
+    this.#typing = new TokenBucket(limits.typingRatePerS, limits.typingRatePerS, monotonic);
     this.#authTimer = setTimeout(() => {
       this.#authTimer = undefined;
       this.close(CloseCode.policy, "authentication timeout");
@@ -103,18 +132,36 @@ export class Session implements Peer, WsHandlers {
     return this.#userId;
   }
 
+  get isOpen(): boolean {
+    return this.#state !== "closed";
+  }
+
+  get isAuthenticated(): boolean {
+    return this.#state === "authenticated";
+  }
+
+  /** When the session ends unless reauthenticated (ms since the epoch; 0 before auth). */
+  get expiresAt(): number {
+    return this.#expiresAt;
+  }
+
+  /** Shutting down: frames that would store a message are answered `unavailable`. */
+  get draining(): boolean {
+    return this.#draining;
+  }
+
   onText(text: string): void {
     if (this.#state === "closed") return;
     if (!this.#frames.take()) {
       this.ctx.metrics.frameIn("refused");
-      this.#refuse("rate_limited", "Too many frames", undefined, this.#frameAbuse);
+      this.refuse("rate_limited", "Too many frames", undefined, this.#frameAbuse);
       return;
     }
     const frame = parseClientFrame(text, this.ctx.limits);
     this.ctx.metrics.frameIn(frame.type === "error" ? "invalid" : frame.type);
-    this.#chain = this.#chain.then(() => this.#handle(frame)).catch((err) => {
+    this.#chain = this.#chain.then(() => this.#dispatch(frame)).catch((err) => {
       this.ctx.logger.error("frame_failed", { user_id: this.#userId, error: errorMessage(err) });
-      this.#sendError("internal", "Internal error", undefined);
+      this.sendError("internal", "Internal error", undefined);
     });
   }
 
@@ -122,27 +169,39 @@ export class Session implements Peer, WsHandlers {
     if (this.#state === "closed") return;
     this.ctx.metrics.frameIn("binary");
     if (!this.#frames.take()) {
-      this.#refuse("rate_limited", "Too many frames", undefined, this.#frameAbuse);
+      this.refuse("rate_limited", "Too many frames", undefined, this.#frameAbuse);
       return;
     }
-    this.#sendError("invalid_frame", "Invalid message format", undefined);
+    this.sendError("invalid_frame", "Invalid message format", undefined);
   }
 
   onClose(code: number): void {
     if (this.#state === "closed") return;
-    const wasNew = this.#state === "new";
+    const previous = this.#state;
     this.#state = "closed";
-    clearTimeout(this.#authTimer);
-    clearTimeout(this.#killTimer);
-    this.#authTimer = this.#killTimer = undefined;
-    if (wasNew) this.ctx.onUnauthenticatedEnd();
+    for (const timer of [this.#authTimer, this.#killTimer, this.#expiryTimer]) clearTimeout(timer);
+    this.#authTimer = this.#killTimer = this.#expiryTimer = undefined;
+    this.#held = [];
+    if (previous === "new") this.ctx.onUnauthenticatedEnd();
     else this.ctx.hub.remove(this);
+    this.#releaseSlot();
     this.ctx.logger.debug("connection_closed", { user_id: this.#userId || null, code });
     this.ctx.onClosed();
   }
 
   deliver(frame: string, droppable: boolean): void {
-    this.#send(frame, droppable);
+    if (this.#state !== "joining") return this.send(frame, droppable);
+    if (this.#held.length < MAX_HELD_FRAMES) this.#held.push([frame, droppable]);
+    else if (!droppable) this.#slowConsumer();
+  }
+
+  end(frame: string): void {
+    if (this.#state === "joining") {
+      this.#endAfterJoin = frame;
+      return;
+    }
+    this.send(frame, false);
+    this.close(CloseCode.policy, "session expired");
   }
 
   /**
@@ -161,175 +220,107 @@ export class Session implements Peer, WsHandlers {
     this.conn.close(code, reason);
   }
 
-  async #handle(frame: ClientFrame | FrameError): Promise<void> {
-    if (this.#state === "closed") return;
-    switch (frame.type) {
-      case "error":
-        if (
-          frame.frameType !== undefined && frame.frameType !== "authenticate" &&
-          this.#state !== "authenticated"
-        ) {
-          return this.#notAuthenticated(frame.clientMessageId);
-        }
-        return this.#sendError(frame.code, frame.message, frame.clientMessageId);
-      case "ping":
-        return this.#send(serverFrames.pong(), false);
-      case "authenticate":
-        return await this.#authenticate(frame.authToken);
-      case "chat_message":
-        return await this.#chatMessage(frame);
-      case "typing":
-        return await this.#typingFrame(frame);
-    }
+  /** Keeps `answered` (a queued store) in the set `drain` waits for. */
+  track(answered: Promise<void>): void {
+    const tracked = answered.finally(() => this.#inFlight.delete(tracked));
+    this.#inFlight.add(tracked);
   }
 
-  async #authenticate(token: string | undefined): Promise<void> {
-    if (this.#state === "authenticated") {
-      return this.#sendError("already_authenticated", "Already authenticated", undefined);
-    }
-    if (token === undefined) return this.#authFailed("Auth token required");
-    const { tokenKey, limits, now, repository, hub } = this.ctx;
-    const result = await verifyToken(
-      token,
-      tokenKey,
-      Math.floor(now() / 1000),
-      limits.tokenTtlSeconds,
-    );
-    if (!result.ok) {
-      this.ctx.logger.info("auth_failed", { reason: result.reason });
-      return this.#authFailed("Invalid auth token");
-    }
-    const userId = result.userId;
-    let friendsOnline: number[];
-    try {
-      if (!(await repository.isActiveUser(userId))) {
-        this.ctx.logger.info("auth_failed", {
-          reason: "inactive_or_unknown_user",
-          user_id: userId,
-        });
-        return this.#authFailed("Invalid auth token");
-      }
-      friendsOnline = await hub.onlineFriends(userId);
-    } catch (err) {
-      if (!(err instanceof UnavailableError)) throw err;
-      return this.#sendError("unavailable", UNAVAILABLE_MESSAGE, undefined);
-    }
-    if (this.#state !== "new") return; // closed while the database answered
-    if (!hub.hasRoomFor(userId)) {
-      this.#sendError("too_many_connections", "Too many connections for this user", undefined);
-      return this.close(CloseCode.tryAgainLater, "too many connections");
-    }
-    clearTimeout(this.#authTimer);
-    this.#authTimer = undefined;
-    this.#userId = userId;
-    this.#state = "authenticated";
-    this.ctx.onUnauthenticatedEnd();
-    hub.add(this);
-    this.#send(serverFrames.authenticated(userId, friendsOnline), false);
-    this.ctx.logger.debug("authenticated", { user_id: userId });
+  /** Takes a chat token; when none is left, answers `rate_limited` and returns false. */
+  allowChat(cmid: string | undefined): boolean {
+    if (this.#chat.take()) return true;
+    this.refuse("rate_limited", "Too many messages, slow down", cmid, this.#chatAbuse);
+    return false;
   }
 
-  #authFailed(message: "Auth token required" | "Invalid auth token"): void {
-    this.#send(serverFrames.authError(message), false);
+  /** Takes a typing token; false means the frame is dropped without an answer. */
+  allowTyping(): boolean {
+    return this.#typing.take();
+  }
+
+  /** A failed `authenticate`; the connection closes at `maxAuthFailures`. */
+  authFailed(message: "Auth token required" | "Invalid auth token"): void {
+    this.send(serverFrames.authError(message), false);
     if (++this.#failures >= this.ctx.limits.maxAuthFailures) {
       this.close(CloseCode.policy, "too many failed authentication attempts");
     }
   }
 
-  async #chatMessage(frame: ChatMessageFrame): Promise<void> {
-    const cmid = frame.clientMessageId;
-    if (this.#state !== "authenticated") return this.#notAuthenticated(cmid);
-    if (!(await this.#mayReach(frame.recipientUserId, cmid))) return;
-    if (!this.#chat.take()) {
-      return this.#refuse("rate_limited", "Too many messages, slow down", cmid, this.#chatAbuse);
+  /**
+   * Records a cluster connection slot taken for `userId`, released exactly
+   * once when the connection closes (at once when it already has).
+   */
+  holdSlot(userId: number): void {
+    if (this.#state === "closed") {
+      void this.ctx.hub.releaseSlot(userId);
+      return;
     }
-    if (this.#draining) return this.#sendError("unavailable", "Server is shutting down", cmid);
-    const started = this.ctx.now();
-    // Queued now (keeping this connection's order), answered when committed.
-    const answered = this.ctx.repository.storeMessage({
-      senderUserId: this.#userId,
-      recipientUserId: frame.recipientUserId,
-      messageText: frame.messageText,
-      clientMessageId: cmid,
-    }).then(
-      (result) => this.#stored(result, started),
-      (err) => {
-        if (!(err instanceof UnavailableError)) {
-          this.ctx.logger.error("store_failed", {
-            user_id: this.#userId,
-            error: errorMessage(err),
-          });
-          return this.#sendError("internal", "Internal error", cmid);
-        }
-        this.#sendError("unavailable", UNAVAILABLE_MESSAGE, cmid);
-      },
-    ).finally(() => this.#inFlight.delete(answered));
-    this.#inFlight.add(answered);
+    this.#userId = userId;
+    this.#slotHeld = true;
   }
 
-  #stored({ message, duplicate }: StoreResult, started: number): void {
-    const data = messageData(message);
-    if (!duplicate) {
-      this.ctx.metrics.messageAcknowledged(this.ctx.now() - started);
-      const frame = serverFrames.chatMessage(data);
-      this.ctx.hub.sendToUser(message.recipientUserId, frame, false);
-      this.ctx.hub.sendToUser(message.senderUserId, frame, false, this);
-    }
-    this.#send(serverFrames.messageSent(data), false);
+  /**
+   * Starts joining as `userId`: the session stops counting as
+   * unauthenticated, and resolves once the hub has subscribed and joined the
+   * user; frames for them are held until `completeJoin`.
+   */
+  async join(userId: number, expiresAt: number): Promise<void> {
+    if (this.#state !== "new") return;
+    clearTimeout(this.#authTimer);
+    this.#authTimer = undefined;
+    this.#userId = userId;
+    this.#state = "joining";
+    this.ctx.onUnauthenticatedEnd();
+    this.extendSession(expiresAt);
+    await this.ctx.hub.add(this);
   }
 
-  async #typingFrame(frame: TypingFrame): Promise<void> {
-    if (this.#state !== "authenticated") return this.#notAuthenticated(undefined);
-    if (!(await this.#mayReach(frame.recipientUserId, undefined))) return;
-    if (!this.#typing.take()) return; // over the typing rate: dropped without an answer
-    this.ctx.hub.sendToUser(
-      frame.recipientUserId,
-      serverFrames.typing(this.#userId, frame.isTyping),
-      true,
-    );
+  /** Sends `authenticated`, then the frames held while joining. */
+  completeJoin(authenticated: string): void {
+    if (this.#state !== "joining") return;
+    this.#state = "authenticated";
+    this.send(authenticated, false);
+    const held = this.#held;
+    this.#held = [];
+    for (const [frame, droppable] of held) this.send(frame, droppable);
+    if (this.#endAfterJoin !== undefined) this.end(this.#endAfterJoin);
   }
 
-  /** Checks 5, 6 and 7; answers the frame and returns false when one fails. */
-  async #mayReach(recipientUserId: number, cmid: string | undefined): Promise<boolean> {
-    if (recipientUserId === this.#userId) {
-      this.#sendError("invalid_recipient", "You cannot message yourself", cmid);
-      return false;
-    }
-    let relation;
-    try {
-      relation = await this.ctx.repository.relation(this.#userId, recipientUserId);
-    } catch (err) {
-      if (!(err instanceof UnavailableError)) throw err;
-      this.#sendError("unavailable", UNAVAILABLE_MESSAGE, cmid);
-      return false;
-    }
-    if (relation === "not_friends") {
-      this.#sendError("not_friends", "You can only message friends", cmid);
-    }
-    if (relation === "blocked") {
-      this.#sendError("forbidden", "Cannot send message to this user", cmid);
-    }
-    return relation === "ok";
+  /** Sets when the session expires (`session_expired`, close 1008) unless extended again. */
+  extendSession(expiresAt: number): void {
+    this.#expiresAt = expiresAt;
+    clearTimeout(this.#expiryTimer);
+    const arm = () => {
+      const left = this.#expiresAt - this.ctx.now();
+      if (left <= 0) {
+        this.#expiryTimer = undefined;
+        this.ctx.logger.info("session_expired", { user_id: this.#userId });
+        return this.end(serverFrames.sessionExpired());
+      }
+      this.#expiryTimer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
+    };
+    arm();
   }
 
-  #notAuthenticated(cmid: string | undefined): void {
-    this.#sendError("not_authenticated", "Not authenticated", cmid);
-  }
-
-  #refuse(code: ErrorCode, message: string, cmid: string | undefined, meter: AbuseMeter): void {
-    this.#sendError(code, message, cmid);
+  refuse(code: ErrorCode, message: string, cmid: string | undefined, meter: AbuseMeter): void {
+    this.sendError(code, message, cmid);
     if (meter.refused()) {
       this.ctx.logger.warn("rate_abuse_closed", { user_id: this.#userId || null });
       this.close(CloseCode.policy, "rate limit exceeded");
     }
   }
 
-  #sendError(code: ErrorCode, message: string, cmid: string | undefined): void {
+  sendError(code: ErrorCode, message: string, cmid: string | undefined): void {
     this.ctx.metrics.errorSent(code);
-    this.#send(serverFrames.error(code, message, cmid), false);
+    this.send(serverFrames.error(code, message, cmid), false);
   }
 
-  #send(frame: string, droppable: boolean): void {
+  /** Answers `unavailable` (storage did not answer in time). */
+  unavailable(cmid?: string): void {
+    this.sendError("unavailable", UNAVAILABLE_MESSAGE, cmid);
+  }
+
+  send(frame: string, droppable: boolean): void {
     if (this.#state === "closed") return;
     const buffered = this.conn.bufferedAmount;
     const { sendBufferMaxBytes, sendBufferShedBytes } = this.ctx.limits;
@@ -337,6 +328,35 @@ export class Session implements Peer, WsHandlers {
     if (droppable && buffered > sendBufferShedBytes) return this.ctx.metrics.frameDropped();
     this.conn.send(frame);
     this.ctx.metrics.frameOut(frame);
+  }
+
+  async #dispatch(frame: ClientFrame | FrameError): Promise<void> {
+    if (this.#state === "closed") return;
+    if (frame.type === "error") {
+      if (
+        frame.frameType !== undefined && DISPATCH[frame.frameType].auth && !this.isAuthenticated
+      ) {
+        return this.#notAuthenticated(frame.clientMessageId);
+      }
+      return this.sendError(frame.code, frame.message, frame.clientMessageId);
+    }
+    const handler = DISPATCH[frame.type] as FrameHandler<typeof frame>;
+    if (handler.auth && !this.isAuthenticated) {
+      return this.#notAuthenticated(
+        frame.type === "chat_message" ? frame.clientMessageId : undefined,
+      );
+    }
+    await handler.handle(this, frame);
+  }
+
+  #notAuthenticated(cmid: string | undefined): void {
+    this.sendError("not_authenticated", "Not authenticated", cmid);
+  }
+
+  #releaseSlot(): void {
+    if (!this.#slotHeld) return;
+    this.#slotHeld = false;
+    void this.ctx.hub.releaseSlot(this.#userId);
   }
 
   #slowConsumer(): void {
@@ -347,16 +367,4 @@ export class Session implements Peer, WsHandlers {
     // The close frame waits behind the full buffer; do not hold the memory for long.
     this.#killTimer = setTimeout(() => this.conn.terminate(), 2000);
   }
-}
-
-function messageData(message: StoredMessage): MessageData {
-  const data: MessageData = {
-    message_id: message.messageId,
-    sender_user_id: message.senderUserId,
-    recipient_user_id: message.recipientUserId,
-    message_text: message.messageText,
-    sent_at: message.sentAt.toISOString(),
-  };
-  if (message.clientMessageId !== undefined) data.client_message_id = message.clientMessageId;
-  return data;
 }

@@ -28,8 +28,17 @@ const now = () => Math.floor(Date.now() / 1000);
 
 authTest("a valid token for an active user authenticates", async (t) => {
   const client = await t.connect();
-  client.send({ type: "authenticate", auth_token: await t.token(1) });
-  assert.deepEqual(await client.next(), { type: "authenticated", user_id: 1, online_friends: [] });
+  const timestamp = now();
+  client.send({ type: "authenticate", auth_token: await t.token(1, timestamp) });
+  assert.deepEqual(await client.next(), {
+    type: "authenticated",
+    user_id: 1,
+    online_friends: [],
+    unread_count: 0,
+    unread_by_friend: {},
+    last_message_id: 0,
+    session_expires_at: new Date((timestamp + 86400) * 1000).toISOString(),
+  });
 });
 
 authTest("every bad token gets the same auth_error, never saying which check failed", async (t) => {

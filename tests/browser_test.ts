@@ -1,16 +1,21 @@
 /**
  * @module browser_test
- * The demo page in a real browser (Debian's chromium, driven by playwright-core): two users chat.
+ * The demo page in a real browser (Debian's chromium, driven by playwright-core): two users chat;
+ * the page on a phone-sized screen; a refused message kept and retried; the input limit; grey
+ * presence while the page itself is reconnecting; and the v1.1 mailbox: unread badges, delivered
+ * and read ticks, scroll-back history, and what was missed while closed or offline.
  */
 
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import type { Browser, Page } from "playwright-core";
-import { DEMO_PAGE } from "../src/demo_page.ts";
+import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
+import { DEMO_PAGE, renderDemoPage } from "../src/demo_page.ts";
+import { startTcpProxy } from "./support/tcp_proxy.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
-const SCREENSHOT = new URL("./artifacts/browser-chat.png", import.meta.url);
+const ARTIFACTS = new URL("./artifacts/", import.meta.url);
+const nameOf = (id: number): string => ["alice", "bob", "carol"][id - 1] ?? `user${id}`;
 const installed = (() => {
   try {
     return Deno.statSync(CHROMIUM).isFile;
@@ -27,18 +32,15 @@ fs.existsSync = (path) => String(path).startsWith("/proc/sys/") ? false : exists
 const { chromium } = await import("playwright-core");
 fs.existsSync = existsSync;
 
-const NAME = "two users chat on the demo page in a real browser: presence, typing, delivery ticks";
-
-Deno.test({
-  name: installed ? NAME : `${NAME} (skipped: ${CHROMIUM} is missing; apt-get install -y chromium)`,
-  ignore: !installed,
-  async fn() {
-    const t = await startTestServer({ demoPage: DEMO_PAGE });
-    let browser: Browser | undefined;
-    try {
-      for (const id of [1, 2]) await t.db.addUser(id);
-      await t.db.befriend(1, 2);
-      browser = await chromium.launch({
+/** A browser test: skipped, saying so in its name, where chromium is missing. */
+function browserTest(name: string, fn: (browser: Browser, errors: string[]) => Promise<void>) {
+  Deno.test({
+    name: installed
+      ? name
+      : `${name} (skipped: ${CHROMIUM} is missing; apt-get install -y chromium)`,
+    ignore: !installed,
+    async fn() {
+      const browser = await chromium.launch({
         executablePath: CHROMIUM,
         args: [
           "--headless",
@@ -51,19 +53,95 @@ Deno.test({
         ],
       });
       const errors: string[] = [];
-      const one = await openAs(browser, t, 1, errors);
-      await one.locator("#status.open").waitFor();
-      assert.equal(await one.locator("#friends .dot.online").count(), 0, "nobody online yet");
+      try {
+        await fn(browser, errors);
+        assert.deepEqual(errors, [], "no script errors on the pages");
+      } finally {
+        await browser.close();
+      }
+    },
+  });
+}
 
-      const two = await openAs(browser, t, 2, errors);
-      await one.locator('#friends li[data-user-id="2"] .dot.online').waitFor();
-      await two.locator('#friends li[data-user-id="1"] .dot.online').waitFor();
+interface OpenOptions {
+  viewport?: { width: number; height: number };
+  /** Where the page is loaded from (a proxy in front of the server, say). */
+  baseUrl?: string;
+  friends?: number[];
+  /** Open in this browser context (its storage kept across pages) instead of a new one. */
+  context?: BrowserContext;
+}
+
+async function openAs(
+  browser: Browser,
+  t: TestServer,
+  userId: number,
+  errors: string[],
+  options: OpenOptions = {},
+): Promise<Page> {
+  const viewport = options.viewport ?? { width: 720, height: 440 };
+  const page = options.context
+    ? await options.context.newPage()
+    : await browser.newPage({ viewport });
+  await page.setViewportSize(viewport);
+  page.on("pageerror", (err) => errors.push(`page ${userId}: ${err.message}`));
+  page.on("console", (msg) => {
+    // Chromium logs every failed WebSocket attempt itself; the tests that cut the connection
+    // expect those, and check that the page recovers.
+    if (msg.type() === "error" && !msg.text().startsWith("WebSocket connection to ")) {
+      errors.push(`page ${userId}: ${msg.text()}`);
+    }
+  });
+  const token = encodeURIComponent(await t.token(userId));
+  const friends = (options.friends ?? [1, 2, 3].filter((id) => id !== userId))
+    .map((id) => `${id}:${nameOf(id)}`).join(",");
+  await page.goto(
+    `${options.baseUrl ?? t.httpUrl}/?user=${userId}&name=${
+      nameOf(userId)
+    }&token=${token}&friends=${friends}`,
+  );
+  await page.locator("#status.open").waitFor();
+  return page;
+}
+
+interface Rect {
+  left: number;
+  right: number;
+  top: number;
+  bottom: number;
+}
+
+const dot = (page: Page, userId: number, state: string) =>
+  page.locator(`#friends li[data-user-id="${userId}"] .dot.${state}`);
+
+browserTest(
+  "two users chat on the demo page in a real browser: names, presence, typing, delivery ticks",
+  async (browser, errors) => {
+    const t = await startTestServer({ demoPage: DEMO_PAGE });
+    const proxy = startTcpProxy({ hostname: "127.0.0.1", port: t.server.publicPort });
+    try {
+      for (const id of [1, 2]) await t.db.addUser(id, { username: nameOf(id) });
+      await t.db.befriend(1, 2);
+      // Alice's page goes through a proxy that the test can cut.
+      const one = await openAs(browser, t, 1, errors, {
+        baseUrl: `http://127.0.0.1:${proxy.port}`,
+        friends: [2],
+      });
+      assert.equal(await one.locator("#me").textContent(), "alice");
+      assert.equal(await one.locator("#status").textContent(), "online as alice");
+      await dot(one, 2, "offline").waitFor();
+      assert.equal(await one.locator('#friends li[data-user-id="2"] .name').textContent(), "bob");
+
+      const two = await openAs(browser, t, 2, errors, { friends: [1] });
+      await dot(one, 2, "online").waitFor();
+      await dot(two, 1, "online").waitFor();
 
       await one.click('#friends li[data-user-id="2"]');
       await two.click('#friends li[data-user-id="1"]');
+      assert.equal(await one.locator("#peer").textContent(), "bob");
       const text = `Hello from two <b>not bold</b> & "quoted"`;
       await two.locator("#text").pressSequentially(text.slice(0, 10), { delay: 20 });
-      await one.locator("#typing", { hasText: "User 2 is typing…" }).waitFor();
+      await one.locator("#typing", { hasText: "bob is typing…" }).waitFor();
       await two.locator("#text").pressSequentially(text.slice(10));
       await two.press("#text", "Enter");
 
@@ -72,48 +150,250 @@ Deno.test({
       assert.equal(await received.textContent(), text);
       assert.equal(await one.locator("#log b").count(), 0, "user text is never parsed as HTML");
       await one.locator("#typing:empty").waitFor();
-      const tick = two.locator("#log .msg.mine .tick.sent");
+      const tick = two.locator("#log .msg.mine .tick:not(.pending)");
       await tick.waitFor();
-      assert.equal(await tick.textContent(), " ✓");
+      assert.match((await tick.textContent())!, /^ ✓/);
       assert.equal(await two.locator("#log .msg.mine .text").textContent(), text);
 
-      // A reply, and user 1 typing again, so the screenshot shows every state.
-      await one.locator("#text").fill("Hi two, nice to meet you!");
+      // A reply, and alice typing again, so the screenshot shows every state.
+      await one.locator("#text").fill("Hi bob, nice to meet you!");
       await one.press("#text", "Enter");
-      await two.locator("#log .msg.theirs .text", { hasText: "Hi two, nice" }).waitFor();
-      await one.locator("#log .msg.mine .tick.sent").waitFor();
+      await two.locator("#log .msg.theirs .text", { hasText: "Hi bob, nice" }).waitFor();
+      await one.locator("#log .msg.mine .tick:not(.pending)").waitFor();
       await one.locator("#text").pressSequentially("typing", { delay: 20 });
-      await two.locator("#typing", { hasText: "User 1 is typing…" }).waitFor();
-      await saveScreenshot(browser, [one, two]);
-      assert.deepEqual(errors, []);
+      await two.locator("#typing", { hasText: "alice is typing…" }).waitFor();
+      await saveScreenshot(browser, [one, two], "browser-chat.png");
+
+      // Alice's own connection drops: bob's dot turns grey (unknown), not a stale green, until
+      // her page is back.
+      proxy.cut();
+      await dot(one, 2, "unknown").waitFor();
+      assert.equal(await dot(one, 2, "online").count(), 0);
+      assert.match((await one.locator("#status").textContent())!, /reconnecting/);
+      proxy.restore();
+      await dot(one, 2, "online").waitFor({ timeout: 60_000 });
+      await one.locator("#status.open").waitFor();
     } finally {
-      await browser?.close();
+      await closePages(browser);
+      await proxy.close();
       await t.close();
     }
   },
-});
+);
 
-async function openAs(browser: Browser, t: TestServer, userId: number, errors: string[]) {
-  const page = await browser.newPage({ viewport: { width: 720, height: 440 } });
-  page.on("pageerror", (err) => errors.push(`page ${userId}: ${err.message}`));
-  page.on("console", (msg) => {
-    if (msg.type() === "error") errors.push(`page ${userId}: ${msg.text()}`);
-  });
-  const token = encodeURIComponent(await t.token(userId));
-  await page.goto(`${t.httpUrl}/?user=${userId}&token=${token}`);
-  await page.locator("#status.open").waitFor();
-  return page;
+browserTest(
+  "on a 390×844 phone screen the page fits, keeps a refused message to retry and caps the input",
+  async (browser, errors) => {
+    // No relation cache, so that a friendship made during the test counts at once.
+    const t = await startTestServer({
+      demoPage: renderDemoPage({ maxMessageChars: 1000 }),
+      env: { RELATION_CACHE_MS: "0" },
+    });
+    try {
+      for (const id of [1, 2, 3]) await t.db.addUser(id, { username: nameOf(id) });
+      await t.db.befriend(1, 2); // carol is not (yet) alice's friend
+      const phone = { width: 390, height: 844 };
+      const page = await openAs(browser, t, 1, errors, { viewport: phone });
+      await page.click('#friends li[data-user-id="2"]');
+
+      // Layout: nothing wider than the screen, one header row, friends above the conversation,
+      // Send inside the screen.
+      // A string, run in the page (the test's own type-check has no DOM types).
+      const layout = await page.evaluate(`(() => {
+        const box = (selector) => document.querySelector(selector).getBoundingClientRect().toJSON();
+        const header = [...document.querySelectorAll("header > *")].map((e) =>
+          e.getBoundingClientRect().top
+        );
+        return {
+          scrollWidth: Math.max(document.documentElement.scrollWidth, document.body.scrollWidth),
+          headerRows: new Set(header.map((top) => Math.round(top / 8))).size,
+          aside: box("aside"),
+          section: box("section"),
+          send: box("#send"),
+          text: box("#text"),
+        };
+      })()`) as {
+        scrollWidth: number;
+        headerRows: number;
+        aside: Rect;
+        section: Rect;
+        send: Rect;
+        text: Rect;
+      };
+      assert.ok(layout.scrollWidth <= phone.width, `page is ${layout.scrollWidth} px wide`);
+      assert.equal(layout.headerRows, 1, "the header does not wrap");
+      assert.ok(layout.aside.bottom <= layout.section.top, "friends list above the conversation");
+      for (const [name, r] of [["Send", layout.send], ["input", layout.text]] as const) {
+        assert.ok(
+          r.left >= 0 && r.right <= phone.width && r.top >= 0 && r.bottom <= phone.height,
+          `${name} is on screen: ${JSON.stringify(r)}`,
+        );
+      }
+      assert.ok(await page.locator("#send").isVisible());
+
+      // The input takes at most MAX_MESSAGE_CHARS code points, with a counter near the limit.
+      await page.locator("#text").fill("😀".repeat(1001));
+      assert.equal([...await page.locator("#text").inputValue()].length, 1000);
+      assert.equal(await page.locator("#count").textContent(), "1000 / 1000");
+      await page.locator("#text").fill("x".repeat(899));
+      assert.equal(await page.locator("#count").textContent(), "", "no counter far from the limit");
+      await page.locator("#text").fill("x".repeat(900));
+      assert.equal(await page.locator("#count").textContent(), "900 / 1000");
+      await page.locator("#text").fill("😀".repeat(1000));
+      await page.press("#text", "Enter");
+      await page.locator("#log .msg.mine .tick:not(.pending)").waitFor();
+      assert.equal(await page.locator("#count").textContent(), "");
+
+      // Carol is no friend yet: the message is refused, kept on screen with the reason and a Retry.
+      await page.click('#friends li[data-user-id="3"]');
+      await page.locator("#text").fill("carol, are we friends?");
+      await page.press("#text", "Enter");
+      const failed = page.locator("#log .msg.mine.failed");
+      await failed.locator(".tick.failed", { hasText: "You can only message friends" }).waitFor();
+      assert.equal(await failed.locator(".text").textContent(), "carol, are we friends?");
+      await saveScreenshot(browser, [page], "browser-phone.png");
+
+      // Now they are: Retry sends the same message, stored once.
+      await t.db.befriend(3, 1);
+      await failed.locator("button.retry").click();
+      await page.locator("#log .msg.mine .tick.sent").waitFor();
+      assert.equal(await page.locator("#log .msg.failed").count(), 0);
+      const rows = await t.db.sql`select message_text from messages where recipient_user_id = 3`;
+      assert.deepEqual(rows.map((r) => r.message_text), ["carol, are we friends?"]);
+
+      // Edit puts a refused text back into the input.
+      await t.db.sql`update friendships set status = 'declined' where recipient_user_id = 1
+                     and requester_user_id = 3`;
+      await page.locator("#text").fill("still friends?");
+      await page.press("#text", "Enter");
+      await page.locator("#log .msg.mine.failed button.edit").click();
+      assert.equal(await page.locator("#text").inputValue(), "still friends?");
+      assert.equal(await page.locator("#log .msg.failed").count(), 0);
+    } finally {
+      await closePages(browser);
+      await t.close();
+    }
+  },
+);
+
+browserTest(
+  "the mailbox on the page: unread badges, receipts, history, and messages missed while closed or offline arrive in order",
+  async (browser, errors) => {
+    const t = await startTestServer({ demoPage: DEMO_PAGE });
+    const proxy = startTcpProxy({ hostname: "127.0.0.1", port: t.server.publicPort });
+    try {
+      for (const id of [1, 2]) await t.db.addUser(id, { username: nameOf(id) });
+      await t.db.befriend(1, 2);
+      // An older conversation, read long ago: 45 messages, more than two history pages.
+      for (let i = 1; i <= 45; i++) {
+        const [from, to] = i % 2 ? [2, 1] : [1, 2];
+        await t.db.sql`insert into messages (sender_user_id, recipient_user_id, message_text,
+                         is_read) values (${from}, ${to}, ${"old " + i}, true)`;
+      }
+      // Alice's page goes through the proxy, in one browser context (its storage survives a
+      // closed page, as a browser's does).
+      const alice = await browser.newContext();
+      const viaProxy = { baseUrl: `http://127.0.0.1:${proxy.port}`, context: alice };
+      let a = await openAs(browser, t, 1, errors, viaProxy);
+      const b = await openAs(browser, t, 2, errors);
+      await b.click('#friends li[data-user-id="1"]');
+      const texts = (page: Page) => page.locator("#log .msg .text").allTextContents();
+
+      // Scroll-back: the newest page first, then older pages on demand, always in order.
+      await b.locator("#log .msg", { hasText: "old 45" }).waitFor();
+      assert.equal((await texts(b)).length, 20);
+      // Scrolled to the top, the log loads the page before and keeps the view where it was.
+      const scrollUp = () => b.evaluate(`document.querySelector("#log").scrollTop = 0`);
+      await scrollUp();
+      await b.locator("#log .msg .text", { hasText: /^old 6$/ }).waitFor();
+      await scrollUp();
+      await b.locator("#log .msg .text", { hasText: /^old 1$/ }).waitFor();
+      const old = Array.from({ length: 45 }, (_, i) => `old ${i + 1}`);
+      assert.deepEqual(await texts(b), old);
+      assert.ok(await b.locator("#log .older").isHidden(), "nothing more to load");
+
+      // Bob writes while alice looks elsewhere: a badge on her side, ✓✓ delivered on his.
+      const send = async (text: string) => {
+        await b.locator("#text").fill(text);
+        await b.press("#text", "Enter");
+        await b.locator("#log .msg.mine", { hasText: text }).locator(".tick:not(.pending)")
+          .waitFor();
+      };
+      await send("hello alice");
+      const badge = () => a.locator('#friends li[data-user-id="2"] .unread');
+      await badge().filter({ hasText: /^1$/ }).waitFor();
+      const bobTick = (text: string, state: string) =>
+        b.locator("#log .msg.mine", { hasText: text }).locator(`.tick.${state}`);
+      await bobTick("hello alice", "delivered").waitFor();
+      // She opens the conversation: it is read, the badge goes, bob's tick turns "read".
+      await a.click('#friends li[data-user-id="2"]');
+      await a.locator("#log .msg", { hasText: "hello alice" }).waitFor();
+      await textIs(badge(), "");
+      await bobTick("hello alice", "read").waitFor();
+
+      // Alice closes her page; bob sends three; she opens it again: the three are there, in order.
+      await a.close();
+      for (const text of ["one", "two", "three"]) await send(text);
+      a = await openAs(browser, t, 1, errors, viaProxy);
+      await badge().filter({ hasText: /^3$/ }).waitFor();
+      for (const text of ["one", "two", "three"]) await bobTick(text, "delivered").waitFor();
+      await a.click('#friends li[data-user-id="2"]');
+      await a.locator("#log .msg", { hasText: "three" }).waitFor();
+      const newest = (await texts(a)).slice(-4);
+      assert.deepEqual(newest, ["hello alice", "one", "two", "three"]);
+      for (const text of ["one", "two", "three"]) await bobTick(text, "read").waitFor();
+
+      // Her connection drops while bob sends two more: after the reconnect they appear, in order,
+      // after the others, each once.
+      proxy.cut();
+      await dot(a, 2, "unknown").waitFor();
+      await send("four");
+      await send("five");
+      proxy.restore();
+      await a.locator("#log .msg", { hasText: "five" }).waitFor({ timeout: 60_000 });
+      const all = await texts(a);
+      assert.deepEqual(all.slice(-6), ["hello alice", "one", "two", "three", "four", "five"]);
+      assert.equal(new Set(all).size, all.length, "no message shown twice");
+      await bobTick("five", "read").waitFor();
+      await saveScreenshot(browser, [a, b], "browser-mailbox.png");
+    } finally {
+      await closePages(browser);
+      await proxy.close();
+      await t.close();
+    }
+  },
+);
+
+/** Waits until `locator`'s text is `text` (also for an element that is hidden when empty). */
+async function textIs(locator: Locator, text: string): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    if (await locator.textContent() === text) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.equal(await locator.textContent(), text);
 }
 
-/** Both pages side by side in one PNG. */
-async function saveScreenshot(browser: Browser, pages: Page[]): Promise<void> {
+/** Closes every page before its server stops, so that no page logs a failed reconnect. */
+async function closePages(browser: Browser): Promise<void> {
+  for (const context of browser.contexts()) await context.close();
+}
+
+/** The pages side by side in one PNG under tests/artifacts. */
+async function saveScreenshot(browser: Browser, pages: Page[], file: string): Promise<void> {
   const shots = await Promise.all(pages.map((page) => page.screenshot()));
-  const sheet = await browser.newPage({ viewport: { width: 1460, height: 440 } });
+  const sizes = pages.map((page) => page.viewportSize()!);
+  const sheet = await browser.newPage({
+    viewport: {
+      width: sizes.reduce((sum, s) => sum + s.width + 20, 0),
+      height: Math.max(...sizes.map((s) => s.height)),
+    },
+  });
   await sheet.setContent(
     `<body style="margin:0;display:flex;gap:20px;background:#555">${
       shots.map((png) => `<img src="data:image/png;base64,${png.toString("base64")}">`).join("")
     }</body>`,
   );
-  await Deno.mkdir(new URL(".", SCREENSHOT), { recursive: true });
-  await Deno.writeFile(SCREENSHOT, await sheet.screenshot());
+  await Deno.mkdir(ARTIFACTS, { recursive: true });
+  await Deno.writeFile(new URL(file, ARTIFACTS), await sheet.screenshot());
+  await sheet.close();
 }

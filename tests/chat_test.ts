@@ -129,7 +129,7 @@ chatTest("retries sent together in one batch still store one row", async (t) => 
     alice.send({
       type: "chat_message",
       recipient_user_id: 2,
-      message_text: `m${i}`,
+      message_text: "the same text",
       client_message_id: "same",
     });
   }
@@ -345,15 +345,42 @@ chatTest(
 );
 
 chatTest(
-  "a block by the sender does not stop their own messages: only the recipient's block counts (PROTOCOL check 7)",
+  "a block refuses both directions: neither the blocker nor the blocked can write (PROTOCOL check 7)",
   async (t) => {
     await t.db.block(1, 2);
     const alice = await t.connectAs(1);
     const bob = await t.connectAs(2);
     alice.send({ type: "chat_message", recipient_user_id: 2, message_text: "from the blocker" });
-    await alice.next("message_sent");
-    await bob.next("chat_message");
+    assert.equal((await alice.next("error")).code, "forbidden");
     bob.send({ type: "chat_message", recipient_user_id: 1, message_text: "to the blocker" });
     assert.equal((await bob.next("error")).code, "forbidden");
+    const [stored] = await t.db.sql`select count(*)::int as n from messages`;
+    assert.equal(stored!.n, 0);
+  },
+);
+
+chatTest(
+  "a client_message_id reused for another recipient or text is invalid_field and stores nothing",
+  async (t) => {
+    const alice = await t.connectAs(1);
+    const bob = await t.connectAs(2);
+    const carol = await t.connectAs(3);
+    const frame = { type: "chat_message", client_message_id: "once-only" };
+    alice.send({ ...frame, recipient_user_id: 2, message_text: "first" });
+    await alice.next("message_sent");
+    await bob.next("chat_message");
+    for (const [to, text] of [[3, "first"], [2, "other text"]] as const) {
+      alice.send({ ...frame, recipient_user_id: to, message_text: text });
+      assert.deepEqual(await alice.next(["error", "message_sent"]), {
+        type: "error",
+        code: "invalid_field",
+        message: "client_message_id was already used for another message",
+        client_message_id: "once-only",
+      });
+    }
+    assert.deepEqual(await bob.drainFor(200, "chat_message"), []);
+    assert.deepEqual(await carol.drainFor(0, "chat_message"), []);
+    const [count] = await t.db.sql`select count(*)::int as n from messages`;
+    assert.equal(count!.n, 1);
   },
 );

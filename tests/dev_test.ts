@@ -7,12 +7,14 @@
 
 import assert from "node:assert/strict";
 import { TestClient } from "./support/client.ts";
+import { createTestDatabase } from "./support/db.ts";
 import { collectLines, within } from "./support/process.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const READY_TIMEOUT_MS = 90_000; // a first run type-checks and runs initdb
 const STOP_TIMEOUT_MS = 20_000;
-const LINK = /^\s*(\w+)\s+http:\/\/localhost:(\d+)\/\?user=(\d+)&token=([^\s&]+)&friends=([\d,]+)$/;
+const LINK =
+  /^\s*(\w+)\s+http:\/\/localhost:(\d+)\/\?user=(\d+)&name=(\w+)&token=([^\s&]+)&friends=([\w:,]+)$/;
 
 Deno.test("deno task dev without DATABASE_URL serves the demo users and exits 0 on SIGINT", async () => {
   const port = freePort();
@@ -23,16 +25,17 @@ Deno.test("deno task dev without DATABASE_URL serves the demo users and exits 0 
   for (const name of ["DATABASE_URL", "AUTH_SECRET", "REDIS_URL", "HOST", "DEMO_PAGE"]) {
     delete env[name];
   }
+  const devEnv = {
+    ...env,
+    PORT: String(port),
+    INTERNAL_PORT: String(internalPort),
+    DEV_DB_DIR: dataDir,
+    NO_COLOR: "1",
+  };
   const child = new Deno.Command(Deno.execPath(), {
     args: ["task", "dev"],
     cwd: ROOT,
-    env: {
-      ...env,
-      PORT: String(port),
-      INTERNAL_PORT: String(internalPort),
-      DEV_DB_DIR: dataDir,
-      NO_COLOR: "1",
-    },
+    env: devEnv,
     clearEnv: true,
     // A process group of its own, so the finally block can kill `deno task`
     // and the `deno run` under it together.
@@ -60,9 +63,14 @@ Deno.test("deno task dev without DATABASE_URL serves the demo users and exits 0 
     );
     const parsed = links.flatMap((line) => {
       const match = LINK.exec(line);
-      return match === null
-        ? []
-        : [{ name: match[1], port: Number(match[2]), user: Number(match[3]), token: match[4]! }];
+      return match === null ? [] : [{
+        name: match[1],
+        port: Number(match[2]),
+        user: Number(match[3]),
+        username: match[4],
+        token: match[5]!,
+        friends: match[6],
+      }];
     });
     assert.deepEqual(
       parsed.map(({ name, port, user }) => ({ name, port, user })),
@@ -72,7 +80,18 @@ Deno.test("deno task dev without DATABASE_URL serves the demo users and exits 0 
         user: 3,
       }],
     );
+    assert.deepEqual(parsed.map((p) => [p.username, p.friends]), [
+      ["alice", "2:bob,3:carol"],
+      ["bob", "1:alice,3:carol"],
+      ["carol", "1:alice,2:bob"],
+    ]);
     assert.match(err.lines.join("\n"), /DEV-ONLY secret/);
+    const mint = await within(
+      READY_TIMEOUT_MS,
+      out.until((lines) => lines.some((line) => line.startsWith("More tokens for this server:"))),
+      () => out.lines.join("\n"),
+    );
+    assert.match(mint.join("\n"), /More tokens for this server: deno task token --dev USER_ID/);
 
     const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
     await ready.body?.cancel();
@@ -83,6 +102,45 @@ Deno.test("deno task dev without DATABASE_URL serves the demo users and exits 0 
     client.send({ type: "authenticate", auth_token: parsed[0]!.token });
     const authenticated = await client.next("authenticated");
     assert.equal(authenticated.user_id, 1);
+
+    // The printed way to mint a token works for this server.
+    const minted = await new Deno.Command(Deno.execPath(), {
+      args: ["task", "token", "--dev", "3"],
+      cwd: ROOT,
+      env: devEnv,
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    const carol = await TestClient.open(`ws://127.0.0.1:${port}/ws`);
+    try {
+      carol.send({
+        type: "authenticate",
+        auth_token: new TextDecoder().decode(minted.stdout).trim(),
+      });
+      assert.equal((await carol.next("authenticated")).user_id, 3);
+    } finally {
+      await carol.close();
+    }
+
+    // A second `deno task dev` on the same directory points at this one and leaves it alone.
+    const second = await new Deno.Command(Deno.execPath(), {
+      args: ["task", "dev"],
+      cwd: ROOT,
+      env: { ...devEnv, PORT: String(freePort()), INTERNAL_PORT: String(freePort()) },
+      clearEnv: true,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const secondErr = new TextDecoder().decode(second.stderr);
+    assert.equal(second.code, 1, secondErr);
+    assert.match(secondErr, /another `deno task dev` \(pid \d+\) is running on /);
+    assert.doesNotMatch(secondErr, /earlier run/);
+    assert.match(secondErr, new RegExp(`http://localhost:${port}/\\?user=1&name=alice&token=`));
+    const stillReady = await fetch(`http://127.0.0.1:${port}/readyz`);
+    await stillReady.body?.cancel();
+    assert.equal(stillReady.status, 200, "the running dev server is untouched");
 
     const started = Date.now();
     child.kill("SIGINT");
@@ -124,3 +182,41 @@ function freePort(): number {
   listener.close();
   return port;
 }
+
+Deno.test("deno task dev on ports that are taken says so and how to run beside them", async () => {
+  const db = await createTestDatabase();
+  const held = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (held.addr as Deno.NetAddr).port;
+  try {
+    const env = Deno.env.toObject();
+    for (const name of ["AUTH_SECRET", "REDIS_URL", "HOST", "DEMO_PAGE"]) delete env[name];
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["task", "dev"],
+      cwd: ROOT,
+      env: {
+        ...env,
+        DATABASE_URL: db.url,
+        PORT: String(port),
+        INTERNAL_PORT: String(freePort()),
+        NO_COLOR: "1",
+      },
+      clearEnv: true,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(output.stderr);
+    assert.equal(output.code, 1, stderr);
+    assert.match(stderr, new RegExp(`port ${port} on 127\\.0\\.0\\.1 is in use`));
+    assert.match(stderr, /PORT=8453 INTERNAL_PORT=8454 deno task dev/);
+    assert.doesNotMatch(stderr, /startup_failed|EADDRINUSE/);
+    assert.equal(
+      new TextDecoder().decode(output.stdout),
+      "",
+      "no demo links for a server not started",
+    );
+  } finally {
+    held.close();
+    await db.drop();
+  }
+});

@@ -68,6 +68,82 @@ Deno.test("notify answers 401 for a wrong secret and 400 with a reason for a bad
   }
 });
 
+Deno.test("notify sends the PHP backend's chat_message push as sent to both users' connections", async () => {
+  const t = await startTestServer({ env: { NOTIFY_SECRET: SECRET } });
+  try {
+    for (const id of [1, 2, 3]) await t.db.addUser(id);
+    const sender1 = await t.connectAs(1);
+    const sender2 = await t.connectAs(1);
+    const recipient = await t.connectAs(2);
+    const other = await t.connectAs(3);
+    // The shape chat.php pushes: the stored row plus user codes, escaped text, MySQL time.
+    const push = {
+      type: "chat_message",
+      message: {
+        message_id: 41,
+        sender_user_id: 1,
+        recipient_user_id: "2",
+        sender_user_code: "a1b2c3d4e5f6a7b8c9d0",
+        recipient_user_code: "0f9e8d7c6b5a4f3e2d1c",
+        message_text: "caf\u00e9 &amp; \ud83d\ude00",
+        message_content: "caf\u00e9 &amp; \ud83d\ude00",
+        is_read: 0,
+        sent_at: "2026-12-01 18:00:00",
+        sender_username: "alice1",
+        sender_avatar_url: null,
+      },
+    };
+    const res = await fetch(`${t.internalUrl}/notify`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${SECRET}`, "content-type": "application/json" },
+      body: JSON.stringify(push),
+    });
+    assert.equal(res.status, 202);
+    assert.deepEqual(await res.json(), { users: 2 });
+    for (const client of [sender1, sender2, recipient]) {
+      assert.deepEqual(await client.next("chat_message"), push);
+    }
+    assert.deepEqual(await other.drainFor(100), []);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("notify answers 400 with a reason for a PHP push without valid user ids", async () => {
+  const t = await startTestServer({ env: { NOTIFY_SECRET: SECRET, MAX_FRAME_BYTES: "1024" } });
+  try {
+    const bad = [
+      '{"type":"chat_message"}',
+      '{"type":"chat_message","message":"hi"}',
+      '{"type":"chat_message","message":{"recipient_user_id":2}}',
+      '{"type":"chat_message","message":{"sender_user_id":1}}',
+      '{"type":"chat_message","message":{"sender_user_id":"abc","recipient_user_id":2}}',
+      '{"type":"chat_message","message":{"sender_user_id":0,"recipient_user_id":2}}',
+      `{"type":"chat_message","message":{"sender_user_id":1,"recipient_user_id":2,"t":"${
+        "y".repeat(1100)
+      }"}}`,
+      '{"type":"battle_invitation","message":{"sender_user_id":1,"recipient_user_id":2}}',
+    ];
+    for (const body of bad) {
+      const res = await fetch(`${t.internalUrl}/notify`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${SECRET}` },
+        body,
+      });
+      assert.equal(res.status, 400, body.slice(0, 80));
+      assert.equal(typeof (await res.json()).error, "string");
+    }
+    const unauthorized = await fetch(`${t.internalUrl}/notify`, {
+      method: "POST",
+      body: '{"type":"chat_message","message":{"sender_user_id":1,"recipient_user_id":2}}',
+    });
+    assert.equal(unauthorized.status, 401, "the push needs the bearer secret too");
+    await unauthorized.body?.cancel();
+  } finally {
+    await t.close();
+  }
+});
+
 Deno.test("notify is 404 when NOTIFY_SECRET is unset", async () => {
   const t = await startTestServer();
   try {

@@ -20,15 +20,45 @@ const CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "message_too_long",
 ]);
 
+const KNOWN = [
+  "authenticate",
+  "chat_message",
+  "typing",
+  "ping",
+  "sync",
+  "history",
+  "read",
+  "delivered",
+  "reauthenticate",
+];
+
 Deno.test("any text parses into a typed frame or a typed error, never an exception", () => {
   const json = fc.jsonValue().map((v) => JSON.stringify(v));
   const framey = fc.record({
-    type: fc.constantFrom("authenticate", "chat_message", "typing", "ping", "__proto__", "x"),
+    type: fc.constantFrom(
+      "authenticate",
+      "chat_message",
+      "typing",
+      "ping",
+      "sync",
+      "history",
+      "read",
+      "delivered",
+      "reauthenticate",
+      "__proto__",
+      "x",
+    ),
     recipient_user_id: fc.oneof(fc.integer(), fc.double(), fc.string(), fc.constant(null)),
     message_text: fc.oneof(fc.string({ unit: "binary" }), fc.integer()),
     client_message_id: fc.oneof(fc.string(), fc.integer()),
     is_typing: fc.oneof(fc.boolean(), fc.string()),
     auth_token: fc.oneof(fc.string(), fc.integer()),
+    after_message_id: fc.oneof(fc.integer(), fc.double(), fc.string()),
+    before_message_id: fc.oneof(fc.integer(), fc.string(), fc.constant(null)),
+    up_to_message_id: fc.oneof(fc.integer(), fc.double()),
+    friend_user_id: fc.oneof(fc.integer(), fc.string()),
+    message_id: fc.oneof(fc.integer(), fc.boolean()),
+    limit: fc.oneof(fc.integer({ min: -5, max: 600 }), fc.double(), fc.string()),
   }, { requiredKeys: ["type"] }).map((v) => JSON.stringify(v));
   fc.assert(
     fc.property(fc.oneof(fc.string({ unit: "binary" }), json, framey), (text) => {
@@ -37,7 +67,12 @@ Deno.test("any text parses into a typed frame or a typed error, never an excepti
         assert.ok(CODES.has(frame.code), frame.code);
         assert.equal(typeof frame.message, "string");
       } else {
-        assert.ok(["authenticate", "chat_message", "typing", "ping"].includes(frame.type));
+        assert.ok(KNOWN.includes(frame.type));
+        if (frame.type === "sync") assert.ok(frame.limit >= 1 && frame.limit <= 500);
+        if (frame.type === "history") assert.ok(frame.limit >= 1 && frame.limit <= 100);
+        if (frame.type === "sync") assert.ok(Number.isSafeInteger(frame.afterMessageId));
+        if (frame.type === "read") assert.ok(frame.upToMessageId >= 0);
+        if (frame.type === "delivered") assert.ok(frame.messageId >= 1);
       }
     }),
     { numRuns: 3000 },

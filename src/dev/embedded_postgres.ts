@@ -44,6 +44,17 @@ export interface EmbeddedPostgres {
   stop(): Promise<void>;
 }
 
+/**
+ * A postmaster is already running on the data directory: another process's cluster (most often
+ * the one of a dev server that is running right now), which this module never takes over.
+ */
+export class ClusterInUseError extends Error {
+  override name = "ClusterInUseError";
+  constructor(readonly dataDir: string, readonly postmasterPid: number) {
+    super(`a PostgreSQL (pid ${postmasterPid}) is already running on ${dataDir}`);
+  }
+}
+
 interface Binaries {
   initdb: string;
   pgCtl: string;
@@ -57,8 +68,8 @@ interface OsUser {
 
 /**
  * Starts the cluster in `dataDir`, initialising it first when needed. Rejects
- * with a one-line reason when it cannot; a cluster still running from an
- * earlier process in the same directory is refused, not taken over.
+ * with a one-line reason when it cannot; a cluster already running in the
+ * same directory is refused with a `ClusterInUseError`, not taken over.
  *
  * Whatever way this process ends, a watchdog stops the cluster (and, when
  * `ephemeral`, deletes it) within about a second, so no `postgres` outlives it.
@@ -93,9 +104,7 @@ export async function startEmbeddedPostgres(
   }
   const running = await postmasterPid(dataDir);
   if (running !== undefined && processExists(running)) {
-    throw new Error(
-      `a PostgreSQL from an earlier run is still using ${dataDir} (pid ${running}): stop it with 'kill -INT ${running}'`,
-    );
+    throw new ClusterInUseError(dataDir, running);
   }
 
   const port = options.port ?? freePort();

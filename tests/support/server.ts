@@ -68,6 +68,8 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     PORT: "0",
     INTERNAL_PORT: "0",
     DATABASE_URL: options.databaseUrl?.(db.url) ?? db.url,
+    // No presence grace unless a test asks for one: most tests watch `offline` right after a close.
+    PRESENCE_GRACE_S: "0",
     ...options.env,
   });
   const metrics = new ServerMetrics();

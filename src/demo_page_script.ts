@@ -1,0 +1,335 @@
+/**
+ * @module demo_page_script
+ * The demo page's own script (plain JavaScript, run after the embedded SDK): the friends list with
+ * presence dots and unread badges, one conversation at a time with delivery and read ticks,
+ * scroll-back history, and typing; the composer is `demo_page_compose.ts`. It renders user text
+ * with `textContent` only. Features of the v1.1 SDK (`history`, `markRead`, receipts,
+ * unread counts, catch-up after a reconnect) are used when the embedded SDK has them.
+ *
+ * Page address: `/?user=1&name=alice&token=TOKEN&friends=2:bob,3:carol` (the links printed by
+ * `deno task dev`); the protocol carries no names, so they come from the address ("User 7" for an
+ * id without one). The body's `data-max-chars` is the server's `MAX_MESSAGE_CHARS`.
+ */
+
+export const PAGE_JS: string = String.raw`
+const params = new URLSearchParams(location.search);
+const token = params.get("token");
+const MAX_CHARS = Number(document.body.dataset.maxChars) || 1000;
+const HISTORY_PAGE = 20;
+const $ = (id) => document.getElementById(id);
+const el = (tag, className, text) => {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+};
+const names = new Map();
+const nameOf = (id) => names.get(id) ?? "User " + id;
+const toEnd = (log) => (log.scrollTop = log.scrollHeight);
+const nearEnd = (log) => log.scrollHeight - log.scrollTop - log.clientHeight < 120;
+const clock = (iso) => (iso ? new Date(iso).toLocaleTimeString() : "");
+
+if (!token) {
+  $("help").hidden = false;
+  $("app").hidden = true;
+  $("status").textContent = "no token";
+} else {
+  const friendIds = [];
+  for (const item of (params.get("friends") ?? "").split(",")) {
+    const [id, name] = item.split(":");
+    if (!(Number(id) > 0)) continue;
+    friendIds.push(Number(id));
+    if (name) names.set(Number(id), name);
+  }
+  let me = Number(params.get("user")) || undefined;
+  if (me && params.get("name")) names.set(me, params.get("name"));
+
+  // Where catch-up resumes when this page is opened again (the SDK's cursor, kept per user).
+  const cursorKey = "geobeasts-chat:last-message-id:" + (me ?? "");
+  const storage = (() => {
+    try {
+      return window.localStorage;
+    } catch {
+      return undefined; // storage disabled: catch-up starts from the server's newest message
+    }
+  })();
+  const savedCursor = Number(storage?.getItem(cursorKey)) || 0;
+  const client = new ChatClient({
+    url: (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws",
+    getToken: async () => token,
+    ...(me && savedCursor > 0 ? { lastMessageId: savedCursor } : {}),
+  });
+  const v11 = typeof client.history === "function" && typeof client.markRead === "function";
+  const saveCursor = () => {
+    if (me && client.lastMessageId > 0) storage?.setItem(cursorKey, String(client.lastMessageId));
+  };
+
+  const friends = new Map();
+  const byClientId = new Map(); // client_message_id -> entry of a message sent from this page
+  let selected;
+  let connected = false;
+  let typingTimer;
+  let problem;
+
+  const friend = (id) => {
+    let f = friends.get(id);
+    if (f) return f;
+    const li = el("li", "friend");
+    li.dataset.userId = String(id);
+    const dot = el("span", "dot unknown");
+    const badge = el("span", "unread");
+    li.append(dot, el("span", "name", nameOf(id)), badge);
+    li.addEventListener("click", () => select(id));
+    const log = el("ol", "log");
+    const older = el("li", "older");
+    older.hidden = true;
+    const olderButton = el("button", "", "Load earlier messages");
+    olderButton.type = "button";
+    older.append(olderButton);
+    log.append(older);
+    f = {
+      id, li, dot, badge, log, older, olderButton, online: false, unread: 0, byId: new Map(),
+      oldest: Infinity, hasMore: v11, loaded: false, loading: false, readUpTo: 0,
+      markedUpTo: 0, typingUntil: 0,
+    };
+    olderButton.addEventListener("click", () => loadOlder(f));
+    log.addEventListener("scroll", () => log.scrollTop < 30 && f.loaded && loadOlder(f));
+    friends.set(id, f);
+    const ids = [...friends.keys()].sort((a, b) => a - b);
+    $("friends").insertBefore(li, friends.get(ids[ids.indexOf(id) + 1])?.li ?? null);
+    renderDot(f);
+    return f;
+  };
+
+  // Grey (unknown) while our own connection is down: we cannot know who is online.
+  const renderDot = (f) => {
+    const state = !connected ? "unknown" : f.online ? "online" : "offline";
+    f.dot.className = "dot " + state;
+    f.dot.title = state === "unknown" ? "unknown while reconnecting" : state;
+  };
+  const renderBadge = (f) => {
+    f.badge.textContent = f.unread > 0 ? String(f.unread) : "";
+    f.badge.title = f.unread > 0 ? f.unread + " unread" : "";
+  };
+
+  const select = (id) => {
+    selected = id;
+    const f = friend(id);
+    for (const [other, g] of friends) g.li.classList.toggle("selected", other === id);
+    $("peer").textContent = nameOf(id);
+    $("log").replaceWith(f.log);
+    f.log.id = "log";
+    $("text").disabled = false;
+    $("send").disabled = false;
+    $("text").focus();
+    renderTyping();
+    toEnd(f.log);
+    if (!v11) {
+      f.unread = 0;
+      renderBadge(f);
+    } else if (!f.loaded) {
+      loadOlder(f);
+    }
+    markRead(f);
+  };
+
+  const renderTyping = () => {
+    const f = selected && friends.get(selected);
+    const typing = Boolean(f) && f.typingUntil > Date.now();
+    $("typing").textContent = typing ? nameOf(selected) + " is typing…" : "";
+    clearTimeout(typingTimer);
+    if (typing) typingTimer = setTimeout(renderTyping, f.typingUntil - Date.now());
+  };
+
+  // The log stays in message_id order (catch-up and history arrive out of order); messages
+  // still waiting for their id stay at the end.
+  const place = (f, li, id) => {
+    li.dataset.messageId = id === undefined ? "" : String(id);
+    let before = null;
+    for (const other of f.log.children) {
+      if (other === f.older || other === li) continue;
+      if (other.dataset.messageId === "" || Number(other.dataset.messageId) > id) {
+        before = other;
+        break;
+      }
+    }
+    if (id === undefined) before = null;
+    f.log.insertBefore(li, before);
+  };
+
+  const bubble = (mine, text) => {
+    const li = el("li", "msg " + (mine ? "mine" : "theirs"));
+    const meta = el("span", "meta");
+    const time = el("span", "time");
+    const tick = el("span", "tick");
+    meta.append(time);
+    if (mine) meta.append(tick);
+    li.append(el("span", "text", text), meta);
+    return { li, meta, time, tick, mine, text, id: undefined };
+  };
+
+  const TICKS = {
+    pending: [" …", "sending"],
+    sent: [" ✓", "stored by the server"],
+    delivered: [" ✓✓", "delivered to a device"],
+    read: [" ✓✓", "read"],
+  };
+  const RANK = { pending: 0, sent: 1, delivered: 2, read: 3 };
+  const setTick = (entry, state) => {
+    if (entry.tickState && RANK[entry.tickState] >= RANK[state]) return;
+    entry.tickState = state;
+    entry.tick.textContent = TICKS[state][0];
+    entry.tick.title = TICKS[state][1];
+    entry.tick.className = "tick " + state;
+  };
+
+  /** Shows a stored message once (live, caught up or from history); returns its entry. */
+  const show = (m) => {
+    const mine = m.sender_user_id === me;
+    const f = friend(mine ? m.recipient_user_id : m.sender_user_id);
+    let entry = f.byId.get(m.message_id) ?? (mine ? byClientId.get(m.client_message_id) : undefined);
+    const fresh = entry === undefined;
+    if (fresh) entry = bubble(mine, m.message_text);
+    if (entry.id === undefined) {
+      entry.id = m.message_id;
+      f.byId.set(m.message_id, entry);
+      place(f, entry.li, m.message_id);
+    }
+    entry.time.textContent = clock(m.sent_at);
+    f.oldest = Math.min(f.oldest, m.message_id);
+    if (mine) {
+      setTick(entry, "sent");
+      if (m.delivered_at) setTick(entry, "delivered");
+      if (m.is_read || m.read_at || m.message_id <= f.readUpTo) setTick(entry, "read");
+    }
+    return { f, entry, fresh };
+  };
+
+  const loadOlder = async (f) => {
+    if (!v11 || f.loading || !f.hasMore) return;
+    f.loading = true;
+    f.olderButton.textContent = "Loading…";
+    const log = f.log;
+    const fromBottom = log.scrollHeight - log.scrollTop;
+    try {
+      const page = await client.history(f.id, Number.isFinite(f.oldest) ? f.oldest : undefined,
+        HISTORY_PAGE);
+      for (const m of page.messages) show(m);
+      f.hasMore = page.has_more;
+      f.olderButton.textContent = "Load earlier messages";
+      if (f.loaded) log.scrollTop = log.scrollHeight - fromBottom; // keep the view where it was
+      else toEnd(log);
+      f.loaded = true;
+    } catch (err) {
+      f.olderButton.textContent = "Could not load (" + err.message + "): try again";
+    }
+    f.loading = false;
+    f.older.hidden = !f.hasMore;
+    markRead(f);
+  };
+
+  // What is on screen counts as read: the open conversation, while the page is visible.
+  const markRead = (f) => {
+    if (!v11 || selected !== f.id || document.visibilityState !== "visible") return;
+    let newest = 0;
+    for (const [id, entry] of f.byId) if (!entry.mine && id > newest) newest = id;
+    if (newest > f.markedUpTo) {
+      f.markedUpTo = newest;
+      client.markRead(f.id, newest);
+    }
+  };
+  document.addEventListener("visibilitychange", () => selected && markRead(friend(selected)));
+
+  const renderStatus = (state, text) => {
+    $("status").textContent = text;
+    $("status").className = "status " + state;
+  };
+  client.on("state", (s) => {
+    if (s.state !== "open") {
+      connected = false;
+      for (const f of friends.values()) renderDot(f);
+    }
+    const text = {
+      connecting: "connecting…",
+      authenticating: "signing in…",
+      open: "online as " + nameOf(client.userId),
+      waiting: (problem ? problem + "; " : "") + "reconnecting in " +
+        ((s.delayMs ?? 0) / 1000).toFixed(1) + " s…",
+      expired: "signed out (session ended)",
+      closed: "closed",
+    }[s.state] ?? s.state;
+    renderStatus(s.state, text);
+  });
+  client.on("auth_error", (f) => (problem = "token refused (" + f.message + ")"));
+  client.on("error", (e) => {
+    if (e.client_message_id === undefined && e.code) problem = e.message;
+  });
+  client.on("authenticated", (f) => {
+    me = f.user_id;
+    problem = undefined;
+    connected = true;
+    $("me").textContent = nameOf(me);
+    const online = new Set(f.online_friends);
+    for (const id of online) friend(id);
+    for (const g of friends.values()) {
+      g.online = online.has(g.id);
+      renderDot(g);
+    }
+    renderStatus("open", "online as " + nameOf(me));
+  });
+  client.on("presence", (f) => {
+    const g = friend(f.user_id);
+    g.online = f.status === "online";
+    renderDot(g);
+  });
+  client.on("typing", (f) => {
+    friend(f.user_id).typingUntil = f.is_typing ? Date.now() + 6000 : 0;
+    renderTyping();
+  });
+  client.on("chat_message", (m) => {
+    const { f, entry, fresh } = show(m);
+    if (!entry.mine) f.typingUntil = 0;
+    // Follow new messages unless the reader has scrolled back.
+    if (fresh && f.id === selected && (entry.mine || nearEnd(f.log))) toEnd(f.log);
+    if (!v11 && fresh && !entry.mine && f.id !== selected) {
+      f.unread++;
+      renderBadge(f);
+    }
+    markRead(f);
+    renderTyping();
+    saveCursor();
+  });
+  client.on("synced", saveCursor);
+  client.on("unread", (u) => {
+    for (const id of Object.keys(u.by_friend)) friend(Number(id));
+    for (const f of friends.values()) {
+      f.unread = u.by_friend[String(f.id)] ?? 0;
+      renderBadge(f);
+    }
+  });
+  client.on("delivered", (d) => {
+    const entry = friend(d.user_id).byId.get(d.message_id);
+    if (entry?.mine) setTick(entry, "delivered");
+  });
+  client.on("read", (r) => {
+    if (r.user_id === me) return; // our other device read: the unread event says it
+    const f = friend(r.user_id);
+    f.readUpTo = Math.max(f.readUpTo, r.up_to_message_id);
+    for (const [id, entry] of f.byId) if (entry.mine && id <= f.readUpTo) setTick(entry, "read");
+  });
+
+  startComposer({ client, maxChars: MAX_CHARS, selected: () => selected, select, friend, bubble,
+    place, setTick, show, byClientId });
+
+  $("add").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const id = Number($("add-id").value);
+    if (Number.isSafeInteger(id) && id > 0 && id !== me) select(id);
+    $("add-id").value = "";
+  });
+
+  for (const id of friendIds) friend(id);
+  if (me) $("me").textContent = nameOf(me);
+  client.connect();
+}
+`;

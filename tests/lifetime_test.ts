@@ -1,0 +1,243 @@
+/**
+ * Session lifetime on real nodes: what `authenticated` reports, `reauthenticate`, expiry at the
+ * token's age, deactivation and `POST /disconnect` closing a user on every node, `GET
+ * /presence`, and the connection limit counted over the cluster.
+ */
+
+import assert from "node:assert/strict";
+import { CLUSTER_KINDS } from "./support/bus_cluster.ts";
+import { nodesTest, sleep } from "./support/nodes.ts";
+
+const NOTIFY_SECRET = "lifetime-notify-secret";
+const nowS = () => Math.floor(Date.now() / 1000);
+const iso = (unixS: number) => new Date(unixS * 1000).toISOString();
+
+const [memory] = CLUSTER_KINDS;
+
+nodesTest(
+  memory!,
+  "authenticated reports unread counts by friend, the last message id and when the session expires",
+  { nodes: 1, env: { TOKEN_TTL_SECONDS: "3600" } },
+  async ([t], db) => {
+    await db.sql`insert into messages (sender_user_id, recipient_user_id, message_text, is_read)
+                 values (2, 1, 'a', false), (2, 1, 'b', false), (3, 1, 'c', false),
+                        (1, 2, 'd', false), (2, 1, 'e', true)`;
+    const [last] = await db.sql`select max(message_id)::int as id from messages`;
+    const client = await t!.connect();
+    const ts = nowS() - 100;
+    client.send({ type: "authenticate", auth_token: await t!.token(1, ts) });
+    assert.deepEqual(await client.next(), {
+      type: "authenticated",
+      user_id: 1,
+      online_friends: [],
+      unread_count: 3,
+      unread_by_friend: { "2": 2, "3": 1 },
+      last_message_id: last!.id,
+      session_expires_at: iso(ts + 3600),
+    });
+    const fresh = await t!.connect();
+    fresh.send({ type: "authenticate", auth_token: await t!.token(4) });
+    const empty = await fresh.next("authenticated");
+    assert.equal(empty.unread_count, 0);
+    assert.deepEqual(empty.unread_by_friend, {});
+    assert.equal(empty.last_message_id, 0);
+  },
+);
+
+nodesTest(
+  memory!,
+  "a reauthenticate with a fresh token extends the session past the first token's expiry",
+  { nodes: 1, env: { TOKEN_TTL_SECONDS: "6" } },
+  async ([t]) => {
+    const client = await t!.connect();
+    client.send({ type: "authenticate", auth_token: await t!.token(1, nowS() - 4) });
+    await client.next("authenticated");
+    const ts = nowS();
+    client.send({ type: "reauthenticate", auth_token: await t!.token(1, ts) });
+    assert.deepEqual(await client.next(), {
+      type: "reauthenticated",
+      session_expires_at: iso(ts + 6),
+    });
+    await sleep(3500); // past the first token's expiry (≤ 2 s after it was sent)
+    client.send({ type: "ping" });
+    assert.deepEqual(await client.next(), { type: "pong" }, "still open after the old expiry");
+    assert.deepEqual(await client.next("session_expired", 8000), { type: "session_expired" });
+    assert.equal(await client.closedWith(), 1008);
+  },
+);
+
+nodesTest(
+  memory!,
+  "at the token's age the session gets session_expired and 1008; other users' or bad tokens do not extend it",
+  { nodes: 1, env: { TOKEN_TTL_SECONDS: "3" } },
+  async ([t]) => {
+    const client = await t!.connect();
+    const ts = nowS() - 1;
+    client.send({ type: "authenticate", auth_token: await t!.token(1, ts) });
+    assert.equal((await client.next("authenticated")).session_expires_at, iso(ts + 3));
+    for (const token of [await t!.token(2), "garbage", await t!.token(1, nowS() - 10)]) {
+      client.send({ type: "reauthenticate", auth_token: token });
+      assert.deepEqual(await client.next(), { type: "auth_error", message: "Invalid auth token" });
+    }
+    client.send({ type: "reauthenticate" });
+    assert.deepEqual(await client.next(), { type: "auth_error", message: "Auth token required" });
+    assert.deepEqual(await client.next("session_expired", 8000), { type: "session_expired" });
+    assert.ok(Date.now() >= (ts + 3) * 1000, "expired before the token's age");
+    assert.equal(await client.closedWith(), 1008);
+  },
+);
+
+nodesTest(
+  memory!,
+  "reauthenticate before authenticate is not_authenticated",
+  { nodes: 1 },
+  async ([t]) => {
+    const client = await t!.connect();
+    client.send({ type: "reauthenticate", auth_token: await t!.token(1) });
+    assert.equal((await client.next("error")).code, "not_authenticated");
+  },
+);
+
+for (const kind of CLUSTER_KINDS) {
+  nodesTest(
+    kind,
+    "a user set inactive is sent session_expired and closed with 1008 on both nodes",
+    { env: { ACTIVE_CHECK_INTERVAL_S: "0.5" } },
+    async ([a, b], db) => {
+      const onA = await a!.connectAs(1);
+      const onB = await b!.connectAs(1);
+      const bob = await b!.connectAs(2);
+      await db.sql`update users set active = false where user_id = 1`;
+      for (const client of [onA, onB]) {
+        assert.deepEqual(await client.next("session_expired", 10_000), {
+          type: "session_expired",
+          reason: "deactivated",
+        });
+        assert.equal(await client.closedWith(), 1008);
+      }
+      bob.send({ type: "ping" });
+      assert.deepEqual(await bob.next("pong"), { type: "pong" }, "others stay connected");
+    },
+  );
+
+  nodesTest(
+    kind,
+    "POST /disconnect on one node closes every connection of the user on both nodes",
+    { env: { NOTIFY_SECRET } },
+    async ([a, b]) => {
+      const onA = await a!.connectAs(1);
+      const onB = await b!.connectAs(1);
+      const bob = await b!.connectAs(2);
+      const res = await fetch(`${a!.internalUrl}/disconnect`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${NOTIFY_SECRET}` },
+        body: JSON.stringify({ user_ids: [1, 1], reason: "banned" }),
+      });
+      assert.equal(res.status, 202);
+      assert.deepEqual(await res.json(), { users: 1 });
+      for (const client of [onA, onB]) {
+        assert.deepEqual(await client.next("session_expired"), {
+          type: "session_expired",
+          reason: "banned",
+        });
+        assert.equal(await client.closedWith(), 1008);
+      }
+      bob.send({ type: "ping" });
+      assert.deepEqual(await bob.next("pong"), { type: "pong" });
+    },
+  );
+
+  nodesTest(
+    kind,
+    "GET /presence answers which users are online on any node",
+    { env: { NOTIFY_SECRET } },
+    async ([a, b]) => {
+      await a!.connectAs(1);
+      await b!.connectAs(3);
+      await a!.server.hub.settled();
+      await b!.server.hub.settled();
+      const res = await fetch(`${b!.internalUrl}/presence?user_ids=1,2,3`, {
+        headers: { authorization: `Bearer ${NOTIFY_SECRET}` },
+      });
+      assert.equal(res.status, 200);
+      assert.deepEqual(await res.json(), { online: [1, 3] });
+    },
+  );
+
+  nodesTest(
+    kind,
+    "the 11th connection of a user spread over two nodes is refused, and a freed slot is reusable",
+    {},
+    async ([a, b]) => {
+      const clients = [];
+      for (let i = 0; i < 10; i++) clients.push(await (i % 2 === 0 ? a! : b!).connectAs(1));
+      for (const node of [a!, b!]) {
+        const extra = await node.connect();
+        extra.send({ type: "authenticate", auth_token: await node.token(1) });
+        assert.equal((await extra.next("error")).code, "too_many_connections");
+        assert.equal(await extra.closedWith(), 1013);
+      }
+      await clients[0]!.close();
+      let again;
+      for (let i = 0; i < 50 && again === undefined; i++) {
+        // The slot is given back when the server has seen the close.
+        const attempt = await b!.connect();
+        attempt.send({ type: "authenticate", auth_token: await b!.token(1) });
+        const answer = await attempt.next(["authenticated", "error"]);
+        if (answer.type === "authenticated") again = attempt;
+        else await sleep(100);
+      }
+      assert.ok(again !== undefined, "the freed slot was never available again");
+    },
+  );
+}
+
+nodesTest(
+  memory!,
+  "the control routes answer 404 without NOTIFY_SECRET, 401 for a wrong one, 400 for bad input",
+  { nodes: 1, env: { NOTIFY_SECRET } },
+  async ([t]) => {
+    const call = (path: string, init: RequestInit = {}, secret = NOTIFY_SECRET) =>
+      fetch(`${t!.internalUrl}${path}`, {
+        ...init,
+        headers: { authorization: `Bearer ${secret}` },
+      });
+    const cases: [string, RequestInit, number, string?][] = [
+      ["/disconnect", { method: "POST", body: "{" }, 400],
+      ["/disconnect", { method: "POST", body: "[]" }, 400],
+      ["/disconnect", { method: "POST", body: '{"user_ids":[]}' }, 400],
+      ["/disconnect", { method: "POST", body: '{"user_ids":[0]}' }, 400],
+      ["/disconnect", { method: "POST", body: '{"user_ids":[1],"reason":5}' }, 400],
+      ["/disconnect", { method: "POST", body: '{"user_ids":[1]}' }, 401, "wrong"],
+      ["/presence", {}, 400],
+      ["/presence?user_ids=", {}, 400],
+      ["/presence?user_ids=1,x", {}, 400],
+      ["/presence?user_ids=0", {}, 400],
+      [`/presence?user_ids=${Array.from({ length: 1001 }, (_, i) => i + 1).join(",")}`, {}, 400],
+      ["/presence?user_ids=1", {}, 401, "wrong"],
+    ];
+    for (const [path, init, status, secret] of cases) {
+      const res = await call(path, init, secret);
+      assert.equal(res.status, status, `${path} ${init.body ?? ""}`);
+      assert.equal(typeof (await res.json()).error, "string");
+    }
+  },
+);
+
+nodesTest(
+  memory!,
+  "the control routes are 404 when NOTIFY_SECRET is unset",
+  { nodes: 1 },
+  async ([t]) => {
+    const routes: [string, string][] = [["/disconnect", "POST"], ["/presence?user_ids=1", "GET"]];
+    for (const [path, method] of routes) {
+      const res = await fetch(`${t!.internalUrl}${path}`, {
+        method,
+        headers: { authorization: "Bearer x" },
+        ...(method === "POST" ? { body: '{"user_ids":[1]}' } : {}),
+      });
+      assert.equal(res.status, 404);
+      await res.body?.cancel();
+    }
+  },
+);
