@@ -9,6 +9,7 @@ import process from "node:process";
 // @ts-types="npm:@types/ws@^8.18.1"
 import { type RawData, type WebSocket, WebSocketServer } from "ws";
 import { requestUrl, serveFetch, toHeaders } from "./node_fetch.ts";
+import { PendingConnections } from "./pending_connections.ts";
 import type { Listener, Transport, UpgradeInfo, WsConnection, WsHandlers } from "./transport.ts";
 
 /** What the listener tracks of one accepted WebSocket. */
@@ -120,8 +121,16 @@ export const wsTransport: Transport = async (options) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
   });
+  const pending = new PendingConnections(server, options.tls !== undefined, {
+    headersTimeoutMs: options.headersTimeoutMs,
+    admitConnection: options.admitConnection,
+    addressOf: normaliseAddress,
+    refuse: (socket, response) => void refuse(socket, response),
+  });
 
   server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    // Its admission slot is handed on to `checkUpgrade` (and the session after it).
+    pending.upgraded(req.socket);
     // A reset before ws takes the socket over must not become an uncaught error.
     socket.on("error", () => socket.destroy());
     const url = requestUrl(scheme, req.headers.host, req.url);
