@@ -2,16 +2,19 @@
  * What an attacker holding sockets open gets, against the real server
  * process: request headers that never finish are cut at HEADERS_TIMEOUT_MS,
  * sockets that never upgrade count against MAX_UNAUTH_PER_IP, oversized and
- * malformed handshakes are refused, and friends chat on meanwhile.
+ * malformed handshakes are refused, over TLS as well, and friends chat on
+ * meanwhile.
  */
 
 import assert from "node:assert/strict";
+import nodeTls from "node:tls";
 // @ts-types="npm:@types/ws@^8.18.1"
 import { WebSocket as NodeWebSocket } from "ws";
 import { TestClient } from "./support/client.ts";
 import { createTestDatabase } from "./support/db.ts";
 import { type ServerProcess, spawnServer, within } from "./support/process.ts";
 import { TEST_SECRET } from "./support/server.ts";
+import { TEST_CERT, TEST_KEY } from "./support/test_cert.ts";
 import { importTokenKey, signToken } from "../src/token.ts";
 
 const encoder = new TextEncoder();
@@ -263,4 +266,54 @@ Deno.test("a 64 KiB request header and an unsupported Sec-WebSocket-Version are 
     assert.match(await within(15_000, version.ended, () => "version 7 open"), /^HTTP\/1\.1 400 /);
     await chat();
   });
+});
+
+Deno.test("over TLS, a handshake or a request that never comes is cut at HEADERS_TIMEOUT_MS, and a wss session outlives it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "gb-abuse-tls-" });
+  const db = await createTestDatabase();
+  let server: ServerProcess | undefined;
+  const held: Tcp[] = [];
+  let ws: NodeWebSocket | undefined;
+  let tls: nodeTls.TLSSocket | undefined;
+  try {
+    await Deno.writeTextFile(`${dir}/cert.pem`, TEST_CERT);
+    await Deno.writeTextFile(`${dir}/key.pem`, TEST_KEY);
+    server = await spawnServer({
+      PATH: Deno.env.get("PATH") ?? "",
+      AUTH_SECRET: TEST_SECRET,
+      DATABASE_URL: db.url,
+      TLS_CERT_FILE: `${dir}/cert.pem`,
+      TLS_KEY_FILE: `${dir}/key.pem`,
+      HEADERS_TIMEOUT_MS: "1500",
+    });
+    const port = server.publicPort;
+    held.push(await openTcp(port)); // never starts the handshake
+    const socket = tls = nodeTls.connect({ host: "127.0.0.1", port, rejectUnauthorized: false });
+    const tlsAnswer = new Promise<string>((resolve) => {
+      let received = "";
+      socket.on("data", (chunk) => received += String(chunk));
+      socket.on("error", () => {});
+      socket.on("close", () => resolve(received));
+    });
+    const session = ws = new NodeWebSocket(`wss://127.0.0.1:${port}/ws`, {
+      rejectUnauthorized: false,
+    });
+    await new Promise((resolve, reject) => session.once("open", resolve).once("error", reject));
+    assert.equal(await within(15_000, held[0]!.ended, () => "the raw socket is open"), "");
+    assert.match(
+      await within(15_000, tlsAnswer, () => "the TLS socket is open"),
+      /^HTTP\/1\.1 408 /,
+    );
+    await delay(2000); // the session is past the deadline of its connection
+    const pong = new Promise((resolve) => session.once("message", (data) => resolve(String(data))));
+    session.send(JSON.stringify({ type: "ping" }));
+    assert.match(String(await within(15_000, pong, () => "no pong over wss")), /"pong"/);
+  } finally {
+    ws?.terminate();
+    tls?.destroy();
+    for (const s of held) s.close();
+    await server?.stop("SIGKILL");
+    await db.drop();
+    await Deno.remove(dir, { recursive: true });
+  }
 });
