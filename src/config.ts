@@ -22,6 +22,8 @@ export interface Config {
   authSecret: string;
   tokenTtlSeconds: number;
   authTimeoutMs: number;
+  /** Time a TCP connection has to complete its request headers (the `ws` transport). */
+  headersTimeoutMs: number;
   maxAuthFailures: number;
   maxMessageChars: number;
   idleTimeoutS: number;
@@ -96,6 +98,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     authSecret,
     tokenTtlSeconds: read.int("TOKEN_TTL_SECONDS", 86400, 1, 365 * 86400),
     authTimeoutMs: read.int("AUTH_TIMEOUT_MS", 10000, 100, 600_000),
+    headersTimeoutMs: read.int("HEADERS_TIMEOUT_MS", 10000, 100, 60_000),
     maxAuthFailures: read.int("MAX_AUTH_FAILURES", 5, 1, 100),
     maxMessageChars: read.int("MAX_MESSAGE_CHARS", 1000, 1, 100_000),
     idleTimeoutS: read.int("IDLE_TIMEOUT_S", 60, 1, 3600),

@@ -29,6 +29,8 @@ export interface Metrics {
 export interface MetricsGauges {
   connections(): { authenticated: number; unauthenticated: number };
   users(): number;
+  /** TCP connections on the public listener not upgraded (yet); `ws` transport only. */
+  pendingConnections?(): number;
 }
 
 /** Frame types counted by name; anything else pushed through /notify counts as `event`. */
@@ -63,6 +65,7 @@ export class ServerMetrics implements Metrics {
   readonly #batchSize: Histogram;
   readonly #commit: Histogram;
   readonly #publishes: Counter<"result">;
+  readonly #refused: Counter;
 
   constructor() {
     const registers = [this.registry];
@@ -76,6 +79,14 @@ export class ServerMetrics implements Metrics {
         const { authenticated, unauthenticated } = source.gauges.connections();
         this.set({ state: "authenticated" }, authenticated);
         this.set({ state: "unauthenticated" }, unauthenticated);
+      },
+    });
+    new Gauge({
+      name: "chat_pending_connections",
+      help: "Public TCP connections not upgraded to WebSocket (yet), plain HTTP ones included.",
+      registers,
+      collect() {
+        this.set(source.gauges.pendingConnections?.() ?? 0);
       },
     });
     new Gauge({
@@ -162,6 +173,11 @@ export class ServerMetrics implements Metrics {
       labelNames: ["result"],
       registers,
     });
+    this.#refused = new Counter({
+      name: "chat_connections_refused_per_address_total",
+      help: "TCP connections closed at once: their address held MAX_UNAUTH_PER_IP already.",
+      registers,
+    });
   }
 
   /** Sets what the scrape-time gauges read (the server, once it exists). */
@@ -199,6 +215,10 @@ export class ServerMetrics implements Metrics {
   }
   busPublished(ok: boolean): void {
     this.#publishes.inc({ result: ok ? "ok" : "failed" });
+  }
+  /** A TCP connection refused because its address was at its limit. */
+  connectionRefusedPerAddress(): void {
+    this.#refused.inc();
   }
 
   /** The Prometheus text exposition of every metric. */

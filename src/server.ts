@@ -88,12 +88,43 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
     return null;
   };
 
+  /** Accepted public TCP connections not upgraded yet (seen by the `ws` transport only). */
+  let pendingConnections = 0;
+  /**
+   * A TCP connection holds a slot of its address's `MAX_UNAUTH_PER_IP` from
+   * the moment it is accepted until it is upgraded (its session then holds
+   * one until it authenticates) or closes, so half-open sockets count too. A
+   * trusted proxy carries many clients: those are counted by
+   * `X-Forwarded-For` at the upgrade instead.
+   */
+  const admitConnection = (address: string): (() => void) | null => {
+    if (config.trustedProxies.has(address)) {
+      pendingConnections++;
+      return () => pendingConnections--;
+    }
+    const held = unauthByIp.get(address) ?? 0;
+    if (held >= config.maxUnauthPerIp) {
+      metrics.connectionRefusedPerAddress();
+      return null;
+    }
+    unauthByIp.set(address, held + 1);
+    pendingConnections++;
+    return () => {
+      pendingConnections--;
+      const left = (unauthByIp.get(address) ?? 1) - 1;
+      if (left > 0) unauthByIp.set(address, left);
+      else unauthByIp.delete(address);
+    };
+  };
+
   const publicListener = await options.transport({
     hostname: config.host,
     port: config.port,
     tls: options.tls,
     maxPayload: config.maxFrameBytes,
     idleTimeoutMs: config.idleTimeoutS * 1000,
+    headersTimeoutMs: config.headersTimeoutMs,
+    admitConnection,
     wsPaths: ["/", "/ws"],
     fetch: publicApp({ isReady, logger, demoPage: options.demoPage }).fetch,
     checkUpgrade: admit,
@@ -129,6 +160,7 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
       port: config.internalPort,
       maxPayload: config.maxFrameBytes,
       idleTimeoutMs: config.idleTimeoutS * 1000,
+      headersTimeoutMs: config.headersTimeoutMs,
       wsPaths: [],
       fetch: internalApp({
         isReady,
@@ -168,6 +200,7 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
       unauthenticated: sessions.size - hub.connectionCount,
     }),
     users: () => hub.userCount,
+    pendingConnections: () => pendingConnections,
   });
 
   logger.info("listening", {

@@ -12,7 +12,8 @@
  *   the connection with 1009 before it is buffered whole (the `ws` transport;
  *   the native one cannot promise this, see PROTOCOL.md);
  * - invalid UTF-8 in a text message closes with 1007, any other protocol
- *   violation with 1002;
+ *   violation with 1002; once a message is refused nothing more is read from
+ *   the peer, and its socket is dropped shortly after (the `ws` transport);
  * - a peer that has not answered a ping within `idleTimeoutMs` is dropped;
  * - `onClose` is called exactly once per accepted connection, whatever ended it.
  */
@@ -54,6 +55,22 @@ export interface ListenOptions {
   maxPayload: number;
   /** A connection that has not answered a ping for this long is dropped. */
   idleTimeoutMs: number;
+  /**
+   * A connection whose first request headers are not complete this long
+   * after it opened is answered 408 and closed; one kept alive with no new
+   * request this long after its last response is closed. Unset: no limit of
+   * ours. (The `ws` transport only; `Deno.serve` has no such control.)
+   */
+  headersTimeoutMs?: number | undefined;
+  /**
+   * Called once per accepted TCP connection, with the peer's address, before
+   * anything is read from it. `null` refuses it: it is answered HTTP 429 at
+   * once, without reading the request, and closed. Otherwise the returned function is called exactly once, when
+   * the connection is upgraded (before `checkUpgrade`) or closes, whichever
+   * comes first. (The `ws` transport only; `Deno.serve` shows no connection
+   * before its first request.)
+   */
+  admitConnection?: ((remoteAddress: string) => (() => void) | null) | undefined;
   /** Paths on which an upgrade request is accepted, e.g. `["/", "/ws"]`. */
   wsPaths: readonly string[];
   /** Answers every request that is not a WebSocket upgrade. */

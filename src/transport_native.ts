@@ -36,7 +36,12 @@ function exceeds(text: string, limit: number): boolean {
  *   `shutdown()` pending, so `close()` gives up on it after `CLOSE_GRACE_MS`;
  * - `HttpServer.shutdown()` also closes every upgraded WebSocket (1001
  *   "Server shutting down"), so `stopAccepting()` keeps the port open and
- *   refuses new upgrades with 503 instead; `close()` shuts the port.
+ *   refuses new upgrades with 503 instead; `close()` shuts the port;
+ * - a connection is not seen before its first complete request, and there is
+ *   no header deadline or keep-alive timeout to set: `headersTimeoutMs` and
+ *   `admitConnection` are not honoured (silent, half-sent, one-byte-a-second
+ *   and idle keep-alive connections were all still open after 70 s).
+ *   Sessions are still counted per address at the upgrade (`checkUpgrade`).
  */
 export const nativeTransport: Transport = (options) => {
   /** Open sockets → ends the connection for the session (runs `onClose` once). */

@@ -5,9 +5,11 @@ import http from "node:http";
 import https from "node:https";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
+import process from "node:process";
 // @ts-types="npm:@types/ws@^8.18.1"
 import { type RawData, type WebSocket, WebSocketServer } from "ws";
 import { requestUrl, serveFetch, toHeaders } from "./node_fetch.ts";
+import { PendingConnections } from "./pending_connections.ts";
 import type { Listener, Transport, UpgradeInfo, WsConnection, WsHandlers } from "./transport.ts";
 
 /** What the listener tracks of one accepted WebSocket. */
@@ -64,14 +66,38 @@ function rawText(data: RawData): string {
 }
 
 /**
+ * How long a peer whose message was refused has to read our close frame
+ * before the socket is destroyed. Nothing is read from it meanwhile, so the
+ * wait costs no memory in the process, only what the kernel buffers.
+ */
+const PROTOCOL_ERROR_GRACE_MS = 1000;
+
+/**
+ * What happens once `ws` has refused a message (1009, 1002, 1007, 1008): no
+ * further byte is read, the close frame goes out, the write side is ended
+ * (by `ws`, once the frame is written), and the socket is destroyed after
+ * `PROTOCOL_ERROR_GRACE_MS`.
+ *
+ * `ws` itself removes its `data` listener and, on the next tick, resumes the
+ * socket so that it reads and discards whatever the peer still sends until
+ * the handshake ends. Through Deno's node layer every chunk read is a fresh
+ * allocation, so a peer streaming on loopback could push hundreds of MiB
+ * through the process before the cut. Pausing after that resume stops the
+ * reads: the kernel's receive buffer fills, TCP flow control stalls the
+ * peer, and the server holds no more than the kernels' buffers.
+ */
+function stopReading(ws: WebSocket, socket: Duplex): void {
+  process.nextTick(() => socket.pause());
+  const cut = setTimeout(() => ws.terminate(), PROTOCOL_ERROR_GRACE_MS);
+  ws.once("close", () => clearTimeout(cut));
+}
+
+/**
  * Serves one listener with `ws` in `noServer` mode on a `node:http(s)` server.
  * `ws` enforces `maxPayload` while a message arrives (close 1009 once the
  * fragments so far exceed it), refuses unmasked frames (1002) and invalid
  * UTF-8 (1007); this module adds routing, the idle check and shutdown.
  */
-/** How long a peer that broke the protocol has to read our close frame. */
-const PROTOCOL_ERROR_GRACE_MS = 100;
-
 export const wsTransport: Transport = async (options) => {
   const scheme = options.tls ? "https" : "http";
   const wss = new WebSocketServer({
@@ -95,8 +121,16 @@ export const wsTransport: Transport = async (options) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
   });
+  const pending = new PendingConnections(server, options.tls !== undefined, {
+    headersTimeoutMs: options.headersTimeoutMs,
+    admitConnection: options.admitConnection,
+    addressOf: normaliseAddress,
+    refuse: (socket, response) => void refuse(socket, response),
+  });
 
   server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    // Its admission slot is handed on to `checkUpgrade` (and the session after it).
+    pending.upgraded(req.socket);
     // A reset before ws takes the socket over must not become an uncaught error.
     socket.on("error", () => socket.destroy());
     const url = requestUrl(scheme, req.headers.host, req.url);
@@ -142,11 +176,7 @@ export const wsTransport: Transport = async (options) => {
     // Without an `error` listener a bad frame would crash the process.
     ws.on("error", (err) => {
       errorCode ??= errorCloseCode(err);
-      // ws has queued its close frame and now reads and discards whatever the
-      // peer still sends until the handshake ends (up to 30 s). Cut it short:
-      // an abusive peer must not keep a socket streaming into the server.
-      const cut = setTimeout(() => ws.terminate(), PROTOCOL_ERROR_GRACE_MS);
-      ws.once("close", () => clearTimeout(cut));
+      stopReading(ws, socket);
     });
     // ws writes each frame on its own; through Deno's node layer every write
     // is an op. Frames sent in one turn (a fan-out, a batch's answers) are

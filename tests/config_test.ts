@@ -13,6 +13,7 @@ Deno.test("defaults match the documented table", () => {
   assert.equal(c.maxFrameBytes, 16384);
   assert.equal(c.tokenTtlSeconds, 86400);
   assert.equal(c.authTimeoutMs, 10000);
+  assert.equal(c.headersTimeoutMs, 10000);
   assert.equal(c.maxMessageChars, 1000);
   assert.equal(c.idleTimeoutS, 60);
   assert.equal(c.maxConnectionsPerUser, 10);
@@ -49,6 +50,7 @@ Deno.test("an unusable secret or a bad value is a one-line RangeError naming the
     DEMO_PAGE: "maybe",
     CHAT_RATE_PER_S: "-1",
     RELATION_CACHE_MS: "6000",
+    HEADERS_TIMEOUT_MS: "61000",
     TLS_CERT_FILE: "/only/cert.pem",
   };
   for (const [name, value] of Object.entries(bad)) {
