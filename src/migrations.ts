@@ -18,6 +18,12 @@ export interface Migration {
   indexes?: readonly { name: string; on: string }[];
 }
 
+/**
+ * The transaction-level advisory lock every insert into `messages` takes
+ * (migration 3); an arbitrary constant, next to the migration lock's.
+ */
+export const MESSAGE_ID_LOCK = 7_315_004_212;
+
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -88,6 +94,51 @@ export const MIGRATIONS: readonly Migration[] = [
         on: "messages (recipient_user_id, sender_user_id, message_id) where not is_read",
       },
     ],
+  },
+  {
+    // Ids in commit order (PROTOCOL.md): every insert, ours or the game
+    // backend's, takes its id under one transaction-level lock, held until
+    // its transaction ends. Postgres makes a commit visible before it releases
+    // the transaction's locks, so the next inserter draws its id only after the
+    // previous one's rows can be read: a reader that has seen id N can never
+    // later see an id below N. The column default's value (drawn before the
+    // lock) is replaced and left as a gap, as sequences allow.
+    version: 3,
+    name: "message ids in commit order",
+    sql: `
+      do $migration$
+      declare
+        seq text := pg_get_serial_sequence('messages', 'message_id');
+      begin
+        if seq is null then
+          raise exception 'messages.message_id has no sequence';
+        end if;
+        execute format($f$
+          create or replace function chat_assign_message_id() returns trigger
+          language plpgsql as $body$
+          begin
+            perform pg_advisory_xact_lock(%s);
+            new.message_id := nextval(%L::regclass);
+            return new;
+          end
+          $body$ $f$, ${MESSAGE_ID_LOCK}, seq);
+      end
+      $migration$;
+
+      -- Takes the same lock and says when it had it: the writer's deadline check
+      -- (message_insert.ts) happens after any wait for the lock.
+      create or replace function chat_lock_message_ids() returns timestamptz
+      language plpgsql as $body$
+      begin
+        perform pg_advisory_xact_lock(${MESSAGE_ID_LOCK});
+        return clock_timestamp();
+      end
+      $body$;
+
+      drop trigger if exists chat_message_id_in_commit_order on messages;
+      create trigger chat_message_id_in_commit_order before insert on messages
+        for each row execute function chat_assign_message_id();
+    `,
   },
 ];
 

@@ -57,7 +57,7 @@ export class PostgresRepository implements ChatRepository {
   readonly #relationPairs: BatchLoader<string, Relation>;
   readonly #friendLists: BatchLoader<number, readonly number[]>;
 
-  private constructor(sql: Sql, options: PostgresOptions, sequence: string) {
+  private constructor(sql: Sql, options: PostgresOptions) {
     this.#sql = sql;
     this.#timeoutMs = options.statementTimeoutMs;
     this.#logger = options.logger;
@@ -115,8 +115,8 @@ export class PostgresRepository implements ChatRepository {
       [],
     );
     this.#writer = new MessageWriter(
+      () => open(options, 1),
       sql,
-      sequence,
       options.statementTimeoutMs,
       (batch) => this.#deadline(batch),
       options.onBatch ?? (() => {}),
@@ -125,28 +125,18 @@ export class PostgresRepository implements ChatRepository {
 
   /** Connects, applies migrations and returns a ready repository; rejects when it cannot. */
   static async connect(options: PostgresOptions): Promise<PostgresRepository> {
-    const sql = postgres(options.url, {
-      max: options.poolSize,
-      connect_timeout: Math.ceil(options.statementTimeoutMs / 1000),
-      idle_timeout: 60,
-      // A statement the server has not finished by the deadline is aborted
-      // there too, so a late commit cannot follow an `unavailable` answer.
-      connection: {
-        statement_timeout: options.statementTimeoutMs,
-        application_name: "geobeasts-chat",
-      },
-      onnotice: () => {},
-    });
+    const sql = open(options, options.poolSize);
+    let repository: PostgresRepository | undefined;
     try {
       const applied = await migrate(sql);
       if (applied.length > 0) {
         options.logger.info("migrations_applied", { versions: applied.join(",") });
       }
-      const [row] = await sql<{ seq: string | null }[]>`
-        select pg_get_serial_sequence('messages', 'message_id') as seq`;
-      if (row?.seq == null) throw new Error("messages.message_id has no sequence");
-      return new PostgresRepository(sql, options, row.seq);
+      repository = new PostgresRepository(sql, options);
+      await repository.#writer.start();
+      return repository;
     } catch (err) {
+      if (repository !== undefined) await repository.#writer.close();
       await sql.end({ timeout: 1 });
       throw err;
     }
@@ -214,7 +204,7 @@ export class PostgresRepository implements ChatRepository {
   }
 
   async close(): Promise<void> {
-    await this.#writer.drain();
+    await this.#writer.close();
     await this.#sql.end({ timeout: 5 });
   }
 
@@ -245,6 +235,22 @@ export class PostgresRepository implements ChatRepository {
 }
 
 const DEADLINE_MARGIN_MS = 1000;
+
+/** A postgres.js client of `max` connections, each with the statement timeout. */
+function open(options: PostgresOptions, max: number): Sql {
+  return postgres(options.url, {
+    max,
+    connect_timeout: Math.ceil(options.statementTimeoutMs / 1000),
+    idle_timeout: 60,
+    // A statement the server has not finished by the deadline is aborted
+    // there too, so a late commit cannot follow an `unavailable` answer.
+    connection: {
+      statement_timeout: options.statementTimeoutMs,
+      application_name: "geobeasts-chat",
+    },
+    onnotice: () => {},
+  });
+}
 
 function pgCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;

@@ -40,7 +40,7 @@ Deno.test("migrations on a backend's existing tables add only what is missing an
       await repository.close();
     }
     const versions = await db.sql`select version from schema_migrations`;
-    assert.deepEqual(versions.map((r) => r.version), [1, 2]);
+    assert.deepEqual(versions.map((r) => r.version), [1, 2, 3]);
     const [legacy] = await db
       .sql`select message_text, client_message_id from messages where message_id = 1`;
     assert.deepEqual({ ...legacy }, { message_text: "legacy", client_message_id: null });
