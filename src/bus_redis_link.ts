@@ -163,7 +163,10 @@ export class RedisLink {
     });
   }
 
-  /** Resets the socket (no FIN: nothing still buffered is sent); ioredis then reconnects. */
+  /**
+   * Drops the socket at once (with an RST where the runtime sends one); ioredis then
+   * reconnects. Bytes already sent may still reach Redis later: see the payload's stamp.
+   */
   #reset(): void {
     const stream = this.conn.stream as { resetAndDestroy?: () => void; destroy(): void };
     if (typeof stream.resetAndDestroy === "function") stream.resetAndDestroy();

@@ -2,10 +2,14 @@
  * @module bus_redis_payload
  * The text a Redis bus node publishes on a user's channel, and reading it back.
  *
- * `<origin node id>|<flag><sent at>|<frame>`: flag `0` plain, `1` droppable, `2` closing
- * (`BusDelivery.close`, never droppable); "sent at" is Redis's clock in ms, base 36, or empty
- * when the publisher did not know that clock yet. Node ids contain no `|` (the bus checks), so
- * the first two bars split the payload whatever the frame holds.
+ * `<origin node id>[@<sent at>]|<flag><frame>`: flag `0` plain, `1` droppable, `2` closing
+ * (`BusDelivery.close`, never droppable); "sent at" is Redis's clock in ms, base 36, absent
+ * when the publisher did not know that clock yet. Node ids contain neither `@` nor `|` (the bus
+ * checks), so the first `|` ends the header whatever the frame holds.
+ *
+ * Nodes of the version before (`<origin>|<0 or 1><frame>`) read this correctly, seeing the
+ * stamp as part of a foreign origin and a closing delivery as a plain one; their payloads are
+ * read here as unstamped. So a rolling upgrade keeps delivering across nodes.
  */
 
 import type { BusDelivery } from "./bus.ts";
@@ -17,14 +21,14 @@ export function encodePayload(
   sentAt: number | undefined,
 ): string {
   const flag = delivery.close === true ? "2" : delivery.droppable ? "1" : "0";
-  const stamp = sentAt === undefined ? "" : Math.round(sentAt).toString(36);
-  return `${nodeId}|${flag}${stamp}|${delivery.frame}`;
+  const stamp = sentAt === undefined ? "" : `@${Math.round(sentAt).toString(36)}`;
+  return `${nodeId}${stamp}|${flag}${delivery.frame}`;
 }
 
 /** A payload read back. */
 export interface Payload {
   origin: string;
-  /** Redis's clock when it was sent; NaN when the publisher did not know it. */
+  /** Redis's clock when it was sent; NaN when the publisher did not say. */
   sentAt: number;
   delivery: BusDelivery;
 }
@@ -32,14 +36,15 @@ export interface Payload {
 /** Reads a payload published for `userId`; undefined when it is not one. */
 export function decodePayload(userId: number, message: string): Payload | undefined {
   const bar = message.indexOf("|");
-  const bar2 = bar < 0 ? -1 : message.indexOf("|", bar + 2);
-  if (bar2 < 0) return undefined;
+  if (bar < 0 || bar + 1 >= message.length) return undefined;
+  const header = message.slice(0, bar);
+  const at = header.indexOf("@");
   const flag = message[bar + 1];
-  const delivery: BusDelivery = { userId, frame: message.slice(bar2 + 1), droppable: flag === "1" };
+  const delivery: BusDelivery = { userId, frame: message.slice(bar + 2), droppable: flag === "1" };
   if (flag === "2") delivery.close = true;
   return {
-    origin: message.slice(0, bar),
-    sentAt: parseInt(message.slice(bar + 2, bar2), 36),
+    origin: at < 0 ? header : header.slice(0, at),
+    sentAt: at < 0 ? NaN : parseInt(header.slice(at + 1), 36),
     delivery,
   };
 }

@@ -13,7 +13,8 @@ const ignore = REDIS_URL === undefined;
 const suffix = ignore ? " (skipped: REDIS_URL unset)" : "";
 
 Deno.test({
-  name: `a node re-registers its users and reports them online after Redis lost its keys${suffix}`,
+  name:
+    `a node re-registers its users and slots and reports them online after Redis lost its keys${suffix}`,
   ignore,
   async fn() {
     const cluster = redisCluster(REDIS_URL!, 1);
@@ -22,11 +23,22 @@ Deno.test({
       const reports: [number, PresenceStatus][] = [];
       a.onPresenceChange?.((id, status) => reports.push([id, status]));
       await a.join(1);
+      assert.equal(await a.acquireConnection(1, 1), true);
       await deleteKeys(REDIS_URL!, cluster.prefix!);
       assert.deepEqual([...(await b.online([1]))], []);
       await eventually("a re-registered", async () => (await b.online([1])).has(1), 2000);
       await eventually("a reported it", () => reports.length > 0);
       assert.deepEqual(reports, [[1, "online"]]);
+      const redis = new Redis(REDIS_URL!);
+      try {
+        await eventually(
+          "a's slot written back",
+          async () => (await redis.hget(`${cluster.prefix}conn:1`, a.nodeId)) === "1",
+        );
+      } finally {
+        redis.disconnect();
+      }
+      assert.equal(await b.acquireConnection(1, 1), false, "a's slot counts for b too");
       assert.equal(await a.leave(1), true);
     } finally {
       await cluster.cleanup();
