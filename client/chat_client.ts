@@ -430,6 +430,12 @@ export class ChatClient {
         }
         break;
       case "chat_message": {
+        if (typeof frame.message_id !== "number") {
+          // Not a stored socket message: the game backend's `{type, message}` push (its ids are
+          // another database's), passed on as it came.
+          if (typeof frame.message === "object") this.#emit("backend_chat_message", frame);
+          return this.#emit("frame", frame);
+        }
         const message = frame as unknown as ChatMessage;
         if (this.#mailbox.syncing) this.#held.push(message);
         else if (me !== undefined && this.#mailbox.accept(message, me, true)) {
@@ -707,7 +713,8 @@ export class ChatClient {
 
   /** A server frame under its own type (unless named like a client event) and as `frame`. */
   #emitFrame(frame: UnknownFrame): void {
-    if (!["state", "frame", "unread", "synced"].includes(frame.type)) this.#emit(frame.type, frame);
+    const local = ["state", "frame", "unread", "synced", "backend_chat_message"];
+    if (!local.includes(frame.type)) this.#emit(frame.type, frame);
     this.#emit("frame", frame);
   }
 
