@@ -53,3 +53,31 @@ export class AbuseMeter {
     return !this.#bucket.take();
   }
 }
+
+/** The rate limits of one connection (README, "Limits"). */
+export class ConnectionRates {
+  /** Every frame. */
+  readonly frames: TokenBucket;
+  readonly frameAbuse: AbuseMeter;
+  /** Chat messages. */
+  readonly chat: TokenBucket;
+  readonly chatAbuse: AbuseMeter;
+  /** Typing frames (over the limit: dropped without an answer, never judged abuse). */
+  readonly typing: TokenBucket;
+
+  constructor(
+    limits: {
+      frameRatePerS: number;
+      chatBurst: number;
+      chatRatePerS: number;
+      typingRatePerS: number;
+    },
+    now: () => number,
+  ) {
+    this.frames = new TokenBucket(limits.frameRatePerS, limits.frameRatePerS, now);
+    this.frameAbuse = new AbuseMeter(limits.frameRatePerS, now);
+    this.chat = new TokenBucket(limits.chatBurst, limits.chatRatePerS, now);
+    this.chatAbuse = new AbuseMeter(limits.chatRatePerS, now);
+    this.typing = new TokenBucket(limits.typingRatePerS, limits.typingRatePerS, now);
+  }
+}

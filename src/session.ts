@@ -18,17 +18,16 @@
 
 import { CloseCode } from "./close_codes.ts";
 import type { Config } from "./config.ts";
-import { catchUpHandlers } from "./handlers/catch_up.ts";
-import { chatHandlers } from "./handlers/chat.ts";
-import { lifetimeHandlers } from "./handlers/lifetime.ts";
-import { receiptHandlers } from "./handlers/receipts.ts";
+import { DISPATCH, type FrameHandler } from "./handlers/dispatch.ts";
 import type { Hub, Peer } from "./hub.ts";
 import type { Logger } from "./log.ts";
 import { errorMessage } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
+import { DeadlineTimer } from "./deadline_timer.ts";
+import { Outbox } from "./outbox.ts";
 import type { ClientFrame, ErrorCode, FrameError } from "./protocol.ts";
 import { parseClientFrame, serverFrames } from "./protocol.ts";
-import { AbuseMeter, TokenBucket } from "./rate_limit.ts";
+import { type AbuseMeter, ConnectionRates } from "./rate_limit.ts";
 import type { ChatRepository } from "./repository.ts";
 import type { TypingExpiry } from "./typing_expiry.ts";
 import type { WsConnection, WsHandlers } from "./transport.ts";
@@ -69,59 +68,31 @@ export interface SessionContext {
   onClosed: () => void;
 }
 
-/** How one frame type is handled: whether it needs authentication, and by what. */
-export interface FrameHandler<F extends ClientFrame> {
-  auth: boolean;
-  handle(session: Session, frame: F): void | Promise<void>;
-}
-
-/** One handler per client frame type; each family's module contributes its part. */
-export type DispatchTable = {
-  [T in ClientFrame["type"]]: FrameHandler<Extract<ClientFrame, { type: T }>>;
-};
-
-const DISPATCH: DispatchTable = {
-  ping: { auth: false, handle: (session) => session.send(serverFrames.pong(), false) },
-  ...lifetimeHandlers,
-  ...chatHandlers,
-  ...catchUpHandlers,
-  ...receiptHandlers,
-};
-
 export const UNAVAILABLE_MESSAGE = "Service temporarily unavailable, try again";
-/** Frames held while joining, at most; a join takes a few round trips to the bus. */
-const MAX_HELD_FRAMES = 1000;
-/** Longest single `setTimeout` (about 24.8 days); a later expiry re-arms. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export class Session implements Peer, WsHandlers {
   #userId = 0;
   #state: "new" | "joining" | "authenticated" | "closed" = "new";
   #failures = 0;
   #authTimer: ReturnType<typeof setTimeout> | undefined;
-  #killTimer: ReturnType<typeof setTimeout> | undefined;
-  #expiryTimer: ReturnType<typeof setTimeout> | undefined;
-  #expiresAt = 0;
+  readonly #expiry: DeadlineTimer;
   #slotHeld = false;
-  #held: [frame: string, droppable: boolean][] = [];
   #endAfterJoin: string | undefined;
+  readonly #out: Outbox;
   #chain: Promise<void> = Promise.resolve();
   /** Stores queued and not yet answered. */
   readonly #inFlight = new Set<Promise<void>>();
   #draining = false;
-  readonly #frames: TokenBucket;
-  readonly #frameAbuse: AbuseMeter;
-  readonly #chat: TokenBucket;
-  readonly #chatAbuse: AbuseMeter;
-  readonly #typing: TokenBucket;
+  readonly #rates: ConnectionRates;
 
   constructor(private readonly conn: WsConnection, readonly ctx: SessionContext) {
-    const { limits, monotonic } = ctx;
-    this.#frames = new TokenBucket(limits.frameRatePerS, limits.frameRatePerS, monotonic);
-    this.#frameAbuse = new AbuseMeter(limits.frameRatePerS, monotonic);
-    this.#chat = new TokenBucket(limits.chatBurst, limits.chatRatePerS, monotonic);
-    this.#chatAbuse = new AbuseMeter(limits.chatRatePerS, monotonic);
-    this.#typing = new TokenBucket(limits.typingRatePerS, limits.typingRatePerS, monotonic);
+    const { limits } = ctx;
+    this.#rates = new ConnectionRates(limits, ctx.monotonic);
+    this.#out = new Outbox(conn, { ...ctx, userId: () => this.#userId });
+    this.#expiry = new DeadlineTimer(ctx.now, () => {
+      ctx.logger.info("session_expired", { user_id: this.#userId });
+      this.end(serverFrames.sessionExpired());
+    });
     this.#authTimer = setTimeout(() => {
       this.#authTimer = undefined;
       this.close(CloseCode.policy, "authentication timeout");
@@ -142,7 +113,7 @@ export class Session implements Peer, WsHandlers {
 
   /** When the session ends unless reauthenticated (ms since the epoch; 0 before auth). */
   get expiresAt(): number {
-    return this.#expiresAt;
+    return this.#expiry.at;
   }
 
   /** Shutting down: frames that would store a message are answered `unavailable`. */
@@ -152,9 +123,9 @@ export class Session implements Peer, WsHandlers {
 
   onText(text: string): void {
     if (this.#state === "closed") return;
-    if (!this.#frames.take()) {
+    if (!this.#rates.frames.take()) {
       this.ctx.metrics.frameIn("refused");
-      this.refuse("rate_limited", "Too many frames", undefined, this.#frameAbuse);
+      this.refuse("rate_limited", "Too many frames", undefined, this.#rates.frameAbuse);
       return;
     }
     const frame = parseClientFrame(text, this.ctx.limits);
@@ -168,8 +139,8 @@ export class Session implements Peer, WsHandlers {
   onBinary(): void {
     if (this.#state === "closed") return;
     this.ctx.metrics.frameIn("binary");
-    if (!this.#frames.take()) {
-      this.refuse("rate_limited", "Too many frames", undefined, this.#frameAbuse);
+    if (!this.#rates.frames.take()) {
+      this.refuse("rate_limited", "Too many frames", undefined, this.#rates.frameAbuse);
       return;
     }
     this.sendError("invalid_frame", "Invalid message format", undefined);
@@ -179,9 +150,10 @@ export class Session implements Peer, WsHandlers {
     if (this.#state === "closed") return;
     const previous = this.#state;
     this.#state = "closed";
-    for (const timer of [this.#authTimer, this.#killTimer, this.#expiryTimer]) clearTimeout(timer);
-    this.#authTimer = this.#killTimer = this.#expiryTimer = undefined;
-    this.#held = [];
+    clearTimeout(this.#authTimer);
+    this.#authTimer = undefined;
+    this.#expiry.stop();
+    this.#out.closed();
     if (previous === "new") this.ctx.onUnauthenticatedEnd();
     else this.ctx.hub.remove(this);
     this.#releaseSlot();
@@ -190,9 +162,7 @@ export class Session implements Peer, WsHandlers {
   }
 
   deliver(frame: string, droppable: boolean): void {
-    if (this.#state !== "joining") return this.send(frame, droppable);
-    if (this.#held.length < MAX_HELD_FRAMES) this.#held.push([frame, droppable]);
-    else if (!droppable) this.#slowConsumer();
+    this.#out.deliver(frame, droppable);
   }
 
   end(frame: string): void {
@@ -228,14 +198,14 @@ export class Session implements Peer, WsHandlers {
 
   /** Takes a chat token; when none is left, answers `rate_limited` and returns false. */
   allowChat(cmid: string | undefined): boolean {
-    if (this.#chat.take()) return true;
-    this.refuse("rate_limited", "Too many messages, slow down", cmid, this.#chatAbuse);
+    if (this.#rates.chat.take()) return true;
+    this.refuse("rate_limited", "Too many messages, slow down", cmid, this.#rates.chatAbuse);
     return false;
   }
 
   /** Takes a typing token; false means the frame is dropped without an answer. */
   allowTyping(): boolean {
-    return this.#typing.take();
+    return this.#rates.typing.take();
   }
 
   /** A failed `authenticate`; the connection closes at `maxAuthFailures`. */
@@ -270,6 +240,7 @@ export class Session implements Peer, WsHandlers {
     this.#authTimer = undefined;
     this.#userId = userId;
     this.#state = "joining";
+    this.#out.hold();
     this.ctx.onUnauthenticatedEnd();
     this.extendSession(expiresAt);
     await this.ctx.hub.add(this);
@@ -280,26 +251,13 @@ export class Session implements Peer, WsHandlers {
     if (this.#state !== "joining") return;
     this.#state = "authenticated";
     this.send(authenticated, false);
-    const held = this.#held;
-    this.#held = [];
-    for (const [frame, droppable] of held) this.send(frame, droppable);
+    this.#out.release();
     if (this.#endAfterJoin !== undefined) this.end(this.#endAfterJoin);
   }
 
   /** Sets when the session expires (`session_expired`, close 1008) unless extended again. */
   extendSession(expiresAt: number): void {
-    this.#expiresAt = expiresAt;
-    clearTimeout(this.#expiryTimer);
-    const arm = () => {
-      const left = this.#expiresAt - this.ctx.now();
-      if (left <= 0) {
-        this.#expiryTimer = undefined;
-        this.ctx.logger.info("session_expired", { user_id: this.#userId });
-        return this.end(serverFrames.sessionExpired());
-      }
-      this.#expiryTimer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
-    };
-    arm();
+    this.#expiry.set(expiresAt);
   }
 
   refuse(code: ErrorCode, message: string, cmid: string | undefined, meter: AbuseMeter): void {
@@ -321,13 +279,7 @@ export class Session implements Peer, WsHandlers {
   }
 
   send(frame: string, droppable: boolean): void {
-    if (this.#state === "closed") return;
-    const buffered = this.conn.bufferedAmount;
-    const { sendBufferMaxBytes, sendBufferShedBytes } = this.ctx.limits;
-    if (buffered > sendBufferMaxBytes) return this.#slowConsumer();
-    if (droppable && buffered > sendBufferShedBytes) return this.ctx.metrics.frameDropped();
-    this.conn.send(frame);
-    this.ctx.metrics.frameOut(frame);
+    this.#out.send(frame, droppable);
   }
 
   async #dispatch(frame: ClientFrame | FrameError): Promise<void> {
@@ -357,14 +309,5 @@ export class Session implements Peer, WsHandlers {
     if (!this.#slotHeld) return;
     this.#slotHeld = false;
     void this.ctx.hub.releaseSlot(this.#userId);
-  }
-
-  #slowConsumer(): void {
-    if (this.#killTimer !== undefined) return;
-    this.ctx.metrics.slowConsumerClosed();
-    this.ctx.logger.warn("slow_consumer_closed", { user_id: this.#userId || null });
-    this.conn.close(CloseCode.tryAgainLater, "slow consumer");
-    // The close frame waits behind the full buffer; do not hold the memory for long.
-    this.#killTimer = setTimeout(() => this.conn.terminate(), 2000);
   }
 }

@@ -28,6 +28,9 @@ Deno.test("defaults match the documented table", () => {
   assert.equal(c.shutdownTimeoutS, 30);
   assert.equal(c.allowedOrigins, undefined);
   assert.equal(c.notifySecret, undefined);
+  assert.equal(c.presenceGraceS, 5);
+  assert.equal(c.typingTimeoutS, 6);
+  assert.equal(c.activeCheckIntervalS, 30);
 });
 
 Deno.test("WEBSOCKET_PORT is an alias of PORT, and PORT wins when both are set", () => {
@@ -50,6 +53,9 @@ Deno.test("an unusable secret or a bad value is a one-line RangeError naming the
     CHAT_RATE_PER_S: "-1",
     RELATION_CACHE_MS: "6000",
     TLS_CERT_FILE: "/only/cert.pem",
+    PRESENCE_GRACE_S: "-1",
+    TYPING_TIMEOUT_S: "0",
+    ACTIVE_CHECK_INTERVAL_S: "61",
   };
   for (const [name, value] of Object.entries(bad)) {
     assert.throws(

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { CLUSTER_KINDS, eventually } from "./support/bus_cluster.ts";
 import type { Frame, TestClient } from "./support/client.ts";
-import { nodesTest, sleep } from "./support/nodes.ts";
+import { nodesTest, sleep, slowSubscribe } from "./support/nodes.ts";
 
 const TRIALS = 25;
 const PAIRS = Array.from(
@@ -148,6 +148,29 @@ for (const kind of CLUSTER_KINDS) {
         user_id: 1,
         is_typing: false,
       });
+    },
+  );
+
+  nodesTest(
+    kind,
+    "authenticated waits for the subscription: a frame the other node sends right after it arrives",
+    { env: { NOTIFY_SECRET: "n" }, wrapBus: (bus) => slowSubscribe(bus, 400) },
+    async ([a, b]) => {
+      for (let i = 0; i < 3; i++) {
+        const alice = await a!.connect();
+        alice.send({ type: "authenticate", auth_token: await a!.token(1) });
+        await alice.next("authenticated");
+        const res = await fetch(`${b!.internalUrl}/notify`, {
+          method: "POST",
+          headers: { authorization: "Bearer n" },
+          body: JSON.stringify({ user_ids: [1], event: { type: "probe", trial: i } }),
+        });
+        assert.equal(res.status, 202);
+        await res.body?.cancel();
+        assert.deepEqual(await alice.next("probe"), { type: "probe", trial: i });
+        await alice.close();
+        await a!.server.hub.settled();
+      }
     },
   );
 }

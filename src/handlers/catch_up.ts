@@ -8,7 +8,8 @@
 import type { HistoryFrame, SyncFrame } from "../protocol.ts";
 import { serverFrames } from "../protocol.ts";
 import { UnavailableError } from "../repository.ts";
-import type { FrameHandler, Session } from "../session.ts";
+import type { Session } from "../session.ts";
+import type { FrameHandler } from "./dispatch.ts";
 
 export const catchUpHandlers: {
   sync: FrameHandler<SyncFrame>;

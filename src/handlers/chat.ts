@@ -10,7 +10,8 @@ import type { ChatMessageFrame, TypingFrame } from "../protocol.ts";
 import { serverFrames } from "../protocol.ts";
 import { ClientMessageIdReusedError, type StoreResult, UnavailableError } from "../repository.ts";
 import { messageData } from "../server_frames.ts";
-import type { FrameHandler, Session } from "../session.ts";
+import type { Session } from "../session.ts";
+import type { FrameHandler } from "./dispatch.ts";
 
 export const chatHandlers: {
   chat_message: FrameHandler<ChatMessageFrame>;

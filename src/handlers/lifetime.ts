@@ -16,7 +16,8 @@ import type { AuthenticateFrame, ReauthenticateFrame } from "../protocol.ts";
 import { serverFrames } from "../protocol.ts";
 import { type MailboxSummary, UnavailableError } from "../repository.ts";
 import { CloseCode } from "../close_codes.ts";
-import type { FrameHandler, Session } from "../session.ts";
+import type { Session } from "../session.ts";
+import type { FrameHandler } from "./dispatch.ts";
 import { verifyToken } from "../token.ts";
 
 export const lifetimeHandlers: {

@@ -9,7 +9,8 @@
 import type { DeliveredFrame, ReadFrame } from "../protocol.ts";
 import { serverFrames } from "../protocol.ts";
 import { UnavailableError } from "../repository.ts";
-import type { FrameHandler, Session } from "../session.ts";
+import type { Session } from "../session.ts";
+import type { FrameHandler } from "./dispatch.ts";
 
 export const receiptHandlers: {
   read: FrameHandler<ReadFrame>;

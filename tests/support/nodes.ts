@@ -4,6 +4,7 @@
  * and one bus cluster of the given kind (memory, or Redis under its own prefix).
  */
 
+import type { Bus } from "../../src/bus.ts";
 import type { ClusterKind } from "./bus_cluster.ts";
 import { kindName } from "./bus_cluster.ts";
 import { createTestDatabase, type TestDatabase } from "./db.ts";
@@ -19,6 +20,8 @@ export interface NodesOptions {
   /** Approved friendships to create (default 1–2 and 3–1). */
   friends?: [number, number][];
   presenceTtlS?: number;
+  /** Wraps each node's bus (e.g. to slow one of its calls down). */
+  wrapBus?: (bus: Bus) => Bus;
 }
 
 /** A test on `options.nodes` nodes of a fresh `kind` cluster; ignored when the kind cannot run. */
@@ -37,7 +40,8 @@ export function nodesTest(
       const nodes: TestServer[] = [];
       try {
         for (let i = 0; i < (options.nodes ?? 2); i++) {
-          nodes.push(await startTestServer({ db, bus: cluster.node, env: options.env ?? {} }));
+          const bus = async () => (options.wrapBus ?? ((b: Bus) => b))(await cluster.node());
+          nodes.push(await startTestServer({ db, bus, env: options.env ?? {} }));
         }
         for (const id of options.users ?? [1, 2, 3, 4]) await db.addUser(id);
         for (const [a, b] of options.friends ?? [[1, 2], [3, 1]]) await db.befriend(a, b);
@@ -54,4 +58,20 @@ export function nodesTest(
 /** A promise of `ms` milliseconds. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** `bus` with `subscribe` confirmed only after `ms` (a loaded or distant broker). */
+export function slowSubscribe(bus: Bus, ms: number): Bus {
+  return new Proxy(bus, {
+    get(target, prop) {
+      if (prop === "subscribe") {
+        return async (userId: number) => {
+          await sleep(ms);
+          await target.subscribe(userId);
+        };
+      }
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
 }

@@ -1,0 +1,81 @@
+/**
+ * @module outbox
+ * What one connection sends, with backpressure: a droppable frame (typing,
+ * presence) is shed above `SEND_BUFFER_SHED_BYTES` queued on the socket, and
+ * above `SEND_BUFFER_MAX_BYTES` the peer is closed as a slow consumer. While
+ * the session joins, frames routed to it are held and sent after the
+ * `authenticated` answer.
+ */
+
+import { CloseCode } from "./close_codes.ts";
+import type { Logger } from "./log.ts";
+import type { Metrics } from "./metrics.ts";
+import type { WsConnection } from "./transport.ts";
+
+/** Frames held while joining, at most; a join takes a few round trips to the bus. */
+const MAX_HELD_FRAMES = 1000;
+/** How long a slow consumer's close may wait behind its full buffer before the socket is cut. */
+const SLOW_CLOSE_GRACE_MS = 2000;
+
+export interface OutboxOptions {
+  limits: { sendBufferMaxBytes: number; sendBufferShedBytes: number };
+  metrics: Metrics;
+  logger: Logger;
+  /** The connection's user for log lines (0 before authentication). */
+  userId: () => number;
+}
+
+export class Outbox {
+  #held: [frame: string, droppable: boolean][] | undefined;
+  #killTimer: ReturnType<typeof setTimeout> | undefined;
+  #closed = false;
+
+  constructor(private readonly conn: WsConnection, private readonly options: OutboxOptions) {}
+
+  /** Sends now, unless the socket is closed, shedding or closing as the buffer requires. */
+  send(frame: string, droppable: boolean): void {
+    if (this.#closed) return;
+    const buffered = this.conn.bufferedAmount;
+    const { limits, metrics } = this.options;
+    if (buffered > limits.sendBufferMaxBytes) return this.#slowConsumer();
+    if (droppable && buffered > limits.sendBufferShedBytes) return metrics.frameDropped();
+    this.conn.send(frame);
+    metrics.frameOut(frame);
+  }
+
+  /** A frame routed to the user: held while holding, else sent. */
+  deliver(frame: string, droppable: boolean): void {
+    if (this.#held === undefined) return this.send(frame, droppable);
+    if (this.#held.length < MAX_HELD_FRAMES) this.#held.push([frame, droppable]);
+    else if (!droppable) this.#slowConsumer();
+  }
+
+  /** From now on, routed frames wait for `release`. */
+  hold(): void {
+    this.#held ??= [];
+  }
+
+  /** Sends the held frames in order and stops holding. */
+  release(): void {
+    const held = this.#held ?? [];
+    this.#held = undefined;
+    for (const [frame, droppable] of held) this.send(frame, droppable);
+  }
+
+  /** The connection closed: nothing more is sent, nothing is held. */
+  closed(): void {
+    this.#closed = true;
+    this.#held = undefined;
+    clearTimeout(this.#killTimer);
+    this.#killTimer = undefined;
+  }
+
+  #slowConsumer(): void {
+    if (this.#killTimer !== undefined || this.#closed) return;
+    this.options.metrics.slowConsumerClosed();
+    this.options.logger.warn("slow_consumer_closed", { user_id: this.options.userId() || null });
+    this.conn.close(CloseCode.tryAgainLater, "slow consumer");
+    // The close frame waits behind the full buffer; do not hold the memory for long.
+    this.#killTimer = setTimeout(() => this.conn.terminate(), SLOW_CLOSE_GRACE_MS);
+  }
+}
