@@ -4,7 +4,7 @@
  * Node.
  *
  * Runtime code lives only inside the SDK's classes (`ChatSendError`, `ChatMailbox`,
- * `ChatRequests`, `ChatReceipts`, `ChatClient`; everything else is types), so that their
+ * `ChatRequests`, `ChatReceipts`, `ChatRefreshTimer`, `ChatClient`; everything else is types), so that their
  * `toString()` is the complete JavaScript of the SDK: that is how the demo page embeds it without
  * a build step (see README.md, "Using it without a build step"; `SDK_CLASSES` lists them).
  */
@@ -28,9 +28,10 @@ import type {
 import { ChatSendError } from "./errors.ts";
 import { ChatMailbox } from "./mailbox.ts";
 import { ChatReceipts } from "./receipts.ts";
+import { ChatRefreshTimer } from "./refresh.ts";
 import { ChatRequests } from "./requests.ts";
 export type * from "./frames.ts";
-export { ChatMailbox, ChatReceipts, ChatRequests, ChatSendError };
+export { ChatMailbox, ChatReceipts, ChatRefreshTimer, ChatRequests, ChatSendError };
 
 /** The part of the WebSocket API the client uses (a fake can implement it in tests). */
 export interface WebSocketLike {
@@ -106,7 +107,6 @@ export class ChatClient {
   readonly #WebSocket: WebSocketConstructor;
   readonly #random: () => number;
   readonly #timers: Timers;
-  readonly #now: () => number;
   readonly #newId: () => string;
   readonly #baseMs: number;
   readonly #capMs: number;
@@ -115,7 +115,6 @@ export class ChatClient {
   readonly #maxQueue: number;
   readonly #pageSize: number;
   readonly #autoDelivered: boolean;
-  readonly #refreshBeforeMs: number;
   readonly #handlers = new Map<string, Set<Handler>>();
   /** Unacknowledged messages in send order, sent or not: all are (re)sent after authentication. */
   readonly #outbox = new Map<string, Outgoing>();
@@ -130,12 +129,11 @@ export class ChatClient {
   #attempt = 0;
   #userId: number | undefined;
   #syncCount = 0;
-  #expiresAt: number | undefined;
   #reauthenticating = false;
   #retryTimer: unknown;
   #pingTimer: unknown;
   #pongTimer: unknown;
-  #refreshTimer: unknown;
+  readonly #refresh: ChatRefreshTimer;
   #closed: Promise<void> | undefined;
   #closedResolve: (() => void) | undefined;
 
@@ -149,7 +147,6 @@ export class ChatClient {
       setTimeout: (callback, ms) => setTimeout(callback, ms),
       clearTimeout: (handle) => clearTimeout(handle as number),
     };
-    this.#now = options.now ?? Date.now;
     this.#newId = options.newId ?? ChatClient.#uuid;
     this.#baseMs = options.reconnectBaseMs ?? 500;
     this.#capMs = options.reconnectCapMs ?? 30_000;
@@ -161,7 +158,12 @@ export class ChatClient {
       throw new RangeError("syncPageSize must be an integer from 1 to 500");
     }
     this.#autoDelivered = options.autoDelivered ?? true;
-    this.#refreshBeforeMs = options.refreshBeforeMs ?? 120_000;
+    this.#refresh = new ChatRefreshTimer(
+      this.#timers,
+      options.now ?? Date.now,
+      options.refreshBeforeMs ?? 120_000,
+      () => void this.#reauthenticate(),
+    );
     this.#requests = new ChatRequests(this.#timers, options.requestTimeoutMs ?? 15_000);
     this.#receipts = new ChatReceipts(this.#timers);
     const last = options.lastMessageId;
@@ -423,13 +425,19 @@ export class ChatClient {
             code: "reauth_failed",
             message: "The server refused the refreshed token; the session keeps its expiry",
           });
-          this.#retryRefresh();
+          this.#refresh.retry();
         } else {
           // Reconnect, which asks getToken() for a fresh token; the attempt counts for backoff.
           this.#socket?.close(4001, "authentication failed");
         }
         break;
       case "chat_message": {
+        if (typeof frame.message_id !== "number") {
+          // Not a stored socket message: the game backend's `{type, message}` push (its ids are
+          // another database's), passed on as it came.
+          if (typeof frame.message === "object") this.#emit("backend_chat_message", frame);
+          return this.#emit("frame", frame);
+        }
         const message = frame as unknown as ChatMessage;
         if (this.#mailbox.syncing) this.#held.push(message);
         else if (me !== undefined && this.#mailbox.accept(message, me, true)) {
@@ -473,7 +481,7 @@ export class ChatClient {
       }
       case "reauthenticated":
         this.#reauthenticating = false;
-        this.#scheduleRefresh((frame as unknown as ReauthenticatedFrame).session_expires_at);
+        this.#refresh.schedule((frame as unknown as ReauthenticatedFrame).session_expires_at);
         break;
       case "session_expired":
         return this.#onExpired(frame);
@@ -495,7 +503,7 @@ export class ChatClient {
     for (const request of this.#requests.frames) this.#write(request);
     const after = this.#mailbox.authenticated(frame);
     this.#setState("open");
-    this.#scheduleRefresh(frame.session_expires_at);
+    this.#refresh.schedule(frame.session_expires_at);
     this.#emitFrame(frame as unknown as UnknownFrame);
     if (frame.last_message_id !== undefined) this.#emit("unread", this.#mailbox.unread());
     this.#flushReceipts();
@@ -593,37 +601,13 @@ export class ChatClient {
     } catch { /* already closed */ }
   }
 
-  #scheduleRefresh(expiresAt: string | undefined): void {
-    if (this.#refreshTimer !== undefined) this.#timers.clearTimeout(this.#refreshTimer);
-    this.#refreshTimer = undefined;
-    const at = expiresAt === undefined ? NaN : Date.parse(expiresAt);
-    this.#expiresAt = Number.isNaN(at) ? undefined : at;
-    if (this.#expiresAt === undefined) return;
-    const remaining = this.#expiresAt - this.#now();
-    const delay = remaining > this.#refreshBeforeMs
-      ? remaining - this.#refreshBeforeMs
-      : Math.max(0, remaining / 2);
-    this.#refreshTimer = this.#timers.setTimeout(
-      () => void this.#refresh(),
-      Math.min(delay, 2_147_483_647),
-    );
-  }
-
-  /** After a failed refresh: try again halfway to the expiry, while there is time left. */
-  #retryRefresh(): void {
-    if (this.#expiresAt === undefined || this.#state !== "open") return;
-    const remaining = this.#expiresAt - this.#now();
-    if (remaining < 2000) return;
-    this.#refreshTimer = this.#timers.setTimeout(() => void this.#refresh(), remaining / 2);
-  }
-
-  async #refresh(): Promise<void> {
-    this.#refreshTimer = undefined;
+  /** Sends `reauthenticate` with a fresh token, on the socket that is open now. */
+  async #reauthenticate(): Promise<void> {
     const ws = this.#socket;
     if (this.#state !== "open" || ws === undefined) return;
     const token = await this.#token();
     if (ws !== this.#socket || this.#state !== "open") return;
-    if (typeof token !== "string") return this.#retryRefresh();
+    if (typeof token !== "string") return this.#refresh.retry();
     this.#reauthenticating = true;
     this.#write(JSON.stringify({ type: "reauthenticate", auth_token: token }));
   }
@@ -658,16 +642,14 @@ export class ChatClient {
     this.#mailbox.abortSync();
     this.#held = []; // their ids are above the cursor: the next catch-up returns them
     this.#reauthenticating = false;
-    if (this.#refreshTimer !== undefined) this.#timers.clearTimeout(this.#refreshTimer);
-    this.#refreshTimer = undefined;
+    this.#refresh.stop();
     this.#receipts.pause();
   }
 
   #stopTimers(): void {
-    for (const timer of [this.#retryTimer, this.#refreshTimer]) {
-      if (timer !== undefined) this.#timers.clearTimeout(timer);
-    }
-    this.#retryTimer = this.#refreshTimer = undefined;
+    if (this.#retryTimer !== undefined) this.#timers.clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    this.#refresh.stop();
     this.#receipts.pause();
     this.#stopPing();
   }
@@ -707,7 +689,8 @@ export class ChatClient {
 
   /** A server frame under its own type (unless named like a client event) and as `frame`. */
   #emitFrame(frame: UnknownFrame): void {
-    if (!["state", "frame", "unread", "synced"].includes(frame.type)) this.#emit(frame.type, frame);
+    const local = ["state", "frame", "unread", "synced", "backend_chat_message"];
+    if (!local.includes(frame.type)) this.#emit(frame.type, frame);
     this.#emit("frame", frame);
   }
 
@@ -752,5 +735,6 @@ export const SDK_CLASSES: readonly (abstract new (...args: never[]) => unknown)[
   ChatMailbox,
   ChatRequests,
   ChatReceipts,
+  ChatRefreshTimer,
   ChatClient,
 ];

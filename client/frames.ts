@@ -133,6 +133,20 @@ export interface SyncedEvent {
   /** The id the next catch-up starts after. */
   last_message_id: number;
 }
+/**
+ * The game backend's own push (`chat.php`'s `{type: "chat_message", message}` through `/notify`),
+ * emitted as the `backend_chat_message` event. Its `message` comes from the backend's database:
+ * its ids are not this server's, so it takes no part in catch-up or deduplication.
+ */
+export interface BackendChatMessageFrame {
+  type: "chat_message";
+  message: {
+    message_id?: number | string;
+    sender_user_id: number | string;
+    recipient_user_id: number | string;
+    [field: string]: unknown;
+  };
+}
 /** Any frame, including event types pushed by the backend through `/notify`. */
 export interface UnknownFrame {
   type: string;
@@ -171,6 +185,7 @@ export interface ChatClientEvents {
   auth_error: AuthErrorFrame;
   /** Live and caught-up messages, each once (deduplicated by `message_id`). */
   chat_message: ChatMessageFrame & Partial<StoredMessage>;
+  backend_chat_message: BackendChatMessageFrame;
   message_sent: MessageSentFrame;
   typing: TypingFrame;
   presence: PresenceFrame;

@@ -65,6 +65,7 @@ export class ChatMailbox {
    */
   accept(message: ChatMessage & Partial<StoredMessage>, me: number, live: boolean): boolean {
     const id = message.message_id;
+    if (!Number.isSafeInteger(id) || id <= 0) return false;
     if (!live && this.#syncMax !== undefined) this.#syncMax = Math.max(this.#syncMax, id);
     if (live && this.#syncMax === undefined) this.#cursor = Math.max(this.#cursor ?? 0, id);
     if (this.#seen.has(id)) return false;

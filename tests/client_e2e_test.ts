@@ -235,3 +235,25 @@ e2eTest(
     assert.match(seen, /error: get_token_failed getToken failed: it returned no token string/);
   },
 );
+
+e2eTest("chat.php's push through /notify reaches the SDK as backend_chat_message", async (t) => {
+  const { client, seen } = clientFor(t, 2);
+  client.connect();
+  await client.once("synced");
+  const push = {
+    type: "chat_message",
+    message: { message_id: 41, sender_user_id: 1, recipient_user_id: 2, message_text: "a &amp; b" },
+  };
+  const received = client.once("backend_chat_message");
+  const res = await fetch(`${t.internalUrl}/notify`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${NOTIFY_SECRET}` },
+    body: JSON.stringify(push),
+  });
+  assert.equal(res.status, 202);
+  await res.body?.cancel();
+  assert.deepEqual(await received, push);
+  assert.deepEqual(seen.texts, []);
+  assert.equal(client.lastMessageId, 0, "the backend's ids do not move the catch-up cursor");
+  await client.close();
+});

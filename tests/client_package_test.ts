@@ -130,6 +130,7 @@ Deno.test("the packed SDK installs offline, chats under Node, type-checks, and c
       "dist/frames.d.ts",
       "dist/mailbox.d.ts",
       "dist/receipts.d.ts",
+      "dist/refresh.d.ts",
       "dist/requests.d.ts",
       "package.json",
     ]);

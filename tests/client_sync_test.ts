@@ -152,6 +152,37 @@ function sdkSuite(variant: string, sdk: Sdk): void {
   );
 
   fakeTest(
+    "the backend's {type, message} push is a backend_chat_message and leaves catch-up alone",
+    async (fake) => {
+      const { client, seen } = clientFor(fake, 1);
+      const pushes: ChatClientEvents["backend_chat_message"][] = [];
+      client.on("backend_chat_message", (f) => pushes.push(f));
+      client.connect();
+      await client.once("synced");
+      fake.store(2, 1, "stored", { live: false });
+      const push = {
+        type: "chat_message",
+        message: {
+          message_id: 9000,
+          sender_user_id: 2,
+          recipient_user_id: 1,
+          message_content: "x",
+        },
+      };
+      fake.push(1, push);
+      await eventually(() => pushes.length === 1, "push emitted");
+      assert.deepEqual(pushes[0], push);
+      assert.deepEqual(seen.texts, [], "not a chat_message event");
+      fake.cut(1);
+      await eventually(() => seen.synced.length === 2, "catch-up after the drop");
+      assert.deepEqual(seen.texts, ["stored"]);
+      const syncs = fake.received.filter((r) => r.frame.type === "sync").map((r) => r.frame);
+      assert.deepEqual(syncs, [{ type: "sync", after_message_id: 0, limit: 100 }]);
+      await client.close();
+    },
+  );
+
+  fakeTest(
     "history() returns pages newest first; scrolling back uses the smallest id",
     async (fake) => {
       for (let i = 1; i <= 5; i++) {

@@ -44,6 +44,8 @@ export interface FakeChatServer {
   beforeNextSync(hook: () => void): void;
   /** Cuts every connection of `userId` after the next message it sends is stored. */
   cutBeforeNextAck(userId: number): void;
+  /** Sends `frame` as it is to every connection of `userId` (what `/notify` does). */
+  push(userId: number, frame: Frame): void;
   /** Cuts every connection of `userId` (no `session_expired`: a network drop). */
   cut(userId: number): void;
   /** What `POST /disconnect` does: `session_expired`, then close 1008. */
@@ -263,6 +265,7 @@ export function startFakeChatServer(): FakeChatServer {
     refuseNext: (type, code) => void refusals.set(type, code),
     beforeNextSync: (hook) => void (syncHook = hook),
     cutBeforeNextAck: (userId) => void cutAfterStore.add(userId),
+    push: (userId, frame) => toUser(userId, frame),
     cut: (userId) => ofUser(userId).forEach((c) => c.ws.close(4999, "cut")),
     disconnect: (userId, reason) => ofUser(userId).forEach((c) => end(c, reason)),
     async close() {
