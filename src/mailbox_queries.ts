@@ -12,6 +12,7 @@
 
 import type { Sql } from "postgres";
 import type { DeliveredResult, MailboxSummary, MessagePage, MessageRecord } from "./repository.ts";
+import { UnavailableError } from "./repository.ts";
 
 /** Above every id (bigint's maximum): "the latest" for `history` without `before`. */
 const NO_UPPER_BOUND = "9223372036854775807";
@@ -120,38 +121,53 @@ export async function markRead(
   readerUserId: number,
   friendUserId: number,
   upToMessageId: number,
+  notAfter: Date,
 ): Promise<Date | undefined> {
-  const [row] = await sql<{ read_at: Date | null }[]>`
-    with changed as (
+  // `gate` is evaluated once (materialized): the update and the verdict agree.
+  const [row] = await sql<{ read_at: Date | null; in_time: boolean }[]>`
+    with gate as materialized (select clock_timestamp() < ${notAfter}::timestamptz as in_time),
+    changed as (
       update messages set is_read = true, read_at = now()
       where recipient_user_id = ${readerUserId} and sender_user_id = ${friendUserId}
         and message_id <= ${upToMessageId} and not is_read
+        and (select in_time from gate)
       returning read_at
     )
-    select max(read_at) as read_at from changed`;
-  return row?.read_at ?? undefined;
+    select max(read_at) as read_at, (select in_time from gate) as in_time from changed`;
+  if (row?.in_time !== true) throw new UnavailableError(LATE);
+  return row.read_at ?? undefined;
 }
 
 export async function markDelivered(
   sql: Sql,
   recipientUserId: number,
   messageId: number,
+  notAfter: Date,
 ): Promise<DeliveredResult> {
   // Two devices at once: the second waits for the first's row lock, then finds
   // `delivered_at` set and updates nothing; its snapshot still sees the row as its own.
-  const [row] = await sql<{ first_sender: string | null; mine: boolean }[]>`
-    with updated as (
+  const [row] = await sql<{ first_sender: string | null; mine: boolean; in_time: boolean }[]>`
+    with gate as materialized (select clock_timestamp() < ${notAfter}::timestamptz as in_time),
+    updated as (
       update messages set delivered_at = now()
       where message_id = ${messageId} and recipient_user_id = ${recipientUserId}
-        and delivered_at is null
+        and delivered_at is null and (select in_time from gate)
       returning sender_user_id
     )
     select (select sender_user_id::text from updated) as first_sender,
       exists (select 1 from messages
-              where message_id = ${messageId} and recipient_user_id = ${recipientUserId}) as mine`;
-  if (row?.first_sender != null) return { status: "first", senderUserId: Number(row.first_sender) };
-  return row?.mine ? { status: "already" } : { status: "not_recipient" };
+              where message_id = ${messageId} and recipient_user_id = ${recipientUserId}) as mine,
+      (select in_time from gate) as in_time`;
+  if (row?.in_time !== true) throw new UnavailableError(LATE);
+  if (row.first_sender != null) return { status: "first", senderUserId: Number(row.first_sender) };
+  return row.mine ? { status: "already" } : { status: "not_recipient" };
 }
+
+/**
+ * A receipt the database reached after its deadline changed nothing: the
+ * caller has answered (or is about to answer) `unavailable`.
+ */
+const LATE = "the database reached the receipt after its deadline";
 
 export async function inactiveUsers(sql: Sql, userIds: readonly number[]): Promise<number[]> {
   if (userIds.length === 0) return [];

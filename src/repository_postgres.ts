@@ -19,6 +19,7 @@ import type { Logger } from "./log.ts";
 import { errorMessage } from "./log.ts";
 import { migrate, pendingMigrations } from "./migrations.ts";
 import { MessageWriter } from "./message_writer.ts";
+import { DbClock } from "./db_clock.ts";
 import type {
   ChatRepository,
   DeliveredResult,
@@ -57,6 +58,8 @@ export class PostgresRepository implements ChatRepository {
   readonly #relations: TtlCache<string, Relation>;
   readonly #friends: TtlCache<number, readonly number[]>;
   readonly #writer: MessageWriter;
+  /** The database's clock, learnt from the writer's replies; receipts carry deadlines in it. */
+  readonly #clock = new DbClock();
   readonly #activeUsers: BatchLoader<number, boolean>;
   /** Keyed `sender:recipient`. */
   readonly #relationPairs: BatchLoader<string, Relation>;
@@ -125,6 +128,7 @@ export class PostgresRepository implements ChatRepository {
       options.statementTimeoutMs,
       (batch) => this.#deadline(batch),
       options.onBatch ?? (() => {}),
+      this.#clock,
     );
   }
 
@@ -200,12 +204,14 @@ export class PostgresRepository implements ChatRepository {
     Date | undefined
   > {
     return this.#deadline(() =>
-      mailbox.markRead(this.#sql, readerUserId, friendUserId, upToMessageId)
+      mailbox.markRead(this.#sql, readerUserId, friendUserId, upToMessageId, this.#notAfter())
     );
   }
 
   markDelivered(recipientUserId: number, messageId: number): Promise<DeliveredResult> {
-    return this.#deadline(() => mailbox.markDelivered(this.#sql, recipientUserId, messageId));
+    return this.#deadline(() =>
+      mailbox.markDelivered(this.#sql, recipientUserId, messageId, this.#notAfter())
+    );
   }
 
   inactiveUsers(userIds: readonly number[]): Promise<number[]> {
@@ -231,6 +237,15 @@ export class PostgresRepository implements ChatRepository {
    * `UnavailableError`. The margin over the statement timeout lets a batch
    * the database reached in time commit and answer before it is given up.
    */
+  /**
+   * The instant, in the database's clock, after which a receipt update must
+   * change nothing: a statement queued behind a dead connection and sent
+   * after the caller was answered `unavailable` marks nothing read or delivered.
+   */
+  #notAfter(): Date {
+    return this.#clock.after(this.#timeoutMs);
+  }
+
   #deadline<T>(work: () => Promise<T>, ms = this.#timeoutMs + DEADLINE_MARGIN_MS): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
