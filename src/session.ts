@@ -83,6 +83,8 @@ export class Session implements Peer, WsHandlers {
   /** Stores queued and not yet answered. */
   readonly #inFlight = new Set<Promise<void>>();
   #draining = false;
+  /** We sent a close frame: frames from the peer are no longer handled. */
+  #closing = false;
   readonly #rates: ConnectionRates;
 
   constructor(private readonly conn: WsConnection, readonly ctx: SessionContext) {
@@ -122,7 +124,7 @@ export class Session implements Peer, WsHandlers {
   }
 
   onText(text: string): void {
-    if (this.#state === "closed") return;
+    if (this.#state === "closed" || this.#closing) return;
     if (!this.#rates.frames.take()) {
       this.ctx.metrics.frameIn("refused");
       this.refuse("rate_limited", "Too many frames", undefined, this.#rates.frameAbuse);
@@ -137,7 +139,7 @@ export class Session implements Peer, WsHandlers {
   }
 
   onBinary(): void {
-    if (this.#state === "closed") return;
+    if (this.#state === "closed" || this.#closing) return;
     this.ctx.metrics.frameIn("binary");
     if (!this.#rates.frames.take()) {
       this.refuse("rate_limited", "Too many frames", undefined, this.#rates.frameAbuse);
@@ -187,6 +189,8 @@ export class Session implements Peer, WsHandlers {
 
   close(code: number, reason: string): void {
     if (this.#state === "closed") return;
+    // Whatever the peer sends after our close frame is not answered (RFC 6455 §5.5.1).
+    this.#closing = true;
     this.conn.close(code, reason);
   }
 

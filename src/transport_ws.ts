@@ -72,6 +72,9 @@ function rawText(data: RawData): string {
  */
 const PROTOCOL_ERROR_GRACE_MS = 1000;
 
+/** How long a peer we close (policy, expiry, shutdown) has to answer our close frame. */
+const CLOSE_HANDSHAKE_MS = 2000;
+
 /**
  * What happens once `ws` has refused a message (1009, 1002, 1007, 1008): no
  * further byte is read, the close frame goes out, the write side is ended
@@ -196,7 +199,14 @@ export const wsTransport: Transport = async (options) => {
         }
         ws.send(text);
       },
-      close: (code, reason) => ws.close(code, reason),
+      close: (code, reason) => {
+        if (ws.readyState !== ws.OPEN) return;
+        ws.close(code, reason);
+        // ws would wait 30 s for the peer's close frame, reading (and handing us)
+        // whatever it keeps sending meanwhile; a peer we closed gets a short grace.
+        const cut = setTimeout(() => ws.terminate(), CLOSE_HANDSHAKE_MS);
+        ws.once("close", () => clearTimeout(cut));
+      },
       terminate: () => ws.terminate(),
       get bufferedAmount() {
         return ws.bufferedAmount;

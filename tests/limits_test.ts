@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 // @ts-types="npm:@types/ws@^8.18.1"
 import { WebSocket as NodeWebSocket } from "ws";
 import { startTestServer, type TestServer } from "./support/server.ts";
+import { RawWs } from "./raw_ws.ts";
 
 function limitTest(
   name: string,
@@ -288,3 +289,41 @@ limitTest("a reader that stops reading is closed as a slow consumer while others
     raw.close();
   }
 });
+
+limitTest(
+  "a peer that keeps sending after the server closed it is answered nothing more and dropped within seconds",
+  {},
+  async (t) => {
+    const raw = await RawWs.connect(t.server.publicPort, "/ws");
+    const text = (value: unknown) => ({
+      opcode: 1,
+      payload: new TextEncoder().encode(JSON.stringify(value)),
+    });
+    try {
+      for (let i = 0; i < 5; i++) {
+        await raw.send(text({ type: "authenticate", auth_token: `1:${i}:bad` }));
+      }
+      assert.equal(await raw.readClose(), 1008);
+      // It never answers our close frame and goes on sending: the server must
+      // not wait the 30 s ws would, nor read and answer the frames meanwhile.
+      const started = Date.now();
+      let ended = false;
+      const end = (async () => {
+        const buf = new Uint8Array(4096);
+        try {
+          while ((await raw.conn.read(buf)) !== null) { /* nothing is expected */ }
+        } catch { /* reset: ended as well */ }
+        ended = true;
+      })();
+      while (!ended && Date.now() - started < 20_000) {
+        await raw.send(text({ type: "ping" })).catch(() => {});
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      await end;
+      const seconds = (Date.now() - started) / 1000;
+      assert.ok(seconds < 12, `still connected ${seconds.toFixed(1)} s after the close frame`);
+    } finally {
+      raw.close();
+    }
+  },
+);
