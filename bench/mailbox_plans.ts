@@ -9,7 +9,7 @@
  *
  *   deno run -A bench/mailbox_plans.ts [rows=1000000] [mailbox=100000]
  *
- * The output is Markdown; docs/query-plans.md holds a run of it.
+ * The output is Markdown; the "Query plans" section of docs/protocol.md holds a run of it.
  */
 
 import postgres, { type Sql } from "postgres";

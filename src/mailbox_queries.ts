@@ -5,7 +5,7 @@
  * of a postgres.js client. `repository_postgres.ts` wraps each in its deadline.
  *
  * Each query is an index scan for a user with millions of messages (the
- * indexes are in `migrations.ts`, the plans in docs/query-plans.md):
+ * indexes are in `migrations.ts`, the plans in the "Query plans" section of docs/protocol.md):
  * "to or from a user" is two ordered scans, one per direction, merged and cut
  * to the limit; the unread counts scan a partial index of unread rows only.
  */

@@ -104,7 +104,7 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     // v1.1: receipts, and the indexes that keep sync, history, unread counts and
-    // read index scans for a user with millions of messages (docs/query-plans.md).
+    // read index scans for a user with millions of messages (docs/protocol.md, "Query plans").
     version: 2,
     name: "delivered_at and mailbox indexes",
     sql: addColumn("messages", "delivered_at", "timestamptz"),
