@@ -53,12 +53,8 @@ export function internalApp(deps: InternalDeps): Hono {
       "content-type": "text/plain; version=0.0.4; charset=utf-8",
     }));
   app.post("/notify", async (c) => {
-    if (deps.notifySecret === undefined) return c.json({ error: "Not found" }, 404);
-    const header = c.req.header("authorization") ?? "";
-    const given = header.startsWith("Bearer ") ? header.slice(7) : "";
-    if (!(await secretsEqual(given, deps.notifySecret))) {
-      return c.json({ error: "Unauthorized" }, 401);
-    }
+    const denied = await bearerDenied(c.req.header("authorization"), deps.notifySecret);
+    if (denied !== undefined) return c.json({ error: denied.error }, denied.status);
     const limit = MAX_NOTIFY_USERS * 20 + deps.maxFrameBytes + 1024;
     const text = await c.req.text();
     if (new TextEncoder().encode(text).length > limit) {
