@@ -176,14 +176,18 @@ function parseChatMessage(
   if (typeof value.message_text !== "string") {
     return fail("invalid_field", "message_text must be a string");
   }
-  if (value.client_message_id !== undefined) {
+  if (!isAbsent(value.client_message_id)) {
     const length = cmid === undefined ? 0 : codePoints(cmid);
     if (length < 1 || length > MAX_CLIENT_MESSAGE_ID_CHARS) {
       return fail("invalid_field", "client_message_id must be a string of 1-64 characters");
     }
+    // Stored beside the text: the same characters Postgres cannot hold are refused.
+    if (!storable(cmid!)) {
+      return fail("invalid_field", "client_message_id contains characters that cannot be stored");
+    }
   }
   const messageText = value.message_text.trim();
-  if (messageText.includes("\u0000") || LONE_SURROGATE.test(messageText)) {
+  if (!storable(messageText)) {
     return fail("invalid_field", "message_text contains characters that cannot be stored");
   }
   const length = codePoints(messageText);
@@ -202,10 +206,11 @@ function parseTyping(value: Record<string, unknown>): TypingFrame | FrameError {
   if (recipientUserId === undefined) {
     return frameError("invalid_field", "recipient_user_id must be a positive integer", "typing");
   }
-  if (value.is_typing !== undefined && typeof value.is_typing !== "boolean") {
+  const isTyping = isAbsent(value.is_typing) ? true : value.is_typing;
+  if (typeof isTyping !== "boolean") {
     return frameError("invalid_field", "is_typing must be a boolean", "typing");
   }
-  return { type: "typing", recipientUserId, isTyping: value.is_typing ?? true };
+  return { type: "typing", recipientUserId, isTyping };
 }
 
 /** Limits of the paged frames (PROTOCOL.md, "Catch-up, history, unread, receipts"). */
@@ -310,6 +315,11 @@ function frameError(
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** Whether Postgres `text` can hold `text` as sent: no NUL, no lone surrogate. */
+function storable(text: string): boolean {
+  return !text.includes("\u0000") && !LONE_SURROGATE.test(text);
 }
 
 function isAbsent(value: unknown): boolean {

@@ -124,6 +124,20 @@ Deno.test("edge values of fields are refused with the documented codes", () => {
   assert.equal(code(chat({ recipient_user_id: null, message_text: "x" })), "missing_fields");
   assert.equal(code(parseClientFrame("[".repeat(16 * 1024), limits)), "invalid_json");
   assert.equal(code(parseClientFrame('{"type":"ping","__proto__":{"type":"x"}}', limits)), "ping");
+  // A client_message_id is stored beside the text: what Postgres cannot hold is refused here,
+  // before it can fail the batch it would share with other users' messages.
+  const cmid = (id: unknown) =>
+    chat({ recipient_user_id: 2, message_text: "x", client_message_id: id });
+  assert.equal(code(cmid("a\u0000b")), "invalid_field");
+  assert.equal(code(cmid("x\ud800")), "invalid_field");
+  assert.equal(code(cmid("pair \ud83d\udc09")), "chat_message");
+  const absent = cmid(null);
+  assert.ok(absent.type === "chat_message" && absent.clientMessageId === undefined);
+  const typing = parseClientFrame(
+    JSON.stringify({ type: "typing", recipient_user_id: 2, is_typing: null }),
+    limits,
+  );
+  assert.ok(typing.type === "typing" && typing.isTyping === true, "null is_typing is absent");
   const withCmid = chat({ recipient_user_id: 2, client_message_id: "c9" });
   assert.ok(withCmid.type === "error" && withCmid.clientMessageId === "c9");
 });
