@@ -80,9 +80,15 @@ export async function insertRows(
     union all
     select 'existing', m.message_id::text, m.sender_user_id::text, m.recipient_user_id::text,
            m.message_text, m.client_message_id, m.sent_at, null
-    from messages m
-    where (m.sender_user_id, m.client_message_id) in
-          (select sender, cmid from input where in_time and cmid is not null)
+    from input
+    -- One probe of the unique key per message: a lateral join with a limit cannot
+    -- become a hash join over the whole table, whatever the statistics say.
+    cross join lateral (
+      select * from messages m
+      where m.sender_user_id = input.sender and m.client_message_id = input.cmid
+      limit 1
+    ) m
+    where input.in_time and input.cmid is not null
     union all
     select 'clock', null, null, null, null, null, clock_timestamp(), (select in_time from locked)`;
   const clock = rows.find((row) => row.kind === "clock");
