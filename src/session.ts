@@ -145,7 +145,12 @@ export class Session implements Peer, WsHandlers {
       this.refuse("rate_limited", "Too many frames", undefined, this.#rates.frameAbuse);
       return;
     }
-    this.sendError("invalid_frame", "Invalid message format", undefined);
+    // Answered in turn, after the frames received before it.
+    this.#chain = this.#chain.then(() => {
+      if (this.#state !== "closed") {
+        this.sendError("invalid_frame", "Invalid message format", undefined);
+      }
+    });
   }
 
   onClose(code: number): void {
