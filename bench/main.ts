@@ -139,15 +139,15 @@ function parseOptions(args: string[]): Options {
   const duration = flags.has("duration") ? int("duration", 10, 1, 120) * 1000 : undefined;
   return {
     quick,
-    runs: int("runs", 3, 1, 20),
+    runs: int("runs", quick ? 1 : 3, 1, 20),
     workers: int("workers", 1, 1, 8),
     only,
     targets,
     rates,
     warmupMs: quick ? 500 : 1000,
-    throughputMs: duration ?? (quick ? 3000 : 8000),
-    ceilingMs: duration ?? (quick ? 3000 : 5000),
-    openLoopMs: (rate) => duration ?? (quick ? 3000 : rate < 1000 ? 8000 : 6000),
+    throughputMs: duration ?? (quick ? 2000 : 8000),
+    ceilingMs: duration ?? (quick ? 2000 : 4000),
+    openLoopMs: (rate) => duration ?? (quick ? 2000 : rate < 1000 ? 6000 : 5000),
     connections: int("connections", quick ? 3000 : 10_000, 10, 10_000),
     pairs: 100,
     window: 32,
@@ -412,7 +412,7 @@ async function main(): Promise<number> {
       const profiled = await startTarget(kind, { ...startOpts, cpuProfDir: dir });
       let run: ThroughputResult;
       try {
-        run = await throughputRun(ctx(), profiled, throughputOpts(opts.throughputMs));
+        run = await throughputRun(ctx(), profiled, throughputOpts(opts.ceilingMs));
       } finally {
         await stopTarget(profiled);
       }

@@ -335,6 +335,44 @@ function serverViewTable(r: Results): string {
   ], rows);
 }
 
+/**
+ * Where a message's time goes on the server, from means: the generator's send→`message_sent`,
+ * the server's accepted→acknowledged (after the checks, before the fan-out) and its batch
+ * commit. What the server cannot see from inside is the difference.
+ */
+function breakdownTable(r: Results): string {
+  const rows: string[][] = [];
+  const loads: [string, LatencyResult[] | undefined][] = Object.entries(r.openloop ?? {}).map((
+    [rate, runs],
+  ) => [`${Number(rate).toLocaleString("en-US")}/s`, runs.server]);
+  for (const [name, runs] of loads) {
+    if (!runs?.length) continue;
+    const m = (pick: (x: LatencyResult) => number) => med(runs, pick).median;
+    const sendAck = m((x) => x.ack.mean);
+    const acceptAck = m((x) => x.server?.ackMsMean ?? NaN);
+    const commit = m((x) => x.server?.commitMsMean ?? NaN);
+    rows.push([
+      name,
+      fmt(m((x) => x.recipient.mean)),
+      fmt(sendAck),
+      fmt(sendAck - acceptAck),
+      fmt(acceptAck - commit),
+      fmt(commit),
+      fmt(m((x) => x.server?.batchRowsMean ?? NaN)),
+    ]);
+  }
+  if (rows.length === 0) return "";
+  return tableOf([
+    "open-loop rate",
+    "send→recipient mean ms",
+    "send→message_sent mean ms",
+    "outside the store: loopback, receive, parse, checks, answer (ms)",
+    "queued for a batch (accept→ack − commit) ms",
+    "batch insert + commit mean ms",
+    "rows per batch",
+  ], rows);
+}
+
 /** Issue 10's fast-path targets, each met or not, with the figure. */
 function targetsTable(r: Results): string {
   const rows: string[][] = [];
@@ -465,6 +503,7 @@ export function markdown(meta: Record<string, unknown>, results: Results): strin
       capacityTable(results),
     ),
     ...section("The server's own view (`/metrics`)", serverViewTable(results)),
+    ...section("Where a message's time goes (means, our server)", breakdownTable(results)),
     ...section("Issue 10's targets", targetsTable(results)),
     profileSection(results.profile),
     explainSection(results.explain),
