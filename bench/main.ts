@@ -157,7 +157,7 @@ function parseOptions(args: string[]): Options {
 }
 
 /** The hard stop: well past the budget something is wrong; clean up and fail. */
-const WATCHDOG_MS = 15 * 60_000;
+const WATCHDOG_MS = 20 * 60_000;
 /** Generator processes in the ceiling runs: adding one must not raise the measured rate. */
 const CEILING_WORKERS = [1, 2];
 /** With pinning: the targets on the first core, generators (and this process) on the rest. */
