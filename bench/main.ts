@@ -12,7 +12,7 @@
  * on every exit path.
  *
  * Flags: `--quick`, `--runs=N`, `--workers=N`,
- * `--only=ceiling,throughput,openloop,cluster,capacity,profile,explain`
+ * `--only=ceiling,throughput,openloop,breakdown,cluster,capacity,profile,explain`
  * (`cluster` adds two server nodes on Redis to the throughput runs),
  * `--targets=server,relay,node`, `--rates=100,1000,5000`, `--duration=S`,
  * `--connections=N`, `--pin=auto|off`, `--out=NAME`.
@@ -37,6 +37,7 @@ import {
   type CapacityResult,
   capacityRun,
   latencyRun,
+  readTrace,
   type RunContext,
   type ThroughputResult,
   throughputRun,
@@ -54,6 +55,7 @@ const SCENARIOS = [
   "ceiling",
   "throughput",
   "openloop",
+  "breakdown",
   "cluster",
   "capacity",
   "profile",
@@ -389,6 +391,29 @@ async function main(): Promise<number> {
     if (problems.count > 0) {
       log(`${kind} logged ${problems.count} warnings/errors, last: ${problems.last.join(" ")}`);
     }
+  }
+
+  if (opts.only.has("breakdown") && targets.includes("server")) {
+    // The open loop once more per rate against `traced_server.ts`: where a message's time goes.
+    const breakdown: Record<string, unknown> = {};
+    for (const rate of opts.rates) {
+      const trace = `${logDir}/trace-${rate}.txt`;
+      const traced = await startTarget("server", { ...startOpts, trace });
+      let latency;
+      try {
+        latency = await latencyRun(ctx(), traced, {
+          pairs: opts.pairs,
+          ratePerS: rate,
+          warmupMs: opts.warmupMs,
+          durationMs: opts.openLoopMs(rate),
+        });
+      } finally {
+        await stopTarget(traced); // the trace is complete once the server has exited
+      }
+      breakdown[`${rate}`] = { latency, trace: await readTrace(trace, latency.t1, latency.t2) };
+      log(`breakdown at ${rate}/s done`);
+    }
+    results.breakdown = breakdown;
   }
 
   if (opts.only.has("capacity")) {

@@ -245,6 +245,9 @@ export async function throughputRun(
 
 export interface LatencyResult {
   offeredPerS: number;
+  /** The measured window: messages scheduled in [t1, t2). */
+  t1: number;
+  t2: number;
   sentPerS: number;
   recipient: ReturnType<typeof latencySummary>;
   ack: ReturnType<typeof latencySummary>;
@@ -285,6 +288,8 @@ export async function latencyRun(
     const all = (pick: (x: LatencyReply) => number[]) => r.flatMap(pick);
     return {
       offeredPerS: o.ratePerS,
+      t1,
+      t2,
       sentPerS: round(r.reduce((s, x) => s + x.sent, 0) / ((o.warmupMs + o.durationMs) / 1000), 0),
       recipient: latencySummary(all((x) => x.recipient)),
       ack: latencySummary(all((x) => x.ack)),
@@ -407,4 +412,30 @@ export async function capacityRun(
   } finally {
     inspector?.close();
   }
+}
+
+/** One message's trace from `traced_server.ts`: send→stored and stored→committed (ms). */
+export interface TraceSummary {
+  messages: number;
+  /** Generator send → handed to storage: loopback, receive, parse, every check. */
+  sentToStored: ReturnType<typeof latencySummary>;
+  /** Handed to storage → committed and answered: queue wait, insert, commit, earlier batches. */
+  storedToCommitted: ReturnType<typeof latencySummary>;
+}
+
+/** Reads a trace file, keeping the messages scheduled in [t1, t2). */
+export async function readTrace(path: string, t1: number, t2: number): Promise<TraceSummary> {
+  const a: number[] = [];
+  const b: number[] = [];
+  for (const line of (await Deno.readTextFile(path)).split("\n")) {
+    const [s, x, y] = line.split(" ").map(Number);
+    if (s === undefined || !(s >= t1 && s < t2) || x === undefined || y === undefined) continue;
+    a.push(x);
+    b.push(y);
+  }
+  return {
+    messages: a.length,
+    sentToStored: latencySummary(a),
+    storedToCommitted: latencySummary(b),
+  };
 }

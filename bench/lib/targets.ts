@@ -29,6 +29,7 @@ export interface Target {
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const RELAY = new URL("../relay.ts", import.meta.url).pathname;
 const NODE_RELAY = new URL("../node_relay.mjs", import.meta.url).pathname;
+const TRACED = new URL("../traced_server.ts", import.meta.url).pathname;
 
 /**
  * Limits raised for the benchmark, and only through env: the load is
@@ -87,6 +88,8 @@ export interface StartOptions {
   inspect?: boolean | undefined;
   /** CPU list every process of the target is pinned to (`taskset -c`). */
   cpus?: string | undefined;
+  /** For `server`: run `traced_server.ts`, writing its per-message trace to this file. */
+  trace?: string | undefined;
 }
 
 let started = 0;
@@ -114,10 +117,15 @@ async function startProcess(
         "--allow-env",
         "--allow-read",
         "--allow-sys",
+        ...(options.trace ? [`--allow-write=${options.trace}`] : []),
         ...debugFlags(options),
-        MAIN,
+        options.trace ? TRACED : MAIN,
       ],
-      env: { ...serverEnv(options.secret, options.databaseUrl), ...env },
+      env: {
+        ...serverEnv(options.secret, options.databaseUrl),
+        ...env,
+        ...(options.trace ? { BENCH_TRACE_FILE: options.trace } : {}),
+      },
       logPath,
       cpus: options.cpus,
     })
