@@ -3,32 +3,42 @@
  * Group commit: messages queued while earlier batches are being written go
  * to the database together in the next statement, so the batch size follows
  * the load (1 when idle, up to `MAX_BATCH` under pressure) with no timer.
- * Up to `MAX_IN_FLIGHT` batches are written at once, so one batch's commit
- * (its WAL flush) does not hold up the next.
+ *
+ * Every insert into `messages` waits for one lock (ids in commit order,
+ * migration 3), so batches commit one after another whatever we do. The
+ * writer therefore keeps its batches on one connection of its own and
+ * pipelines up to `MAX_IN_FLIGHT` of them there: the next batch is already
+ * at the database when the previous one commits (no round trip between
+ * them), the database runs them in the order sent (so batches get
+ * increasing ids in queue order and one connection's messages get increasing
+ * ids), and the rest of the queue gathers into a larger next batch rather
+ * than many small ones waiting on the lock.
  *
  * Guarantees: each `store` resolves only after its row is committed, with
- * its own `message_id` and `sent_at`, or rejects (then nothing of it was
- * acknowledged). Ids are taken from blocks reserved from the table's
- * sequence, in queue order, and batches are answered in queue order, so the
- * messages of one connection get increasing ids and are acknowledged and
- * delivered in the order sent, whichever batch commits first.
+ * its own `message_id` and `sent_at`, or rejects (then its row was not
+ * committed); batches are answered in queue order. What each row of a batch
+ * gets is its own outcome (`message_insert.ts`).
  *
  * A batch carries the instant after which the caller will have given up on
- * it (`timeoutMs` from its start). The database inserts only the rows it
- * reaches before then, so a statement held up by a frozen network and
- * delivered late stores nothing that was already answered `unavailable`.
- * The caller's own deadline is later by a margin that covers the commit and
- * the reply (see `repository_postgres.ts`).
+ * it, `timeoutMs` from its start, in the database's clock (`db_clock.ts`):
+ * the database inserts nothing it gets to later, so a statement held up by a
+ * frozen network and delivered late stores nothing that was already answered
+ * `unavailable`. The caller's own deadline is later by a margin that covers
+ * the commit and the reply (see `repository_postgres.ts`).
+ *
+ * After a failed batch the connection is replaced, once every batch still out
+ * on it has settled (so the order above holds across the switch). Nothing is
+ * retried here: a failure rejects that batch, and the next batch is sent only
+ * when there are messages to send.
  */
 
 import type { Sql } from "postgres";
-import type { NewMessage, StoredMessage, StoreResult } from "./repository.ts";
-import { UnavailableError } from "./repository.ts";
+import type { NewMessage, StoreResult } from "./repository.ts";
+import { DbClock } from "./db_clock.ts";
+import { insertRows, lookUpOriginals, outcomesOf } from "./message_insert.ts";
 
 const MAX_BATCH = 256;
-const MAX_IN_FLIGHT = 3;
-/** Ids reserved from the sequence per round trip (unused ones are gaps, as sequences allow). */
-const ID_BLOCK = 1024;
+const MAX_IN_FLIGHT = 2;
 
 interface Pending {
   message: NewMessage;
@@ -36,43 +46,51 @@ interface Pending {
   reject(err: unknown): void;
 }
 
-interface InsertedRow {
-  message_id: string;
-  sent_at: Date | null;
-  in_time: boolean;
-}
-
-interface ExistingRow {
-  message_id: string;
-  sender_user_id: string;
-  recipient_user_id: string;
-  message_text: string;
-  sent_at: Date;
-  client_message_id: string;
+/** The writer's connection and the batches still out on it. */
+interface Line {
+  sql: Sql;
+  /**
+   * Its first query, reading the database's clock. Queries with array
+   * parameters wait for it: postgres.js serialises them wrongly when they are
+   * built before a new client has fetched the array types.
+   */
+  ready: Promise<void>;
+  inFlight: number;
+  /** A batch on it failed: no new batch goes on it; it closes once empty. */
+  retired: boolean;
 }
 
 export class MessageWriter {
   #queue: Pending[] = [];
   #scheduled = false;
-  #inFlight = 0;
-  /** Reserved ids, ascending, not yet given to a message. */
-  #ids: number[] = [];
-  #reserving: Promise<void> | undefined;
+  #line: Line;
+  #lines = new Set<Line>();
+  readonly #clock: DbClock;
   /** Settles when the last started batch has been answered (answers go in order). */
   #answered: Promise<void> = Promise.resolve();
   #idleWaiters: (() => void)[] = [];
 
   constructor(
-    private readonly sql: Sql,
-    /** The `messages.message_id` sequence, resolved once at start. */
-    private readonly sequence: string,
-    /** How long the database may take to reach a batch's insert. */
+    /** Opens the writer's own single connection (statement timeout set). */
+    private readonly connect: () => Sql,
+    /** Pool for the look-up of originals the insert could not see. */
+    private readonly pool: Sql,
+    /** How long the database may take to get to a batch's insert. */
     private readonly timeoutMs: number,
     /** Wraps one round trip with the caller's (later) deadline. */
     private readonly deadline: <T>(work: () => Promise<T>) => Promise<T>,
     /** Told of every committed batch: its size and how long it took. */
     private readonly onBatch: (size: number, ms: number) => void,
-  ) {}
+    clock: DbClock = new DbClock(),
+  ) {
+    this.#clock = clock;
+    this.#line = this.#open();
+  }
+
+  /** Resolves once the first connection has answered (the first batch needs the clock). */
+  start(): Promise<void> {
+    return this.#line.ready;
+  }
 
   /** Queues a message; resolves once it is committed. */
   store(message: NewMessage): Promise<StoreResult> {
@@ -90,35 +108,77 @@ export class MessageWriter {
 
   /** Resolves when everything queued so far is committed or rejected. */
   async drain(): Promise<void> {
-    while (this.#queue.length > 0 || this.#inFlight > 0 || this.#reserving !== undefined) {
+    while (this.#queue.length > 0 || this.#busy()) {
       await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
     }
   }
 
-  /** Starts batches while there is room, each with ids taken in queue order. */
-  #pump(): void {
-    while (this.#inFlight < MAX_IN_FLIGHT && this.#queue.length > 0) {
-      const size = Math.min(MAX_BATCH, this.#queue.length);
-      if (this.#ids.length < size) return this.#reserve();
-      const batch = this.#queue.splice(0, size);
-      const ids = this.#ids.splice(0, size);
-      this.#start(batch, ids);
-    }
-    if (this.#ids.length < ID_BLOCK / 2) this.#reserve(); // refill ahead of need
-    this.#wakeIfIdle();
+  /** Drains, then closes the connections. */
+  async close(): Promise<void> {
+    await this.drain();
+    await Promise.all([...this.#lines].map((line) => line.sql.end({ timeout: 5 })));
   }
 
-  #start(batch: Pending[], ids: number[]): void {
-    this.#inFlight++;
+  #open(): Line {
+    const sql = this.connect();
+    const ready = sql<{ now: Date }[]>`select clock_timestamp() as now`.then(([row]) => {
+      this.#clock.observe(row!.now);
+    });
+    ready.catch(() => {}); // a failure reaches the first batch, which awaits it
+    const line = { sql, ready, inFlight: 0, retired: false };
+    this.#lines.add(line);
+    return line;
+  }
+
+  #busy(): boolean {
+    return [...this.#lines].some((line) => line.inFlight > 0);
+  }
+
+  /** Starts batches while the line has room; swaps a retired line once it is empty. */
+  #pump(): void {
+    if (this.#line.retired) {
+      if (this.#line.inFlight > 0) return; // its batches settle first: ids stay in queue order
+      this.#close(this.#line);
+      this.#line = this.#open();
+    }
+    while (this.#line.inFlight < MAX_IN_FLIGHT && this.#queue.length > 0) {
+      this.#start(this.#queue.splice(0, Math.min(MAX_BATCH, this.#queue.length)));
+    }
+    if (this.#queue.length === 0 && !this.#busy()) {
+      for (const wake of this.#idleWaiters.splice(0)) wake();
+    }
+  }
+
+  #close(line: Line): void {
+    this.#lines.delete(line);
+    line.sql.end({ timeout: 0 }).catch(() => {});
+  }
+
+  #start(batch: Pending[]): void {
+    const line = this.#line;
+    line.inFlight++;
     const previous = this.#answered;
     const answered = Promise.withResolvers<void>();
     this.#answered = answered.promise;
     const started = performance.now();
-    const insertBefore = new Date(Date.now() + this.timeoutMs);
-    const written = this.deadline(() =>
-      this.#write(batch.map((p) => p.message), ids, insertBefore)
-    );
-    written.then(() => this.onBatch(batch.length, performance.now() - started), () => {});
+    const messages = batch.map((p) => p.message);
+    const insertBefore = this.#clock.after(this.timeoutMs);
+    const insert = this.deadline(async () => {
+      await line.ready;
+      return await insertRows(line.sql, messages, insertBefore);
+    });
+    insert.catch(() => line.retired = true);
+    const written = insert.then((inserted) => {
+      if (inserted.dbNow !== undefined) this.#clock.observe(inserted.dbNow);
+      this.onBatch(batch.length, performance.now() - started);
+      // The look-up of originals has a deadline of its own: committed rows are
+      // answered by the insert alone, whatever happens to it.
+      return outcomesOf(
+        messages,
+        inserted,
+        (keys) => this.deadline(() => lookUpOriginals(this.pool, keys)),
+      );
+    });
     // Answer only after every earlier batch is answered: delivery keeps queue order.
     Promise.allSettled([written, previous]).then(([result]) => {
       if (result.status === "rejected") {
@@ -131,110 +191,9 @@ export class MessageWriter {
         });
       }
       answered.resolve();
-      this.#inFlight--;
+      line.inFlight--;
+      if (line !== this.#line && line.inFlight === 0) this.#close(line);
       this.#pump();
     });
-  }
-
-  /** Reserves a block of ids; a failure rejects what is queued (nothing of it was stored). */
-  #reserve(): void {
-    if (this.#reserving !== undefined) return;
-    const need = Math.max(ID_BLOCK, Math.min(MAX_BATCH, this.#queue.length));
-    this.#reserving = this.deadline(async () => {
-      const rows = await this.sql<{ id: string }[]>`
-        select nextval(${this.sequence}::regclass)::text as id from generate_series(1, ${need})`;
-      const ids = rows.map((row) => Number(row.id)).sort((a, b) => a - b);
-      this.#ids.push(...ids);
-    }).catch((err) => {
-      for (const pending of this.#queue.splice(0)) pending.reject(err);
-    }).finally(() => {
-      this.#reserving = undefined;
-      this.#pump();
-    });
-  }
-
-  #wakeIfIdle(): void {
-    if (this.#queue.length > 0 || this.#inFlight > 0 || this.#reserving !== undefined) return;
-    for (const wake of this.#idleWaiters.splice(0)) wake();
-  }
-
-  /** Inserts a batch in one statement; rows that hit the dedup key are answered by the original. */
-  async #write(
-    messages: NewMessage[],
-    ids: number[],
-    insertBefore: Date,
-  ): Promise<(StoreResult | Error)[]> {
-    const sql = this.sql;
-    // `input` is materialised (clock_timestamp is volatile), so the insert and
-    // the answer see the same rows and the same verdict on the deadline.
-    const rows = await sql<InsertedRow[]>`
-      with input as materialized (
-        select t.*, clock_timestamp() < ${insertBefore}::timestamptz as in_time
-        from unnest(
-          ${sql.array(ids)}::bigint[],
-          ${sql.array(messages.map((m) => m.senderUserId))}::bigint[],
-          ${sql.array(messages.map((m) => m.recipientUserId))}::bigint[],
-          ${sql.array(messages.map((m) => m.messageText))}::text[],
-          ${sql.array(messages.map((m) => m.clientMessageId ?? null))}::text[]
-        ) as t(id, sender, recipient, body, cmid)
-      ), inserted as (
-        insert into messages (message_id, sender_user_id, recipient_user_id, message_text, client_message_id)
-        select id, sender, recipient, body, cmid from input where in_time
-        on conflict (sender_user_id, client_message_id) do nothing
-        returning message_id, sent_at
-      )
-      select input.id::text as message_id, inserted.sent_at, input.in_time
-      from input left join inserted on inserted.message_id = input.id`;
-    const index = new Map(ids.map((id, i) => [id, i]));
-    const results: (StoreResult | Error)[] = new Array(messages.length);
-    const duplicates: number[] = [];
-    for (const row of rows) {
-      const i = index.get(Number(row.message_id))!;
-      const message = messages[i]!;
-      if (!row.in_time) {
-        results[i] = new UnavailableError("the database reached the insert after its deadline");
-      } else if (row.sent_at === null) {
-        duplicates.push(i);
-      } else {
-        results[i] = {
-          message: { messageId: ids[i]!, ...message, sentAt: row.sent_at },
-          duplicate: false,
-        };
-      }
-    }
-    if (duplicates.length > 0) {
-      const originals = await this.#originals(duplicates.map((i) => messages[i]!));
-      for (const i of duplicates) {
-        const message = messages[i]!;
-        const original = originals.get(`${message.senderUserId}:${message.clientMessageId}`);
-        if (original === undefined) throw new Error("deduplicated message has no original row");
-        results[i] = { message: original, duplicate: true };
-      }
-    }
-    return results;
-  }
-
-  async #originals(messages: NewMessage[]): Promise<Map<string, StoredMessage>> {
-    const sql = this.sql;
-    const rows = await sql<ExistingRow[]>`
-      select m.message_id, m.sender_user_id, m.recipient_user_id, m.message_text, m.sent_at,
-             m.client_message_id
-      from unnest(
-        ${sql.array(messages.map((m) => m.senderUserId))}::bigint[],
-        ${sql.array(messages.map((m) => m.clientMessageId ?? ""))}::text[]
-      ) as k(sender, cmid)
-      join messages m on m.sender_user_id = k.sender and m.client_message_id = k.cmid`;
-    const byKey = new Map<string, StoredMessage>();
-    for (const row of rows) {
-      byKey.set(`${row.sender_user_id}:${row.client_message_id}`, {
-        messageId: Number(row.message_id),
-        senderUserId: Number(row.sender_user_id),
-        recipientUserId: Number(row.recipient_user_id),
-        messageText: row.message_text,
-        sentAt: row.sent_at,
-        clientMessageId: row.client_message_id,
-      });
-    }
-    return byKey;
   }
 }

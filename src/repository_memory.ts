@@ -2,7 +2,8 @@
  * @module repository_memory
  * An in-memory `ChatRepository` for unit tests and the contract suite. It
  * keeps the Postgres implementation's semantics (dedup by sender and
- * client id, either-direction friendships, one-way blocks) without a cache.
+ * client id, either-direction friendships, blocks refusing both directions,
+ * receipts, paging) without a cache.
  */
 
 import type {
@@ -10,18 +11,19 @@ import type {
   DeliveredResult,
   MailboxSummary,
   MessagePage,
+  MessageRecord,
   NewMessage,
   Relation,
-  StoredMessage,
   StoreResult,
 } from "./repository.ts";
-import { UnavailableError } from "./repository.ts";
+import { ClientMessageIdReusedError, UnavailableError } from "./repository.ts";
 
 export class MemoryRepository implements ChatRepository {
   readonly users = new Map<number, { active: boolean }>();
   readonly friendships: { a: number; b: number; status: string }[] = [];
   readonly blocks: { blocker: number; blocked: number }[] = [];
-  readonly messages: StoredMessage[] = [];
+  /** In id order (ids are 1, 2, 3, …). */
+  readonly messages: MessageRecord[] = [];
   /** While true every call rejects with `UnavailableError`, as a database outage would. */
   down = false;
 
@@ -52,7 +54,8 @@ export class MemoryRepository implements ChatRepository {
       );
       if (!friends) return "not_friends";
       const blocked = this.blocks.some((b) =>
-        b.blocker === recipientUserId && b.blocked === senderUserId
+        (b.blocker === recipientUserId && b.blocked === senderUserId) ||
+        (b.blocker === senderUserId && b.blocked === recipientUserId)
       );
       return blocked ? "blocked" : "ok";
     });
@@ -76,36 +79,116 @@ export class MemoryRepository implements ChatRepository {
         const original = this.messages.find((m) =>
           m.senderUserId === message.senderUserId && m.clientMessageId === message.clientMessageId
         );
-        if (original !== undefined) return { message: original, duplicate: true };
+        if (original !== undefined) {
+          if (
+            original.recipientUserId !== message.recipientUserId ||
+            original.messageText !== message.messageText
+          ) {
+            throw new ClientMessageIdReusedError(
+              "client_message_id was already used for another message",
+            );
+          }
+          return { message: stored(original), duplicate: true };
+        }
       }
-      const stored: StoredMessage = {
+      const row: MessageRecord = {
         messageId: this.messages.length + 1,
         ...message,
         sentAt: new Date(this.now()),
+        isRead: false,
+        readAt: undefined,
+        deliveredAt: undefined,
       };
-      this.messages.push(stored);
-      return { message: stored, duplicate: false };
+      this.messages.push(row);
+      return { message: stored(row), duplicate: false };
     });
   }
 
-  // TEMPORARY: the v1.1 read-back methods, implemented on the repository branch.
-  mailboxSummary(): Promise<MailboxSummary> {
-    return Promise.reject(new Error("not implemented yet"));
+  mailboxSummary(userId: number): Promise<MailboxSummary> {
+    return this.guard(() => {
+      const summary: MailboxSummary = {
+        unreadCount: 0,
+        unreadBySender: new Map(),
+        lastMessageId: 0,
+      };
+      for (const m of this.messages) {
+        if (m.senderUserId === userId || m.recipientUserId === userId) {
+          summary.lastMessageId = m.messageId;
+        }
+        if (m.recipientUserId === userId && !m.isRead) {
+          summary.unreadCount++;
+          const by = summary.unreadBySender;
+          by.set(m.senderUserId, (by.get(m.senderUserId) ?? 0) + 1);
+        }
+      }
+      return summary;
+    });
   }
-  messagesAfter(): Promise<MessagePage> {
-    return Promise.reject(new Error("not implemented yet"));
+
+  messagesAfter(userId: number, afterMessageId: number, limit: number): Promise<MessagePage> {
+    return this.guard(() =>
+      page(
+        this.messages.filter((m) =>
+          m.messageId > afterMessageId &&
+          (m.senderUserId === userId || m.recipientUserId === userId)
+        ),
+        limit,
+      )
+    );
   }
-  conversationBefore(): Promise<MessagePage> {
-    return Promise.reject(new Error("not implemented yet"));
+
+  conversationBefore(
+    userId: number,
+    friendUserId: number,
+    beforeMessageId: number | undefined,
+    limit: number,
+  ): Promise<MessagePage> {
+    return this.guard(() =>
+      page(
+        this.messages.filter((m) =>
+          (beforeMessageId === undefined || m.messageId < beforeMessageId) &&
+          ((m.senderUserId === userId && m.recipientUserId === friendUserId) ||
+            (m.senderUserId === friendUserId && m.recipientUserId === userId))
+        ).reverse(),
+        limit,
+      )
+    );
   }
-  markRead(): Promise<Date | undefined> {
-    return Promise.reject(new Error("not implemented yet"));
+
+  markRead(readerUserId: number, friendUserId: number, upToMessageId: number): Promise<
+    Date | undefined
+  > {
+    return this.guard(() => {
+      const readAt = new Date(this.now());
+      let changed = false;
+      for (const m of this.messages) {
+        if (
+          m.recipientUserId === readerUserId && m.senderUserId === friendUserId &&
+          m.messageId <= upToMessageId && !m.isRead
+        ) {
+          m.isRead = true;
+          m.readAt = readAt;
+          changed = true;
+        }
+      }
+      return changed ? readAt : undefined;
+    });
   }
-  markDelivered(): Promise<DeliveredResult> {
-    return Promise.reject(new Error("not implemented yet"));
+
+  markDelivered(recipientUserId: number, messageId: number): Promise<DeliveredResult> {
+    return this.guard((): DeliveredResult => {
+      const m = this.messages[messageId - 1];
+      if (m === undefined || m.recipientUserId !== recipientUserId) {
+        return { status: "not_recipient" };
+      }
+      if (m.deliveredAt !== undefined) return { status: "already" };
+      m.deliveredAt = new Date(this.now());
+      return { status: "first", senderUserId: m.senderUserId };
+    });
   }
-  inactiveUsers(): Promise<number[]> {
-    return Promise.reject(new Error("not implemented yet"));
+
+  inactiveUsers(userIds: readonly number[]): Promise<number[]> {
+    return this.guard(() => userIds.filter((id) => this.users.get(id)?.active !== true));
   }
 
   isReady(): Promise<boolean> {
@@ -118,6 +201,30 @@ export class MemoryRepository implements ChatRepository {
 
   private guard<T>(answer: () => T): Promise<T> {
     if (this.down) return Promise.reject(new UnavailableError("storage is down"));
-    return Promise.resolve(answer());
+    try {
+      return Promise.resolve(answer());
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
+}
+
+/** The stored fields only, as `storeMessage` answers (a copy: receipts change the record). */
+function stored(m: MessageRecord): StoreResult["message"] {
+  return {
+    messageId: m.messageId,
+    senderUserId: m.senderUserId,
+    recipientUserId: m.recipientUserId,
+    messageText: m.messageText,
+    sentAt: m.sentAt,
+    clientMessageId: m.clientMessageId,
+  };
+}
+
+/** Copies of the first `limit` messages, and whether more matched. */
+function page(matching: MessageRecord[], limit: number): MessagePage {
+  return {
+    messages: matching.slice(0, limit).map((m) => ({ ...m })),
+    hasMore: matching.length > limit,
+  };
 }

@@ -8,7 +8,8 @@
  * - Active-user checks, relations and friend lists asked for while such a query is out
  *   go together in the next one (`batch_loader.ts`): a burst of logins costs
  *   a few round trips.
- * - Messages are written by a group-commit writer (see `message_writer.ts`).
+ * - Messages are written by a group-commit writer (see `message_writer.ts`);
+ *   the v1.1 read-back and receipt queries are in `mailbox_queries.ts`.
  * - Every call has a deadline; a database that is down, unreachable or
  *   frozen surfaces as `UnavailableError`, never as a hang.
  */
@@ -30,6 +31,7 @@ import type {
 import { UnavailableError } from "./repository.ts";
 import { TtlCache } from "./ttl_cache.ts";
 import { BatchLoader } from "./batch_loader.ts";
+import * as mailbox from "./mailbox_queries.ts";
 
 export interface PostgresOptions {
   url: string;
@@ -55,7 +57,7 @@ export class PostgresRepository implements ChatRepository {
   readonly #relationPairs: BatchLoader<string, Relation>;
   readonly #friendLists: BatchLoader<number, readonly number[]>;
 
-  private constructor(sql: Sql, options: PostgresOptions, sequence: string) {
+  private constructor(sql: Sql, options: PostgresOptions) {
     this.#sql = sql;
     this.#timeoutMs = options.statementTimeoutMs;
     this.#logger = options.logger;
@@ -79,7 +81,9 @@ export class PostgresRepository implements ChatRepository {
                       and ((f.requester_user_id = k.s and f.recipient_user_id = k.r)
                         or (f.requester_user_id = k.r and f.recipient_user_id = k.s))
             ) as friends,
-            exists (select 1 from blocks b where b.blocker_user_id = k.r and b.blocked_user_id = k.s
+            exists (select 1 from blocks b
+                    where (b.blocker_user_id = k.r and b.blocked_user_id = k.s)
+                       or (b.blocker_user_id = k.s and b.blocked_user_id = k.r)
             ) as blocked
           from unnest(${sql.array(pairs.map((p) => p[0]))}::bigint[],
                       ${sql.array(pairs.map((p) => p[1]))}::bigint[]) as k(s, r)`;
@@ -111,8 +115,8 @@ export class PostgresRepository implements ChatRepository {
       [],
     );
     this.#writer = new MessageWriter(
+      () => open(options, 1),
       sql,
-      sequence,
       options.statementTimeoutMs,
       (batch) => this.#deadline(batch),
       options.onBatch ?? (() => {}),
@@ -121,28 +125,18 @@ export class PostgresRepository implements ChatRepository {
 
   /** Connects, applies migrations and returns a ready repository; rejects when it cannot. */
   static async connect(options: PostgresOptions): Promise<PostgresRepository> {
-    const sql = postgres(options.url, {
-      max: options.poolSize,
-      connect_timeout: Math.ceil(options.statementTimeoutMs / 1000),
-      idle_timeout: 60,
-      // A statement the server has not finished by the deadline is aborted
-      // there too, so a late commit cannot follow an `unavailable` answer.
-      connection: {
-        statement_timeout: options.statementTimeoutMs,
-        application_name: "geobeasts-chat",
-      },
-      onnotice: () => {},
-    });
+    const sql = open(options, options.poolSize);
+    let repository: PostgresRepository | undefined;
     try {
       const applied = await migrate(sql);
       if (applied.length > 0) {
         options.logger.info("migrations_applied", { versions: applied.join(",") });
       }
-      const [row] = await sql<{ seq: string | null }[]>`
-        select pg_get_serial_sequence('messages', 'message_id') as seq`;
-      if (row?.seq == null) throw new Error("messages.message_id has no sequence");
-      return new PostgresRepository(sql, options, row.seq);
+      repository = new PostgresRepository(sql, options);
+      await repository.#writer.start();
+      return repository;
     } catch (err) {
+      if (repository !== undefined) await repository.#writer.close();
       await sql.end({ timeout: 1 });
       throw err;
     }
@@ -165,24 +159,39 @@ export class PostgresRepository implements ChatRepository {
     return this.#writer.store(message);
   }
 
-  // TEMPORARY: the v1.1 read-back methods, implemented on the repository branch.
-  mailboxSummary(): Promise<MailboxSummary> {
-    return Promise.reject(new Error("not implemented yet"));
+  mailboxSummary(userId: number): Promise<MailboxSummary> {
+    return this.#deadline(() => mailbox.mailboxSummary(this.#sql, userId));
   }
-  messagesAfter(): Promise<MessagePage> {
-    return Promise.reject(new Error("not implemented yet"));
+
+  messagesAfter(userId: number, afterMessageId: number, limit: number): Promise<MessagePage> {
+    return this.#deadline(() => mailbox.messagesAfter(this.#sql, userId, afterMessageId, limit));
   }
-  conversationBefore(): Promise<MessagePage> {
-    return Promise.reject(new Error("not implemented yet"));
+
+  conversationBefore(
+    userId: number,
+    friendUserId: number,
+    beforeMessageId: number | undefined,
+    limit: number,
+  ): Promise<MessagePage> {
+    return this.#deadline(() =>
+      mailbox.conversationBefore(this.#sql, userId, friendUserId, beforeMessageId, limit)
+    );
   }
-  markRead(): Promise<Date | undefined> {
-    return Promise.reject(new Error("not implemented yet"));
+
+  markRead(readerUserId: number, friendUserId: number, upToMessageId: number): Promise<
+    Date | undefined
+  > {
+    return this.#deadline(() =>
+      mailbox.markRead(this.#sql, readerUserId, friendUserId, upToMessageId)
+    );
   }
-  markDelivered(): Promise<DeliveredResult> {
-    return Promise.reject(new Error("not implemented yet"));
+
+  markDelivered(recipientUserId: number, messageId: number): Promise<DeliveredResult> {
+    return this.#deadline(() => mailbox.markDelivered(this.#sql, recipientUserId, messageId));
   }
-  inactiveUsers(): Promise<number[]> {
-    return Promise.reject(new Error("not implemented yet"));
+
+  inactiveUsers(userIds: readonly number[]): Promise<number[]> {
+    return this.#deadline(() => mailbox.inactiveUsers(this.#sql, userIds));
   }
 
   async isReady(): Promise<boolean> {
@@ -195,7 +204,7 @@ export class PostgresRepository implements ChatRepository {
   }
 
   async close(): Promise<void> {
-    await this.#writer.drain();
+    await this.#writer.close();
     await this.#sql.end({ timeout: 5 });
   }
 
@@ -226,6 +235,22 @@ export class PostgresRepository implements ChatRepository {
 }
 
 const DEADLINE_MARGIN_MS = 1000;
+
+/** A postgres.js client of `max` connections, each with the statement timeout. */
+function open(options: PostgresOptions, max: number): Sql {
+  return postgres(options.url, {
+    max,
+    connect_timeout: Math.ceil(options.statementTimeoutMs / 1000),
+    idle_timeout: 60,
+    // A statement the server has not finished by the deadline is aborted
+    // there too, so a late commit cannot follow an `unavailable` answer.
+    connection: {
+      statement_timeout: options.statementTimeoutMs,
+      application_name: "geobeasts-chat",
+    },
+    onnotice: () => {},
+  });
+}
 
 function pgCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;

@@ -129,7 +129,7 @@ chatTest("retries sent together in one batch still store one row", async (t) => 
     alice.send({
       type: "chat_message",
       recipient_user_id: 2,
-      message_text: `m${i}`,
+      message_text: "the same text",
       client_message_id: "same",
     });
   }
@@ -345,15 +345,16 @@ chatTest(
 );
 
 chatTest(
-  "a block by the sender does not stop their own messages: only the recipient's block counts (PROTOCOL check 7)",
+  "a block refuses both directions: neither the blocker nor the blocked can write (PROTOCOL check 7)",
   async (t) => {
     await t.db.block(1, 2);
     const alice = await t.connectAs(1);
     const bob = await t.connectAs(2);
     alice.send({ type: "chat_message", recipient_user_id: 2, message_text: "from the blocker" });
-    await alice.next("message_sent");
-    await bob.next("chat_message");
+    assert.equal((await alice.next("error")).code, "forbidden");
     bob.send({ type: "chat_message", recipient_user_id: 1, message_text: "to the blocker" });
     assert.equal((await bob.next("error")).code, "forbidden");
+    const [stored] = await t.db.sql`select count(*)::int as n from messages`;
+    assert.equal(stored!.n, 0);
   },
 );

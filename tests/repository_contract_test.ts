@@ -5,7 +5,8 @@
 
 import assert from "node:assert/strict";
 import { silentLogger } from "../src/log.ts";
-import type { ChatRepository } from "../src/repository.ts";
+import type { ChatRepository, MessageRecord } from "../src/repository.ts";
+import { ClientMessageIdReusedError } from "../src/repository.ts";
 import { MemoryRepository } from "../src/repository_memory.ts";
 import { PostgresRepository } from "../src/repository_postgres.ts";
 import { createTestDatabase } from "./support/db.ts";
@@ -70,7 +71,7 @@ for (const [name, make] of Object.entries(implementations)) {
     assert.equal(await f.repository.isActiveUser(3), false);
   });
 
-  contract("relations: approved either way, pending is not, blocks are one-way", async (f) => {
+  contract("relations: approved either way, pending is not, blocks refuse both ways", async (f) => {
     await f.befriend(1, 2);
     await f.befriend(3, 1);
     await f.befriend(1, 4, "pending");
@@ -78,8 +79,8 @@ for (const [name, make] of Object.entries(implementations)) {
     assert.equal(await f.repository.relation(1, 2), "ok");
     assert.equal(await f.repository.relation(2, 1), "ok");
     assert.equal(await f.repository.relation(1, 4), "not_friends");
-    assert.equal(await f.repository.relation(1, 3), "blocked");
-    assert.equal(await f.repository.relation(3, 1), "ok");
+    assert.equal(await f.repository.relation(1, 3), "blocked", "the blocked user cannot write");
+    assert.equal(await f.repository.relation(3, 1), "blocked", "nor can the blocker");
     assert.deepEqual([...await f.repository.friendIds(1)].sort(), [2, 3]);
     assert.deepEqual([...await f.repository.friendIds(4)], []);
   });
@@ -91,7 +92,7 @@ for (const [name, make] of Object.entries(implementations)) {
       const [a, b, c] = await Promise.all([
         f.repository.storeMessage({ ...base, messageText: "a", clientMessageId: "k" }),
         f.repository.storeMessage({ ...base, messageText: "b", clientMessageId: undefined }),
-        f.repository.storeMessage({ ...base, messageText: "c", clientMessageId: "k" }),
+        f.repository.storeMessage({ ...base, messageText: "a", clientMessageId: "k" }),
       ]);
       assert.equal(a!.duplicate, false);
       assert.equal(b!.duplicate, false);
@@ -110,4 +111,173 @@ for (const [name, make] of Object.entries(implementations)) {
       assert.equal(await f.repository.isReady(), true);
     },
   );
+
+  contract(
+    "a client id reused for another recipient or text is refused and stores nothing",
+    async (f) => {
+      const first = {
+        senderUserId: 1,
+        recipientUserId: 2,
+        messageText: "hi",
+        clientMessageId: "k",
+      };
+      await f.repository.storeMessage(first);
+      await assert.rejects(
+        f.repository.storeMessage({ ...first, recipientUserId: 3 }),
+        ClientMessageIdReusedError,
+      );
+      await assert.rejects(
+        f.repository.storeMessage({ ...first, messageText: "other" }),
+        ClientMessageIdReusedError,
+      );
+      const again = await f.repository.storeMessage(first);
+      assert.equal(again.duplicate, true);
+      const all = await f.repository.messagesAfter(1, 0, 100);
+      assert.deepEqual(all.messages.map((m) => [m.recipientUserId, m.messageText]), [[2, "hi"]]);
+      assert.equal((await f.repository.messagesAfter(3, 0, 100)).messages.length, 0);
+    },
+  );
+
+  /** Stores `[sender, recipient]` pairs in order; returns their records' ids. */
+  const seed = async (f: Fixture, pairs: [number, number][]) => {
+    const ids: number[] = [];
+    for (const [i, [s, r]] of pairs.entries()) {
+      const { message } = await f.repository.storeMessage({
+        senderUserId: s,
+        recipientUserId: r,
+        messageText: `m${i} ${s}->${r}`,
+        clientMessageId: i % 2 === 0 ? `c${i}` : undefined,
+      });
+      ids.push(message.messageId);
+    }
+    return ids;
+  };
+  const texts = (messages: MessageRecord[]) => messages.map((m) => m.messageText);
+
+  contract("sync pages through every message to or from the user, oldest first", async (f) => {
+    const pairs: [number, number][] = [[1, 2], [2, 1], [2, 3], [3, 1], [1, 3], [3, 2], [2, 1]];
+    const ids = await seed(f, pairs);
+    const mine = pairs.flatMap(([s, r], i) => s === 1 || r === 1 ? [`m${i} ${s}->${r}`] : []);
+    const seen: string[] = [];
+    const pages: boolean[] = [];
+    let after = 0;
+    for (;;) {
+      const page = await f.repository.messagesAfter(1, after, 2);
+      seen.push(...texts(page.messages));
+      pages.push(page.hasMore);
+      const ids = page.messages.map((m) => m.messageId);
+      assert.deepEqual(ids, [...ids].sort((a, b) => a - b));
+      if (!page.hasMore) break;
+      after = ids.at(-1)!;
+    }
+    assert.deepEqual(seen, mine);
+    assert.deepEqual(pages, [true, true, false], "5 messages in pages of 2");
+    const exact = await f.repository.messagesAfter(1, ids[0]!, 4);
+    assert.equal(exact.messages.length, 4);
+    assert.equal(exact.hasMore, false, "exactly a full page is not 'more'");
+    const [first] = (await f.repository.messagesAfter(1, 0, 1)).messages;
+    assert.deepEqual(
+      { ...first!, sentAt: undefined },
+      {
+        messageId: ids[0],
+        senderUserId: 1,
+        recipientUserId: 2,
+        messageText: "m0 1->2",
+        clientMessageId: "c0",
+        sentAt: undefined,
+        isRead: false,
+        readAt: undefined,
+        deliveredAt: undefined,
+      },
+    );
+    assert.ok(first!.sentAt instanceof Date);
+    const none = await f.repository.messagesAfter(1, ids.at(-1)!, 10);
+    assert.deepEqual(none, { messages: [], hasMore: false });
+  });
+
+  contract("history scrolls one conversation back across pages, newest first", async (f) => {
+    const pairs: [number, number][] = [[1, 2], [1, 3], [2, 1], [3, 1], [1, 2], [2, 3], [2, 1]];
+    await seed(f, pairs);
+    const conversation = pairs.flatMap(([s, r], i) =>
+      (s === 1 && r === 2) || (s === 2 && r === 1) ? [`m${i} ${s}->${r}`] : []
+    ).reverse();
+    const seen: string[] = [];
+    const more: boolean[] = [];
+    let before: number | undefined;
+    for (;;) {
+      const page = await f.repository.conversationBefore(1, 2, before, 3);
+      seen.push(...texts(page.messages));
+      more.push(page.hasMore);
+      if (!page.hasMore) break;
+      before = page.messages.at(-1)!.messageId;
+    }
+    assert.deepEqual(seen, conversation);
+    assert.deepEqual(more, [true, false]);
+    const fromBob = await f.repository.conversationBefore(2, 1, undefined, 10);
+    assert.deepEqual(texts(fromBob.messages), conversation, "the same from either side");
+    assert.deepEqual(await f.repository.conversationBefore(1, 4, undefined, 10), {
+      messages: [],
+      hasMore: false,
+    });
+  });
+
+  contract("unread counts drop after read; read changes nothing the second time", async (f) => {
+    assert.deepEqual(await f.repository.mailboxSummary(1), {
+      unreadCount: 0,
+      unreadBySender: new Map(),
+      lastMessageId: 0,
+    });
+    const ids = await seed(f, [[2, 1], [2, 1], [3, 1], [1, 2], [2, 1], [2, 3]]);
+    const before = await f.repository.mailboxSummary(1);
+    assert.deepEqual(before, {
+      unreadCount: 4,
+      unreadBySender: new Map([[2, 3], [3, 1]]),
+      lastMessageId: ids[4],
+    });
+    const readAt = await f.repository.markRead(1, 2, ids[1]!);
+    assert.ok(readAt instanceof Date);
+    assert.deepEqual(await f.repository.mailboxSummary(1), {
+      unreadCount: 2,
+      unreadBySender: new Map([[2, 1], [3, 1]]),
+      lastMessageId: ids[4],
+    });
+    assert.equal(await f.repository.markRead(1, 2, ids[1]!), undefined, "nothing changed");
+    assert.equal(await f.repository.markRead(3, 1, ids[3]!), undefined, "none from 1 to 3");
+    const page = await f.repository.messagesAfter(1, 0, 10);
+    assert.deepEqual(page.messages.map((m) => [m.isRead, m.readAt?.getTime()]), [
+      [true, readAt.getTime()],
+      [true, readAt.getTime()],
+      [false, undefined],
+      [false, undefined],
+      [false, undefined],
+    ]);
+    assert.ok(await f.repository.markRead(1, 2, ids.at(-1)!));
+    assert.deepEqual((await f.repository.mailboxSummary(1)).unreadBySender, new Map([[3, 1]]));
+    assert.equal((await f.repository.mailboxSummary(3)).lastMessageId, ids[5]);
+  });
+
+  contract(
+    "delivered is first once, then already; others' messages are not_recipient",
+    async (f) => {
+      const [toBob, toAlice] = await seed(f, [[1, 2], [2, 1]]);
+      assert.deepEqual(await f.repository.markDelivered(2, toBob!), {
+        status: "first",
+        senderUserId: 1,
+      });
+      assert.deepEqual(await f.repository.markDelivered(2, toBob!), { status: "already" });
+      assert.deepEqual(await f.repository.markDelivered(1, toBob!), { status: "not_recipient" });
+      assert.deepEqual(await f.repository.markDelivered(2, toAlice!), { status: "not_recipient" });
+      assert.deepEqual(await f.repository.markDelivered(2, 999_999), { status: "not_recipient" });
+      const [record] = (await f.repository.conversationBefore(2, 1, toAlice, 1)).messages;
+      assert.ok(record!.deliveredAt instanceof Date);
+    },
+  );
+
+  contract("inactiveUsers lists the unknown and the deactivated", async (f) => {
+    await f.addUser(1);
+    await f.addUser(2, false);
+    await f.addUser(3);
+    assert.deepEqual((await f.repository.inactiveUsers([1, 2, 3, 4])).sort(), [2, 4]);
+    assert.deepEqual(await f.repository.inactiveUsers([]), []);
+  });
 }

@@ -1,0 +1,226 @@
+/**
+ * @module message_insert
+ * One batch of messages into `messages` in one statement, and each row's own
+ * outcome.
+ *
+ * - Ids come from the table's trigger (migration 3), under the lock that
+ *   keeps them in commit order; rows go in in queue order, so one sender's
+ *   messages in a batch get increasing ids. The rows the insert returns are
+ *   matched back to the queued messages by content: `(sender, client id)` is
+ *   unique, and among identical messages without a client id the smaller id
+ *   goes to the earlier one (which is the one inserted first).
+ * - The statement stores nothing if it got the lock only after `insertBefore`
+ *   (in the database's own clock, see `db_clock.ts`): a batch held up by a
+ *   frozen network or a long lock wait, and already answered `unavailable`,
+ *   never commits later.
+ * - A repeated `(sender, client id)` stores nothing; its original row is read
+ *   in the same statement when the statement's snapshot sees it, else by one
+ *   more query after the commit. If that query fails, only the repeats are
+ *   answered `unavailable`: a committed row is always acknowledged.
+ * - A repeat with another recipient or another text is
+ *   `ClientMessageIdReusedError`.
+ */
+
+import type { Sql } from "postgres";
+import type { NewMessage, StoredMessage, StoreResult } from "./repository.ts";
+import { ClientMessageIdReusedError, UnavailableError } from "./repository.ts";
+
+/** Per message of the batch: its answer, or the error it is rejected with. */
+export type Outcome = StoreResult | Error;
+
+interface Row {
+  kind: "inserted" | "existing" | "clock";
+  message_id: string | null;
+  sender_user_id: string | null;
+  recipient_user_id: string | null;
+  message_text: string | null;
+  client_message_id: string | null;
+  sent_at: Date | null;
+  in_time: boolean | null;
+}
+
+/** What the insert statement answered. */
+export interface Inserted {
+  /** The database got the lock before the deadline; if not, nothing was inserted. */
+  inTime: boolean;
+  rows: Row[];
+  /** The database's clock while it answered (for `DbClock.observe`). */
+  dbNow: Date | undefined;
+}
+
+/** Inserts a batch in one statement (one round trip); see the module comment. */
+export async function insertRows(
+  sql: Sql,
+  messages: readonly NewMessage[],
+  insertBefore: Date,
+): Promise<Inserted> {
+  const rows = await sql<Row[]>`
+    with locked as materialized (
+      select chat_lock_message_ids() < ${insertBefore}::timestamptz as in_time
+    ), input as materialized (
+      select t.*, locked.in_time
+      from locked, unnest(
+        ${sql.array(messages.map((m) => m.senderUserId))}::bigint[],
+        ${sql.array(messages.map((m) => m.recipientUserId))}::bigint[],
+        ${sql.array(messages.map((m) => m.messageText))}::text[],
+        ${sql.array(messages.map((m) => m.clientMessageId ?? null))}::text[]
+      ) with ordinality as t(sender, recipient, body, cmid, ord)
+    ), inserted as (
+      insert into messages (message_id, sender_user_id, recipient_user_id, message_text,
+                            client_message_id)
+      select null, sender, recipient, body, cmid from input where in_time order by ord
+      on conflict (sender_user_id, client_message_id) do nothing
+      returning message_id, sender_user_id, recipient_user_id, message_text, client_message_id,
+                sent_at
+    )
+    select 'inserted' as kind, i.message_id::text, i.sender_user_id::text,
+           i.recipient_user_id::text, i.message_text, i.client_message_id, i.sent_at,
+           null::boolean as in_time
+    from inserted i
+    union all
+    select 'existing', m.message_id::text, m.sender_user_id::text, m.recipient_user_id::text,
+           m.message_text, m.client_message_id, m.sent_at, null
+    from messages m
+    where (m.sender_user_id, m.client_message_id) in
+          (select sender, cmid from input where in_time and cmid is not null)
+    union all
+    select 'clock', null, null, null, null, null, clock_timestamp(), (select in_time from locked)`;
+  const clock = rows.find((row) => row.kind === "clock");
+  return { inTime: clock?.in_time === true, rows, dbNow: clock?.sent_at ?? undefined };
+}
+
+/**
+ * Each message's outcome: its inserted row, or for a repeat its original
+ * (read with `lookUp` when the insert could not see it).
+ */
+export async function outcomesOf(
+  messages: readonly NewMessage[],
+  inserted: Inserted,
+  lookUp: (keys: NewMessage[]) => Promise<Map<string, StoredMessage>>,
+): Promise<Outcome[]> {
+  if (!inserted.inTime) {
+    const late = new UnavailableError("the database reached the insert after its deadline");
+    return messages.map(() => late);
+  }
+  const outcomes = match(messages, inserted.rows);
+  await resolveRepeats(messages, outcomes, inserted.rows, lookUp);
+  return outcomes.map((o) => o ?? new Error("unanswered message"));
+}
+
+const keyOf = (sender: number | string, cmid: string) => `${sender}:${cmid}`;
+
+function stored(row: Row): StoredMessage {
+  return {
+    messageId: Number(row.message_id),
+    senderUserId: Number(row.sender_user_id),
+    recipientUserId: Number(row.recipient_user_id),
+    messageText: row.message_text!,
+    sentAt: row.sent_at!,
+    clientMessageId: row.client_message_id ?? undefined,
+  };
+}
+
+/** Gives each inserted row to the queued message that produced it; repeats stay undefined. */
+function match(messages: readonly NewMessage[], rows: Row[]): (Outcome | undefined)[] {
+  const withKey = new Map<string, Row>();
+  const plain = new Map<string, Row[]>();
+  for (const row of rows) {
+    if (row.kind !== "inserted") continue;
+    if (row.client_message_id !== null) {
+      withKey.set(keyOf(row.sender_user_id!, row.client_message_id), row);
+    } else {
+      const content = JSON.stringify([row.sender_user_id, row.recipient_user_id, row.message_text]);
+      const list = plain.get(content) ?? [];
+      list.push(row);
+      plain.set(content, list);
+    }
+  }
+  for (const list of plain.values()) {
+    list.sort((a, b) => Number(a.message_id) - Number(b.message_id));
+  }
+  const outcomes: (Outcome | undefined)[] = new Array(messages.length);
+  messages.forEach((m, i) => {
+    if (m.clientMessageId !== undefined) {
+      const key = keyOf(m.senderUserId, m.clientMessageId);
+      const row = withKey.get(key);
+      if (row === undefined) return; // a repeat: resolved below
+      withKey.delete(key); // later messages with this key repeat this one
+      outcomes[i] = { message: stored(row), duplicate: false };
+      return;
+    }
+    const content = JSON.stringify([
+      String(m.senderUserId),
+      String(m.recipientUserId),
+      m.messageText,
+    ]);
+    const row = plain.get(content)?.shift();
+    // Rows without a client id never conflict, so every one was inserted.
+    outcomes[i] = row === undefined
+      ? new Error("an inserted message is missing from the insert's answer")
+      : { message: stored(row), duplicate: false };
+  });
+  return outcomes;
+}
+
+/** Answers every repeat by its original row; a repeat whose original cannot be read is unavailable. */
+async function resolveRepeats(
+  messages: readonly NewMessage[],
+  outcomes: (Outcome | undefined)[],
+  rows: Row[],
+  lookUp: (keys: NewMessage[]) => Promise<Map<string, StoredMessage>>,
+): Promise<void> {
+  const originals = new Map<string, StoredMessage>();
+  for (const row of rows) {
+    if (row.kind === "clock" || row.client_message_id === null) continue;
+    originals.set(keyOf(row.sender_user_id!, row.client_message_id), stored(row));
+  }
+  const repeats = messages.flatMap((_, i) => outcomes[i] === undefined ? [i] : []);
+  const unseen = repeats.filter((i) =>
+    !originals.has(keyOf(messages[i]!.senderUserId, messages[i]!.clientMessageId!))
+  );
+  if (unseen.length > 0) {
+    // Committed by another transaction after this statement's snapshot was taken.
+    try {
+      for (const [key, row] of await lookUp(unseen.map((i) => messages[i]!))) {
+        originals.set(key, row);
+      }
+    } catch (err) {
+      const failed = err instanceof UnavailableError ? err : new UnavailableError(String(err));
+      for (const i of unseen) outcomes[i] = failed;
+    }
+  }
+  for (const i of repeats) {
+    if (outcomes[i] !== undefined) continue;
+    const m = messages[i]!;
+    const original = originals.get(keyOf(m.senderUserId, m.clientMessageId!));
+    if (original === undefined) {
+      outcomes[i] = new UnavailableError("the original of a repeated message was not found");
+    } else if (
+      original.recipientUserId !== m.recipientUserId || original.messageText !== m.messageText
+    ) {
+      outcomes[i] = new ClientMessageIdReusedError(
+        "client_message_id was already used for another message",
+      );
+    } else {
+      outcomes[i] = { message: original, duplicate: true };
+    }
+  }
+}
+
+/** The originals of repeated `(sender, client id)` keys, as committed now. */
+export async function lookUpOriginals(
+  sql: Sql,
+  messages: NewMessage[],
+): Promise<Map<string, StoredMessage>> {
+  const rows = await sql<Row[]>`
+    select m.message_id::text, m.sender_user_id::text, m.recipient_user_id::text,
+           m.message_text, m.client_message_id, m.sent_at
+    from unnest(
+      ${sql.array(messages.map((m) => m.senderUserId))}::bigint[],
+      ${sql.array(messages.map((m) => m.clientMessageId ?? ""))}::text[]
+    ) as k(sender, cmid)
+    join messages m on m.sender_user_id = k.sender and m.client_message_id = k.cmid`;
+  return new Map(
+    rows.map((row) => [keyOf(row.sender_user_id!, row.client_message_id!), stored(row)]),
+  );
+}

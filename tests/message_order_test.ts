@@ -1,0 +1,107 @@
+/**
+ * Message ids follow commit order (PROTOCOL.md): two nodes and the game
+ * backend's plain INSERTs write at once, and a reader that keeps asking for
+ * ids above the largest it has seen (what `sync` does) misses nothing.
+ */
+
+import assert from "node:assert/strict";
+import { silentLogger } from "../src/log.ts";
+import type { StoreResult } from "../src/repository.ts";
+import { PostgresRepository } from "../src/repository_postgres.ts";
+import { createTestDatabase } from "./support/db.ts";
+
+const connect = (url: string) =>
+  PostgresRepository.connect({
+    url,
+    poolSize: 2,
+    statementTimeoutMs: 10_000,
+    relationCacheMs: 0,
+    logger: silentLogger,
+  });
+
+Deno.test("a reader that reads ids above the last it saw never misses one, whoever inserts", async () => {
+  const db = await createTestDatabase();
+  const nodeA = await connect(db.url);
+  const nodeB = await connect(db.url);
+  try {
+    let writing = true;
+    // Each node: bursts from several senders, every sender's messages queued in order.
+    const node = async (repository: PostgresRepository, senders: number[]) => {
+      const perSender = new Map<number, number[]>(senders.map((s) => [s, []]));
+      for (let burst = 0; burst < 40; burst++) {
+        const stores: [number, Promise<StoreResult>][] = [];
+        for (let k = 0; k < 5; k++) {
+          for (const sender of senders) {
+            stores.push([
+              sender,
+              repository.storeMessage({
+                senderUserId: sender,
+                recipientUserId: 1000,
+                messageText: `burst ${burst} item ${k}`,
+                clientMessageId: k % 2 === 0 ? `${burst}-${k}` : undefined,
+              }),
+            ]);
+          }
+        }
+        for (const [sender, stored] of stores) {
+          perSender.get(sender)!.push((await stored).message.messageId);
+        }
+      }
+      return perSender;
+    };
+    // The game backend: plain INSERTs, some in transactions that stay open a moment after them.
+    const backend = (async () => {
+      let n = 0;
+      while (writing) {
+        if (n % 2 === 0) {
+          await db.sql`insert into messages (sender_user_id, recipient_user_id, message_text)
+                       values (900, 901, ${`php ${n}`})`;
+        } else {
+          await db.sql.begin(async (tx) => {
+            await tx`insert into messages (sender_user_id, recipient_user_id, message_text)
+                     values (900, 901, ${`php ${n}`})`;
+            await tx`select pg_sleep(0.003)`;
+          });
+        }
+        n++;
+      }
+      return n;
+    })();
+    // The reader: what `sync` does, as fast as it can.
+    const seen = new Set<number>();
+    let last = 0;
+    const read = async () => {
+      const rows = await db.sql<{ id: string }[]>`
+        select message_id::text as id from messages where message_id > ${last}
+        order by message_id`;
+      for (const row of rows) {
+        seen.add(Number(row.id));
+        last = Math.max(last, Number(row.id));
+      }
+    };
+    const reader = (async () => {
+      while (writing) await read();
+    })();
+
+    const [a, b] = await Promise.all([node(nodeA, [1, 2, 3]), node(nodeB, [4, 5, 6])]);
+    writing = false;
+    const backendRows = await backend;
+    await reader;
+    await read();
+
+    const all = await db.sql<{ id: string }[]>`select message_id::text as id from messages`;
+    const missed = all.map((row) => Number(row.id)).filter((id) => !seen.has(id));
+    assert.ok(backendRows > 10, `the backend wrote only ${backendRows} rows during the race`);
+    assert.equal(all.length, 2 * 40 * 5 * 3 + backendRows);
+    assert.deepEqual(missed, [], "ids that became visible after a larger one was read");
+    for (const perSender of [a, b]) {
+      for (const [sender, ids] of perSender) {
+        assert.deepEqual(ids, [...ids].sort((x, y) => x - y), `sender ${sender}'s ids in order`);
+      }
+    }
+  } finally {
+    await nodeA.close();
+    await nodeB.close();
+    await db.drop();
+  }
+});

@@ -1,0 +1,160 @@
+/**
+ * The message writer on real PostgreSQL: each row answered by its own
+ * outcome, deadlines in the database's clock, nothing retried in a loop.
+ */
+
+import assert from "node:assert/strict";
+import { DbClock } from "../src/db_clock.ts";
+import type { Logger } from "../src/log.ts";
+import { silentLogger } from "../src/log.ts";
+import { UnavailableError } from "../src/repository.ts";
+import { PostgresRepository } from "../src/repository_postgres.ts";
+import { createTestDatabase, type TestDatabase } from "./support/db.ts";
+import { startTcpProxy } from "./support/tcp_proxy.ts";
+
+const connect = (url: string, statementTimeoutMs: number, logger: Logger = silentLogger) =>
+  PostgresRepository.connect({ url, poolSize: 2, statementTimeoutMs, relationCacheMs: 0, logger });
+
+/** Resolves once a backend whose query contains `needle` waits for a lock. */
+async function waitingOnLock(db: TestDatabase, needle: string): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    const [row] = await db.sql`select count(*)::int as n from pg_stat_activity
+      where datname = current_database() and wait_event_type = 'Lock'
+        and position(${needle} in query) > 0`;
+    if (row!.n > 0) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`nothing waited on a lock with ${needle}`);
+}
+
+Deno.test("a committed row is acknowledged even when the look-up of a repeat's original fails", async () => {
+  const db = await createTestDatabase();
+  const repository = await connect(db.url, 1500);
+  const other = (await import("postgres")).default(db.url, { max: 2, onnotice: () => {} });
+  try {
+    const base = { senderUserId: 1, recipientUserId: 2 };
+    // Another writer (the PHP API) holds its insert of d1 open, with the id lock.
+    const holder = Promise.withResolvers<void>();
+    const t = other.begin(async (tx) => {
+      await tx`insert into messages (sender_user_id, recipient_user_id, message_text, client_message_id)
+               values (1, 2, 'retry of d1', 'd1')`;
+      await holder.promise;
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    // One batch: a new message and a retry of d1; it waits for the id lock.
+    const fresh = repository.storeMessage({ ...base, messageText: "n1", clientMessageId: "n1" });
+    const repeat = repository.storeMessage({
+      ...base,
+      messageText: "retry of d1",
+      clientMessageId: "d1",
+    });
+    await waitingOnLock(db, "chat_lock_message_ids");
+    // A DDL lock queued behind the batch's insert: the look-up after it must wait.
+    const ddl = other.begin(async (tx) => {
+      await tx`lock table messages in access exclusive mode`;
+      await tx`select pg_sleep(3)`;
+    });
+    await waitingOnLock(db, "access exclusive");
+    holder.resolve();
+    await t;
+    const stored = await fresh;
+    assert.equal(stored.duplicate, false);
+    assert.equal(stored.message.messageText, "n1");
+    await assert.rejects(repeat, UnavailableError);
+    await ddl;
+    const [row] = await db
+      .sql`select message_id::int as id from messages where client_message_id = 'n1'`;
+    assert.equal(row!.id, stored.message.messageId);
+    const retried = await repository.storeMessage({
+      ...base,
+      messageText: "retry of d1",
+      clientMessageId: "d1",
+    });
+    assert.equal(retried.duplicate, true, "the retry of the repeat finds its original");
+  } finally {
+    await other.end();
+    await repository.close();
+    await db.drop();
+  }
+});
+
+Deno.test("a server clock an hour behind the database's still stores messages", async () => {
+  const db = await createTestDatabase();
+  const realNow = Date.now;
+  const repository = await connect(db.url, 5000);
+  try {
+    Date.now = () => realNow() - 3600_000;
+    const stored = await repository.storeMessage({
+      senderUserId: 1,
+      recipientUserId: 2,
+      messageText: "hello",
+      clientMessageId: undefined,
+    });
+    assert.equal(stored.duplicate, false);
+    Date.now = () => realNow() + 3600_000;
+    const late = await repository.storeMessage({
+      senderUserId: 1,
+      recipientUserId: 2,
+      messageText: "again",
+      clientMessageId: undefined,
+    });
+    assert.ok(late.message.messageId > stored.message.messageId);
+  } finally {
+    Date.now = realNow;
+    await repository.close();
+    await db.drop();
+  }
+});
+
+Deno.test("the database-clock deadline never falls due later than the local one", () => {
+  let local = 1000;
+  const clock = new DbClock(() => local);
+  // The database's clock is 7 s ahead; replies take 20 ms to arrive.
+  const dbAt = (t: number) => new Date(t + 7000);
+  clock.observe(dbAt(local - 20));
+  local += 500;
+  const due = clock.after(1000);
+  assert.ok(due.getTime() <= dbAt(local + 1000).getTime());
+  assert.ok(due.getTime() >= dbAt(local + 1000).getTime() - 20, "only the reply's delay early");
+  // A slow reply does not loosen the estimate; a tighter one does tighten it.
+  clock.observe(dbAt(local - 400));
+  assert.equal(clock.after(0).getTime(), dbAt(local).getTime() - 20);
+  clock.observe(dbAt(local - 1));
+  assert.equal(clock.after(0).getTime(), dbAt(local).getTime() - 1);
+  // After a backwards step at the database, the new clock is followed within 30 s.
+  local += 31_000;
+  clock.observe(new Date(local + 2000 - 5));
+  assert.equal(clock.after(0).getTime(), local + 2000 - 5);
+});
+
+Deno.test("with the database unreachable one message costs one failed attempt, not a retry loop", async () => {
+  const db = await createTestDatabase();
+  const proxy = startTcpProxy({ hostname: "127.0.0.1", port: 5432 });
+  const url = new URL(db.url);
+  url.hostname = "127.0.0.1";
+  url.port = String(proxy.port);
+  const warnings: string[] = [];
+  const logger: Logger = { ...silentLogger, warn: (event) => void warnings.push(event) };
+  const repository = await connect(url.href, 1000, logger);
+  try {
+    proxy.cut();
+    await assert.rejects(
+      repository.storeMessage({
+        senderUserId: 1,
+        recipientUserId: 2,
+        messageText: "during the outage",
+        clientMessageId: "o1",
+      }),
+      UnavailableError,
+    );
+    const afterFailure = warnings.length;
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.equal(warnings.length, afterFailure, `kept trying: ${warnings.join(", ")}`);
+    assert.ok(afterFailure <= 2, `one message logged ${afterFailure} warnings`);
+  } finally {
+    proxy.restore();
+    await repository.close();
+    await proxy.close();
+    await db.drop();
+  }
+});
