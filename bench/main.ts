@@ -174,6 +174,9 @@ let db: BenchDatabase | undefined;
 let workers: LoadWorker[] = [];
 let redisCleanup: (() => Promise<unknown>) | undefined;
 let cleaning: Promise<void> | undefined;
+/** What a run has measured so far: written as `results/partial.*` when a later scenario fails. */
+const partial: { meta?: Record<string, unknown> } = {};
+const results: Record<string, unknown> = {};
 
 function cleanup(): Promise<void> {
   return cleaning ??= (async () => {
@@ -286,8 +289,7 @@ async function main(): Promise<number> {
     redis: { url: redisUrl, keyPrefix },
     cpus: targetCpus,
   };
-  const results: Record<string, unknown> = {};
-  const meta = {
+  const meta = partial.meta = {
     date: new Date().toISOString(),
     mode: opts.quick ? "quick" : "full",
     runs: opts.runs,
@@ -521,6 +523,12 @@ try {
   // The bench's own one-line messages (a missing tool) need no stack.
   const known = err instanceof Error && err.message.startsWith("bench:");
   log(`failed: ${err instanceof Error ? (known ? err.message : err.stack ?? err.message) : err}`);
+  if (partial.meta !== undefined && Object.keys(results).length > 0) {
+    const meta = { ...partial.meta, loadAverageAfter: loadAverage(), failed: String(err) };
+    await writeReports({ meta, results, full: false, name: "partial" })
+      .then((written) => log(`what was measured before the failure: ${written.join(", ")}`))
+      .catch(() => {});
+  }
 } finally {
   await cleanup();
   clearTimeout(watchdog);
