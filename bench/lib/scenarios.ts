@@ -77,7 +77,8 @@ interface CpuSnapshot {
   t: number;
   target: number;
   workers: number;
-  postgres: number;
+  /** CPU seconds per Postgres backend (a backend that ends mid-window drops out of the delta). */
+  postgres: Map<number, number>;
   redis: number;
   machineBusy: number;
 }
@@ -94,7 +95,7 @@ function snapshot(
     t: absNow(),
     target: sum(target.children.map((c) => c.pid)),
     workers: sum(workerPids),
-    postgres: sum(pgPids),
+    postgres: new Map(pgPids.map((pid) => [pid, cpuSeconds(pid)])),
     redis: target.kind === "cluster" && redisPid !== undefined ? cpuSeconds(redisPid) : 0,
     machineBusy: machineCpu().busy,
   };
@@ -117,7 +118,14 @@ function cpuUse(a: CpuSnapshot, b: CpuSnapshot): CpuUse {
   const wall = (b.t - a.t) / 1000;
   const targetCores = (b.target - a.target) / wall;
   const generatorCores = (b.workers - a.workers) / wall;
-  const postgresCores = (b.postgres - a.postgres) / wall;
+  let postgresCpu = 0;
+  for (const [pid, before] of a.postgres) {
+    const after = b.postgres.get(pid);
+    if (after !== undefined && Number.isFinite(before) && Number.isFinite(after)) {
+      postgresCpu += after - before;
+    }
+  }
+  const postgresCores = postgresCpu / wall;
   const redisCores = (b.redis - a.redis) / wall;
   const machineCores = (b.machineBusy - a.machineBusy) / wall;
   return {
