@@ -347,17 +347,20 @@ async function main(): Promise<number> {
   const withCluster: TargetKind[] = [...targets, ...(live.cluster ? ["cluster" as const] : [])];
 
   if (opts.only.has("ceiling")) {
-    // The same saturating load from 1 and from 2 generator processes, alternating: if the
-    // generator were the bottleneck, the second process would raise the measured rate.
+    // The same saturating load from 1 and from 2 generator processes: if the generator were the
+    // bottleneck, the second process would raise the measured rate. Every round runs each target
+    // with 1 and with 2 processes (the order rotating), so both counts see the same machine.
     const kinds = targets.filter((k) => k !== "node");
-    const ceiling: Record<string, unknown> = {};
-    for (const n of CEILING_WORKERS) {
-      ceiling[`${n}`] = await alternate(
-        opts.runs,
-        `ceiling ×${n}`,
-        kinds,
-        (k) => throughputRun(ctx(n), live[k]!, throughputOpts(opts.ceilingMs, n)),
-      );
+    const ceiling: Record<string, Partial<Record<TargetKind, unknown[]>>> = {};
+    const combos = CEILING_WORKERS.flatMap((n) => kinds.map((kind) => ({ n, kind })));
+    for (let i = 0; i < opts.runs; i++) {
+      const order = [...combos.slice(i % combos.length), ...combos.slice(0, i % combos.length)];
+      for (const { n, kind } of order) {
+        const loadAvgBefore = loadAverage()[0]!;
+        const run = await throughputRun(ctx(n), live[kind]!, throughputOpts(opts.ceilingMs, n));
+        ((ceiling[`${n}`] ??= {})[kind] ??= []).push({ ...run, loadAvgBefore });
+        log(`ceiling run ${i + 1}/${opts.runs} ${kind} ×${n}: ${run.deliveredPerS} msgs/s`);
+      }
     }
     results.ceiling = ceiling;
   }
