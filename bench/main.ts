@@ -215,6 +215,16 @@ async function sourceFingerprint(): Promise<{ commit: string; srcSha256: string 
   };
 }
 
+/**
+ * `ANALYZE messages` before every run: a long-running database has statistics that match its
+ * table (autovacuum sees to it within a minute), but the bench's runs are shorter than that, and
+ * plans made from the statistics of a table analysed while far smaller can cost several times
+ * more per batch (bench/README.md, "The cost of commit-ordered ids").
+ */
+async function freshStatistics(): Promise<void> {
+  await db?.sql`analyze messages`;
+}
+
 /** What every run result carries besides its figures: the machine's load when it started. */
 type Stamped<T> = T & { loadAvgBefore: number };
 
@@ -229,6 +239,7 @@ async function alternate<T extends object>(
   for (let i = 0; i < runs; i++) {
     const order = [...kinds.slice(i % kinds.length), ...kinds.slice(0, i % kinds.length)];
     for (const kind of order) {
+      await freshStatistics();
       const started = performance.now();
       const loadAvgBefore = loadAverage()[0]!;
       (out[kind] ??= []).push({ ...(await fn(kind)), loadAvgBefore });
@@ -356,6 +367,7 @@ async function main(): Promise<number> {
     for (let i = 0; i < opts.runs; i++) {
       const order = [...combos.slice(i % combos.length), ...combos.slice(0, i % combos.length)];
       for (const { n, kind } of order) {
+        await freshStatistics();
         const loadAvgBefore = loadAverage()[0]!;
         const run = await throughputRun(ctx(n), live[kind]!, throughputOpts(opts.ceilingMs, n));
         ((ceiling[`${n}`] ??= {})[kind] ??= []).push({ ...run, loadAvgBefore });
@@ -403,6 +415,7 @@ async function main(): Promise<number> {
     const breakdown: Record<string, unknown> = {};
     for (const rate of opts.rates) {
       const trace = `${logDir}/trace-${rate}.txt`;
+      await freshStatistics();
       const traced = await startTarget("server", { ...startOpts, trace });
       let latency;
       try {
@@ -438,6 +451,7 @@ async function main(): Promise<number> {
     // profile of the connect phase only, through the inspector, so closing and shutdown stay out.
     const profiles: Record<string, Record<string, ProfiledRun>> = { throughput: {}, connect: {} };
     for (const kind of targets.filter((k) => k !== "node")) {
+      await freshStatistics();
       const dir = await Deno.makeTempDir({ dir: logDir, prefix: `cpuprof-${kind}-` });
       const profiled = await startTarget(kind, { ...startOpts, cpuProfDir: dir });
       let run: ThroughputResult;
