@@ -222,7 +222,7 @@ async function sourceFingerprint(): Promise<{ commit: string; srcSha256: string 
  * more per batch (bench/README.md, "The cost of commit-ordered ids").
  */
 async function freshStatistics(): Promise<void> {
-  await db?.sql`analyze messages`;
+  if (db !== undefined) await db.sql`analyze messages`;
 }
 
 /** What every run result carries besides its figures: the machine's load when it started. */
