@@ -11,6 +11,7 @@ import { MemoryCluster } from "./src/bus_memory.ts";
 import { RedisBus } from "./src/bus_redis.ts";
 import { ServerMetrics } from "./src/metrics.ts";
 import { PostgresRepository } from "./src/repository_postgres.ts";
+import { migrateOnly } from "./src/migrations.ts";
 import { type ChatServer, startChatServer } from "./src/server.ts";
 import { healthcheck } from "./src/healthcheck.ts";
 import { DEMO_PAGE } from "./src/demo_page.ts";
@@ -54,6 +55,8 @@ export async function main(
     return 1;
   }
 
+  if (config.migrate === "only") return await migrateOnly(config.databaseUrl, logger);
+
   const metrics = new ServerMetrics();
   let repository;
   try {
@@ -63,6 +66,7 @@ export async function main(
       statementTimeoutMs: config.dbStatementTimeoutMs,
       relationCacheMs: config.relationCacheMs,
       logger,
+      migrate: config.migrate === "off" ? "off" : "auto",
       onBatch: (size, ms) => metrics.batchCommitted(size, ms),
     });
   } catch (err) {

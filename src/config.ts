@@ -49,7 +49,11 @@ export interface Config {
   shutdownTimeoutS: number;
   logLevel: LogLevel;
   demoPage: boolean;
+  /** `auto`: apply migrations at start; `off`: require a current schema; `only`: apply, then exit. */
+  migrate: MigrateMode;
 }
+
+export type MigrateMode = "auto" | "off" | "only";
 
 export const DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -60,7 +64,9 @@ const UNUSABLE_SECRETS = new Set(["", "default_secret"]);
 export function loadConfig(env: Record<string, string | undefined>): Config {
   const read = reader(env);
   const authSecret = env.AUTH_SECRET ?? "";
-  if (UNUSABLE_SECRETS.has(authSecret.trim())) {
+  const migrate = read.oneOf("MIGRATE", ["auto", "off", "only"] as const, "auto");
+  // MIGRATE=only signs no tokens: it needs the database and nothing else.
+  if (migrate !== "only" && UNUSABLE_SECRETS.has(authSecret.trim())) {
     throw new RangeError(
       "AUTH_SECRET is unset, empty or 'default_secret': set it to the game backend's token secret",
     );
@@ -108,6 +114,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     shutdownTimeoutS: read.int("SHUTDOWN_TIMEOUT_S", 30, 1, 3600),
     logLevel: read.oneOf("LOG_LEVEL", ["debug", "info", "warn", "error"] as const, "info"),
     demoPage: read.bool("DEMO_PAGE", false),
+    migrate,
   };
   if (config.sendBufferShedBytes > config.sendBufferMaxBytes) {
     throw new RangeError("SEND_BUFFER_SHED_BYTES must not exceed SEND_BUFFER_MAX_BYTES");

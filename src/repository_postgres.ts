@@ -17,7 +17,7 @@
 import postgres, { type Sql } from "postgres";
 import type { Logger } from "./log.ts";
 import { errorMessage } from "./log.ts";
-import { migrate } from "./migrations.ts";
+import { migrate, pendingMigrations } from "./migrations.ts";
 import { MessageWriter } from "./message_writer.ts";
 import type {
   ChatRepository,
@@ -43,6 +43,11 @@ export interface PostgresOptions {
   now?: () => number;
   /** Told of every committed batch (metrics). */
   onBatch?: (size: number, ms: number) => void;
+  /**
+   * `auto` (default) applies missing migrations at connect; `off` touches no
+   * schema and refuses to connect when a migration is missing (MIGRATE).
+   */
+  migrate?: "auto" | "off";
 }
 
 export class PostgresRepository implements ChatRepository {
@@ -128,9 +133,22 @@ export class PostgresRepository implements ChatRepository {
     const sql = open(options, options.poolSize);
     let repository: PostgresRepository | undefined;
     try {
-      const applied = await migrate(sql);
-      if (applied.length > 0) {
-        options.logger.info("migrations_applied", { versions: applied.join(",") });
+      if (options.migrate === "off") {
+        const pending = await pendingMigrations(sql);
+        if (pending.length > 0) {
+          throw new Error(
+            `the schema lacks migrations ${pending.join(",")} and MIGRATE=off: ` +
+              "run `deno task migrate` (or start once with MIGRATE=auto)",
+          );
+        }
+      } else {
+        const applied = await migrate(sql, {
+          onRetry: (version, attempt, error) =>
+            options.logger.warn("migration_lock_timeout", { version, attempt, error }),
+        });
+        if (applied.length > 0) {
+          options.logger.info("migrations_applied", { versions: applied.join(",") });
+        }
       }
       repository = new PostgresRepository(sql, options);
       await repository.#writer.start();

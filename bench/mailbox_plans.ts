@@ -1,0 +1,207 @@
+/**
+ * @module mailbox_plans
+ * Builds a `messages` table of a million rows (user 1 has a large mailbox:
+ * `MAILBOX` of them are to or from user 1), applies the migrations to it as
+ * to a live game database, then prints `EXPLAIN (ANALYZE, BUFFERS)` of every
+ * v1.1 query and of the writer's insert, and times paging through user 1's
+ * whole mailbox with `sync` pages of 500. Writes nothing but its own
+ * database, which it drops at the end.
+ *
+ *   deno run -A bench/mailbox_plans.ts [rows=1000000] [mailbox=100000]
+ *
+ * The output is Markdown; docs/query-plans.md holds a run of it.
+ */
+
+import postgres, { type Sql } from "postgres";
+import * as mailbox from "../src/mailbox_queries.ts";
+import { insertRows } from "../src/message_insert.ts";
+import { migrate } from "../src/migrations.ts";
+import { adminUrl } from "../tests/support/db.ts";
+
+/** Thrown to roll a transaction back on purpose. */
+class RollBack extends Error {}
+
+const ROWS = Number(Deno.args[0] ?? 1_000_000);
+const MAILBOX = Number(Deno.args[1] ?? 100_000);
+const FRIENDS = 50;
+
+const admin = await adminUrl();
+const name = `mailbox_plans_${crypto.randomUUID().slice(0, 8)}`;
+const root = postgres(admin, { max: 1, onnotice: () => {} });
+await root.unsafe(`create database ${name}`);
+const url = new URL(admin);
+url.pathname = `/${name}`;
+
+/** The last statement postgres.js sent, with its parameters, so it can be EXPLAINed as sent. */
+let last: { query: string; parameters: unknown[] } | undefined;
+const sql = postgres(url.href, {
+  max: 2,
+  onnotice: () => {},
+  debug: (_connection, query, parameters) => {
+    last = { query, parameters };
+  },
+});
+const out: string[] = [];
+const print = (line = "") => {
+  out.push(line);
+  console.log(line);
+};
+
+try {
+  // The game's tables as they are before this server ever ran, then its rows.
+  await sql.unsafe(`
+    create table users (user_id bigint primary key, username text, active boolean not null default true);
+    create table friendships (friendship_id bigserial primary key, requester_user_id bigint not null,
+      recipient_user_id bigint not null, status text not null, created_at timestamptz not null default now());
+    create table blocks (block_id bigserial primary key, blocker_user_id bigint not null,
+      blocked_user_id bigint not null, created_at timestamptz not null default now(),
+      unique (blocker_user_id, blocked_user_id));
+    create table messages (message_id bigserial primary key, sender_user_id bigint not null,
+      recipient_user_id bigint not null, message_text text not null, is_read boolean not null default false,
+      sent_at timestamptz not null default now(), read_at timestamptz);`);
+  const t0 = performance.now();
+  // Spread over time: every 10th row is user 1's (to or from one of 50 friends) until
+  // MAILBOX of them exist; the rest are between 10 000 other users. All read but the
+  // last 2 000 of user 1's incoming ones.
+  await sql.unsafe(`
+    insert into users (user_id, username) select g, 'user' || g from generate_series(1, 11000) g;
+    insert into messages (sender_user_id, recipient_user_id, message_text, is_read, sent_at)
+    select s, r, 'message ' || g, true, now() - make_interval(secs => ${ROWS} - g)
+    from (select g,
+            case when g % 10 = 0 and g / 10 <= ${MAILBOX}
+              then case when g % 20 = 0 then 1 else 2 + (g / 20) % ${FRIENDS} end
+              else 1000 + g % 10000 end as s,
+            case when g % 10 = 0 and g / 10 <= ${MAILBOX}
+              then case when g % 20 = 0 then 2 + (g / 20) % ${FRIENDS} else 1 end
+              else 1000 + (g * 7) % 10000 end as r
+          from generate_series(1, ${ROWS}) g) x;
+    update messages set is_read = false where message_id in (
+      select message_id from messages where recipient_user_id = 1
+      order by message_id desc limit 2000);`);
+  print(`# ${ROWS} messages, ${MAILBOX} of them to or from user 1`);
+  print();
+  print(`- seeded in ${seconds(t0)} s`);
+  const t1 = performance.now();
+  const applied = await migrate(sql);
+  print(`- migrations ${applied.join(",")} on the filled table: ${seconds(t1)} s`);
+  await sql.unsafe("vacuum analyze messages");
+  const [{ maxId }] = await sql<[{ maxId: string }]>`
+    select max(message_id)::text as "maxId" from messages where recipient_user_id = 1 or sender_user_id = 1`;
+  const [{ midId }] = await sql<[{ midId: string }]>`
+    select message_id::text as "midId" from messages where recipient_user_id = 1
+    order by message_id offset ${MAILBOX / 4} limit 1`;
+  print(`- PostgreSQL ${(await sql`show server_version`)[0]!.server_version}`);
+  print();
+
+  await explain(
+    "mailboxSummary(1): unread counts and last id",
+    (q) => mailbox.mailboxSummary(q, 1),
+  );
+  await explain(
+    "messagesAfter(1, 0, 500): first sync page",
+    (q) => mailbox.messagesAfter(q, 1, 0, 500),
+  );
+  await explain(
+    `messagesAfter(1, ${midId}, 500): a sync page in the middle`,
+    (q) => mailbox.messagesAfter(q, 1, Number(midId), 500),
+  );
+  await explain(
+    "conversationBefore(1, 2, latest, 50): history, first page",
+    (q) => mailbox.conversationBefore(q, 1, 2, undefined, 50),
+  );
+  await explain(
+    `conversationBefore(1, 2, ${midId}, 50): history, further back`,
+    (q) => mailbox.conversationBefore(q, 1, 2, Number(midId), 50),
+  );
+  await explain(
+    `markRead(1, 2, ${maxId}) (rolled back)`,
+    (q) => mailbox.markRead(q, 1, 2, Number(maxId)),
+  );
+  await explain(
+    `markDelivered(1, ${maxId}) (rolled back)`,
+    (q) => mailbox.markDelivered(q, 1, Number(maxId)),
+  );
+  await explain(
+    "inactiveUsers(100 ids)",
+    (q) => mailbox.inactiveUsers(q, Array.from({ length: 100 }, (_, i) => i * 97 + 1)),
+  );
+  await explain("the writer's insert of a batch of 64 (rolled back)", (q) =>
+    insertRows(
+      q,
+      Array.from({ length: 64 }, (_, i) => ({
+        senderUserId: 1,
+        recipientUserId: 2 + (i % FRIENDS),
+        messageText: `batch ${i}`,
+        clientMessageId: i % 2 ? `plan-${i}` : undefined,
+      })),
+      new Date(Date.now() + 3600_000),
+    ));
+
+  // Sync of the whole mailbox from 0, 500 at a time, as a client that was away would.
+  for (let run = 0; run < 2; run++) {
+    const times: number[] = [];
+    let after = 0;
+    let total = 0;
+    const started = performance.now();
+    for (;;) {
+      const t = performance.now();
+      const page = await mailbox.messagesAfter(sql, 1, after, 500);
+      times.push(performance.now() - t);
+      total += page.messages.length;
+      if (!page.hasMore) break;
+      after = page.messages.at(-1)!.messageId;
+    }
+    const elapsed = (performance.now() - started) / 1000;
+    times.sort((a, b) => a - b);
+    print(
+      `sync of user 1's mailbox (run ${run + 1}): ${total} messages in ${times.length} pages of ` +
+        `500, ${elapsed.toFixed(2)} s: ${(times.length / elapsed).toFixed(1)} pages/s, ` +
+        `${(total / elapsed).toFixed(0)} messages/s; ms per page median ` +
+        `${times[Math.floor(times.length / 2)]!.toFixed(1)}, p95 ` +
+        `${times[Math.floor(times.length * 0.95)]!.toFixed(1)}, max ${times.at(-1)!.toFixed(1)}`,
+    );
+  }
+} finally {
+  await sql.end();
+  await root.unsafe(`drop database if exists ${name} with (force)`);
+  await root.end();
+}
+
+function seconds(since: number): string {
+  return ((performance.now() - since) / 1000).toFixed(1);
+}
+
+/**
+ * Runs `call` in a transaction that is rolled back, to capture the statement
+ * it sends, then EXPLAINs that statement with its parameters (rolled back too).
+ */
+async function explain(title: string, call: (q: Sql) => Promise<unknown>) {
+  let captured: typeof last;
+  await rolledBack(async (tx) => {
+    await call(tx);
+    captured = last;
+  });
+  let plan: string[] = [];
+  await rolledBack(async (tx) => {
+    const rows = await tx.unsafe<{ "QUERY PLAN": string }[]>(
+      `explain (analyze, buffers, costs off) ${captured!.query}`,
+      captured!.parameters as never[],
+    );
+    plan = rows.map((row) => row["QUERY PLAN"]);
+  });
+  print(`## ${title}`);
+  print();
+  print("```");
+  for (const line of plan) print(line);
+  print("```");
+  print();
+}
+
+async function rolledBack(work: (tx: Sql) => Promise<void>): Promise<void> {
+  await sql.begin(async (tx) => {
+    await work(tx as unknown as Sql);
+    throw new RollBack();
+  }).catch((err) => {
+    if (!(err instanceof RollBack)) throw err;
+  });
+}
