@@ -1,22 +1,26 @@
 /**
  * @module bench
- * `deno task bench`: the benchmark suite. Creates a benchmark database,
- * starts the real server and the bare relay as child processes and several
- * load-generator processes, runs every scenario at least three times
- * alternating server and relay, profiles the server, explains the
- * repository's queries, and writes `bench/results/latest.{json,md}` (quick or
- * partial runs: `quick.{json,md}`) and the figures section of
+ * `deno task bench`: the benchmark suite. Builds the Go load generator and
+ * installs the Node relay's `ws`, creates a benchmark database, starts the
+ * real server, the bare relay on our transport and the bare Node + `ws`
+ * relay as child processes (pinned to one core, the generator to the other),
+ * runs every scenario `--runs` times alternating the targets, profiles the
+ * server, explains the repository's queries, and writes
+ * `bench/results/latest.{json,md}` (quick or partial runs:
+ * `quick.{json,md}`, or `--out=NAME`) and the figures section of
  * `bench/README.md`. Every child is killed by PID and the database dropped
  * on every exit path.
  *
- * Flags: `--quick`, `--runs=N`, `--workers=N`, `--client=auto|native|ws`,
- * `--only=clients,ceiling,throughput,latency,cluster,presence,capacity,profile,explain`
- * (`cluster` adds two server nodes on Redis to the throughput and latency
- * runs), `--duration=S` (throughput, latency and presence), `--connections=N`.
+ * Flags: `--quick`, `--runs=N`, `--workers=N`,
+ * `--only=ceiling,throughput,openloop,breakdown,cluster,capacity,profile,explain`
+ * (`cluster` adds two server nodes on Redis to the throughput runs),
+ * `--targets=server,relay,node`, `--rates=100,1000,5000`, `--duration=S`,
+ * `--connections=N`, `--pin=auto|off`, `--out=NAME`.
  */
 
 import { DEFAULT_DATABASE_URL } from "../src/config.ts";
-import { absNow, type ClientKind } from "./lib/commands.ts";
+import { absNow } from "./lib/commands.ts";
+import { buildGenerator, prepareNodeRelay } from "./lib/build.ts";
 import {
   type BenchDatabase,
   createBenchDatabase,
@@ -25,7 +29,7 @@ import {
   postgresSettings,
   type QueryPlan,
 } from "./lib/db.ts";
-import { killAll, loadAverage, openFilesLimit, running } from "./lib/proc.ts";
+import { killAll, loadAverage, openFilesLimit, pin, running } from "./lib/proc.ts";
 import { deleteKeys, redisPid } from "./lib/redis.ts";
 import { summariseProfileFile } from "./lib/profile.ts";
 import { type ProfiledRun, writeReports } from "./lib/report.ts";
@@ -33,7 +37,7 @@ import {
   type CapacityResult,
   capacityRun,
   latencyRun,
-  presenceRun,
+  readTrace,
   type RunContext,
   type ThroughputResult,
   throughputRun,
@@ -48,33 +52,35 @@ import {
 import { LoadWorker } from "./lib/workers.ts";
 
 const SCENARIOS = [
-  "clients",
   "ceiling",
   "throughput",
-  "latency",
+  "openloop",
+  "breakdown",
   "cluster",
-  "presence",
   "capacity",
   "profile",
   "explain",
 ] as const;
 type Scenario = typeof SCENARIOS[number];
+const SINGLE_TARGETS = ["server", "relay", "node"] as const;
 
 export interface Options {
   quick: boolean;
   runs: number;
   workers: number;
-  client: ClientKind | "auto";
   only: Set<Scenario>;
+  targets: TargetKind[];
+  rates: number[];
   warmupMs: number;
   throughputMs: number;
-  latencyMs: number;
-  presenceMs: number;
+  ceilingMs: number;
+  /** Open-loop window per rate: low rates need longer for enough samples. */
+  openLoopMs: (rate: number) => number;
   connections: number;
   pairs: number;
   window: number;
-  latencyRate: number;
-  hubs: number;
+  pin: boolean;
+  out: string | undefined;
 }
 
 function parseOptions(args: string[]): Options {
@@ -84,7 +90,18 @@ function parseOptions(args: string[]): Options {
     if (!m) throw new RangeError(`unknown argument '${arg}'`);
     flags.set(m[1]!, m[2] ?? "true");
   }
-  const known = ["quick", "runs", "workers", "client", "only", "duration", "connections"];
+  const known = [
+    "quick",
+    "runs",
+    "workers",
+    "only",
+    "targets",
+    "rates",
+    "duration",
+    "connections",
+    "pin",
+    "out",
+  ];
   for (const name of flags.keys()) {
     if (!known.includes(name)) throw new RangeError(`unknown flag --${name}`);
   }
@@ -98,40 +115,57 @@ function parseOptions(args: string[]): Options {
     }
     return n;
   };
-  const client = flags.get("client") ?? "auto";
-  if (!["auto", "native", "ws"].includes(client)) {
-    throw new RangeError("--client must be auto, native or ws");
-  }
-  const only = new Set<Scenario>();
-  for (const name of (flags.get("only") ?? SCENARIOS.join(",")).split(",")) {
-    if (!SCENARIOS.includes(name as Scenario)) {
-      throw new RangeError(`--only: unknown scenario '${name}'`);
+  const list = <T extends string>(name: string, allowed: readonly T[], fallback: readonly T[]) => {
+    const out: T[] = [];
+    for (const item of (flags.get(name) ?? fallback.join(",")).split(",")) {
+      if (!allowed.includes(item as T)) throw new RangeError(`--${name}: unknown '${item}'`);
+      out.push(item as T);
     }
-    only.add(name as Scenario);
+    return out;
+  };
+  const only = new Set(list("only", SCENARIOS, SCENARIOS));
+  const targets = list("targets", SINGLE_TARGETS, SINGLE_TARGETS);
+  const rates = (flags.get("rates") ?? "100,1000,5000").split(",").map((r) => {
+    const n = Number(r);
+    if (!Number.isInteger(n) || n < 10 || n > 50_000) {
+      throw new RangeError("--rates: whole messages per second from 10 to 50000, comma-separated");
+    }
+    return n;
+  });
+  const pinFlag = flags.get("pin") ?? "auto";
+  if (pinFlag !== "auto" && pinFlag !== "off") throw new RangeError("--pin must be auto or off");
+  const out = flags.get("out");
+  if (out !== undefined && !/^[a-z0-9_-]{1,40}$/.test(out)) {
+    throw new RangeError("--out: 1–40 characters a–z, 0–9, _ or -");
   }
-  const durationS = int("duration", quick ? 3 : 10, 1, 120);
+  const duration = flags.has("duration") ? int("duration", 10, 1, 120) * 1000 : undefined;
   return {
     quick,
-    runs: int("runs", 3, 1, 20),
-    workers: int("workers", 2, 1, 8),
-    client: client as ClientKind | "auto",
+    runs: int("runs", quick ? 1 : 3, 1, 20),
+    workers: int("workers", 1, 1, 8),
     only,
+    targets,
+    rates,
     warmupMs: quick ? 500 : 1000,
-    throughputMs: durationS * 1000,
-    latencyMs: (flags.has("duration") ? durationS : quick ? 3 : 8) * 1000,
-    presenceMs: (flags.has("duration") ? durationS : quick ? 3 : 6) * 1000,
+    throughputMs: duration ?? (quick ? 2000 : 8000),
+    ceilingMs: duration ?? (quick ? 2000 : 4000),
+    openLoopMs: (rate) => duration ?? (quick ? 2000 : rate < 1000 ? 6000 : 5000),
     connections: int("connections", quick ? 3000 : 10_000, 10, 10_000),
     pairs: 100,
     window: 32,
-    latencyRate: 5000,
-    hubs: 20,
+    pin: pinFlag === "auto" && navigator.hardwareConcurrency >= 2,
+    out,
   };
 }
 
-/** The hard stop: well past the 10-minute budget something is wrong; clean up and fail. */
-const WATCHDOG_MS = 15 * 60_000;
-/** Load-generator processes started; the ceiling sweep uses up to this many. */
-const CEILING_WORKERS = [1, 2, 3];
+/** The hard stop: well past the budget something is wrong; clean up and fail. */
+const WATCHDOG_MS = 20 * 60_000;
+/** Generator processes in the ceiling runs: adding one must not raise the measured rate. */
+const CEILING_WORKERS = [1, 2];
+/** With pinning: the targets on the first core, generators (and this process) on the rest. */
+const TARGET_CPUS = "0";
+const generatorCpus = () =>
+  navigator.hardwareConcurrency === 2 ? "1" : `1-${navigator.hardwareConcurrency - 1}`;
 
 const log = (message: string) =>
   console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
@@ -140,6 +174,9 @@ let db: BenchDatabase | undefined;
 let workers: LoadWorker[] = [];
 let redisCleanup: (() => Promise<unknown>) | undefined;
 let cleaning: Promise<void> | undefined;
+/** What a run has measured so far: written as `results/partial.*` when a later scenario fails. */
+const partial: { meta?: Record<string, unknown> } = {};
+const results: Record<string, unknown> = {};
 
 function cleanup(): Promise<void> {
   return cleaning ??= (async () => {
@@ -178,24 +215,38 @@ async function sourceFingerprint(): Promise<{ commit: string; srcSha256: string 
   };
 }
 
+/**
+ * `ANALYZE messages` before every run: a long-running database has statistics that match its
+ * table (autovacuum sees to it within a minute), but the bench's runs are shorter than that, and
+ * plans made from the statistics of a table analysed while far smaller can cost several times
+ * more per batch (bench/README.md, "The cost of commit-ordered ids").
+ */
+async function freshStatistics(): Promise<void> {
+  if (db !== undefined) await db.sql`analyze messages`;
+}
+
+/** What every run result carries besides its figures: the machine's load when it started. */
+type Stamped<T> = T & { loadAvgBefore: number };
+
 /** Runs `fn` `runs` times for each target, rotating which target goes first. */
-async function alternate<T>(
+async function alternate<T extends object>(
   runs: number,
   name: string,
   kinds: TargetKind[],
-  target: (kind: TargetKind) => Target,
-  fn: (target: Target) => Promise<T>,
-): Promise<Partial<Record<TargetKind, T[]>>> {
-  const out: Partial<Record<TargetKind, T[]>> = {};
+  fn: (kind: TargetKind) => Promise<T>,
+): Promise<Partial<Record<TargetKind, Stamped<T>[]>>> {
+  const out: Partial<Record<TargetKind, Stamped<T>[]>> = {};
   for (let i = 0; i < runs; i++) {
     const order = [...kinds.slice(i % kinds.length), ...kinds.slice(0, i % kinds.length)];
     for (const kind of order) {
+      await freshStatistics();
       const started = performance.now();
-      (out[kind] ??= []).push(await fn(target(kind)));
+      const loadAvgBefore = loadAverage()[0]!;
+      (out[kind] ??= []).push({ ...(await fn(kind)), loadAvgBefore });
       log(
         `${name} run ${i + 1}/${runs} ${kind}: ${
           ((performance.now() - started) / 1000).toFixed(1)
-        } s`,
+        } s (load ${loadAvgBefore})`,
       );
       await new Promise((resolve) => setTimeout(resolve, 300));
     }
@@ -215,10 +266,18 @@ async function main(): Promise<number> {
       `open-files hard limit ${nofile.hard} < ${needFiles}: capacity runs may fail (raise ulimit -n)`,
     );
   }
+  const generator = await buildGenerator(logDir);
+  const nodeVersion = opts.targets.includes("node") ? await prepareNodeRelay() : "not run";
+  const targetCpus = opts.pin ? TARGET_CPUS : undefined;
+  const genCpus = opts.pin ? generatorCpus() : undefined;
+  if (genCpus !== undefined && !(await pin(Deno.pid, genCpus))) {
+    throw new Error("bench: taskset could not pin the orchestrator (use --pin=off)");
+  }
   log(
-    `logs in ${logDir}; ${
-      opts.quick ? "quick" : "full"
-    } run, ${opts.runs} runs, ${opts.workers} workers`,
+    `logs in ${logDir}; ${opts.quick ? "quick" : "full"} run, ${opts.runs} runs, ${opts.workers} ` +
+      `generator processes; ${
+        opts.pin ? `targets on CPU ${targetCpus}, generators on ${genCpus}` : "not pinned"
+      }`,
   );
   const adminUrl = Deno.env.get("DATABASE_URL") || DEFAULT_DATABASE_URL;
   db = await createBenchDatabase(adminUrl);
@@ -227,35 +286,44 @@ async function main(): Promise<number> {
   workers = await Promise.all(
     Array.from(
       { length: workerCount },
-      (_, i) => LoadWorker.start(i, `${logDir}/loadgen-${i}.log`),
+      (_, i) => LoadWorker.start(i, generator, `${logDir}/loadgen-${i}.log`, genCpus),
     ),
   );
   const redisUrl = Deno.env.get("REDIS_URL") || "redis://127.0.0.1:6379";
   const keyPrefix = `bench:${crypto.randomUUID().slice(0, 8)}:`;
   const pidOfRedis = opts.only.has("cluster") ? await redisPid(redisUrl) : undefined;
   if (pidOfRedis !== undefined) redisCleanup = () => deleteKeys(redisUrl, keyPrefix);
-  const startOpts = { secret, databaseUrl: db.url, logDir, redis: { url: redisUrl, keyPrefix } };
-  const results: Record<string, unknown> = {};
-  const meta = {
+  const startOpts = {
+    secret,
+    databaseUrl: db.url,
+    logDir,
+    redis: { url: redisUrl, keyPrefix },
+    cpus: targetCpus,
+  };
+  const meta = partial.meta = {
     date: new Date().toISOString(),
     mode: opts.quick ? "quick" : "full",
     runs: opts.runs,
     workers: opts.workers,
     cpus: navigator.hardwareConcurrency,
     deno: Deno.version.deno,
+    node: nodeVersion,
+    generator: "bench/gen (Go, gorilla/websocket)",
+    pinning: opts.pin
+      ? `targets on CPU ${targetCpus} (both cluster nodes too), generators and the orchestrator ` +
+        `on CPU ${genCpus}; PostgreSQL and Redis are not ours and float over all CPUs`
+      : "none",
     openFiles: nofile,
     loadAverageBefore: loadAverage(),
     postgres: await postgresSettings(db),
     pgStatStatements: await pgStatStatementsAvailable(db),
-    options: { ...opts, only: [...opts.only] },
-    client: opts.client as ClientKind | "auto",
+    options: { ...opts, only: [...opts.only], openLoopMs: opts.rates.map(opts.openLoopMs) },
     cluster: "not run" as string,
     /** Which code was measured: the working tree changes while people work. */
     source: await sourceFingerprint(),
   };
-  const ctx = (client: ClientKind, n = opts.workers): RunContext => ({
+  const ctx = (n = opts.workers): RunContext => ({
     workers: workers.slice(0, n),
-    client,
     secret,
     db: db!,
     redisPid: pidOfRedis,
@@ -269,10 +337,8 @@ async function main(): Promise<number> {
   });
 
   // The long-lived targets, for every scenario but capacity and profile.
-  const live: Partial<Record<TargetKind, Target>> = {
-    server: await startTarget("server", startOpts),
-    relay: await startTarget("relay", startOpts),
-  };
+  const live: Partial<Record<TargetKind, Target>> = {};
+  for (const kind of opts.targets) live[kind] = await startTarget(kind, startOpts);
   if (opts.only.has("cluster")) {
     if (pidOfRedis === undefined) {
       meta.cluster = `pending: no Redis answering at ${redisUrl}`;
@@ -288,33 +354,25 @@ async function main(): Promise<number> {
     }
     log(`cluster: ${meta.cluster}`);
   }
-  const get = (kind: TargetKind) => live[kind]!;
-  const mainKinds: TargetKind[] = [
-    "server",
-    "relay",
-    ...(live.cluster ? ["cluster" as const] : []),
-  ];
-
-  if (opts.only.has("clients") && opts.client === "auto") {
-    const compare: Record<string, ThroughputResult> = {};
-    for (const client of ["native", "ws"] as const) {
-      compare[client] = await throughputRun(ctx(client), get("relay"), throughputOpts(3000));
-      log(`client ${client}: ${compare[client].deliveredPerS} msgs/s against the relay`);
-    }
-    // The cheaper client per message wins: on two cores the generator's CPU is the scarce resource.
-    meta.client = compare.native!.generatorCpuMsPerMsg <= compare.ws!.generatorCpuMsPerMsg
-      ? "native"
-      : "ws";
-    results.clients = compare;
-  }
-  const client: ClientKind = meta.client === "auto" ? "native" : meta.client;
-  meta.client = client;
+  const targets = opts.targets;
+  const withCluster: TargetKind[] = [...targets, ...(live.cluster ? ["cluster" as const] : [])];
 
   if (opts.only.has("ceiling")) {
-    const ceiling: Record<string, ThroughputResult> = {};
-    for (const n of CEILING_WORKERS) {
-      ceiling[`${n}`] = await throughputRun(ctx(client, n), get("relay"), throughputOpts(3000, n));
-      log(`ceiling with ${n} workers: ${ceiling[`${n}`]!.deliveredPerS} msgs/s`);
+    // The same saturating load from 1 and from 2 generator processes: if the generator were the
+    // bottleneck, the second process would raise the measured rate. Every round runs each target
+    // with 1 and with 2 processes (the order rotating), so both counts see the same machine.
+    const kinds = targets.filter((k) => k !== "node");
+    const ceiling: Record<string, Partial<Record<TargetKind, unknown[]>>> = {};
+    const combos = CEILING_WORKERS.flatMap((n) => kinds.map((kind) => ({ n, kind })));
+    for (let i = 0; i < opts.runs; i++) {
+      const order = [...combos.slice(i % combos.length), ...combos.slice(0, i % combos.length)];
+      for (const { n, kind } of order) {
+        await freshStatistics();
+        const loadAvgBefore = loadAverage()[0]!;
+        const run = await throughputRun(ctx(n), live[kind]!, throughputOpts(opts.ceilingMs, n));
+        ((ceiling[`${n}`] ??= {})[kind] ??= []).push({ ...run, loadAvgBefore });
+        log(`ceiling run ${i + 1}/${opts.runs} ${kind} ×${n}: ${run.deliveredPerS} msgs/s`);
+      }
     }
     results.ceiling = ceiling;
   }
@@ -322,102 +380,103 @@ async function main(): Promise<number> {
     results.throughput = await alternate(
       opts.runs,
       "throughput",
-      mainKinds,
-      get,
-      (t) => throughputRun(ctx(client), t, throughputOpts(opts.throughputMs)),
+      withCluster,
+      (k) => throughputRun(ctx(), live[k]!, throughputOpts(opts.throughputMs)),
     );
   }
-  if (opts.only.has("latency")) {
-    results.latency = await alternate(
-      opts.runs,
-      "latency",
-      mainKinds,
-      get,
-      (t) =>
-        latencyRun(ctx(client), t, {
-          pairs: opts.pairs,
-          ratePerS: opts.latencyRate,
-          warmupMs: opts.warmupMs,
-          durationMs: opts.latencyMs,
-        }),
-    );
-  }
-  if (opts.only.has("presence")) {
-    results.presence = await alternate(
-      opts.runs,
-      "presence",
-      ["server", "relay"],
-      get,
-      (t) =>
-        presenceRun(ctx(client), t, {
-          hubs: opts.hubs,
-          warmupMs: opts.warmupMs,
-          durationMs: opts.presenceMs,
-        }),
-    );
+  if (opts.only.has("openloop")) {
+    const byRate: Record<string, unknown> = {};
+    for (const rate of opts.rates) {
+      byRate[`${rate}`] = await alternate(
+        opts.runs,
+        `open loop ${rate}/s`,
+        targets,
+        (k) =>
+          latencyRun(ctx(), live[k]!, {
+            pairs: opts.pairs,
+            ratePerS: rate,
+            warmupMs: opts.warmupMs,
+            durationMs: opts.openLoopMs(rate),
+          }),
+      );
+    }
+    results.openloop = byRate;
   }
   for (const t of Object.values(live)) await stopTarget(t);
-  for (const kind of mainKinds) {
+  for (const kind of withCluster) {
     const problems = await logProblems(live[kind]!);
     if (problems.count > 0) {
       log(`${kind} logged ${problems.count} warnings/errors, last: ${problems.last.join(" ")}`);
     }
   }
 
+  if (opts.only.has("breakdown") && targets.includes("server")) {
+    // The open loop once more per rate against `traced_server.ts`: where a message's time goes.
+    const breakdown: Record<string, unknown> = {};
+    for (const rate of opts.rates) {
+      const trace = `${logDir}/trace-${rate}.txt`;
+      await freshStatistics();
+      const traced = await startTarget("server", { ...startOpts, trace });
+      let latency;
+      try {
+        latency = await latencyRun(ctx(), traced, {
+          pairs: opts.pairs,
+          ratePerS: rate,
+          warmupMs: opts.warmupMs,
+          durationMs: opts.openLoopMs(rate),
+        });
+      } finally {
+        await stopTarget(traced); // the trace is complete once the server has exited
+      }
+      breakdown[`${rate}`] = { latency, trace: await readTrace(trace, latency.t1, latency.t2) };
+      log(`breakdown at ${rate}/s done`);
+    }
+    results.breakdown = breakdown;
+  }
+
   if (opts.only.has("capacity")) {
-    // A fresh process per run, so "RSS before" is an idle server and not the last run's heap.
-    results.capacity = await alternate(
-      opts.runs,
-      "capacity",
-      ["server", "relay"],
-      get,
-      async (t) => {
-        const fresh = await startTarget(t.kind, { ...startOpts, inspect: true });
-        try {
-          return await capacityRun(ctx(client), fresh, {
-            connections: opts.connections,
-            concurrency: 64,
-          });
-        } finally {
-          await stopTarget(fresh);
-        }
-      },
-    );
+    // A fresh process per run, so "RSS before" is an idle target and not the last run's heap.
+    results.capacity = await alternate(opts.runs, "capacity", targets, async (kind) => {
+      const fresh = await startTarget(kind, { ...startOpts, inspect: true });
+      try {
+        return await capacityRun(ctx(), fresh, { connections: opts.connections, concurrency: 64 });
+      } finally {
+        await stopTarget(fresh);
+      }
+    });
   }
 
   if (opts.only.has("profile")) {
     // Throughput: `--cpu-prof` over the whole process (the run dominates it). Connect storm: a
     // profile of the connect phase only, through the inspector, so closing and shutdown stay out.
     const profiles: Record<string, Record<string, ProfiledRun>> = { throughput: {}, connect: {} };
-    const profileKinds: TargetKind[] = [
-      "server",
-      "relay",
-      ...(live.cluster ? ["cluster" as const] : []),
-    ];
-    for (const kind of profileKinds) {
+    for (const kind of targets.filter((k) => k !== "node")) {
+      await freshStatistics();
       const dir = await Deno.makeTempDir({ dir: logDir, prefix: `cpuprof-${kind}-` });
       const profiled = await startTarget(kind, { ...startOpts, cpuProfDir: dir });
       let run: ThroughputResult;
       try {
-        run = await throughputRun(ctx(client), profiled, throughputOpts(opts.throughputMs));
+        run = await throughputRun(ctx(), profiled, throughputOpts(opts.ceilingMs));
       } finally {
         await stopTarget(profiled);
       }
-      // One file per process; for the cluster, node 1's, which did half of the work.
       const files = [...Deno.readDirSync(dir)].filter((e) => e.name.endsWith(".cpuprofile"))
         .map((e) => e.name).sort();
       if (files.length === 0) throw new Error(`no .cpuprofile written in ${dir}`);
       const path = `${dir}/${files[0]}`;
-      const units = kind === "cluster" ? run.ackedTotal / 2 : run.ackedTotal;
-      profiles.throughput![kind] = { units, run, summary: await summariseProfileFile(path, 40) };
+      profiles.throughput![kind] = {
+        units: run.ackedTotal,
+        run,
+        summary: await summariseProfileFile(path, 40),
+      };
       log(`profile of the ${kind} (throughput): ${path}`);
-      if (kind === "cluster") continue;
 
       const inspected = await startTarget(kind, { ...startOpts, inspect: true });
       let storm: CapacityResult;
       try {
-        storm = await capacityRun(ctx(client), inspected, {
-          connections: opts.connections,
+        storm = await capacityRun(ctx(), inspected, {
+          // Per-connection figures: 3,000 connects give a steady profile in a third of the time.
+          connections: Math.min(opts.connections, 3000),
           concurrency: 64,
           profile: true,
         });
@@ -444,11 +503,13 @@ async function main(): Promise<number> {
   }
 
   const elapsedS = Math.round((absNow() - startedAt) / 100) / 10;
-  const full = !opts.quick && opts.only.size === SCENARIOS.length && opts.runs >= 3;
+  const full = !opts.quick && opts.only.size === SCENARIOS.length && opts.runs >= 3 &&
+    targets.length === SINGLE_TARGETS.length && opts.out === undefined;
   const written = await writeReports({
     meta: { ...meta, elapsedS, loadAverageAfter: loadAverage() },
     results,
     full,
+    name: opts.out ?? (full ? "latest" : "quick"),
   });
   log(`done in ${elapsedS} s; wrote ${written.join(", ")}`);
   return 0;
@@ -477,7 +538,15 @@ let code = 1;
 try {
   code = await main();
 } catch (err) {
-  log(`failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+  // The bench's own one-line messages (a missing tool) need no stack.
+  const known = err instanceof Error && err.message.startsWith("bench:");
+  log(`failed: ${err instanceof Error ? (known ? err.message : err.stack ?? err.message) : err}`);
+  if (partial.meta !== undefined && Object.keys(results).length > 0) {
+    const meta = { ...partial.meta, loadAverageAfter: loadAverage(), failed: String(err) };
+    await writeReports({ meta, results, full: false, name: "partial" })
+      .then((written) => log(`what was measured before the failure: ${written.join(", ")}`))
+      .catch(() => {});
+  }
 } finally {
   await cleanup();
   clearTimeout(watchdog);

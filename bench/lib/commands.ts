@@ -1,16 +1,15 @@
 /**
  * @module commands
  * The control protocol between the orchestrator (`bench/main.ts`) and each
- * load-generator process (`bench/loadgen.ts`): one JSON command per line on
- * the worker's stdin, one JSON reply per line on its stdout.
+ * load-generator process (`bench/gen/`, a compiled Go program): one JSON
+ * command per line on the worker's stdin, one JSON reply per line on its
+ * stdout. The Go side (`gen/runs.go`) mirrors these shapes; keep both in step.
  *
  * Times (`t0`, `t1`, `t2`, `firstStart`, ...) are absolute milliseconds,
  * `performance.timeOrigin + performance.now()`, comparable across processes
  * of one machine to well under a millisecond. A run sends from `t0`, counts
  * from `t1` (after the warm-up) and stops sending at `t2`.
  */
-
-export type ClientKind = "native" | "ws";
 
 export interface ConnectCommand {
   cmd: "connect";
@@ -19,7 +18,6 @@ export interface ConnectCommand {
   userIds: number[];
   /** Handshakes + authentications in flight at once in this worker. */
   concurrency: number;
-  client: ClientKind;
   /** Signs real tokens (the relay ignores the signature). */
   secret: string;
   timeoutMs: number;
@@ -80,34 +78,6 @@ export interface LatencyReply {
   errors: Record<string, number>;
 }
 
-export interface PresenceCommand {
-  cmd: "presence";
-  url: string;
-  client: ClientKind;
-  secret: string;
-  /** Hub user ids; their friends must already be connected in this worker. */
-  hubs: number[];
-  friendsPerHub: number;
-  t0: number;
-  t1: number;
-  t2: number;
-  phaseTimeoutMs: number;
-}
-
-export interface PresenceReply {
-  cycles: number;
-  /** `authenticate` sent → the last friend's `presence` online (ms). */
-  online: number[];
-  /** Connect start → the last friend's `presence` online (ms). */
-  onlineFromConnect: number[];
-  /** `close()` called → the last friend's `presence` offline (ms). */
-  offline: number[];
-  /** `presence` frames received by friends in [t1, t2). */
-  frames: number;
-  timeouts: number;
-  errors: Record<string, number>;
-}
-
 export interface CloseAllCommand {
   cmd: "closeAll";
   timeoutMs: number;
@@ -126,7 +96,6 @@ export type Command =
   | ConnectCommand
   | ThroughputCommand
   | LatencyCommand
-  | PresenceCommand
   | CloseAllCommand
   | ExitCommand;
 

@@ -110,7 +110,7 @@ export interface QueryPlan {
 
 /**
  * `EXPLAIN (ANALYZE, BUFFERS)` of the repository's statements (copied from
- * `src/repository_postgres.ts` and `src/message_writer.ts`; keep them in
+ * `src/repository_postgres.ts` and `src/message_insert.ts`; keep them in
  * step when those change), each run `runs`
  * times with the median execution time kept. The insert runs in a
  * transaction that is rolled back.
@@ -118,11 +118,6 @@ export interface QueryPlan {
 export async function explainRepositoryQueries(db: BenchDatabase, runs = 5): Promise<QueryPlan[]> {
   const sql = db.sql;
   const batch = 64;
-  // Ids as the writer takes them: reserved from the sequence ahead of the insert.
-  const idRows = await sql<{ id: string }[]>`
-    select nextval(pg_get_serial_sequence('messages', 'message_id')) as id
-    from generate_series(1, ${batch})`;
-  const ids = idRows.map((r) => Number(r.id));
   const senders = Array.from({ length: batch }, (_, i) => 2 * (i % 100) + 1);
   const queries: { name: string; text: string; params: unknown[] }[] = [
     {
@@ -151,21 +146,35 @@ export async function explainRepositoryQueries(db: BenchDatabase, runs = 5): Pro
       params: [[HUB_BASE + 1]],
     },
     {
+      // The batch insert of `src/message_insert.ts` (ids from migration 3's trigger).
       name: `storeMessage batch of ${batch} (rolled back)`,
-      text: `with input as materialized (
-        select t.*, clock_timestamp() < $6::timestamptz as in_time
-        from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[])
-          as t(id, sender, recipient, body, cmid)
+      text: `with locked as materialized (
+        select chat_lock_message_ids() < $5::timestamptz as in_time
+      ), input as materialized (
+        select t.*, locked.in_time
+        from locked, unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[])
+          with ordinality as t(sender, recipient, body, cmid, ord)
       ), inserted as (
-        insert into messages (message_id, sender_user_id, recipient_user_id, message_text, client_message_id)
-        select id, sender, recipient, body, cmid from input where in_time
+        insert into messages (message_id, sender_user_id, recipient_user_id, message_text,
+                              client_message_id)
+        select null, sender, recipient, body, cmid from input where in_time order by ord
         on conflict (sender_user_id, client_message_id) do nothing
-        returning message_id, sent_at
+        returning message_id, sender_user_id, recipient_user_id, message_text, client_message_id,
+                  sent_at
       )
-      select input.id::text as message_id, inserted.sent_at, input.in_time
-      from input left join inserted on inserted.message_id = input.id`,
+      select 'inserted' as kind, i.message_id::text, i.sender_user_id::text,
+             i.recipient_user_id::text, i.message_text, i.client_message_id, i.sent_at,
+             null::boolean as in_time
+      from inserted i
+      union all
+      select 'existing', m.message_id::text, m.sender_user_id::text, m.recipient_user_id::text,
+             m.message_text, m.client_message_id, m.sent_at, null
+      from messages m
+      where (m.sender_user_id, m.client_message_id) in
+            (select sender, cmid from input where in_time and cmid is not null)
+      union all
+      select 'clock', null, null, null, null, null, clock_timestamp(), (select in_time from locked)`,
       params: [
-        ids,
         senders,
         senders.map((s) => s + 1),
         senders.map((_, i) => `explain analyze message ${i}`),

@@ -28,16 +28,33 @@ export interface SpawnOptions {
   logPath: string;
   /** Keep stdin/stdout as pipes (the load generators' control channel). */
   control?: boolean;
+  /** CPU list for `taskset -c` (e.g. "0"); unset: the process may run on any CPU. */
+  cpus?: string | undefined;
 }
 
-/** Spawns `deno <args>` with the open-files limit raised; registers it for `killAll`. */
+/** Spawns `deno <args>` (see `spawnProcess`). */
 export function spawnDeno(name: string, options: SpawnOptions): Child {
+  return spawnProcess(name, Deno.execPath(), options);
+}
+
+/**
+ * Spawns `program <args>` with the open-files limit raised and, when asked,
+ * pinned to `cpus` (`taskset` execs the program, so the PID stays the
+ * program's own); registers it for `killAll`.
+ */
+export function spawnProcess(name: string, program: string, options: SpawnOptions): Child {
   if (closing) throw new Error(`not starting ${name}: the benchmark is shutting down`);
   const redirect = options.control ? '2>>"$BENCH_LOG"' : '>>"$BENCH_LOG" 2>&1';
-  const script = `ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@" ${redirect}`;
+  const pin = options.cpus === undefined ? "" : 'taskset -c "$BENCH_CPUS" ';
+  const script = `ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec ${pin}"$0" "$@" ${redirect}`;
   const process = new Deno.Command("sh", {
-    args: ["-c", script, Deno.execPath(), ...options.args],
-    env: { NO_COLOR: "1", ...options.env, BENCH_LOG: options.logPath },
+    args: ["-c", script, program, ...options.args],
+    env: {
+      NO_COLOR: "1",
+      ...options.env,
+      BENCH_LOG: options.logPath,
+      ...(options.cpus === undefined ? {} : { BENCH_CPUS: options.cpus }),
+    },
     stdin: options.control ? "piped" : "null",
     stdout: options.control ? "piped" : "null",
     stderr: "null",
@@ -144,12 +161,26 @@ export function machineCpu(): { busy: number; total: number } {
   return { busy: (total - idle) / clockTicks(), total: total / clockTicks() };
 }
 
-/** The 1-minute load average. */
-export function loadAverage(): number {
+/** The 1-, 5- and 15-minute load averages. */
+export function loadAverage(): number[] {
   try {
-    return Number(Deno.readTextFileSync("/proc/loadavg").split(" ")[0]);
+    return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).map(Number);
   } catch {
-    return NaN;
+    return [NaN, NaN, NaN];
+  }
+}
+
+/** Pins every thread of process `pid` to `cpus` (`taskset -a -p -c`); false when that failed. */
+export async function pin(pid: number, cpus: string): Promise<boolean> {
+  try {
+    const out = await new Deno.Command("taskset", {
+      args: ["-a", "-p", "-c", cpus, String(pid)],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return out.success;
+  } catch {
+    return false;
   }
 }
 

@@ -1,23 +1,21 @@
 /**
  * @module report
- * Turns the raw runs into the summary table (median, min–max, ratio against
- * the relay, target met or the gap), and writes `results/*.json`,
- * `results/*.md` and, after a full run, the figures section of
+ * Turns the raw runs into tables: the headline table (one row per target,
+ * the generator's own CPU per message beside every rate), every ratio
+ * between targets (computed per alternating run, then the median), the open
+ * loop curve, the 1-vs-2-generator check, the cluster, capacity detail, the
+ * server's own view and the issue's targets met or not. Writes
+ * `results/<name>.{json,md}` and, after a full run, the figures section of
  * `bench/README.md` (between the `bench:latest` markers).
  */
 
 import type { QueryPlan } from "./db.ts";
 import { profileMarkdown, type ProfileSummary } from "./profile.ts";
-import type {
-  CapacityResult,
-  LatencyResult,
-  PresenceResult,
-  ThroughputResult,
-} from "./scenarios.ts";
+import type { CapacityResult, LatencyResult, ThroughputResult, TraceSummary } from "./scenarios.ts";
 import { ratios, type Spread, spread } from "./stats.ts";
 import type { TargetKind } from "./targets.ts";
 
-type Runs<T> = Partial<Record<TargetKind, T[]>>;
+type Runs<T> = Partial<Record<TargetKind, (T & { loadAvgBefore?: number })[]>>;
 /** A profiled process and how many units of work (messages, connections) it did. */
 export interface ProfiledRun {
   units: number;
@@ -26,41 +24,15 @@ export interface ProfiledRun {
 }
 type Profiles = Record<"throughput" | "connect", Partial<Record<TargetKind, ProfiledRun>>>;
 
-export interface Row {
-  scenario: string;
-  metric: string;
-  unit: string;
-  /** The real server, or in the two-node rows the cluster. */
-  server: Spread;
-  relay: Spread | undefined;
-  /** server / relay, per run pair (runs alternate). */
-  ratio: Spread | undefined;
-  target?: { text: string; met: boolean; gap: string; cause: string };
-}
-
 const RESULTS = new URL("../results/", import.meta.url).pathname;
 const README = new URL("../README.md", import.meta.url).pathname;
 
-function row<T>(
-  scenario: string,
-  metric: string,
-  unit: string,
-  runs: Runs<T>,
-  pick: (r: T) => number,
-  withRelay = true,
-  of: "server" | "cluster" = "server",
-): Row {
-  const server = (runs[of] ?? []).map(pick);
-  const relay = (runs.relay ?? []).map(pick);
-  return {
-    scenario,
-    metric,
-    unit,
-    server: spread(server),
-    relay: withRelay ? spread(relay) : undefined,
-    ratio: withRelay ? ratios(server, relay) : undefined,
-  };
-}
+const NAMES: Record<TargetKind, string> = {
+  server: "our server (every message committed)",
+  relay: "bare relay, Deno + our transport",
+  node: "bare relay, Node 20 + ws",
+  cluster: "our server, two nodes + Redis",
+};
 
 const fmt = (x: number) =>
   !Number.isFinite(x)
@@ -73,352 +45,380 @@ const fmt = (x: number) =>
 const cell = (s: Spread | undefined) =>
   s === undefined || !Number.isFinite(s.median)
     ? "–"
+    : s.runs.length === 1
+    ? fmt(s.median)
     : `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})`;
+const med = <T>(runs: T[] | undefined, pick: (r: T) => number) => spread((runs ?? []).map(pick));
 
-/** The rows of the summary table, with the four targets evaluated. */
-export function summarise(results: Record<string, unknown>): Row[] {
-  const profile = (results.profile as Profiles | undefined)?.throughput.server?.summary;
-  const rows: Row[] = [];
-  const topArea = profile?.areas.find((a) => !a.name.startsWith("("))?.name ?? "see profile";
-  const tp = results.throughput as Runs<ThroughputResult> | undefined;
-  if (tp) {
-    const r = row("throughput", "delivered msgs/s", "msg/s", tp, (x) => x.deliveredPerS);
-    const ratio = r.ratio!.median;
-    const cores = spread((tp.server ?? []).map((x) => x.targetCores)).median;
-    const pg = spread((tp.server ?? []).map((x) => x.postgresCores)).median;
-    r.target = {
-      text: "full/bare ≥ 0.6",
-      met: ratio >= 0.6,
-      gap: ratio >= 0.6 ? "" : `${fmt(ratio)} (needs ×${fmt(0.6 / ratio)})`,
-      cause: (() => {
-        const med = (pick: (x: ThroughputResult) => number) =>
-          spread((tp.server ?? []).map(pick)).median;
-        const perMsg = (k: TargetKind) =>
-          1e6 / spread((tp[k] ?? []).map((x) => x.msgsPerTargetCpuS)).median;
-        const machine = med((x) => x.machineCores);
-        return `server ${fmt(perMsg("server"))} µs CPU/msg vs relay ${fmt(perMsg("relay"))} ` +
-          `(heaviest area beyond V8 natives: ${topArea}); server at ${fmt(cores)} cores, Postgres ${
-            fmt(pg)
-          }, ` +
-          `machine ${
-            fmt(machine)
-          } of ${navigator.hardwareConcurrency} cores busy; writer: batches of ` +
-          `${fmt(med((x) => x.server?.batchRowsMean ?? NaN))} rows, commit mean ` +
-          `${fmt(med((x) => x.server?.commitMsMean ?? NaN))} ms, accept→ack ` +
-          `${fmt(med((x) => x.server?.ackMsMean ?? NaN))} ms`;
-      })(),
-    };
-    rows.push(
-      r,
-      row("throughput", "msgs per target CPU-second", "msg/CPU-s", tp, (x) => x.msgsPerTargetCpuS),
-      row("throughput", "target CPU (cores)", "cores", tp, (x) => x.targetCores),
-      row("throughput", "generator CPU (cores)", "cores", tp, (x) => x.generatorCores),
-      row("throughput", "Postgres CPU (cores)", "cores", tp, (x) => x.postgresCores, false),
-      row("throughput", "other load on the machine (cores)", "cores", tp, (x) => x.otherCores),
-      row("throughput", "rows per Postgres commit", "rows", tp, (x) => x.rowsPerCommit, false),
-      row(
-        "throughput",
-        "server: rows per batch (mean)",
-        "rows",
-        tp,
-        (x) => x.server?.batchRowsMean ?? NaN,
-        false,
-      ),
-      row(
-        "throughput",
-        "server: batch commit mean",
-        "ms",
-        tp,
-        (x) => x.server?.commitMsMean ?? NaN,
-        false,
-      ),
-      row(
-        "throughput",
-        "server: accept→ack mean",
-        "ms",
-        tp,
-        (x) => x.server?.ackMsMean ?? NaN,
-        false,
-      ),
-    );
-  }
-  const lat = results.latency as Runs<LatencyResult> | undefined;
-  if (lat) {
-    const p99 = row("latency @5k/s", "send→recipient p99", "ms", lat, (x) => x.recipient.p99);
-    const m = p99.server.median;
-    p99.target = {
-      text: "≤ 10 ms",
-      met: m <= 10,
-      gap: m <= 10 ? "" : `+${fmt(m - 10)} ms`,
-      cause: (() => {
-        const med = (pick: (x: LatencyResult) => number) =>
-          spread((lat.server ?? []).map(pick)).median;
-        return `delivery waits for the commit (server accept→ack mean ${
-          fmt(med((x) => x.server?.ackMsMean ?? NaN))
-        } ms, ` +
-          `batch commit mean ${fmt(med((x) => x.server?.commitMsMean ?? NaN))} ms but p99 bucket ` +
-          `${
-            fmt(med((x) => x.server?.commitMsP99 ?? NaN))
-          } ms): the tail is main-thread and CPU stalls ` +
-          `(server ${
-            fmt(med((x) => x.cpu.targetCores))
-          } cores for 5k msgs/s, GC, a shared 2-core machine)`;
-      })(),
-    };
-    rows.push(
-      row("latency @5k/s", "send→recipient p50", "ms", lat, (x) => x.recipient.p50),
-      p99,
-      row("latency @5k/s", "send→recipient p99.9", "ms", lat, (x) => x.recipient.p999),
-      row("latency @5k/s", "send→message_sent p50", "ms", lat, (x) => x.ack.p50),
-      row("latency @5k/s", "send→message_sent p99", "ms", lat, (x) => x.ack.p99),
-      row("latency @5k/s", "send→message_sent p99.9", "ms", lat, (x) => x.ack.p999),
-      row(
-        "latency @5k/s",
-        "scheduled→recipient p99",
-        "ms",
-        lat,
-        (x) => x.recipientFromSchedule.p99,
-      ),
-      row("latency @5k/s", "generator send lag p99", "ms", lat, (x) => x.generatorLagP99),
-      row(
-        "latency @5k/s",
-        "server: rows per batch (mean)",
-        "rows",
-        lat,
-        (x) => x.server?.batchRowsMean ?? NaN,
-        false,
-      ),
-      row(
-        "latency @5k/s",
-        "server: batch commit mean",
-        "ms",
-        lat,
-        (x) => x.server?.commitMsMean ?? NaN,
-        false,
-      ),
-      row(
-        "latency @5k/s",
-        "server: batch commit p99 (bucket)",
-        "ms",
-        lat,
-        (x) => x.server?.commitMsP99 ?? NaN,
-        false,
-      ),
-      row(
-        "latency @5k/s",
-        "server: accept→ack mean",
-        "ms",
-        lat,
-        (x) => x.server?.ackMsMean ?? NaN,
-        false,
-      ),
-      row("latency @5k/s", "achieved send rate", "msg/s", lat, (x) => x.sentPerS),
-      row("latency @5k/s", "target CPU (cores)", "cores", lat, (x) => x.cpu.targetCores),
-    );
-  }
-  const cap = results.capacity as Runs<CapacityResult> | undefined;
-  if (cap) {
-    const mem = row(
-      "capacity 10k idle",
-      "RSS per connection",
-      "KiB",
-      cap,
-      (x) => x.bytesPerConnection / 1024,
-    );
-    const kib = mem.server.median;
-    mem.target = {
-      text: "≤ 16 KiB",
-      met: kib <= 16,
-      gap: kib <= 16 ? "" : `+${fmt(kib - 16)} KiB`,
-      cause:
-        `transport alone (relay) ${
-          fmt(mem.relay!.median)
-        } KiB; after a forced GC the server holds ` +
-        `${
-          fmt(spread((cap.server ?? []).map((x) => x.bytesPerConnectionAfterGc / 1024)).median)
-        } KiB: the rest is ` +
-        "garbage of the authentications not yet collected",
-    };
-    const rate = row(
-      "capacity 10k idle",
-      "connect+authenticate per s",
-      "conn/s",
-      cap,
-      (x) => x.connectPerS,
-    );
-    const r = rate.server.median;
-    rate.target = {
-      text: "≥ 3,000/s",
-      met: r >= 3000,
-      gap: r >= 3000 ? "" : `−${fmt(3000 - r)}/s`,
-      cause: `server CPU ${
-        fmt(spread((cap.server ?? []).map((x) => x.targetCpuSPerThousand)).median)
-      } s per 1,000 ` +
-        `connections vs relay ${
-          fmt(
-            spread((cap.relay ?? []).map((x) =>
-              x.targetCpuSPerThousand
-            )).median,
-          )
-        } s (the transport's handshake alone); the server adds the token's HMAC (WebCrypto), ` +
-        "the user and friends lookups, presence and a log line per authentication",
-    };
-    rows.push(
-      mem,
-      row("capacity 10k idle", "RSS per connection after forced GC", "KiB", cap, (x) =>
-        x.bytesPerConnectionAfterGc / 1024),
-      row("capacity 10k idle", "JS heap per connection after forced GC", "KiB", cap, (x) =>
-        x.heapBytesPerConnection / 1024),
-      rate,
-      row("capacity 10k idle", "generator CPU while connecting", "cores", cap, (x) =>
-        x.cpu.generatorCores),
-      row("capacity 10k idle", "other load while connecting", "cores", cap, (x) =>
-        x.cpu.otherCores),
-      row("capacity 10k idle", "connections held", "conn", cap, (x) =>
-        x.connections),
-      row("capacity 10k idle", "RSS idle before", "MiB", cap, (x) =>
-        x.rssBeforeMiB),
-      row("capacity 10k idle", "RSS with all connected", "MiB", cap, (x) =>
-        x.rssAfterMiB),
-      row("capacity 10k idle", "connect→authenticated p99", "ms", cap, (x) =>
-        x.connectLatencyP99),
-      row("capacity 10k idle", "target CPU-s per 1,000 connects", "CPU-s", cap, (x) =>
-        x.targetCpuSPerThousand),
-    );
-  }
-  const cl = "two nodes + Redis";
-  if (tp?.cluster) {
-    rows.push(
-      row(cl, "cross-node delivered msgs/s", "msg/s", tp, (x) => x.deliveredPerS, true, "cluster"),
-      row(
-        cl,
-        "msgs per CPU-second of both nodes",
-        "msg/CPU-s",
-        tp,
-        (x) => x.msgsPerTargetCpuS,
-        true,
-        "cluster",
-      ),
-      row(cl, "both nodes' CPU (cores)", "cores", tp, (x) => x.targetCores, true, "cluster"),
-      row(cl, "Redis CPU (cores)", "cores", tp, (x) => x.redisCores, false, "cluster"),
-      row(
-        cl,
-        "bus publishes per delivered message",
-        "publishes",
-        tp,
-        (x) => (x.server?.busPublishes ?? NaN) / (x.deliveredPerS * x.windowS),
-        false,
-        "cluster",
-      ),
-      row(
-        cl,
-        "server: accept→ack mean",
-        "ms",
-        tp,
-        (x) => x.server?.ackMsMean ?? NaN,
-        false,
-        "cluster",
-      ),
-      row(cl, "Postgres CPU (cores)", "cores", tp, (x) => x.postgresCores, false, "cluster"),
-    );
-  }
-  if (lat?.cluster) {
-    rows.push(
-      row(cl, "@5k/s send→recipient p50", "ms", lat, (x) => x.recipient.p50, true, "cluster"),
-      row(cl, "@5k/s send→recipient p99", "ms", lat, (x) => x.recipient.p99, true, "cluster"),
-      row(cl, "@5k/s send→recipient p99.9", "ms", lat, (x) => x.recipient.p999, true, "cluster"),
-      row(cl, "@5k/s send→message_sent p99", "ms", lat, (x) => x.ack.p99, true, "cluster"),
-    );
-  }
-  const pr = results.presence as Runs<PresenceResult> | undefined;
-  if (pr) {
-    rows.push(
-      row("presence 50 friends", "online: all 50 told p50", "ms", pr, (x) => x.online.p50),
-      row("presence 50 friends", "online: all 50 told p99", "ms", pr, (x) => x.online.p99),
-      row("presence 50 friends", "offline: all 50 told p50", "ms", pr, (x) => x.offline.p50),
-      row("presence 50 friends", "offline: all 50 told p99", "ms", pr, (x) => x.offline.p99),
-      row(
-        "presence 50 friends",
-        "connect→all 50 told online p99",
-        "ms",
-        pr,
-        (x) => x.onlineFromConnect.p99,
-      ),
-      row("presence 50 friends", "presence frames/s", "frames/s", pr, (x) => x.framesPerS),
-      row("presence 50 friends", "target CPU (cores)", "cores", pr, (x) => x.cpu.targetCores),
-    );
-  }
-  return rows;
+function tableOf(header: string[], rows: string[][]): string {
+  return [
+    `| ${header.join(" | ")} |`,
+    `|${header.map((_, i) => (i === 0 ? "---" : "---:")).join("|")}|`,
+    ...rows.map((r) => `| ${r.join(" | ")} |`),
+  ].join("\n");
 }
 
-function table(rows: Row[]): string {
-  const lines = [
-    "| scenario | metric | server median (min–max) | bare relay median (min–max) | server/relay median (min–max) | target | met? |",
-    "|---|---|---:|---:|---:|---|---|",
+interface Results {
+  ceiling?: Record<string, Runs<ThroughputResult>>;
+  throughput?: Runs<ThroughputResult>;
+  openloop?: Record<string, Runs<LatencyResult>>;
+  breakdown?: Record<string, { latency: LatencyResult; trace: TraceSummary }>;
+  capacity?: Runs<CapacityResult>;
+  profile?: Profiles;
+  explain?: QueryPlan[];
+}
+
+/** Runs present in `results`, in the order server, relay, node, cluster. */
+function kindsOf(...runs: (Runs<unknown> | undefined)[]): TargetKind[] {
+  const all: TargetKind[] = ["server", "relay", "node", "cluster"];
+  return all.filter((k) => runs.some((r) => (r?.[k]?.length ?? 0) > 0));
+}
+
+/** The issue's table: one row per target. */
+function headline(r: Results): string {
+  const tp = r.throughput;
+  const top = r.openloop?.["5000"] ?? r.openloop?.[Object.keys(r.openloop ?? {}).pop() ?? ""];
+  const topRate = r.openloop?.["5000"] ? "5k/s" : "top rate";
+  const cap = r.capacity;
+  const rows = kindsOf(tp, top, cap).map((k) => {
+    const lat = top?.[k];
+    const p = (pick: (x: LatencyResult) => number) => fmt(med(lat, pick).median);
+    return [
+      NAMES[k],
+      cell(med(tp?.[k], (x) => x.deliveredPerS)),
+      cell(med(tp?.[k], (x) => x.msgsPerTargetCpuS)),
+      cell(med(tp?.[k], (x) => x.generatorUsPerMsg)),
+      lat
+        ? `${p((x) => x.recipient.p50)} / ${p((x) => x.recipient.p99)} / ${
+          p((x) => x.recipient.p999)
+        } ms`
+        : "–",
+      lat ? `${fmt(100 * med(lat, (x) => x.cpu.targetCores).median)} %` : "–",
+      cell(med(lat, (x) => x.generatorUsPerMsg)),
+      cell(med(cap?.[k], (x) => x.bytesPerConnection / 1024)),
+      cell(med(cap?.[k], (x) => x.connectPerS)),
+      cell(med(cap?.[k], (x) => x.cpu.generatorCores)),
+    ];
+  });
+  return tableOf([
+    "target",
+    "delivered msgs/s (saturated)",
+    "msgs per target CPU-s",
+    "generator µs CPU/msg",
+    `p50 / p99 / p99.9 send→recipient at ${topRate}`,
+    `target CPU at ${topRate}`,
+    `generator µs CPU/msg at ${topRate}`,
+    "KiB RSS per idle conn",
+    "connect+auth per s",
+    "generator cores while connecting",
+  ], rows);
+}
+
+/** Every ratio between the single-node targets, per run pair (runs alternate). */
+function ratioTable(r: Results): string {
+  const metrics: { name: string; runs: Runs<unknown> | undefined; pick: (x: never) => number }[] = [
+    {
+      name: "delivered msgs/s (saturated)",
+      runs: r.throughput,
+      pick: (x: ThroughputResult) => x.deliveredPerS,
+    },
+    {
+      name: "msgs per target CPU-s",
+      runs: r.throughput,
+      pick: (x: ThroughputResult) => x.msgsPerTargetCpuS,
+    },
+    ...Object.keys(r.openloop ?? {}).flatMap((rate) => [
+      {
+        name: `p99 send→recipient at ${rate}/s`,
+        runs: r.openloop![rate],
+        pick: (x: LatencyResult) => x.recipient.p99,
+      },
+      {
+        name: `target CPU per msg at ${rate}/s`,
+        runs: r.openloop![rate],
+        pick: (x: LatencyResult) => x.targetUsPerMsg,
+      },
+    ]),
+    {
+      name: "KiB per idle connection",
+      runs: r.capacity,
+      pick: (x: CapacityResult) => x.bytesPerConnection,
+    },
+    { name: "connect+auth per s", runs: r.capacity, pick: (x: CapacityResult) => x.connectPerS },
   ];
-  for (const r of rows) {
-    const target = r.target ? r.target.text : "";
-    const met = r.target ? (r.target.met ? "**met**" : `**not met**: ${r.target.gap}`) : "";
-    lines.push(
-      `| ${r.scenario} | ${r.metric} (${r.unit}) | ${cell(r.server)} | ${cell(r.relay)} | ${
-        cell(r.ratio)
-      } | ${target} | ${met} |`,
-    );
-  }
-  return lines.join("\n");
+  const pairs: [TargetKind, TargetKind][] = [["server", "relay"], ["server", "node"], [
+    "relay",
+    "node",
+  ]];
+  const rows = metrics.filter((m) => m.runs).map((m) => [
+    m.name,
+    ...pairs.map(([a, b]) => {
+      const xs = (m.runs![a] ?? []).map(m.pick as (x: unknown) => number);
+      const ys = (m.runs![b] ?? []).map(m.pick as (x: unknown) => number);
+      return xs.length && ys.length ? cell(ratios(xs, ys)) : "–";
+    }),
+  ]);
+  return tableOf(
+    ["metric", "server / Deno relay", "server / Node relay", "Deno / Node relay"],
+    rows,
+  );
 }
 
-function targetsTable(rows: Row[]): string {
-  const lines = [
-    "| target | measured (server median) | met? | likely cause |",
-    "|---|---:|---|---|",
+function openLoopTable(r: Results): string {
+  if (!r.openloop) return "";
+  const rows: string[][] = [];
+  for (const [rate, runs] of Object.entries(r.openloop)) {
+    for (const k of kindsOf(runs)) {
+      const x = runs[k]!;
+      rows.push([
+        `${Number(rate).toLocaleString("en-US")}/s`,
+        NAMES[k],
+        cell(med(x, (y) => y.recipient.p50)),
+        cell(med(x, (y) => y.recipient.p99)),
+        cell(med(x, (y) => y.recipient.p999)),
+        cell(med(x, (y) => y.ack.p99)),
+        cell(med(x, (y) => y.targetUsPerMsg)),
+        cell(med(x, (y) => y.postgresUsPerMsg)),
+        cell(med(x, (y) => y.generatorUsPerMsg)),
+        cell(med(x, (y) => y.generatorLagP99)),
+        cell(med(x, (y) => y.undelivered)),
+        cell(med(x, (y) => y.cpu.otherCores)),
+        cell(med(x, (y) => y.loadAvgBefore ?? NaN)),
+      ]);
+    }
+  }
+  return tableOf([
+    "rate",
+    "target",
+    "p50 ms",
+    "p99 ms",
+    "p99.9 ms",
+    "ack p99 ms",
+    "target µs CPU/msg",
+    "Postgres µs CPU/msg",
+    "generator µs CPU/msg",
+    "generator lag p99 ms",
+    "undelivered",
+    "other load (cores)",
+    "loadavg before",
+  ], rows);
+}
+
+function throughputTable(r: Results): string {
+  const tp = r.throughput;
+  if (!tp) return "";
+  return tableOf(
+    [
+      "target",
+      "delivered msgs/s",
+      "target cores",
+      "target µs CPU/msg",
+      "Postgres cores",
+      "Postgres µs CPU/msg",
+      "Redis cores",
+      "generator cores",
+      "generator µs CPU/msg",
+      "other load (cores)",
+      "loadavg before",
+    ],
+    kindsOf(tp).map((k) => [
+      NAMES[k],
+      cell(med(tp[k], (x) => x.deliveredPerS)),
+      cell(med(tp[k], (x) => x.targetCores)),
+      cell(med(tp[k], (x) => x.targetUsPerMsg)),
+      cell(med(tp[k], (x) => x.postgresCores)),
+      cell(med(tp[k], (x) => x.postgresUsPerMsg)),
+      cell(med(tp[k], (x) => x.redisCores)),
+      cell(med(tp[k], (x) => x.generatorCores)),
+      cell(med(tp[k], (x) => x.generatorUsPerMsg)),
+      cell(med(tp[k], (x) => x.otherCores)),
+      cell(med(tp[k], (x) => x.loadAvgBefore ?? NaN)),
+    ]),
+  );
+}
+
+function ceilingTable(r: Results): string {
+  const c = r.ceiling;
+  if (!c) return "";
+  const one = c["1"] ?? {};
+  const two = c["2"] ?? {};
+  return tableOf(
+    [
+      "target",
+      "1 generator: msgs/s",
+      "generator cores",
+      "target cores",
+      "2 generators: msgs/s",
+      "generator cores",
+      "target cores",
+      "2 / 1",
+    ],
+    kindsOf(one, two).map((k) => [
+      NAMES[k],
+      cell(med(one[k], (x) => x.deliveredPerS)),
+      cell(med(one[k], (x) => x.generatorCores)),
+      cell(med(one[k], (x) => x.targetCores)),
+      cell(med(two[k], (x) => x.deliveredPerS)),
+      cell(med(two[k], (x) => x.generatorCores)),
+      cell(med(two[k], (x) => x.targetCores)),
+      cell(
+        ratios(
+          (two[k] ?? []).map((x) => x.deliveredPerS),
+          (one[k] ?? []).map((x) => x.deliveredPerS),
+        ),
+      ),
+    ]),
+  );
+}
+
+function clusterTable(r: Results): string {
+  const tp = r.throughput;
+  if (!tp?.cluster) return "";
+  const server = (tp.server ?? []).map((x) => x.deliveredPerS);
+  const cluster = tp.cluster.map((x) => x.deliveredPerS);
+  return tableOf(["metric", "value"], [
+    ["cross-node delivered msgs/s", cell(spread(cluster))],
+    ["two nodes / one node (per run pair)", cell(ratios(cluster, server))],
+    ["both nodes' cores (pinned to the same CPU)", cell(med(tp.cluster, (x) => x.targetCores))],
+    ["Redis cores", cell(med(tp.cluster, (x) => x.redisCores))],
+    ["Postgres cores", cell(med(tp.cluster, (x) => x.postgresCores))],
+    ["server: accept→ack mean ms", cell(med(tp.cluster, (x) => x.server?.ackMsMean ?? NaN))],
+  ]);
+}
+
+function capacityTable(r: Results): string {
+  const cap = r.capacity;
+  if (!cap) return "";
+  const metrics: [string, (x: CapacityResult) => number][] = [
+    ["connections held", (x) => x.connections],
+    ["RSS idle before (MiB)", (x) => x.rssBeforeMiB],
+    ["RSS with all connected (MiB)", (x) => x.rssAfterMiB],
+    ["KiB per connection", (x) => x.bytesPerConnection / 1024],
+    ["KiB per connection after forced GC", (x) => x.bytesPerConnectionAfterGc / 1024],
+    ["JS heap KiB per connection after GC", (x) => x.heapBytesPerConnection / 1024],
+    ["connect+auth per s", (x) => x.connectPerS],
+    ["connect→authenticated p99 (ms)", (x) => x.connectLatencyP99],
+    ["target CPU-s per 1,000 connects", (x) => x.targetCpuSPerThousand],
+    ["generator cores while connecting", (x) => x.cpu.generatorCores],
+    ["other load while connecting (cores)", (x) => x.cpu.otherCores],
   ];
-  for (const r of rows.filter((x) => x.target)) {
-    const value = r.metric.startsWith("delivered")
-      ? `${fmt(r.ratio!.median)} × bare`
-      : `${fmt(r.server.median)} ${r.unit}`;
-    lines.push(
-      `| ${r.metric}: ${r.target!.text} | ${value} | ${
-        r.target!.met ? "met" : `not met (${r.target!.gap})`
-      } | ${r.target!.cause} |`,
-    );
-  }
-  return lines.join("\n");
+  const kinds = kindsOf(cap);
+  return tableOf(
+    ["metric", ...kinds.map((k) => NAMES[k])],
+    metrics.map(([name, pick]) => [name, ...kinds.map((k) => cell(med(cap[k], pick)))]),
+  );
 }
 
-function generatorSection(results: Record<string, unknown>): string {
-  const out: string[] = [];
-  const clients = results.clients as Record<string, ThroughputResult> | undefined;
-  if (clients) {
-    out.push(
-      "Client library against the relay (3 s each):",
-      "",
-      "| client | delivered msgs/s | generator cores | generator CPU-ms per msg | relay cores |",
-      "|---|---:|---:|---:|---:|",
-      ...Object.entries(clients).map(([name, r]) =>
-        `| ${name} | ${fmt(r.deliveredPerS)} | ${
-          fmt(r.generatorCores)
-        } | ${r.generatorCpuMsPerMsg} | ${fmt(r.targetCores)} |`
-      ),
-      "",
-    );
+/** The server's own histograms (`/metrics`) over the measured windows. */
+function serverViewTable(r: Results): string {
+  const sources: [string, { server?: ThroughputResult["server"] }[] | undefined][] = [
+    ["saturated", r.throughput?.server],
+    ...Object.entries(r.openloop ?? {}).map(([rate, runs]) =>
+      [`open loop ${rate}/s`, runs.server] as [string, LatencyResult[] | undefined]
+    ),
+  ];
+  const rows = sources.filter(([, runs]) => runs?.length).map(([name, runs]) => [
+    name,
+    cell(med(runs, (x) => x.server?.batchRowsMean ?? NaN)),
+    cell(med(runs, (x) => x.server?.commitMsMean ?? NaN)),
+    cell(med(runs, (x) => x.server?.commitMsP99 ?? NaN)),
+    cell(med(runs, (x) => x.server?.ackMsMean ?? NaN)),
+    cell(med(runs, (x) => x.server?.ackMsP99 ?? NaN)),
+  ]);
+  if (rows.length === 0) return "";
+  return tableOf([
+    "load",
+    "rows per batch (mean)",
+    "batch commit mean ms",
+    "commit p99 bucket ms",
+    "accept→ack mean ms",
+    "accept→ack p99 bucket ms",
+  ], rows);
+}
+
+/**
+ * Where a message's time goes on our server, from `traced_server.ts` (one open-loop run per rate):
+ * generator send → handed to storage (loopback, receive, parse, checks), → committed (queue, insert,
+ * commit, earlier batches), and the rest of send→recipient (fan-out, write, loopback, the
+ * generator's read). The batch commit mean is the server's own histogram. When fewer messages
+ * reached the generator within its drain than the server traced (overload), the means cover
+ * different messages and the last column is biased.
+ */
+function breakdownTable(r: Results): string {
+  const rows: string[][] = [];
+  for (const [rate, b] of Object.entries(r.breakdown ?? {})) {
+    const lat = b.latency;
+    const t = b.trace;
+    const three = (s: { mean: number; p50: number; p99: number }) =>
+      `${fmt(s.mean)} / ${fmt(s.p50)} / ${fmt(s.p99)}`;
+    const delivered = lat.recipient.mean - t.sentToStored.mean - t.storedToCommitted.mean;
+    const commit = lat.server?.commitMsMean ?? NaN;
+    rows.push([
+      `${Number(rate).toLocaleString("en-US")}/s`,
+      three(lat.recipient),
+      three(t.sentToStored),
+      three(t.storedToCommitted),
+      fmt(commit),
+      fmt(t.storedToCommitted.mean - commit),
+      fmt(delivered),
+      fmt(lat.server?.batchRowsMean ?? NaN),
+      `${t.messages} / ${lat.recipient.count}`,
+    ]);
   }
-  const ceiling = results.ceiling as Record<string, ThroughputResult> | undefined;
-  if (ceiling) {
-    out.push(
-      "Generator ceiling: the bare relay driven as hard as possible (3 s each):",
-      "",
-      "| generator processes | delivered msgs/s | relay cores | generator cores | machine busy cores | other load cores |",
-      "|---:|---:|---:|---:|---:|---:|",
-      ...Object.entries(ceiling).map(([n, r]) =>
-        `| ${n} | ${fmt(r.deliveredPerS)} | ${fmt(r.targetCores)} | ${fmt(r.generatorCores)} | ${
-          fmt(r.machineCores)
-        } | ${fmt(r.otherCores)} |`
-      ),
-      "",
-    );
-  }
-  return out.join("\n");
+  if (rows.length === 0) return "";
+  return tableOf([
+    "open-loop rate",
+    "send→recipient ms (mean / p50 / p99)",
+    "send→stored: loopback, receive, parse, checks",
+    "stored→committed: queue + batch + earlier batches",
+    "of which batch insert+commit (mean)",
+    "of which waiting (mean)",
+    "committed→recipient: fan-out, write, loopback (mean)",
+    "rows per batch",
+    "messages traced / delivered in the drain",
+  ], rows);
+}
+
+/** Issue 10's fast-path targets, each met or not, with the figure. */
+function targetsTable(r: Results): string {
+  const rows: string[][] = [];
+  const add = (text: string, value: number, met: boolean, shown: string) =>
+    rows.push([
+      text,
+      Number.isFinite(value) ? shown : "–",
+      Number.isFinite(value) ? (met ? "met" : "**not met**") : "not measured",
+    ]);
+  const tp = r.throughput;
+  const s = (tp?.server ?? []).map((x) => x.deliveredPerS);
+  const vsRelay = ratios(s, (tp?.relay ?? []).map((x) => x.deliveredPerS)).median;
+  const vsNode = ratios(s, (tp?.node ?? []).map((x) => x.deliveredPerS)).median;
+  add(
+    "delivered msgs/s ≥ 0.65 × bare relay on our transport",
+    vsRelay,
+    vsRelay >= 0.65,
+    `${fmt(vsRelay)} ×`,
+  );
+  add("delivered msgs/s > bare Node + ws relay", vsNode, vsNode > 1, `${fmt(vsNode)} ×`);
+  const five = r.openloop?.["5000"]?.server;
+  const p99 = med(five, (x) => x.recipient.p99).median;
+  add("p99 send→recipient ≤ 5 ms at 5,000 msgs/s", p99, p99 <= 5, `${fmt(p99)} ms`);
+  // Issue 10's "today": server 58 % of a core + Postgres ~80 µs/msg (0.40 cores) at 5,000/s.
+  const cores = med(five, (x) => x.cpu.targetCores + x.cpu.postgresCores).median;
+  add(
+    "server + Postgres CPU at 5,000/s ≤ half of issue 10's 0.98 cores",
+    cores,
+    cores <= 0.49,
+    `${fmt(cores)} cores`,
+  );
+  const us1k = med(r.openloop?.["1000"]?.server, (x) => x.targetUsPerMsg).median;
+  add("≤ 100 µs server CPU per message at 1,000/s", us1k, us1k <= 100, `${fmt(us1k)} µs`);
+  const kib = med(r.capacity?.server, (x) => x.bytesPerConnection / 1024).median;
+  add("≤ 14 KiB RSS per idle authenticated connection", kib, kib <= 14, `${fmt(kib)} KiB`);
+  const logins = med(r.capacity?.server, (x) => x.connectPerS).median;
+  add("≥ 6,000 connect+authenticate per s", logins, logins >= 6000, `${fmt(logins)}/s`);
+  const cl = ratios((tp?.cluster ?? []).map((x) => x.deliveredPerS), s).median;
+  add("two nodes + Redis ≥ 0.8 × one node", cl, cl >= 0.8, `${fmt(cl)} ×`);
+  return tableOf(["target (issue 10)", "measured (median)", "met?"], rows);
 }
 
 /** Main-thread time per unit of work by area, server against relay, then the server's detail. */
@@ -429,36 +429,35 @@ function profileSection(profiles: Profiles | undefined): string {
     const server = profiles[load].server;
     if (!server) continue;
     const relay = profiles[load].relay;
-    const cluster = profiles[load].cluster;
     const per = (p: ProfiledRun | undefined, ms: number | undefined) =>
       p ? (1000 * (ms ?? 0)) / p.units : NaN;
     const areaMs = (p: ProfiledRun | undefined, area: string) =>
       p?.summary.areas.find((a) => a.name === area)?.ms;
-    const all = [server, relay, cluster].flatMap((p) => p?.summary.areas ?? []);
-    const areas = [...new Set(all.map((a) => a.name))]
-      .map((a) => ({
-        a,
-        sv: per(server, areaMs(server, a)),
-        rv: per(relay, areaMs(relay, a)),
-        cv: per(cluster, areaMs(cluster, a)),
-      }))
-      .sort((x, y) => Math.max(y.sv, y.rv || 0, y.cv || 0) - Math.max(x.sv, x.rv || 0, x.cv || 0));
+    const names = [
+      ...new Set([server, relay].flatMap((p) => p?.summary.areas ?? []).map((a) => a.name)),
+    ];
+    const areas = names.map((a) => ({
+      a,
+      sv: per(server, areaMs(server, a)),
+      rv: per(relay, areaMs(relay, a)),
+    }))
+      .sort((x, y) => Math.max(y.sv, y.rv || 0) - Math.max(x.sv, x.rv || 0));
     const title = load === "throughput"
-      ? "the throughput load (whole process, `--cpu-prof`)"
+      ? "the saturating load (whole process, `--cpu-prof`)"
       : `a storm of ${fmt(server.units)} connects (connect phase only, through the inspector)`;
-    const busy = (name: string, p: ProfiledRun | undefined) =>
-      p ? `, ${name} ${fmt(per(p, p.summary.busyMs))} µs/${unit}` : "";
     out.push(
-      `CPU profile under ${title}: main-thread time per ${unit}. ` +
-        `Server busy ${fmt(per(server, server.summary.busyMs))} µs/${unit}` +
-        busy("relay", relay) + busy("one cluster node (per message it handled)", cluster) + ".",
+      `CPU profile under ${title}: main-thread time per ${unit}. Server busy ` +
+        `${fmt(per(server, server.summary.busyMs))} µs/${unit}` +
+        (relay ? `, Deno relay ${fmt(per(relay, relay.summary.busyMs))} µs/${unit}` : "") + ".",
       "",
-      `| area (self time) | server µs/${unit} | relay µs/${unit} | server − relay |` +
-        (cluster ? " cluster node µs/msg |" : ""),
-      "|---|---:|---:|---:|" + (cluster ? "---:|" : ""),
-      ...areas.slice(0, 18).map(({ a, sv, rv, cv }) =>
-        `| \`${a}\` | ${fmt(sv)} | ${fmt(rv)} | ${fmt(sv - (Number.isFinite(rv) ? rv : 0))} |` +
-        (cluster ? ` ${fmt(cv)} |` : "")
+      tableOf(
+        ["area (self time)", `server µs/${unit}`, `Deno relay µs/${unit}`, "server − relay"],
+        areas.slice(0, 18).map(({ a, sv, rv }) => [
+          `\`${a}\``,
+          fmt(sv),
+          fmt(rv),
+          fmt(sv - (Number.isFinite(rv) ? rv : 0)),
+        ]),
       ),
       "",
       `Server detail (${load}):`,
@@ -472,53 +471,69 @@ function profileSection(profiles: Profiles | undefined): string {
 
 function explainSection(plans: QueryPlan[] | undefined): string {
   if (!plans) return "";
-  return [
-    "| repository statement | execution ms (median of 5) | planning ms |",
-    "|---|---:|---:|",
-    ...plans.map((p) => `| ${p.name} | ${p.executionMs} | ${p.planningMs} |`),
-  ].join("\n");
+  return tableOf(
+    ["repository statement", "execution ms (median of 5)", "planning ms"],
+    plans.map((p) => [p.name, `${p.executionMs}`, `${p.planningMs}`]),
+  );
 }
 
-/** The markdown report: figures, targets, generator, profile, queries. */
-export function markdown(
-  meta: Record<string, unknown>,
-  results: Record<string, unknown>,
-  rows: Row[],
-): string {
+/** The markdown report. */
+export function markdown(meta: Record<string, unknown>, results: Results): string {
+  const source = meta.source as { commit?: string; srcSha256?: string } | undefined;
+  const section = (title: string, body: string) => (body ? [`**${title}**`, "", body, ""] : []);
   return [
-    `Run of ${meta.date} (${meta.mode}, ${meta.runs} runs per figure, ${meta.workers} generator processes, ` +
-    `client \`${meta.client}\`, ${meta.cpus} CPUs, Deno ${meta.deno}, took ${meta.elapsedS} s; ` +
-    `load average ${meta.loadAverageBefore} before, ${meta.loadAverageAfter} after; ` +
-    `source ${(meta.source as { commit?: string } | undefined)?.commit} + working tree ` +
-    `${(meta.source as { srcSha256?: string } | undefined)?.srcSha256}).`,
+    `Run of ${meta.date} (${meta.mode}, ${meta.runs} runs per figure alternating the targets, ` +
+    `${meta.workers} generator process(es) ${meta.generator}, ${meta.cpus} CPUs, Deno ${meta.deno}, ` +
+    `Node ${meta.node}, took ${meta.elapsedS} s; pinning: ${meta.pinning}; load average ` +
+    `${(meta.loadAverageBefore as number[]).join(" ")} before, ` +
+    `${(meta.loadAverageAfter as number[]).join(" ")} after; source ${source?.commit} + tree ` +
+    `${source?.srcSha256}). Cells: median (min–max) of the runs.`,
     "",
-    table(rows),
+    headline(results),
     "",
-    meta.cluster && String(meta.cluster).startsWith("pending")
-      ? `Two nodes + Redis: **${meta.cluster}**.\n`
-      : "",
-    "Targets:",
-    "",
-    targetsTable(rows),
-    "",
-    generatorSection(results),
-    profileSection(results.profile as Profiles | undefined),
-    explainSection(results.explain as QueryPlan[] | undefined),
+    ...section("Ratios (per alternating run pair, median (min–max))", ratioTable(results)),
+    ...section("Saturation, closed loop (100 pairs, 32 in flight each)", throughputTable(results)),
+    ...section("Open loop", openLoopTable(results)),
+    ...section(
+      "Does a second generator process raise the rate? (saturation, alternating)",
+      ceilingTable(results),
+    ),
+    ...section(
+      "Two nodes + Redis (cross-node: every pair split over the nodes)",
+      clusterTable(results),
+    ),
+    ...section(
+      `Capacity: ${
+        fmt(results.capacity?.server?.[0]?.connections ?? NaN)
+      } idle authenticated connections`,
+      capacityTable(results),
+    ),
+    ...section("The server's own view (`/metrics`)", serverViewTable(results)),
+    ...section(
+      "Where a message's time goes on our server (`traced_server.ts`, one run per rate)",
+      breakdownTable(results),
+    ),
+    ...section("Issue 10's targets", targetsTable(results)),
+    profileSection(results.profile),
+    explainSection(results.explain),
     "",
   ].join("\n");
 }
 
 /** Writes the JSON and markdown results (and the README section after a full run). */
 export async function writeReports(
-  input: { meta: Record<string, unknown>; results: Record<string, unknown>; full: boolean },
+  input: {
+    meta: Record<string, unknown>;
+    results: Record<string, unknown>;
+    full: boolean;
+    name: string;
+  },
 ): Promise<string[]> {
-  const rows = summarise(input.results);
-  const md = markdown(input.meta, input.results, rows);
-  const base = input.full ? "latest" : "quick";
+  const md = markdown(input.meta, input.results as Results);
   await Deno.mkdir(RESULTS, { recursive: true });
-  const json = `${RESULTS}${base}.json`;
-  const mdPath = `${RESULTS}${base}.md`;
-  await Deno.writeTextFile(json, JSON.stringify({ ...input, summary: rows }, null, 2) + "\n");
+  const json = `${RESULTS}${input.name}.json`;
+  const mdPath = `${RESULTS}${input.name}.md`;
+  await Deno.writeTextFile(json, JSON.stringify(input, null, 2) + "\n");
   await Deno.writeTextFile(mdPath, md);
   const written = [json, mdPath];
   if (input.full) {

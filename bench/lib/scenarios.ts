@@ -4,16 +4,8 @@
  * them, alternating the real server and the relay, and summarises.
  */
 
-import {
-  absNow,
-  type ClientKind,
-  type ConnectReply,
-  type LatencyReply,
-  type PresenceReply,
-  type ThroughputReply,
-} from "./commands.ts";
+import { absNow, type ConnectReply, type LatencyReply, type ThroughputReply } from "./commands.ts";
 import { backendPids, type BenchDatabase, dbCounters } from "./db.ts";
-import { FRIENDS_PER_HUB, HUB_BASE, hubFriends } from "./layout.ts";
 import { Inspector } from "./inspector.ts";
 import { scrape, type ServerView, serverView } from "./scrape.ts";
 import { cpuSeconds, machineCpu, rssBytes } from "./proc.ts";
@@ -23,7 +15,6 @@ import type { LoadWorker } from "./workers.ts";
 
 export interface RunContext {
   workers: LoadWorker[];
-  client: ClientKind;
   secret: string;
   db: BenchDatabase;
   /** The Redis server's PID, for its CPU time in cluster runs (it is not ours: only read). */
@@ -55,7 +46,6 @@ export async function connectAll(
         urls: target.urls,
         userIds,
         concurrency,
-        client: ctx.client,
         secret: ctx.secret,
         timeoutMs: 20_000,
       }, 120_000)
@@ -87,7 +77,8 @@ interface CpuSnapshot {
   t: number;
   target: number;
   workers: number;
-  postgres: number;
+  /** CPU seconds per Postgres backend (a backend that ends mid-window drops out of the delta). */
+  postgres: Map<number, number>;
   redis: number;
   machineBusy: number;
 }
@@ -104,7 +95,7 @@ function snapshot(
     t: absNow(),
     target: sum(target.children.map((c) => c.pid)),
     workers: sum(workerPids),
-    postgres: sum(pgPids),
+    postgres: new Map(pgPids.map((pid) => [pid, cpuSeconds(pid)])),
     redis: target.kind === "cluster" && redisPid !== undefined ? cpuSeconds(redisPid) : 0,
     machineBusy: machineCpu().busy,
   };
@@ -127,7 +118,14 @@ function cpuUse(a: CpuSnapshot, b: CpuSnapshot): CpuUse {
   const wall = (b.t - a.t) / 1000;
   const targetCores = (b.target - a.target) / wall;
   const generatorCores = (b.workers - a.workers) / wall;
-  const postgresCores = (b.postgres - a.postgres) / wall;
+  let postgresCpu = 0;
+  for (const [pid, before] of a.postgres) {
+    const after = b.postgres.get(pid);
+    if (after !== undefined && Number.isFinite(before) && Number.isFinite(after)) {
+      postgresCpu += after - before;
+    }
+  }
+  const postgresCores = postgresCpu / wall;
   const redisCores = (b.redis - a.redis) / wall;
   const machineCores = (b.machineBusy - a.machineBusy) / wall;
   return {
@@ -155,7 +153,7 @@ async function measureWindow(
   const metricsBefore = target.internalPorts.length > 0
     ? await scrape(target.internalPorts)
     : undefined;
-  const usesDb = target.kind !== "relay";
+  const usesDb = target.kind === "server" || target.kind === "cluster";
   const pgPids = usesDb ? await backendPids(ctx.db) : [];
   const before = usesDb ? await dbCounters(ctx.db) : undefined;
   const a = snapshot(target, workers.map((w) => w.pid), pgPids, ctx.redisPid);
@@ -171,6 +169,16 @@ async function measureWindow(
   };
 }
 
+/** CPU microseconds per message of the target, the generator and Postgres over a window. */
+function perMessage(cpu: CpuUse, seconds: number, messages: number) {
+  const us = (cores: number) => round((1e6 * cores * seconds) / messages, 1);
+  return {
+    targetUsPerMsg: us(cpu.targetCores),
+    generatorUsPerMsg: us(cpu.generatorCores),
+    postgresUsPerMsg: us(cpu.postgresCores),
+  };
+}
+
 export interface ThroughputResult extends CpuUse {
   /** Messages acknowledged over the whole run (warm-up included), for per-message profiles. */
   ackedTotal: number;
@@ -179,8 +187,10 @@ export interface ThroughputResult extends CpuUse {
   deliveredPerS: number;
   ackedPerS: number;
   msgsPerTargetCpuS: number;
-  /** Generator CPU-seconds per 1,000 delivered messages. */
-  generatorCpuMsPerMsg: number;
+  /** CPU microseconds per delivered message: the target, the generator, Postgres' backends. */
+  targetUsPerMsg: number;
+  generatorUsPerMsg: number;
+  postgresUsPerMsg: number;
   dbCommitsPerS: number;
   rowsPerCommit: number;
   errors: Record<string, number>;
@@ -228,7 +238,7 @@ export async function throughputRun(
       deliveredPerS: round(delivered / seconds, 0),
       ackedPerS: round(r.reduce((s, x) => s + x.acked, 0) / (seconds + o.warmupMs / 1000), 0),
       msgsPerTargetCpuS: round(delivered / window.cpu.targetCpuS, 0),
-      generatorCpuMsPerMsg: round((1000 * window.cpu.generatorCores * seconds) / delivered, 4),
+      ...perMessage(window.cpu, seconds, delivered),
       ...window.cpu,
       dbCommitsPerS: round(window.commits / seconds, 0),
       rowsPerCommit: round(window.rows / window.commits, 1),
@@ -243,6 +253,9 @@ export async function throughputRun(
 
 export interface LatencyResult {
   offeredPerS: number;
+  /** The measured window: messages scheduled in [t1, t2). */
+  t1: number;
+  t2: number;
   sentPerS: number;
   recipient: ReturnType<typeof latencySummary>;
   ack: ReturnType<typeof latencySummary>;
@@ -252,6 +265,10 @@ export interface LatencyResult {
   unacked: number;
   errors: Record<string, number>;
   cpu: CpuUse;
+  /** CPU microseconds per message delivered in the window. */
+  targetUsPerMsg: number;
+  generatorUsPerMsg: number;
+  postgresUsPerMsg: number;
   server: ServerView | undefined;
 }
 
@@ -279,6 +296,8 @@ export async function latencyRun(
     const all = (pick: (x: LatencyReply) => number[]) => r.flatMap(pick);
     return {
       offeredPerS: o.ratePerS,
+      t1,
+      t2,
       sentPerS: round(r.reduce((s, x) => s + x.sent, 0) / ((o.warmupMs + o.durationMs) / 1000), 0),
       recipient: latencySummary(all((x) => x.recipient)),
       ack: latencySummary(all((x) => x.ack)),
@@ -288,66 +307,8 @@ export async function latencyRun(
       unacked: r.reduce((s, x) => s + x.unacked, 0),
       errors: mergeCounts(r.map((x) => x.errors)),
       cpu: window.cpu,
+      ...perMessage(window.cpu, o.durationMs / 1000, r.reduce((s, x) => s + x.recipient.length, 0)),
       server: window.server,
-    };
-  } finally {
-    await closeAll(ctx);
-  }
-}
-
-export interface PresenceResult {
-  hubs: number;
-  cycles: number;
-  online: ReturnType<typeof latencySummary>;
-  onlineFromConnect: ReturnType<typeof latencySummary>;
-  offline: ReturnType<typeof latencySummary>;
-  framesPerS: number;
-  timeouts: number;
-  errors: Record<string, number>;
-  cpu: CpuUse;
-}
-
-export async function presenceRun(
-  ctx: RunContext,
-  target: Target,
-  o: { hubs: number; warmupMs: number; durationMs: number },
-): Promise<PresenceResult> {
-  const n = ctx.workers.length;
-  const hubsPerWorker: number[][] = Array.from({ length: n }, () => []);
-  for (let h = 1; h <= o.hubs; h++) hubsPerWorker[(h - 1) % n]!.push(h);
-  await connectAll(ctx, target, hubsPerWorker.map((hs) => hs.flatMap(hubFriends)));
-  try {
-    const t0 = absNow() + 300;
-    const t1 = t0 + o.warmupMs;
-    const t2 = t1 + o.durationMs;
-    const replies = Promise.all(ctx.workers.map((w, i) =>
-      w.request<PresenceReply>({
-        cmd: "presence",
-        url: target.urls[0]!,
-        client: ctx.client,
-        secret: ctx.secret,
-        hubs: hubsPerWorker[i]!.map((h) => HUB_BASE + h),
-        friendsPerHub: FRIENDS_PER_HUB,
-        t0,
-        t1,
-        t2,
-        phaseTimeoutMs: 5000,
-      }, t2 - absNow() + 30_000)
-    ));
-    // Awaited below; until then a failed worker must not be an unhandled rejection.
-    replies.catch(() => {});
-    const window = await measureWindow(ctx, target, ctx.workers, t1, t2);
-    const r = await replies;
-    return {
-      hubs: o.hubs,
-      cycles: r.reduce((s, x) => s + x.cycles, 0),
-      online: latencySummary(r.flatMap((x) => x.online)),
-      onlineFromConnect: latencySummary(r.flatMap((x) => x.onlineFromConnect)),
-      offline: latencySummary(r.flatMap((x) => x.offline)),
-      framesPerS: round(r.reduce((s, x) => s + x.frames, 0) / (o.durationMs / 1000), 0),
-      timeouts: r.reduce((s, x) => s + x.timeouts, 0),
-      errors: mergeCounts(r.map((x) => x.errors)),
-      cpu: window.cpu,
     };
   } finally {
     await closeAll(ctx);
@@ -459,4 +420,30 @@ export async function capacityRun(
   } finally {
     inspector?.close();
   }
+}
+
+/** One message's trace from `traced_server.ts`: send→stored and stored→committed (ms). */
+export interface TraceSummary {
+  messages: number;
+  /** Generator send → handed to storage: loopback, receive, parse, every check. */
+  sentToStored: ReturnType<typeof latencySummary>;
+  /** Handed to storage → committed and answered: queue wait, insert, commit, earlier batches. */
+  storedToCommitted: ReturnType<typeof latencySummary>;
+}
+
+/** Reads a trace file, keeping the messages scheduled in [t1, t2). */
+export async function readTrace(path: string, t1: number, t2: number): Promise<TraceSummary> {
+  const a: number[] = [];
+  const b: number[] = [];
+  for (const line of (await Deno.readTextFile(path)).split("\n")) {
+    const [s, x, y] = line.split(" ").map(Number);
+    if (s === undefined || !(s >= t1 && s < t2) || x === undefined || y === undefined) continue;
+    a.push(x);
+    b.push(y);
+  }
+  return {
+    messages: a.length,
+    sentToStored: latencySummary(a),
+    storedToCommitted: latencySummary(b),
+  };
 }

@@ -17,9 +17,10 @@ export function percentileSorted(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))]!;
 }
 
-/** p50, p99, p99.9 and max of `samples`. */
+/** Mean, p50, p99, p99.9 and max of `samples`. */
 export function latencySummary(samples: readonly number[]): {
   count: number;
+  mean: number;
   p50: number;
   p99: number;
   p999: number;
@@ -28,6 +29,7 @@ export function latencySummary(samples: readonly number[]): {
   const sorted = Float64Array.from(samples).sort();
   return {
     count: sorted.length,
+    mean: sorted.length === 0 ? NaN : sorted.reduce((a, b) => a + b, 0) / sorted.length,
     p50: percentileSorted(sorted, 50),
     p99: percentileSorted(sorted, 99),
     p999: percentileSorted(sorted, 99.9),

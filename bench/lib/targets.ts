@@ -2,14 +2,17 @@
  * @module targets
  * The systems under test as child processes: the real server
  * (`deno run main.ts`, its benchmark database, rate limits raised through
- * env), the bare relay (`bench/relay.ts`), and two real server nodes on one
+ * env), the bare relay on our transport (`bench/relay.ts`), the bare Node 20
+ * + `ws` relay (`bench/node_relay.mjs`), and two real server nodes on one
  * Redis (`cluster`). Every process binds port 0 on 127.0.0.1; the port is
- * read from its `listening` line.
+ * read from its `listening` line. Each is pinned to the target CPUs when the
+ * bench pins (both cluster nodes share them, so the cluster gets the same
+ * CPU as one node).
  */
 
-import { type Child, spawnDeno, stopChild, waitForLogLine } from "./proc.ts";
+import { type Child, spawnDeno, spawnProcess, stopChild, waitForLogLine } from "./proc.ts";
 
-export type TargetKind = "server" | "relay" | "cluster";
+export type TargetKind = "server" | "relay" | "node" | "cluster";
 
 export interface Target {
   kind: TargetKind;
@@ -25,6 +28,8 @@ export interface Target {
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const RELAY = new URL("../relay.ts", import.meta.url).pathname;
+const NODE_RELAY = new URL("../node_relay.mjs", import.meta.url).pathname;
+const TRACED = new URL("../traced_server.ts", import.meta.url).pathname;
 
 /**
  * Limits raised for the benchmark, and only through env: the load is
@@ -81,6 +86,10 @@ export interface StartOptions {
   cpuProfDir?: string | undefined;
   /** Runs the target with `--inspect=127.0.0.1:0` (to force a GC or profile from outside). */
   inspect?: boolean | undefined;
+  /** CPU list every process of the target is pinned to (`taskset -c`). */
+  cpus?: string | undefined;
+  /** For `server`: run `traced_server.ts`, writing its per-message trace to this file. */
+  trace?: string | undefined;
 }
 
 let started = 0;
@@ -93,7 +102,7 @@ function debugFlags(options: StartOptions): string[] {
 }
 
 async function startProcess(
-  kind: "server" | "relay",
+  kind: "server" | "relay" | "node",
   options: StartOptions,
   env: Record<string, string> = {},
 ): Promise<
@@ -108,16 +117,30 @@ async function startProcess(
         "--allow-env",
         "--allow-read",
         "--allow-sys",
+        ...(options.trace ? [`--allow-write=${options.trace}`] : []),
         ...debugFlags(options),
-        MAIN,
+        options.trace ? TRACED : MAIN,
       ],
-      env: { ...serverEnv(options.secret, options.databaseUrl), ...env },
+      env: {
+        ...serverEnv(options.secret, options.databaseUrl),
+        ...env,
+        ...(options.trace ? { BENCH_TRACE_FILE: options.trace } : {}),
+      },
       logPath,
+      cpus: options.cpus,
     })
-    : spawnDeno("relay", {
+    : kind === "relay"
+    ? spawnDeno("relay", {
       args: ["run", "--allow-all", ...debugFlags(options), RELAY],
       env: { PORT: "0" },
       logPath,
+      cpus: options.cpus,
+    })
+    : spawnProcess("node", "node", {
+      args: [...debugFlags(options), NODE_RELAY],
+      env: { PORT: "0" },
+      logPath,
+      cpus: options.cpus,
     });
   try {
     const line = await waitForLogLine(child, /"event":"listening"/, 30_000);

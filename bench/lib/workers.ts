@@ -4,10 +4,8 @@
  * command, await its one-line reply (with a deadline), stop.
  */
 
-import { type Child, spawnDeno, stopChild } from "./proc.ts";
+import { type Child, spawnProcess, stopChild } from "./proc.ts";
 import { type Command, lines } from "./commands.ts";
-
-const LOADGEN = new URL("../loadgen.ts", import.meta.url).pathname;
 
 export class LoadWorker {
   readonly #child: Child;
@@ -25,13 +23,19 @@ export class LoadWorker {
     return this.#child.pid;
   }
 
-  /** Starts worker `index` and waits for its `ready` line. */
-  static async start(index: number, logPath: string): Promise<LoadWorker> {
-    const child = spawnDeno(`loadgen-${index}`, {
-      args: ["run", "--allow-all", LOADGEN],
+  /** Starts worker `index` (the built generator `binary`, on `cpus`) and waits for its `ready`. */
+  static async start(
+    index: number,
+    binary: string,
+    logPath: string,
+    cpus: string | undefined,
+  ): Promise<LoadWorker> {
+    const child = spawnProcess(`loadgen-${index}`, binary, {
+      args: [],
       env: {},
       logPath,
       control: true,
+      cpus,
     });
     const worker = new LoadWorker(index, child);
     await worker.#next(60_000);
