@@ -3,9 +3,11 @@
  * One batch of messages into `messages` in one statement, and each row's own
  * outcome.
  *
- * - Ids come from the table's trigger (migration 3), under the lock that
- *   keeps them in commit order; rows go in in queue order, so one sender's
- *   messages in a batch get increasing ids. The rows the insert returns are
+ * - Ids are drawn under the lock that keeps them in commit order (migration
+ *   3: the statement takes it first, then draws one id per row in queue
+ *   order, so one sender's messages in a batch get increasing ids; the
+ *   table's per-row trigger, which does the same for every other writer,
+ *   is skipped). The rows the insert returns are
  *   matched back to the queued messages by content: `(sender, client id)` is
  *   unique, and among identical messages without a client id the smaller id
  *   goes to the earlier one (which is the one inserted first).
@@ -68,7 +70,8 @@ export async function insertRows(
     ), inserted as (
       insert into messages (message_id, sender_user_id, recipient_user_id, message_text,
                             client_message_id)
-      select null, sender, recipient, body, cmid from input where in_time order by ord
+      select chat_next_message_id(), sender, recipient, body, cmid
+      from (select * from input where in_time order by ord) ordered
       on conflict (sender_user_id, client_message_id) do nothing
       returning message_id, sender_user_id, recipient_user_id, message_text, client_message_id,
                 sent_at

@@ -152,21 +152,31 @@ export const MIGRATIONS: readonly Migration[] = [
             return new;
           end
           $body$ $f$, ${MESSAGE_ID_LOCK}, seq);
+        -- The chat server's own batches draw their ids under the lock themselves
+        -- (chat_next_message_id) and skip the per-row trigger.
+        execute format($f$
+          create or replace function chat_next_message_id() returns bigint
+          language sql as $body$ select nextval(%L::regclass) $body$ $f$, seq);
         if not exists (select 1 from pg_trigger
                        where tgrelid = 'messages'::regclass
                          and tgname = 'chat_message_id_in_commit_order') then
           create trigger chat_message_id_in_commit_order before insert on messages
-            for each row execute function chat_assign_message_id();
+            for each row
+            when (current_setting('chat.message_ids_locked', true) is distinct from 'on')
+            execute function chat_assign_message_id();
         end if;
       end
       $migration$;
 
-      -- Takes the same lock and says when it had it: the writer's deadline check
-      -- (message_insert.ts) happens after any wait for the lock.
+      -- Takes the same lock for the rest of the transaction and says when it had
+      -- it (the writer's deadline check, message_insert.ts, comes after any wait
+      -- for the lock). The transaction-local setting tells the trigger that
+      -- this transaction's inserts draw their ids under the lock already.
       create or replace function chat_lock_message_ids() returns timestamptz
       language plpgsql as $body$
       begin
         perform pg_advisory_xact_lock(${MESSAGE_ID_LOCK});
+        perform set_config('chat.message_ids_locked', 'on', true);
         return clock_timestamp();
       end
       $body$;
