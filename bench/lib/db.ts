@@ -146,7 +146,7 @@ export async function explainRepositoryQueries(db: BenchDatabase, runs = 5): Pro
       params: [[HUB_BASE + 1]],
     },
     {
-      // The batch insert of `src/message_insert.ts` (ids from migration 3's trigger).
+      // The batch insert of `src/message_insert.ts` (ids drawn under migration 3's lock).
       name: `storeMessage batch of ${batch} (rolled back)`,
       text: `with locked as materialized (
         select chat_lock_message_ids() < $5::timestamptz as in_time
@@ -157,7 +157,8 @@ export async function explainRepositoryQueries(db: BenchDatabase, runs = 5): Pro
       ), inserted as (
         insert into messages (message_id, sender_user_id, recipient_user_id, message_text,
                               client_message_id)
-        select null, sender, recipient, body, cmid from input where in_time order by ord
+        select chat_next_message_id(), sender, recipient, body, cmid
+        from (select * from input where in_time order by ord) ordered
         on conflict (sender_user_id, client_message_id) do nothing
         returning message_id, sender_user_id, recipient_user_id, message_text, client_message_id,
                   sent_at
@@ -169,9 +170,13 @@ export async function explainRepositoryQueries(db: BenchDatabase, runs = 5): Pro
       union all
       select 'existing', m.message_id::text, m.sender_user_id::text, m.recipient_user_id::text,
              m.message_text, m.client_message_id, m.sent_at, null
-      from messages m
-      where (m.sender_user_id, m.client_message_id) in
-            (select sender, cmid from input where in_time and cmid is not null)
+      from input
+      cross join lateral (
+        select * from messages m
+        where m.sender_user_id = input.sender and m.client_message_id = input.cmid
+        limit 1
+      ) m
+      where input.in_time and input.cmid is not null
       union all
       select 'clock', null, null, null, null, null, clock_timestamp(), (select in_time from locked)`,
       params: [
