@@ -7,6 +7,7 @@
 
 import postgres, { type Sql } from "postgres";
 import { migrate } from "../../src/migrations.ts";
+import { insertRows } from "../../src/message_insert.ts";
 import { FRIEND_BASE, FRIENDS_PER_HUB, HUB_BASE, HUBS, PAIR_USERS } from "./layout.ts";
 
 export interface BenchDatabase {
@@ -109,9 +110,9 @@ export interface QueryPlan {
 }
 
 /**
- * `EXPLAIN (ANALYZE, BUFFERS)` of the repository's statements (copied from
- * `src/repository_postgres.ts` and `src/message_insert.ts`; keep them in
- * step when those change), each run `runs`
+ * `EXPLAIN (ANALYZE, BUFFERS)` of the repository's statements (the look-ups
+ * copied from `src/repository_postgres.ts`; keep them in step when it
+ * changes; the batch insert captured as sent), each run `runs`
  * times with the median execution time kept. The insert runs in a
  * transaction that is rolled back.
  */
@@ -145,49 +146,11 @@ export async function explainRepositoryQueries(db: BenchDatabase, runs = 5): Pro
             and (requester_user_id = any($1::bigint[]) or recipient_user_id = any($1::bigint[]))`,
       params: [[HUB_BASE + 1]],
     },
-    {
-      // The batch insert of `src/message_insert.ts` (ids drawn under migration 3's lock).
-      name: `storeMessage batch of ${batch} (rolled back)`,
-      text: `with locked as materialized (
-        select chat_lock_message_ids() < $5::timestamptz as in_time
-      ), input as materialized (
-        select t.*, locked.in_time
-        from locked, unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[])
-          with ordinality as t(sender, recipient, body, cmid, ord)
-      ), inserted as (
-        insert into messages (message_id, sender_user_id, recipient_user_id, message_text,
-                              client_message_id)
-        select chat_next_message_id(), sender, recipient, body, cmid
-        from (select * from input where in_time order by ord) ordered
-        on conflict (sender_user_id, client_message_id) do nothing
-        returning message_id, sender_user_id, recipient_user_id, message_text, client_message_id,
-                  sent_at
-      )
-      select 'inserted' as kind, i.message_id::text, i.sender_user_id::text,
-             i.recipient_user_id::text, i.message_text, i.client_message_id, i.sent_at,
-             null::boolean as in_time
-      from inserted i
-      union all
-      select 'existing', m.message_id::text, m.sender_user_id::text, m.recipient_user_id::text,
-             m.message_text, m.client_message_id, m.sent_at, null
-      from input
-      cross join lateral (
-        select * from messages m
-        where m.sender_user_id = input.sender and m.client_message_id = input.cmid
-        limit 1
-      ) m
-      where input.in_time and input.cmid is not null
-      union all
-      select 'clock', null, null, null, null, null, clock_timestamp(), (select in_time from locked)`,
-      params: [
-        senders,
-        senders.map((s) => s + 1),
-        senders.map((_, i) => `explain analyze message ${i}`),
-        senders.map(() => crypto.randomUUID()),
-        new Date(Date.now() + 60_000).toISOString(),
-      ],
-    },
   ];
+  queries.push({
+    name: `storeMessage batch of ${batch} (rolled back)`,
+    ...await capturedInsert(db.url, senders),
+  });
   const plans: QueryPlan[] = [];
   for (const query of queries) {
     const results: QueryPlan[] = [];
@@ -216,6 +179,48 @@ export async function explainRepositoryQueries(db: BenchDatabase, runs = 5): Pro
     plans.push(results[Math.floor(results.length / 2)]!);
   }
   return plans;
+}
+
+/**
+ * The writer's batch insert exactly as `insertRows` sends it (text and
+ * parameters captured from postgres.js), so this plan cannot drift from
+ * `src/message_insert.ts`.
+ */
+async function capturedInsert(
+  url: string,
+  senders: number[],
+): Promise<{ text: string; params: unknown[] }> {
+  let sent: { text: string; params: unknown[] } | undefined;
+  const capture = postgres(url, {
+    max: 1,
+    onnotice: () => {},
+    debug: (_connection, query, parameters) => {
+      if (query.includes("chat_lock_message_ids")) sent = { text: query, params: parameters };
+    },
+  });
+  // A deadline already past: the statement is sent whole but inserts nothing.
+  const past = new Date(0);
+  try {
+    await capture`select 1`; // array types are fetched before the first array parameter
+    await insertRows(
+      capture,
+      senders.map((s, i) => ({
+        senderUserId: s,
+        recipientUserId: s + 1,
+        messageText: `explain analyze message ${i}`,
+        clientMessageId: crypto.randomUUID(),
+      })),
+      past,
+    );
+  } finally {
+    await capture.end();
+  }
+  if (sent === undefined) throw new Error("the batch insert was not captured");
+  // Explained with a deadline in the future, so the plan shows the insert itself.
+  const future = new Date(Date.now() + 60_000);
+  const isPast = (p: unknown) =>
+    (p instanceof Date && p.getTime() === 0) || p === past.toISOString();
+  return { text: sent.text, params: sent.params.map((p) => isPast(p) ? future : p) };
 }
 
 /** Whether `pg_stat_statements` can be read here (it needs `shared_preload_libraries`). */
