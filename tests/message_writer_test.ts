@@ -9,23 +9,11 @@ import type { Logger } from "../src/log.ts";
 import { silentLogger } from "../src/log.ts";
 import { UnavailableError } from "../src/repository.ts";
 import { PostgresRepository } from "../src/repository_postgres.ts";
-import { createTestDatabase, type TestDatabase } from "./support/db.ts";
+import { createTestDatabase, waitingOnLock } from "./support/db.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
 
 const connect = (url: string, statementTimeoutMs: number, logger: Logger = silentLogger) =>
   PostgresRepository.connect({ url, poolSize: 2, statementTimeoutMs, relationCacheMs: 0, logger });
-
-/** Resolves once a backend whose query contains `needle` waits for a lock. */
-async function waitingOnLock(db: TestDatabase, needle: string): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    const [row] = await db.sql`select count(*)::int as n from pg_stat_activity
-      where datname = current_database() and wait_event_type = 'Lock'
-        and position(${needle} in query) > 0`;
-    if (row!.n > 0) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`nothing waited on a lock with ${needle}`);
-}
 
 Deno.test("a committed row is acknowledged even when the look-up of a repeat's original fails", async () => {
   const db = await createTestDatabase();

@@ -11,7 +11,7 @@ import { loadConfig } from "../src/config.ts";
 import { silentLogger } from "../src/log.ts";
 import { migrate, MIGRATIONS, MIGRATIONS_TABLE } from "../src/migrations.ts";
 import { PostgresRepository } from "../src/repository_postgres.ts";
-import { createTestDatabase, type TestDatabase } from "./support/db.ts";
+import { createTestDatabase, type TestDatabase, waitingOnLock } from "./support/db.ts";
 
 const ALL = MIGRATIONS.map((m) => m.version);
 
@@ -32,18 +32,6 @@ const recorded = async (db: TestDatabase) =>
 
 /** A client of the test database for one test, ended by `using`-style cleanup. */
 const client = (db: TestDatabase): Sql => postgres(db.url, { max: 3, onnotice: () => {} });
-
-/** Resolves once a backend of this database whose query contains `needle` waits for a lock. */
-async function waitingOnLock(db: TestDatabase, needle: string): Promise<void> {
-  for (let i = 0; i < 1000; i++) {
-    const [row] = await db.sql`select count(*)::int as n from pg_stat_activity
-      where datname = current_database() and wait_event_type = 'Lock'
-        and position(${needle} in query) > 0`;
-    if (row!.n > 0) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`nothing waited on a lock with ${needle}`);
-}
 
 const GAME_TABLES = `
   create table users (user_id bigint primary key, username text, check_code text);

@@ -103,3 +103,15 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     },
   };
 }
+
+/** Resolves once a backend of `db` whose query contains `needle` waits for a lock (10 s at most). */
+export async function waitingOnLock(db: TestDatabase, needle: string): Promise<void> {
+  for (let i = 0; i < 1000; i++) {
+    const [row] = await db.sql`select count(*)::int as n from pg_stat_activity
+      where datname = current_database() and wait_event_type = 'Lock'
+        and position(${needle} in query) > 0`;
+    if (row!.n > 0) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`nothing waited on a lock with ${needle}`);
+}
