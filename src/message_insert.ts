@@ -84,14 +84,18 @@ export async function insertRows(
     select 'existing', m.message_id::text, m.sender_user_id::text, m.recipient_user_id::text,
            m.message_text, m.client_message_id, m.sent_at, null
     from input
-    -- One probe of the unique key per message: a lateral join with a limit cannot
-    -- become a hash join over the whole table, whatever the statistics say.
+    -- One probe of the unique key per message the insert skipped (a repeat): a
+    -- lateral join with a limit cannot become a hash join over the whole
+    -- table, whatever the statistics say. Rows this statement inserted are
+    -- not in its snapshot, so probing for them would find nothing.
     cross join lateral (
       select * from messages m
       where m.sender_user_id = input.sender and m.client_message_id = input.cmid
       limit 1
     ) m
     where input.in_time and input.cmid is not null
+      and not exists (select 1 from inserted i
+                      where i.sender_user_id = input.sender and i.client_message_id = input.cmid)
     union all
     select 'clock', null, null, null, null, null, clock_timestamp(), (select in_time from locked)`;
   const clock = rows.find((row) => row.kind === "clock");

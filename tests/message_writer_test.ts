@@ -8,7 +8,8 @@ import { DbClock } from "../src/db_clock.ts";
 import type { Logger } from "../src/log.ts";
 import { silentLogger } from "../src/log.ts";
 import { UnavailableError } from "../src/repository.ts";
-import { PostgresRepository } from "../src/repository_postgres.ts";
+import { PostgresRepository, WRITER_SETTINGS } from "../src/repository_postgres.ts";
+import { insertRows } from "../src/message_insert.ts";
 import { createTestDatabase, waitingOnLock } from "./support/db.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
 
@@ -143,6 +144,71 @@ Deno.test("with the database unreachable one message costs one failed attempt, n
     proxy.restore();
     await repository.close();
     await proxy.close();
+    await db.drop();
+  }
+});
+
+/**
+ * The generic plan Postgres keeps for the writer's prepared insert, planned
+ * on a table analysed while empty and then grown (a new deployment before
+ * autovacuum's first ANALYZE): the probe for repeats must stay on the unique
+ * index. The control shows the same plan on a default connection scanning
+ * the table, once per repeated message.
+ */
+Deno.test("the batch insert probes repeats by the unique index even when planned on an empty table", async () => {
+  const db = await createTestDatabase();
+  const repository = await connect(db.url, 5000); // applies the migrations
+  const postgres = (await import("postgres")).default;
+  let sent: { text: string; params: unknown[] } | undefined;
+  const capture = postgres(db.url, {
+    max: 1,
+    onnotice: () => {},
+    debug: (_connection, query, parameters) => {
+      if (query.includes("chat_lock_message_ids")) sent = { text: query, params: parameters };
+    },
+  });
+  try {
+    await db.sql`analyze messages`;
+    await capture`select 1`; // array types, before the first array parameter
+    await insertRows(
+      capture,
+      [{ senderUserId: 1, recipientUserId: 2, messageText: "x", clientMessageId: "x" }],
+      new Date(Date.now() + 60_000),
+    );
+    assert.ok(sent !== undefined, "the batch insert was not captured");
+    const planOf = async (settings: Record<string, string>) => {
+      const conn = postgres(db.url, {
+        max: 1,
+        onnotice: () => {},
+        connection: { ...settings, plan_cache_mode: "force_generic_plan" },
+      });
+      try {
+        // EXPLAIN without ANALYZE: planned, not run. The generic plan is made
+        // on the nearly empty table and kept while the table grows.
+        await conn.unsafe(`prepare batch_insert as ${sent!.text}`);
+        const explain = async () =>
+          (await conn.unsafe(
+            `explain (costs off) execute batch_insert(now() + interval '1 minute',
+               '{1}'::bigint[], '{2}'::bigint[], '{"earlier 1"}'::text[], '{e1}'::text[])`,
+          )).map((r) => String(r["QUERY PLAN"])).join("\n");
+        await explain();
+        await db.sql`insert into messages (sender_user_id, recipient_user_id, message_text,
+                                           client_message_id)
+                     select g % 50 + 1, g % 50 + 2, 'earlier ' || g, ${crypto.randomUUID()} || g
+                     from generate_series(1, 3000) g`;
+        return await explain();
+      } finally {
+        await conn.end();
+      }
+    };
+    const control = await planOf({});
+    assert.match(control, /Seq Scan on messages m/, `the hazard no longer reproduces:\n${control}`);
+    const writer = await planOf(WRITER_SETTINGS);
+    assert.doesNotMatch(writer, /Seq Scan on messages/, writer);
+    assert.match(writer, /Index Scan using messages_sender_client_message_id_key on messages m/);
+  } finally {
+    await capture.end();
+    await repository.close();
     await db.drop();
   }
 });
