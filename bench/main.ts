@@ -36,6 +36,7 @@ import { type ProfiledRun, writeReports } from "./lib/report.ts";
 import {
   type CapacityResult,
   capacityRun,
+  type LatencyResult,
   latencyRun,
   readTrace,
   type RunContext,
@@ -81,6 +82,8 @@ export interface Options {
   window: number;
   pin: boolean;
   out: string | undefined;
+  /** Profile the open loop at this rate instead of the saturating load (`--profile-rate`). */
+  profileRate: number | undefined;
 }
 
 function parseOptions(args: string[]): Options {
@@ -101,6 +104,7 @@ function parseOptions(args: string[]): Options {
     "connections",
     "pin",
     "out",
+    "profile-rate",
   ];
   for (const name of flags.keys()) {
     if (!known.includes(name)) throw new RangeError(`unknown flag --${name}`);
@@ -155,6 +159,7 @@ function parseOptions(args: string[]): Options {
     window: 32,
     pin: pinFlag === "auto" && navigator.hardwareConcurrency >= 2,
     out,
+    profileRate: flags.has("profile-rate") ? int("profile-rate", 1000, 10, 50_000) : undefined,
   };
 }
 
@@ -454,9 +459,22 @@ async function main(): Promise<number> {
       await freshStatistics();
       const dir = await Deno.makeTempDir({ dir: logDir, prefix: `cpuprof-${kind}-` });
       const profiled = await startTarget(kind, { ...startOpts, cpuProfDir: dir });
-      let run: ThroughputResult;
+      let run: ThroughputResult | LatencyResult;
+      let units: number;
       try {
-        run = await throughputRun(ctx(), profiled, throughputOpts(opts.ceilingMs));
+        if (opts.profileRate === undefined) {
+          run = await throughputRun(ctx(), profiled, throughputOpts(opts.ceilingMs));
+          units = run.ackedTotal;
+        } else {
+          const o = { warmupMs: opts.warmupMs, durationMs: opts.openLoopMs(opts.profileRate) };
+          run = await latencyRun(ctx(), profiled, {
+            pairs: opts.pairs,
+            ratePerS: opts.profileRate,
+            ...o,
+          });
+          // Every message of the run, warm-up included: the profile covers the whole process.
+          units = Math.round(opts.profileRate * (o.warmupMs + o.durationMs) / 1000);
+        }
       } finally {
         await stopTarget(profiled);
       }
@@ -465,7 +483,7 @@ async function main(): Promise<number> {
       if (files.length === 0) throw new Error(`no .cpuprofile written in ${dir}`);
       const path = `${dir}/${files[0]}`;
       profiles.throughput![kind] = {
-        units: run.ackedTotal,
+        units,
         run,
         summary: await summariseProfileFile(path, 40),
       };
