@@ -29,6 +29,7 @@ import type { ClientFrame, ErrorCode, FrameError } from "./protocol.ts";
 import { parseClientFrame, serverFrames } from "./protocol.ts";
 import { type AbuseMeter, ConnectionRates } from "./rate_limit.ts";
 import type { ChatRepository } from "./repository.ts";
+import type { TokenKey } from "./token.ts";
 import type { TypingExpiry } from "./typing_expiry.ts";
 import type { WsConnection, WsHandlers } from "./transport.ts";
 
@@ -54,7 +55,7 @@ export interface SessionContext {
   hub: Hub;
   repository: ChatRepository;
   typing: TypingExpiry;
-  tokenKey: CryptoKey;
+  tokenKey: TokenKey;
   limits: SessionLimits;
   logger: Logger;
   metrics: Metrics;

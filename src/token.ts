@@ -5,10 +5,16 @@
  *
  * Verification is a pure function of (token, key, now): it parses strictly
  * (canonical decimals, exactly 64 lowercase hex digits), checks the age and
- * the clock skew, and compares the signature in constant time through
- * `crypto.subtle.verify`. Whether the user exists and is active is the
- * caller's check.
+ * the clock skew, and compares the signature in constant time
+ * (`timingSafeEqual`). Whether the user exists and is active is the caller's
+ * check.
+ *
+ * The HMAC is `node:crypto`'s: on Deno it costs a sixth of Web Crypto's
+ * (16 against 90 µs per verification, measured; bench/README.md), and a
+ * login verifies one token.
  */
+
+import { createHmac, timingSafeEqual } from "node:crypto";
 
 /** How far in the future a token's timestamp may be (clock skew between hosts). */
 export const MAX_CLOCK_SKEW_S = 300;
@@ -23,24 +29,31 @@ export type TokenResult =
 const encoder = new TextEncoder();
 const TOKEN_SHAPE = /^([1-9][0-9]{0,15}):(0|[1-9][0-9]{0,15}):([0-9a-f]{64})$/;
 
-/** Imports `secret` as an HMAC-SHA256 key for signing and verifying tokens. */
-export function importTokenKey(secret: string): Promise<CryptoKey> {
-  return crypto.subtle.importKey(
-    "raw",
-    encoder.encode(secret),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign", "verify"],
-  );
+/** The HMAC-SHA256 key tokens are signed and verified with. */
+export interface TokenKey {
+  readonly bytes: Uint8Array;
+}
+
+/** Makes `secret` the HMAC-SHA256 key for signing and verifying tokens. */
+export function importTokenKey(secret: string): Promise<TokenKey> {
+  return Promise.resolve({ bytes: encoder.encode(secret) });
+}
+
+function mac(key: TokenKey, payload: string): Uint8Array {
+  return createHmac("sha256", key.bytes).update(payload).digest();
 }
 
 /** Verifies `token` at `nowSeconds` for tokens at most `ttlSeconds` old. */
-export async function verifyToken(
+export function verifyToken(
   token: string,
-  key: CryptoKey,
+  key: TokenKey,
   nowSeconds: number,
   ttlSeconds: number,
 ): Promise<TokenResult> {
+  return Promise.resolve(verify(token, key, nowSeconds, ttlSeconds));
+}
+
+function verify(token: string, key: TokenKey, nowSeconds: number, ttlSeconds: number): TokenResult {
   const match = TOKEN_SHAPE.exec(token);
   if (match === null) return { ok: false, reason: "format" };
   const [, userPart = "", timePart = "", signature = ""] = match;
@@ -49,12 +62,8 @@ export async function verifyToken(
   if (!Number.isSafeInteger(userId) || !Number.isSafeInteger(timestamp)) {
     return { ok: false, reason: "format" };
   }
-  const valid = await crypto.subtle.verify(
-    "HMAC",
-    key,
-    hexToBytes(signature),
-    encoder.encode(`${userPart}:${timePart}`),
-  );
+  // Both 32 bytes (the shape above), as timingSafeEqual requires.
+  const valid = timingSafeEqual(mac(key, `${userPart}:${timePart}`), hexToBytes(signature));
   if (!valid) return { ok: false, reason: "signature" };
   if (nowSeconds - timestamp > ttlSeconds) return { ok: false, reason: "expired" };
   if (timestamp > nowSeconds + MAX_CLOCK_SKEW_S) return { ok: false, reason: "future" };
@@ -62,14 +71,9 @@ export async function verifyToken(
 }
 
 /** Signs a token for `userId` at `timestamp` (Unix seconds), as the game backend does. */
-export async function signToken(
-  key: CryptoKey,
-  userId: number,
-  timestamp: number,
-): Promise<string> {
+export function signToken(key: TokenKey, userId: number, timestamp: number): Promise<string> {
   const payload = `${userId}:${timestamp}`;
-  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, encoder.encode(payload)));
-  return `${payload}:${bytesToHex(mac)}`;
+  return Promise.resolve(`${payload}:${bytesToHex(mac(key, payload))}`);
 }
 
 function hexToBytes(hex: string): Uint8Array<ArrayBuffer> {

@@ -164,3 +164,28 @@ Deno.test("token verification never throws and accepts exactly the tokens it sig
     { numRuns: 500 },
   );
 });
+
+Deno.test("a token's signature is the hex HMAC-SHA256 of user_id:timestamp, as Web Crypto computes it", async () => {
+  const secret = "a secret the game backend shares ✓";
+  const key = await crypto.subtle.importKey(
+    "raw",
+    new TextEncoder().encode(secret),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  const ours = await importTokenKey(secret);
+  const now = 1_796_160_000;
+  for (const userId of [1, 42, 9_007_199_254_740_991]) {
+    const mac = new Uint8Array(
+      await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(`${userId}:${now}`)),
+    );
+    const hex = Array.from(mac, (b) => b.toString(16).padStart(2, "0")).join("");
+    assert.equal(await signToken(ours, userId, now), `${userId}:${now}:${hex}`);
+    assert.deepEqual(await verifyToken(`${userId}:${now}:${hex}`, ours, now, 86_400), {
+      ok: true,
+      userId,
+      timestamp: now,
+    });
+  }
+});
