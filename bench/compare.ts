@@ -11,7 +11,8 @@
  * there with its own fresh database, so each side gets its own migrations.
  *
  * Run: `deno run --allow-all bench/compare.ts --before=REV --after=REV
- * [--runs=3] [--rates=1000,5000] [--duration=S]`; prints a markdown table
+ * [--runs=3] [--rates=1000,5000] [--duration=S] [--only=throughput,openloop,capacity]`;
+ * prints a markdown table
  * and writes `bench/results/compare.{md,json}`.
  */
 
@@ -26,13 +27,14 @@ interface Flags {
   runs: number;
   rates: string;
   duration: string | undefined;
+  only: string;
 }
 
 function parse(args: string[]): Flags {
   const f = new Map<string, string>();
   for (const a of args) {
     const m = /^--([a-z]+)=(.+)$/.exec(a);
-    if (!m || !["before", "after", "runs", "rates", "duration"].includes(m[1]!)) {
+    if (!m || !["before", "after", "runs", "rates", "duration", "only"].includes(m[1]!)) {
       throw new RangeError(`compare: unknown argument '${a}'`);
     }
     f.set(m[1]!, m[2]!);
@@ -44,7 +46,18 @@ function parse(args: string[]): Flags {
   if (!Number.isInteger(runs) || runs < 1 || runs > 9) {
     throw new RangeError("compare: --runs from 1 to 9");
   }
-  return { before, after, runs, rates: f.get("rates") ?? "1000,5000", duration: f.get("duration") };
+  const only = f.get("only") ?? "throughput,openloop";
+  if (!only.split(",").every((o) => ["throughput", "openloop", "capacity"].includes(o))) {
+    throw new RangeError("compare: --only takes throughput, openloop and capacity");
+  }
+  return {
+    before,
+    after,
+    runs,
+    rates: f.get("rates") ?? "1000,5000",
+    duration: f.get("duration"),
+    only,
+  };
 }
 
 async function sh(script: string, cwd: string): Promise<string> {
@@ -88,6 +101,12 @@ function figures(result: Json, rates: string[]): Record<string, number> {
     out["saturated: server µs CPU/msg"] = tp.targetUsPerMsg as number;
     out["saturated: Postgres µs CPU/msg"] = tp.postgresUsPerMsg as number;
   }
+  const cap = ((r.capacity as Json | undefined)?.server as Json[] | undefined)?.[0];
+  if (cap) {
+    out["capacity: KiB RSS per idle connection"] = (cap.bytesPerConnection as number) / 1024;
+    out["capacity: KiB per connection after GC"] = (cap.bytesPerConnectionAfterGc as number) / 1024;
+    out["capacity: connect+auth per s"] = cap.connectPerS as number;
+  }
   for (const rate of rates) {
     const x = (((r.openloop as Json | undefined)?.[rate] as Json | undefined)?.server as
       | Json[]
@@ -123,7 +142,7 @@ if (import.meta.main) {
         const { dir } = sides[side];
         const args = [
           "--targets=server",
-          "--only=throughput,openloop",
+          `--only=${flags.only}`,
           `--rates=${flags.rates}`,
           "--runs=1",
           "--out=compare",
