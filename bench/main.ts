@@ -31,6 +31,7 @@ import {
 } from "./lib/db.ts";
 import { killAll, loadAverage, openFilesLimit, pin, running } from "./lib/proc.ts";
 import { deleteKeys, redisPid } from "./lib/redis.ts";
+import { probeDiskSync } from "./lib/disk.ts";
 import { summariseProfileFile } from "./lib/profile.ts";
 import { type ProfiledRun, writeReports } from "./lib/report.ts";
 import {
@@ -161,6 +162,12 @@ function parseOptions(args: string[]): Options {
     out,
     profileRate: flags.has("profile-rate") ? int("profile-rate", 1000, 10, 50_000) : undefined,
   };
+}
+
+/** PostgreSQL's data directory (the disk its WAL syncs on), as the server reports it. */
+async function dataDirectory(db: BenchDatabase): Promise<string> {
+  const [row] = await db.sql<{ dir: string }[]>`select current_setting('data_directory') as dir`;
+  return row!.dir;
 }
 
 /** The hard stop: well past the budget something is wrong; clean up and fail. */
@@ -321,6 +328,10 @@ async function main(): Promise<number> {
     openFiles: nofile,
     loadAverageBefore: loadAverage(),
     postgres: await postgresSettings(db),
+    diskSync: await probeDiskSync(
+      [await dataDirectory(db), logDir],
+      opts.quick ? 3000 : 10_000,
+    ),
     pgStatStatements: await pgStatStatementsAvailable(db),
     options: { ...opts, only: [...opts.only], openLoopMs: opts.rates.map(opts.openLoopMs) },
     cluster: "not run" as string,

@@ -10,6 +10,7 @@
  */
 
 import type { QueryPlan } from "./db.ts";
+import type { DiskSyncProbe } from "./disk.ts";
 import { profileMarkdown, type ProfileSummary } from "./profile.ts";
 import type { CapacityResult, LatencyResult, ThroughputResult, TraceSummary } from "./scenarios.ts";
 import { ratios, type Spread, spread } from "./stats.ts";
@@ -477,6 +478,15 @@ function explainSection(plans: QueryPlan[] | undefined): string {
   );
 }
 
+/** The disk's own fdatasync latency, measured before the runs (`lib/disk.ts`). */
+function diskLine(d: DiskSyncProbe | undefined): string {
+  if (!d) return "";
+  return `Disk (8 kB write + fdatasync in ${d.dir}, ${d.durationS} s before the runs, ` +
+    `${d.syncs.toLocaleString("en-US")} syncs): p50 ${d.p50Ms} / p99 ${d.p99Ms} / p99.9 ` +
+    `${d.p999Ms} ms, longest ${d.maxMs} ms, ${d.over50Ms} over 50 ms. Every acknowledged ` +
+    "message waits for one WAL fdatasync: the disk's stalls are a floor under the server's tail.";
+}
+
 /** The markdown report. */
 export function markdown(meta: Record<string, unknown>, results: Results): string {
   const source = meta.source as { commit?: string; srcSha256?: string } | undefined;
@@ -488,6 +498,8 @@ export function markdown(meta: Record<string, unknown>, results: Results): strin
     `${(meta.loadAverageBefore as number[]).join(" ")} before, ` +
     `${(meta.loadAverageAfter as number[]).join(" ")} after; source ${source?.commit} + tree ` +
     `${source?.srcSha256}). Cells: median (min–max) of the runs.`,
+    "",
+    diskLine(meta.diskSync as DiskSyncProbe | undefined),
     "",
     headline(results),
     "",
