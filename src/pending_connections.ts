@@ -39,6 +39,8 @@ interface Pending {
   inFlight: number;
   /** Whether any request has been received on it. */
   served: boolean;
+  /** Removes the TCP socket's `close` listener (once the entry is done). */
+  onClose?: (() => void) | undefined;
 }
 
 /** The JSON error of a connection refused because its address is at its limit (as at the upgrade). */
@@ -123,9 +125,11 @@ export class PendingConnections {
       served: false,
     };
     this.#pending.set(key, entry);
-    socket.once("close", () => {
+    const onClose = () => {
       if (this.#pending.get(key) === entry) this.#done(key);
-    });
+    };
+    entry.onClose = () => socket.off("close", onClose);
+    socket.once("close", onClose);
     this.#arm(key, entry);
   }
 
@@ -154,5 +158,9 @@ export class PendingConnections {
     this.#pending.delete(key);
     clearTimeout(entry.timer);
     entry.release();
+    // An upgraded socket lives on; nothing of its pending entry should live with it.
+    entry.timer = undefined;
+    entry.onClose?.();
+    entry.onClose = undefined;
   }
 }

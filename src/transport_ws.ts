@@ -95,6 +95,10 @@ function stopReading(ws: WebSocket, socket: Duplex): void {
   ws.once("close", () => clearTimeout(cut));
 }
 
+function destroySocket(this: Duplex): void {
+  this.destroy();
+}
+
 /**
  * Serves one listener with `ws` in `noServer` mode on a `node:http(s)` server.
  * `ws` enforces `maxPayload` while a message arrives (close 1009 once the
@@ -135,7 +139,9 @@ export const wsTransport: Transport = async (options) => {
     // Its admission slot is handed on to `checkUpgrade` (and the session after it).
     pending.upgraded(req.socket);
     // A reset before ws takes the socket over must not become an uncaught error.
-    socket.on("error", () => socket.destroy());
+    // (A module-level listener: a closure here would share this handler's
+    // context, and keep the request's headers alive as long as the socket.)
+    socket.on("error", destroySocket);
     const url = requestUrl(scheme, req.headers.host, req.url);
     if (!options.wsPaths.includes(url.pathname)) {
       void refuse(socket, new Response("Not Found", { status: 404 }));
