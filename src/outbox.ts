@@ -21,8 +21,6 @@ export interface OutboxOptions {
   limits: { sendBufferMaxBytes: number; sendBufferShedBytes: number };
   metrics: Metrics;
   logger: Logger;
-  /** The connection's user for log lines (0 before authentication). */
-  userId: () => number;
 }
 
 export class Outbox {
@@ -30,7 +28,12 @@ export class Outbox {
   #killTimer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
 
-  constructor(private readonly conn: WsConnection, private readonly options: OutboxOptions) {}
+  constructor(
+    private readonly conn: WsConnection,
+    private readonly options: OutboxOptions,
+    /** The connection's user for log lines (0 before authentication). */
+    private readonly userId: () => number,
+  ) {}
 
   /** Sends now, unless the socket is closed, shedding or closing as the buffer requires. */
   send(frame: string, droppable: boolean): void {
@@ -73,7 +76,7 @@ export class Outbox {
   #slowConsumer(): void {
     if (this.#killTimer !== undefined || this.#closed) return;
     this.options.metrics.slowConsumerClosed();
-    this.options.logger.warn("slow_consumer_closed", { user_id: this.options.userId() || null });
+    this.options.logger.warn("slow_consumer_closed", { user_id: this.userId() || null });
     this.conn.close(CloseCode.tryAgainLater, "slow consumer");
     // The close frame waits behind the full buffer; do not hold the memory for long.
     this.#killTimer = setTimeout(() => this.conn.terminate(), SLOW_CLOSE_GRACE_MS);

@@ -13,7 +13,7 @@ import { Hub } from "./hub.ts";
 import type { Logger } from "./log.ts";
 import { ServerMetrics } from "./metrics.ts";
 import type { ChatRepository } from "./repository.ts";
-import { CloseCode, Session } from "./session.ts";
+import { CloseCode, Session, type SessionContext } from "./session.ts";
 import { importTokenKey } from "./token.ts";
 import { startActiveCheck } from "./active_check.ts";
 import { serverFrames } from "./protocol.ts";
@@ -66,6 +66,18 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
   });
   const monotonic = () => performance.now();
   const tokenKey = await importTokenKey(config.authSecret);
+  /** One context for every session (a copy per connection would cost memory per connection). */
+  const sessionContext: SessionContext = {
+    hub,
+    repository,
+    typing,
+    tokenKey,
+    limits: config,
+    logger,
+    metrics,
+    now,
+    monotonic,
+  };
   const sessions = new Set<Session>();
   const unauthByIp = new Map<string, number>();
   let shuttingDown = false;
@@ -131,16 +143,7 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
     onOpen(conn, info) {
       const ip = clientIp(info, config.trustedProxies);
       unauthByIp.set(ip, (unauthByIp.get(ip) ?? 0) + 1);
-      const session: Session = new Session(conn, {
-        hub,
-        repository,
-        typing,
-        tokenKey,
-        limits: config,
-        logger,
-        metrics,
-        now,
-        monotonic,
+      const session: Session = new Session(conn, sessionContext, {
         onUnauthenticatedEnd() {
           const left = (unauthByIp.get(ip) ?? 1) - 1;
           if (left > 0) unauthByIp.set(ip, left);

@@ -63,6 +63,10 @@ export interface SessionContext {
   now: () => number;
   /** Monotonic milliseconds (rate limits): a wall-clock step must not refuse a client. */
   monotonic: () => number;
+}
+
+/** What the server is told of one session (the context above is shared by all of them). */
+export interface SessionHooks {
   /** Called once when the session stops counting as unauthenticated (it authenticated or closed). */
   onUnauthenticatedEnd: () => void;
   /** Called once when the connection has closed. */
@@ -88,10 +92,14 @@ export class Session implements Peer, WsHandlers {
   #closing = false;
   readonly #rates: ConnectionRates;
 
-  constructor(private readonly conn: WsConnection, readonly ctx: SessionContext) {
+  constructor(
+    private readonly conn: WsConnection,
+    readonly ctx: SessionContext,
+    private readonly hooks: SessionHooks,
+  ) {
     const { limits } = ctx;
     this.#rates = new ConnectionRates(limits, ctx.monotonic);
-    this.#out = new Outbox(conn, { ...ctx, userId: () => this.#userId });
+    this.#out = new Outbox(conn, ctx, () => this.#userId);
     this.#expiry = new DeadlineTimer(ctx.now, () => {
       ctx.logger.info("session_expired", { user_id: this.#userId });
       this.end(serverFrames.sessionExpired());
@@ -162,11 +170,11 @@ export class Session implements Peer, WsHandlers {
     this.#authTimer = undefined;
     this.#expiry.stop();
     this.#out.closed();
-    if (previous === "new") this.ctx.onUnauthenticatedEnd();
+    if (previous === "new") this.hooks.onUnauthenticatedEnd();
     else this.ctx.hub.remove(this);
     this.#releaseSlot();
     this.ctx.logger.debug("connection_closed", { user_id: this.#userId || null, code });
-    this.ctx.onClosed();
+    this.hooks.onClosed();
   }
 
   deliver(frame: string, droppable: boolean): void {
@@ -251,7 +259,7 @@ export class Session implements Peer, WsHandlers {
     this.#userId = userId;
     this.#state = "joining";
     this.#out.hold();
-    this.ctx.onUnauthenticatedEnd();
+    this.hooks.onUnauthenticatedEnd();
     this.extendSession(expiresAt);
     await this.ctx.hub.add(this);
   }
