@@ -240,6 +240,9 @@ async function freshStatistics(): Promise<void> {
 /** What every run result carries besides its figures: the machine's load when it started. */
 type Stamped<T> = T & { loadAvgBefore: number };
 
+/** Runs that failed once and were run again (reported in the results' meta). */
+const retriedRuns: string[] = [];
+
 /** Runs `fn` `runs` times for each target, rotating which target goes first. */
 async function alternate<T extends object>(
   runs: number,
@@ -254,7 +257,19 @@ async function alternate<T extends object>(
       await freshStatistics();
       const started = performance.now();
       const loadAvgBefore = loadAverage()[0]!;
-      (out[kind] ??= []).push({ ...(await fn(kind)), loadAvgBefore });
+      let result: T;
+      try {
+        result = await fn(kind);
+      } catch (err) {
+        // One retry: a run that met a transient outage (this machine's disk has
+        // stalled every statement for seconds, and the server then rightly
+        // answers `unavailable`) is run again, and the report counts it.
+        log(`${name} run ${i + 1}/${runs} ${kind} failed, retrying once: ${err}`);
+        retriedRuns.push(`${name} run ${i + 1} ${kind}: ${err}`);
+        await new Promise((resolve) => setTimeout(resolve, 3000));
+        result = await fn(kind);
+      }
+      (out[kind] ??= []).push({ ...result, loadAvgBefore });
       log(
         `${name} run ${i + 1}/${runs} ${kind}: ${
           ((performance.now() - started) / 1000).toFixed(1)
@@ -535,7 +550,7 @@ async function main(): Promise<number> {
   const full = !opts.quick && opts.only.size === SCENARIOS.length && opts.runs >= 3 &&
     targets.length === SINGLE_TARGETS.length && opts.out === undefined;
   const written = await writeReports({
-    meta: { ...meta, elapsedS, loadAverageAfter: loadAverage() },
+    meta: { ...meta, elapsedS, loadAverageAfter: loadAverage(), retriedRuns },
     results,
     full,
     name: opts.out ?? (full ? "latest" : "quick"),

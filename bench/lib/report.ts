@@ -501,6 +501,12 @@ export function markdown(meta: Record<string, unknown>, results: Results): strin
     "",
     diskLine(meta.diskSync as DiskSyncProbe | undefined),
     "",
+    ...((meta.retriedRuns as string[] | undefined)?.length
+      ? [
+        `Runs that failed once and were run again: ${(meta.retriedRuns as string[]).join("; ")}.`,
+        "",
+      ]
+      : []),
     headline(results),
     "",
     ...section("Ratios (per alternating run pair, median (min–max))", ratioTable(results)),
