@@ -13,6 +13,7 @@
 import type { Sql } from "postgres";
 import type { DeliveredResult, MailboxSummary, MessagePage, MessageRecord } from "./repository.ts";
 import { UnavailableError } from "./repository.ts";
+import { rowsOf } from "./pg_rows.ts";
 
 /** Above every id (bigint's maximum): "the latest" for `history` without `before`. */
 const NO_UPPER_BOUND = "9223372036854775807";
@@ -50,7 +51,8 @@ function page(rows: MessageRow[], limit: number): MessagePage {
 
 export async function mailboxSummary(sql: Sql, userId: number): Promise<MailboxSummary> {
   // One round trip: the first row carries the last id, the others the unread counts.
-  const rows = await sql<{ sender: string | null; n: string }[]>`
+  const rows = rowsOf(
+    await sql<{ sender: string | null; n: string }[]>`
     select null::text as sender, coalesce(greatest(
       (select max(message_id) from messages where recipient_user_id = ${userId}),
       (select max(message_id) from messages where sender_user_id = ${userId})
@@ -58,7 +60,8 @@ export async function mailboxSummary(sql: Sql, userId: number): Promise<MailboxS
     union all
     select sender_user_id::text, count(*)::text from messages
     where recipient_user_id = ${userId} and not is_read
-    group by sender_user_id`;
+    group by sender_user_id`,
+  );
   const summary: MailboxSummary = { unreadCount: 0, unreadBySender: new Map(), lastMessageId: 0 };
   for (const row of rows) {
     if (row.sender === null) {
@@ -78,7 +81,8 @@ export async function messagesAfter(
   limit: number,
 ): Promise<MessagePage> {
   const n = limit + 1;
-  const rows = await sql<MessageRow[]>`
+  const rows = rowsOf(
+    await sql<MessageRow[]>`
     select * from (
       (select ${sql.unsafe(COLUMNS)} from messages
        where recipient_user_id = ${userId} and message_id > ${afterMessageId}
@@ -88,7 +92,8 @@ export async function messagesAfter(
        where sender_user_id = ${userId} and recipient_user_id <> ${userId}
          and message_id > ${afterMessageId}
        order by message_id limit ${n})
-    ) m order by message_id limit ${n}`;
+    ) m order by message_id limit ${n}`,
+  );
   return page(rows, limit);
 }
 
@@ -101,7 +106,8 @@ export async function conversationBefore(
 ): Promise<MessagePage> {
   const n = limit + 1;
   const before = beforeMessageId === undefined ? NO_UPPER_BOUND : String(beforeMessageId);
-  const rows = await sql<MessageRow[]>`
+  const rows = rowsOf(
+    await sql<MessageRow[]>`
     select * from (
       (select ${sql.unsafe(COLUMNS)} from messages
        where recipient_user_id = ${friendUserId} and sender_user_id = ${userId}
@@ -112,7 +118,8 @@ export async function conversationBefore(
        where recipient_user_id = ${userId} and sender_user_id = ${friendUserId}
          and ${userId}::bigint <> ${friendUserId}::bigint and message_id < ${before}::bigint
        order by message_id desc limit ${n})
-    ) m order by message_id desc limit ${n}`;
+    ) m order by message_id desc limit ${n}`,
+  );
   return page(rows, limit);
 }
 
@@ -124,7 +131,8 @@ export async function markRead(
   notAfter: Date,
 ): Promise<Date | undefined> {
   // `gate` is evaluated once (materialized): the update and the verdict agree.
-  const [row] = await sql<{ read_at: Date | null; in_time: boolean }[]>`
+  const [row] = rowsOf(
+    await sql<{ read_at: Date | null; in_time: boolean }[]>`
     with gate as materialized (select clock_timestamp() < ${notAfter}::timestamptz as in_time),
     changed as (
       update messages set is_read = true, read_at = now()
@@ -133,7 +141,8 @@ export async function markRead(
         and (select in_time from gate)
       returning read_at
     )
-    select max(read_at) as read_at, (select in_time from gate) as in_time from changed`;
+    select max(read_at) as read_at, (select in_time from gate) as in_time from changed`,
+  );
   if (row?.in_time !== true) throw new UnavailableError(LATE);
   return row.read_at ?? undefined;
 }
@@ -146,7 +155,8 @@ export async function markDelivered(
 ): Promise<DeliveredResult> {
   // Two devices at once: the second waits for the first's row lock, then finds
   // `delivered_at` set and updates nothing; its snapshot still sees the row as its own.
-  const [row] = await sql<{ first_sender: string | null; mine: boolean; in_time: boolean }[]>`
+  const [row] = rowsOf(
+    await sql<{ first_sender: string | null; mine: boolean; in_time: boolean }[]>`
     with gate as materialized (select clock_timestamp() < ${notAfter}::timestamptz as in_time),
     updated as (
       update messages set delivered_at = now()
@@ -157,7 +167,8 @@ export async function markDelivered(
     select (select sender_user_id::text from updated) as first_sender,
       exists (select 1 from messages
               where message_id = ${messageId} and recipient_user_id = ${recipientUserId}) as mine,
-      (select in_time from gate) as in_time`;
+      (select in_time from gate) as in_time`,
+  );
   if (row?.in_time !== true) throw new UnavailableError(LATE);
   if (row.first_sender != null) return { status: "first", senderUserId: Number(row.first_sender) };
   return row.mine ? { status: "already" } : { status: "not_recipient" };
@@ -171,9 +182,11 @@ const LATE = "the database reached the receipt after its deadline";
 
 export async function inactiveUsers(sql: Sql, userIds: readonly number[]): Promise<number[]> {
   if (userIds.length === 0) return [];
-  const rows = await sql<{ id: string }[]>`
+  const rows = rowsOf(
+    await sql<{ id: string }[]>`
     select k.id::text as id from unnest(${sql.array([...userIds])}::bigint[]) as k(id)
-    where not exists (select 1 from users u where u.user_id = k.id and u.active)`;
+    where not exists (select 1 from users u where u.user_id = k.id and u.active)`,
+  );
   return rows.map((row) => Number(row.id));
 }
 

@@ -26,6 +26,7 @@
 import type { Sql } from "postgres";
 import type { NewMessage, StoredMessage, StoreResult } from "./repository.ts";
 import { ClientMessageIdReusedError, UnavailableError } from "./repository.ts";
+import { rowsOf } from "./pg_rows.ts";
 
 /** Per message of the batch: its answer, or the error it is rejected with. */
 export type Outcome = StoreResult | Error;
@@ -56,7 +57,8 @@ export async function insertRows(
   messages: readonly NewMessage[],
   insertBefore: Date,
 ): Promise<Inserted> {
-  const rows = await sql<Row[]>`
+  const rows = rowsOf(
+    await sql<Row[]>`
     with locked as materialized (
       select chat_lock_message_ids() < ${insertBefore}::timestamptz as in_time
     ), input as materialized (
@@ -97,7 +99,8 @@ export async function insertRows(
       and not exists (select 1 from inserted i
                       where i.sender_user_id = input.sender and i.client_message_id = input.cmid)
     union all
-    select 'clock', null, null, null, null, null, clock_timestamp(), (select in_time from locked)`;
+    select 'clock', null, null, null, null, null, clock_timestamp(), (select in_time from locked)`,
+  );
   const clock = rows.find((row) => row.kind === "clock");
   return { inTime: clock?.in_time === true, rows, dbNow: clock?.sent_at ?? undefined };
 }
@@ -225,14 +228,16 @@ export async function lookUpOriginals(
   sql: Sql,
   messages: NewMessage[],
 ): Promise<Map<string, StoredMessage>> {
-  const rows = await sql<Row[]>`
+  const rows = rowsOf(
+    await sql<Row[]>`
     select m.message_id::text, m.sender_user_id::text, m.recipient_user_id::text,
            m.message_text, m.client_message_id, m.sent_at
     from unnest(
       ${sql.array(messages.map((m) => m.senderUserId))}::bigint[],
       ${sql.array(messages.map((m) => m.clientMessageId ?? ""))}::text[]
     ) as k(sender, cmid)
-    join messages m on m.sender_user_id = k.sender and m.client_message_id = k.cmid`;
+    join messages m on m.sender_user_id = k.sender and m.client_message_id = k.cmid`,
+  );
   return new Map(
     rows.map((row) => [keyOf(row.sender_user_id!, row.client_message_id!), stored(row)]),
   );

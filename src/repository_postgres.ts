@@ -33,6 +33,7 @@ import { UnavailableError } from "./repository.ts";
 import { TtlCache } from "./ttl_cache.ts";
 import { BatchLoader } from "./batch_loader.ts";
 import * as mailbox from "./mailbox_queries.ts";
+import { rowsOf } from "./pg_rows.ts";
 
 export interface PostgresOptions {
   url: string;
@@ -74,15 +75,18 @@ export class PostgresRepository implements ChatRepository {
     this.#friends = new TtlCache(options.relationCacheMs, 100_000, now);
     this.#activeUsers = new BatchLoader((ids) =>
       this.#deadline(async () => {
-        const rows = await sql<{ id: string }[]>`
+        const rows = rowsOf(
+          await sql<{ id: string }[]>`
           select user_id::text as id from users
-          where user_id = any(${sql.array(ids)}::bigint[]) and active`;
+          where user_id = any(${sql.array(ids)}::bigint[]) and active`,
+        );
         return new Map(rows.map((row) => [Number(row.id), true]));
       }), false);
     this.#relationPairs = new BatchLoader<string, Relation>((keys) =>
       this.#deadline(async () => {
         const pairs = keys.map((key) => key.split(":").map(Number) as [number, number]);
-        const rows = await sql<{ s: string; r: string; friends: boolean; blocked: boolean }[]>`
+        const rows = rowsOf(
+          await sql<{ s: string; r: string; friends: boolean; blocked: boolean }[]>`
           select k.s::text as s, k.r::text as r,
             exists (select 1 from friendships f
                     where f.status = 'approved'
@@ -94,7 +98,8 @@ export class PostgresRepository implements ChatRepository {
                        or (b.blocker_user_id = k.s and b.blocked_user_id = k.r)
             ) as blocked
           from unnest(${sql.array(pairs.map((p) => p[0]))}::bigint[],
-                      ${sql.array(pairs.map((p) => p[1]))}::bigint[]) as k(s, r)`;
+                      ${sql.array(pairs.map((p) => p[1]))}::bigint[]) as k(s, r)`,
+        );
         return new Map(rows.map((row): [string, Relation] => [
           `${row.s}:${row.r}`,
           !row.friends ? "not_friends" : row.blocked ? "blocked" : "ok",
@@ -103,11 +108,13 @@ export class PostgresRepository implements ChatRepository {
     this.#friendLists = new BatchLoader<number, readonly number[]>(
       (ids) =>
         this.#deadline(async () => {
-          const rows = await sql<{ a: string; b: string }[]>`
+          const rows = rowsOf(
+            await sql<{ a: string; b: string }[]>`
           select requester_user_id::text as a, recipient_user_id::text as b from friendships
           where status = 'approved'
             and (requester_user_id = any(${sql.array(ids)}::bigint[])
-              or recipient_user_id = any(${sql.array(ids)}::bigint[]))`;
+              or recipient_user_id = any(${sql.array(ids)}::bigint[]))`,
+          );
           const wanted = new Set(ids);
           const lists = new Map<number, number[]>(ids.map((id) => [id, []]));
           const link = (from: number, to: number) => {
