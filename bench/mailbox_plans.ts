@@ -115,11 +115,11 @@ try {
   );
   await explain(
     `markRead(1, 2, ${maxId}) (rolled back)`,
-    (q) => mailbox.markRead(q, 1, 2, Number(maxId)),
+    (q) => mailbox.markRead(q, 1, 2, Number(maxId), new Date(Date.now() + 3600_000)),
   );
   await explain(
     `markDelivered(1, ${maxId}) (rolled back)`,
-    (q) => mailbox.markDelivered(q, 1, Number(maxId)),
+    (q) => mailbox.markDelivered(q, 1, Number(maxId), new Date(Date.now() + 3600_000)),
   );
   await explain(
     "inactiveUsers(100 ids)",
