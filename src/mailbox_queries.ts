@@ -49,48 +49,21 @@ function page(rows: MessageRow[], limit: number): MessagePage {
   return { messages: rows.slice(0, limit).map(record), hasMore: rows.length > limit };
 }
 
-/** One user's summary (see `mailboxSummaries`). */
 export async function mailboxSummary(sql: Sql, userId: number): Promise<MailboxSummary> {
-  return (await mailboxSummaries(sql, [userId])).get(userId)!;
-}
-
-/**
- * The summaries of many users in one round trip (logins arriving together
- * share it). Per user: its first row carries the last id, the others the
- * unread counts by sender; each user's part is planned as for a single user
- * (index scans on that user's rows).
- */
-export async function mailboxSummaries(
-  sql: Sql,
-  userIds: readonly number[],
-): Promise<Map<number, MailboxSummary>> {
+  // One round trip: the first row carries the last id, the others the unread counts.
   const rows = rowsOf(
-    await sql<{ uid: string; sender: string | null; n: string }[]>`
-    select k.id::text as uid, s.sender::text as sender, s.n::text as n
-    from unnest(${sql.array([...userIds])}::bigint[]) as k(id)
-    cross join lateral (
-      select null::bigint as sender, coalesce(greatest(
-        (select max(message_id) from messages where recipient_user_id = k.id),
-        (select max(message_id) from messages where sender_user_id = k.id)
-      ), 0) as n
-      union all
-      select sender_user_id, count(*) from messages
-      where recipient_user_id = k.id and not is_read
-      group by sender_user_id
-    ) s`,
+    await sql<{ sender: string | null; n: string }[]>`
+    select null::text as sender, coalesce(greatest(
+      (select max(message_id) from messages where recipient_user_id = ${userId}),
+      (select max(message_id) from messages where sender_user_id = ${userId})
+    ), 0)::text as n
+    union all
+    select sender_user_id::text, count(*)::text from messages
+    where recipient_user_id = ${userId} and not is_read
+    group by sender_user_id`,
   );
-  const summaries = new Map<number, MailboxSummary>();
-  const of = (userId: number) => {
-    let summary = summaries.get(userId);
-    if (summary === undefined) {
-      summary = { unreadCount: 0, unreadBySender: new Map(), lastMessageId: 0 };
-      summaries.set(userId, summary);
-    }
-    return summary;
-  };
-  for (const userId of userIds) of(userId);
+  const summary: MailboxSummary = { unreadCount: 0, unreadBySender: new Map(), lastMessageId: 0 };
   for (const row of rows) {
-    const summary = of(Number(row.uid));
     if (row.sender === null) {
       summary.lastMessageId = Number(row.n);
     } else {
@@ -98,7 +71,7 @@ export async function mailboxSummaries(
       summary.unreadCount += Number(row.n);
     }
   }
-  return summaries;
+  return summary;
 }
 
 export async function messagesAfter(

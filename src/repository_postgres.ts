@@ -65,7 +65,6 @@ export class PostgresRepository implements ChatRepository {
   /** Keyed `sender:recipient`. */
   readonly #relationPairs: BatchLoader<string, Relation>;
   readonly #friendLists: BatchLoader<number, readonly number[]>;
-  readonly #mailboxes: BatchLoader<number, MailboxSummary>;
 
   private constructor(sql: Sql, options: PostgresOptions) {
     this.#sql = sql;
@@ -130,11 +129,6 @@ export class PostgresRepository implements ChatRepository {
         }),
       [],
     );
-    // Logins arriving together share one round trip (each still gets its own, fresh summary).
-    this.#mailboxes = new BatchLoader<number, MailboxSummary>(
-      (ids) => this.#deadline(() => mailbox.mailboxSummaries(sql, ids)),
-      { unreadCount: 0, unreadBySender: new Map(), lastMessageId: 0 },
-    );
     this.#writer = new MessageWriter(
       () => open(options, 1, WRITER_SETTINGS),
       sql,
@@ -195,7 +189,7 @@ export class PostgresRepository implements ChatRepository {
   }
 
   mailboxSummary(userId: number): Promise<MailboxSummary> {
-    return this.#mailboxes.load(userId);
+    return this.#deadline(() => mailbox.mailboxSummary(this.#sql, userId));
   }
 
   messagesAfter(userId: number, afterMessageId: number, limit: number): Promise<MessagePage> {
