@@ -256,6 +256,24 @@ for (const [name, make] of Object.entries(implementations)) {
     assert.equal((await f.repository.mailboxSummary(3)).lastMessageId, ids[5]);
   });
 
+  contract("summaries asked for together are each the user's own", async (f) => {
+    const ids = await seed(f, [[2, 1], [3, 1], [1, 2], [3, 2], [3, 2], [1, 4]]);
+    const alone = [];
+    for (const user of [1, 2, 3, 4, 5]) alone.push(await f.repository.mailboxSummary(user));
+    // Logins arriving at once.
+    const together = await Promise.all(
+      [1, 2, 3, 4, 5, 1].map((u) => f.repository.mailboxSummary(u)),
+    );
+    assert.deepEqual(together, [...alone, alone[0]]);
+    assert.deepEqual(alone, [
+      { unreadCount: 2, unreadBySender: new Map([[2, 1], [3, 1]]), lastMessageId: ids[5] },
+      { unreadCount: 3, unreadBySender: new Map([[1, 1], [3, 2]]), lastMessageId: ids[4] },
+      { unreadCount: 0, unreadBySender: new Map(), lastMessageId: ids[4] },
+      { unreadCount: 1, unreadBySender: new Map([[1, 1]]), lastMessageId: ids[5] },
+      { unreadCount: 0, unreadBySender: new Map(), lastMessageId: 0 },
+    ]);
+  });
+
   contract(
     "delivered is first once, then already; others' messages are not_recipient",
     async (f) => {
