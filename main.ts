@@ -6,6 +6,7 @@
 
 import { loadConfig } from "./src/config.ts";
 import { createLogger, errorMessage } from "./src/log.ts";
+import { logUnhandledDatabaseErrors } from "./src/db_background_errors.ts";
 import type { Bus } from "./src/bus.ts";
 import { MemoryCluster } from "./src/bus_memory.ts";
 import { RedisBus } from "./src/bus_redis.ts";
@@ -37,6 +38,19 @@ export async function main(
     return 78; // EX_CONFIG
   }
   const logger = createLogger(config.logLevel);
+  const stopLoggingDbErrors = logUnhandledDatabaseErrors(logger);
+  try {
+    return await run(config, logger, hooks);
+  } finally {
+    stopLoggingDbErrors();
+  }
+}
+
+async function run(
+  config: ReturnType<typeof loadConfig>,
+  logger: ReturnType<typeof createLogger>,
+  hooks: MainHooks,
+): Promise<number> {
   if (config.wsTransport === "native") {
     logger.warn("native_transport", {
       note:
