@@ -14,6 +14,7 @@
  * login verifies one token.
  */
 
+import { Buffer } from "node:buffer";
 import { createHmac, timingSafeEqual } from "node:crypto";
 
 /** How far in the future a token's timestamp may be (clock skew between hosts). */
@@ -39,7 +40,7 @@ export function importTokenKey(secret: string): Promise<TokenKey> {
   return Promise.resolve({ bytes: encoder.encode(secret) });
 }
 
-function mac(key: TokenKey, payload: string): Uint8Array {
+function mac(key: TokenKey, payload: string): Buffer {
   return createHmac("sha256", key.bytes).update(payload).digest();
 }
 
@@ -63,7 +64,7 @@ function verify(token: string, key: TokenKey, nowSeconds: number, ttlSeconds: nu
     return { ok: false, reason: "format" };
   }
   // Both 32 bytes (the shape above), as timingSafeEqual requires.
-  const valid = timingSafeEqual(mac(key, `${userPart}:${timePart}`), hexToBytes(signature));
+  const valid = timingSafeEqual(mac(key, `${userPart}:${timePart}`), Buffer.from(signature, "hex"));
   if (!valid) return { ok: false, reason: "signature" };
   if (nowSeconds - timestamp > ttlSeconds) return { ok: false, reason: "expired" };
   if (timestamp > nowSeconds + MAX_CLOCK_SKEW_S) return { ok: false, reason: "future" };
@@ -73,15 +74,5 @@ function verify(token: string, key: TokenKey, nowSeconds: number, ttlSeconds: nu
 /** Signs a token for `userId` at `timestamp` (Unix seconds), as the game backend does. */
 export function signToken(key: TokenKey, userId: number, timestamp: number): Promise<string> {
   const payload = `${userId}:${timestamp}`;
-  return Promise.resolve(`${payload}:${bytesToHex(mac(key, payload))}`);
-}
-
-function hexToBytes(hex: string): Uint8Array<ArrayBuffer> {
-  const bytes = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);
-  return bytes;
-}
-
-function bytesToHex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return Promise.resolve(`${payload}:${mac(key, payload).toString("hex")}`);
 }
