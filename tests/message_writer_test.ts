@@ -8,13 +8,13 @@ import { DbClock } from "../src/db_clock.ts";
 import type { Logger } from "../src/log.ts";
 import { silentLogger } from "../src/log.ts";
 import { UnavailableError } from "../src/repository.ts";
-import { PostgresRepository, WRITER_SETTINGS } from "../src/repository_postgres.ts";
+import { WRITER_SETTINGS } from "../src/repository_postgres.ts";
 import { insertRows } from "../src/message_insert.ts";
-import { createTestDatabase, waitingOnLock } from "./support/db.ts";
+import { connectRepository, createTestDatabase, waitingOnLock } from "./support/db.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
 
 const connect = (url: string, statementTimeoutMs: number, logger: Logger = silentLogger) =>
-  PostgresRepository.connect({ url, poolSize: 2, statementTimeoutMs, relationCacheMs: 0, logger });
+  connectRepository(url, { statementTimeoutMs, logger });
 
 Deno.test("a committed row is acknowledged even when the look-up of a repeat's original fails", async () => {
   const db = await createTestDatabase();

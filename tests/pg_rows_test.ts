@@ -7,10 +7,8 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { messagesAfter } from "../src/mailbox_queries.ts";
-import { silentLogger } from "../src/log.ts";
 import { rowsOf } from "../src/pg_rows.ts";
-import { PostgresRepository } from "../src/repository_postgres.ts";
-import { createTestDatabase } from "./support/db.ts";
+import { connectRepository, createTestDatabase } from "./support/db.ts";
 
 /** Three rows streamed, then an error (division by zero on the fourth). */
 const failsMidStream = (sql: postgres.Sql) =>
@@ -21,13 +19,7 @@ const failsMidStream = (sql: postgres.Sql) =>
 
 Deno.test("a query pipelined behind one that failed mid-stream still gets exactly its rows", async () => {
   const db = await createTestDatabase();
-  const repository = await PostgresRepository.connect({
-    url: db.url,
-    poolSize: 1,
-    statementTimeoutMs: 5000,
-    relationCacheMs: 0,
-    logger: silentLogger,
-  }); // applies the migrations
+  const repository = await connectRepository(db.url, { poolSize: 1 }); // applies the migrations
   const sql = postgres(db.url, { max: 1, onnotice: () => {} });
   try {
     await db.sql`insert into messages (sender_user_id, recipient_user_id, message_text)

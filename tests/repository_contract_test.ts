@@ -4,12 +4,10 @@
  */
 
 import assert from "node:assert/strict";
-import { silentLogger } from "../src/log.ts";
 import type { ChatRepository, MessageRecord } from "../src/repository.ts";
 import { ClientMessageIdReusedError } from "../src/repository.ts";
 import { MemoryRepository } from "../src/repository_memory.ts";
-import { PostgresRepository } from "../src/repository_postgres.ts";
-import { createTestDatabase } from "./support/db.ts";
+import { connectRepository, createTestDatabase } from "./support/db.ts";
 
 interface Fixture {
   repository: ChatRepository;
@@ -32,13 +30,7 @@ const implementations: Record<string, () => Promise<Fixture>> = {
   },
   postgres: async () => {
     const db = await createTestDatabase();
-    const repository = await PostgresRepository.connect({
-      url: db.url,
-      poolSize: 2,
-      statementTimeoutMs: 5000,
-      relationCacheMs: 0,
-      logger: silentLogger,
-    });
+    const repository = await connectRepository(db.url);
     return {
       repository,
       addUser: (id, active) => db.addUser(id, active === undefined ? {} : { active }),

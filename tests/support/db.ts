@@ -7,6 +7,8 @@
 
 import postgres, { type Sql } from "postgres";
 import { DEFAULT_DATABASE_URL } from "../../src/config.ts";
+import { type Logger, silentLogger } from "../../src/log.ts";
+import { PostgresRepository } from "../../src/repository_postgres.ts";
 
 export interface TestDatabase {
   url: string;
@@ -114,4 +116,18 @@ export async function waitingOnLock(db: TestDatabase, needle: string): Promise<v
     await new Promise((r) => setTimeout(r, 10));
   }
   throw new Error(`nothing waited on a lock with ${needle}`);
+}
+
+/** A repository on `url` (its migrations applied), with the relation cache off and logs silent. */
+export function connectRepository(
+  url: string,
+  options: { poolSize?: number; statementTimeoutMs?: number; logger?: Logger } = {},
+): Promise<PostgresRepository> {
+  return PostgresRepository.connect({
+    url,
+    poolSize: options.poolSize ?? 2,
+    statementTimeoutMs: options.statementTimeoutMs ?? 5000,
+    relationCacheMs: 0,
+    logger: options.logger ?? silentLogger,
+  });
 }
