@@ -4,8 +4,8 @@
  * shutdown order. Nothing here decides behaviour; every part is in `src/`.
  */
 
-import { loadConfig } from "./src/config.ts";
-import { createLogger, errorMessage } from "./src/log.ts";
+import { type Config, loadConfig } from "./src/config.ts";
+import { createLogger, errorMessage, type Logger } from "./src/log.ts";
 import { logUnhandledDatabaseErrors } from "./src/db_background_errors.ts";
 import type { Bus } from "./src/bus.ts";
 import { MemoryCluster } from "./src/bus_memory.ts";
@@ -46,11 +46,7 @@ export async function main(
   }
 }
 
-async function run(
-  config: ReturnType<typeof loadConfig>,
-  logger: ReturnType<typeof createLogger>,
-  hooks: MainHooks,
-): Promise<number> {
+async function run(config: Config, logger: Logger, hooks: MainHooks): Promise<number> {
   if (config.wsTransport === "native") {
     logger.warn("native_transport", {
       note:
