@@ -4,7 +4,8 @@
  * types, before the first query of ours) and does not catch its failure. When
  * the database stalls past the statement timeout at that moment, the rejection
  * is unhandled and, in Deno, ends the process: a node lost every connection to
- * a slow catalog read (seen in CI: a server exited right after its migrations).
+ * a slow catalog read (seen in CI: a server exited right after its migrations;
+ * porsager/postgres#1192, #1205).
  * A rejection carrying a PostgreSQL error is logged instead; any other still
  * ends the process, as an unexpected rejection should.
  */
