@@ -300,6 +300,8 @@ function capacityTable(r: Results): string {
     ["connect+auth per s", (x) => x.connectPerS],
     ["connect→authenticated p99 (ms)", (x) => x.connectLatencyP99],
     ["target CPU-s per 1,000 connects", (x) => x.targetCpuSPerThousand],
+    ["Postgres CPU-s per 1,000 connects", (x) => x.postgresCpuSPerThousand ?? NaN],
+    ["Postgres cores while connecting", (x) => x.cpu.postgresCores],
     ["generator cores while connecting", (x) => x.cpu.generatorCores],
     ["other load while connecting (cores)", (x) => x.cpu.otherCores],
   ];

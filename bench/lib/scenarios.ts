@@ -114,18 +114,23 @@ export interface CpuUse {
   otherCores: number;
 }
 
+/** CPU-seconds of the Postgres backends present in both snapshots. */
+function postgresCpuS(a: CpuSnapshot, b: CpuSnapshot): number {
+  let cpu = 0;
+  for (const [pid, before] of a.postgres) {
+    const after = b.postgres.get(pid);
+    if (after !== undefined && Number.isFinite(before) && Number.isFinite(after)) {
+      cpu += after - before;
+    }
+  }
+  return cpu;
+}
+
 function cpuUse(a: CpuSnapshot, b: CpuSnapshot): CpuUse {
   const wall = (b.t - a.t) / 1000;
   const targetCores = (b.target - a.target) / wall;
   const generatorCores = (b.workers - a.workers) / wall;
-  let postgresCpu = 0;
-  for (const [pid, before] of a.postgres) {
-    const after = b.postgres.get(pid);
-    if (after !== undefined && Number.isFinite(before) && Number.isFinite(after)) {
-      postgresCpu += after - before;
-    }
-  }
-  const postgresCores = postgresCpu / wall;
+  const postgresCores = postgresCpuS(a, b) / wall;
   const redisCores = (b.redis - a.redis) / wall;
   const machineCores = (b.machineBusy - a.machineBusy) / wall;
   return {
@@ -331,6 +336,8 @@ export interface CapacityResult {
   /** Growth of the used JS heap after a forced GC, per connection (the rest of the RSS is native). */
   heapBytesPerConnection: number;
   targetCpuSPerThousand: number;
+  /** The server's Postgres backends' CPU-seconds per 1,000 connects (0 for the relays). */
+  postgresCpuSPerThousand: number;
   /** CPU while connecting, in cores. */
   cpu: CpuUse;
   /** The target's CPU profile of the connect phase, when asked for (DevTools format). */
@@ -382,9 +389,15 @@ export async function capacityRun(
       await inspector.call("Profiler.setSamplingInterval", { interval: 1000 });
       await inspector.call("Profiler.start");
     }
-    const a = snapshot(target, ctx.workers.map((w) => w.pid), []);
+    // The server's Postgres backends, counted as in the other scenarios; the pool
+    // opens more while the logins arrive, and those count from zero.
+    const usesDb = target.kind === "server";
+    const pgBefore = usesDb ? await backendPids(ctx.db) : [];
+    const a = snapshot(target, ctx.workers.map((w) => w.pid), pgBefore);
     const r = await connectAll(ctx, target, ids, o.concurrency, false);
-    const b = snapshot(target, ctx.workers.map((w) => w.pid), []);
+    const pgAfter = usesDb ? await backendPids(ctx.db) : [];
+    for (const pid of pgAfter) if (!a.postgres.has(pid)) a.postgres.set(pid, 0);
+    const b = snapshot(target, ctx.workers.map((w) => w.pid), [...a.postgres.keys()]);
     const profile = o.profile && inspector
       ? (await inspector.call("Profiler.stop")).profile
       : undefined;
@@ -411,6 +424,7 @@ export async function capacityRun(
         bytesPerConnectionAfterGc: round((afterGc - before) / connected, 0),
         heapBytesPerConnection: round((heapAfter - heapBefore) / connected, 0),
         targetCpuSPerThousand: round((1000 * (b.target - a.target)) / connected, 3),
+        postgresCpuSPerThousand: round((1000 * postgresCpuS(a, b)) / connected, 3),
         cpu: cpuUse(a, b),
         profile,
       };
