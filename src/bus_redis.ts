@@ -8,6 +8,16 @@
  * published itself, since the hub has already delivered locally. At most once: what is
  * published while Redis is unreachable is dropped (counted, logged).
  *
+ * A frame for a user this node holds (a message's copy for the sender's other devices, a
+ * recipient on this node) goes out only when another subscriber listens: a script
+ * (`gbPublishToOthers`) asks Redis how many connections are subscribed to the channel and
+ * publishes when there are more than this node's own. The question and the publish are one
+ * step in Redis, so a node subscribed at that moment gets the frame exactly as with a plain
+ * PUBLISH, and a user with one device costs no round trip through Redis and back. This node's
+ * subscription counts as its own only once Redis confirmed it on the current subscriber
+ * connection (`#confirmed`); until then, and whenever that connection is down, the frame is
+ * published as before.
+ *
  * A Redis outage never throws out of the bus and never stops the process. Each connection is
  * health-checked (`bus_redis_link.ts`: a PING every second that must be answered within 2.5 s),
  * so one that goes silent without closing is found within about 3.5 s and replaced. Both
@@ -83,8 +93,15 @@ export class RedisBus implements Bus {
   readonly #publisher: RedisPublisher;
   readonly #staleMs: number;
   #onDelivery: (delivery: BusDelivery) => void = () => {};
-  /** Channels this node wants, whatever the subscriber connection's state. */
-  readonly #channels = new Set<string>();
+  /**
+   * Channels this node wants, whatever the subscriber connection's state, each with the
+   * number of the `subscribe` call that wanted it (a SUBSCRIBE answered for an older call,
+   * since unsubscribed and wanted again, confirms nothing).
+   */
+  readonly #channels = new Map<string, number>();
+  #calls = 0;
+  /** Wanted channels whose SUBSCRIBE Redis answered on the current subscriber connection. */
+  readonly #confirmed = new Set<string>();
   /** Every wanted channel is subscribed on the current subscriber connection. */
   #subscribed = true;
   /** When the current outage began (`performance.now()`), undefined while up. */
@@ -183,11 +200,13 @@ export class RedisBus implements Bus {
 
   async subscribe(userId: number): Promise<void> {
     const channel = this.#channel(userId);
-    this.#channels.add(channel);
+    const call = ++this.#calls;
+    this.#channels.set(channel, call);
     // When not ready, the "ready" handler subscribes every wanted channel.
     if (this.#closed || !this.#sub.healthy) return;
     try {
       await this.#sub.run((conn) => conn.subscribe(channel));
+      if (this.#channels.get(channel) === call) this.#confirmed.add(channel);
     } catch (err) {
       if (err instanceof RedisLinkDownError) return; // the next "ready" subscribes it
       this.#logger.warn("bus_subscribe_failed", { user_id: userId, error: errorMessage(err) });
@@ -197,6 +216,7 @@ export class RedisBus implements Bus {
   async unsubscribe(userId: number): Promise<void> {
     const channel = this.#channel(userId);
     this.#channels.delete(channel);
+    this.#confirmed.delete(channel);
     if (this.#closed || !this.#sub.healthy) return;
     try {
       await this.#sub.run((conn) => conn.unsubscribe(channel));
@@ -207,7 +227,9 @@ export class RedisBus implements Bus {
   }
 
   publish(delivery: BusDelivery): void {
-    if (!this.#closed) this.#publisher.publish(this.#channel(delivery.userId), delivery);
+    if (this.#closed) return;
+    const channel = this.#channel(delivery.userId);
+    this.#publisher.publish(channel, delivery, this.#confirmed.has(channel) && this.#sub.healthy);
   }
 
   join(userId: number): Promise<boolean> {
@@ -239,6 +261,7 @@ export class RedisBus implements Bus {
     if (this.#closed) return;
     this.#closed = true;
     this.#channels.clear();
+    this.#confirmed.clear();
     await this.#presence.retire();
     this.#slots.clear();
     this.#cmd.stop();
@@ -254,6 +277,7 @@ export class RedisBus implements Bus {
     if (this.#closed) return;
     this.#closed = true;
     this.#channels.clear();
+    this.#confirmed.clear();
     this.#presence.stop();
     this.#cmd.stop();
     this.#sub.stop();
@@ -276,12 +300,17 @@ export class RedisBus implements Bus {
       this.#onDelivery(payload.delivery);
     });
     this.#sub.conn.on("ready", () => void this.#resubscribe());
+    // Whatever the old connection had subscribed, Redis dropped with it.
+    this.#sub.conn.on("close", () => this.#confirmed.clear());
     // After a reconnect Redis may have lost or swept this node: reconcile now, not in TTL/3.
     this.#cmd.conn.on("ready", () => void this.#presence.resync());
   }
 
   #healthChanged(connection: string, healthy: boolean, reason: string): void {
-    if (!healthy && connection === "subscriber") this.#subscribed = false;
+    if (!healthy && connection === "subscriber") {
+      this.#subscribed = false;
+      this.#confirmed.clear();
+    }
     if (!healthy || this.#downSince !== undefined) this.#updateUp(connection, reason);
   }
 
@@ -308,7 +337,10 @@ export class RedisBus implements Bus {
     try {
       for (let i = 0; i < channels.length; i += SUBSCRIBE_CHUNK) {
         const chunk = channels.slice(i, i + SUBSCRIBE_CHUNK);
-        await this.#sub.run((conn) => conn.subscribe(...chunk));
+        await this.#sub.run((conn) => conn.subscribe(...chunk.map(([channel]) => channel)));
+        for (const [channel, call] of chunk) {
+          if (this.#channels.get(channel) === call) this.#confirmed.add(channel);
+        }
       }
       this.#subscribed = true;
       this.#updateUp("subscriber", "");

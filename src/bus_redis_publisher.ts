@@ -12,6 +12,7 @@
 import type { BusDelivery } from "./bus.ts";
 import { type RedisLink, RedisLinkDownError } from "./bus_redis_link.ts";
 import { encodePayload } from "./bus_redis_payload.ts";
+import type { ScriptDefinition } from "./bus_redis_scripts.ts";
 import { errorMessage, type Logger } from "./log.ts";
 
 /**
@@ -35,6 +36,25 @@ export interface RedisPublisherOptions {
   isDown: () => boolean;
 }
 
+/**
+ * ARGV[1] = channel, ARGV[2] = payload: published when more than one connection (the
+ * caller's node's own subscriber) is subscribed to the channel. Answers how many got it.
+ * Pattern subscribers do not count in NUMSUB, and the nodes use none.
+ */
+const PUBLISH_TO_OTHERS: ScriptDefinition = {
+  numberOfKeys: 0,
+  lua: `
+if redis.call('PUBSUB', 'NUMSUB', ARGV[1])[2] > 1 then
+  return redis.call('PUBLISH', ARGV[1], ARGV[2])
+end
+return 0
+`,
+};
+
+interface PublishCommands {
+  gbPublishToOthers(channel: string, payload: string): Promise<number>;
+}
+
 export class RedisPublisher {
   readonly #link: RedisLink;
   readonly #options: RedisPublisherOptions;
@@ -43,12 +63,16 @@ export class RedisPublisher {
   #lastLog = 0;
 
   constructor(link: RedisLink, options: RedisPublisherOptions) {
+    link.conn.defineCommand("gbPublishToOthers", PUBLISH_TO_OTHERS);
     this.#link = link;
     this.#options = options;
   }
 
-  /** Publishes `delivery` on `channel`; never throws, never waits. */
-  publish(channel: string, delivery: BusDelivery): void {
+  /**
+   * Publishes `delivery` on `channel`; never throws, never waits. With `toOthers` (this node
+   * is subscribed to `channel`, confirmed), only when another subscriber listens.
+   */
+  publish(channel: string, delivery: BusDelivery, toOthers = false): void {
     const close = delivery.close === true;
     const share = close ? Infinity : delivery.droppable ? 0.5 : 1;
     const payload = encodePayload(this.#options.nodeId, delivery, this.#link.redisNow());
@@ -61,7 +85,11 @@ export class RedisPublisher {
       return;
     }
     this.#bytes += bytes;
-    this.#link.run((conn) => conn.publish(channel, payload))
+    this.#link.run((conn) =>
+      toOthers
+        ? (conn as unknown as PublishCommands).gbPublishToOthers(channel, payload)
+        : conn.publish(channel, payload)
+    )
       .then(() => this.#options.onPublish(true), (err) => this.#failed(err))
       .finally(() => (this.#bytes -= bytes));
   }

@@ -141,6 +141,51 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    `a frame for a user no other node holds does not go through Redis; once another node subscribes it does${suffix}`,
+  ignore,
+  async fn() {
+    const cluster = redisCluster(REDIS_URL!, 1);
+    // A pattern subscriber sees every publish and, not counting in NUMSUB, changes none.
+    const monitor = new Redis(REDIS_URL!);
+    try {
+      const seen: string[] = [];
+      monitor.on("pmessage", (_pattern: string, channel: string) => seen.push(channel));
+      await monitor.psubscribe(`${cluster.prefix}u:*`);
+      const [a, b] = [await cluster.node(), await cluster.node()];
+      const atB: BusDelivery[] = [];
+      b.onDelivery((delivery) => atB.push(delivery));
+      // Publishes of one node reach Redis in order: once the marker (for a user a does not
+      // hold, so always published) is seen, anything published before it would have been too.
+      let markers = 0;
+      const publishAndMark = async (delivery: BusDelivery) => {
+        a.publish(delivery);
+        const marker = `${cluster.prefix}u:${900 + ++markers}`;
+        a.publish({ userId: 900 + markers, frame: "{}", droppable: false });
+        await eventually("marker seen", () => seen.includes(marker));
+      };
+
+      await a.subscribe(1);
+      await publishAndMark({ userId: 1, frame: '{"n":1}', droppable: false });
+      assert.deepEqual(seen.filter((c) => c.endsWith("u:1")), [], "only a holds user 1");
+
+      await b.subscribe(1);
+      await publishAndMark({ userId: 1, frame: '{"n":2}', droppable: false });
+      assert.equal(seen.filter((c) => c.endsWith("u:1")).length, 1, "b holds user 1 too");
+      await eventually("b got it", () => atB.some((d) => d.frame === '{"n":2}'));
+
+      await b.unsubscribe(1);
+      await publishAndMark({ userId: 1, frame: '{"n":3}', droppable: false });
+      assert.equal(seen.filter((c) => c.endsWith("u:1")).length, 1, "only a again");
+      assert.equal(atB.filter((d) => d.userId === 1).length, 1);
+    } finally {
+      monitor.disconnect();
+      await cluster.cleanup();
+    }
+  },
+});
+
 function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
