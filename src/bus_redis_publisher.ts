@@ -2,6 +2,13 @@
  * @module bus_redis_publisher
  * The Redis bus's publishes, with a bound on those awaiting Redis's reply.
  *
+ * The publishes of one turn (a batch's messages to their recipients and senders, a presence
+ * fan-out) go to Redis as one script call (`gbPublish`), in order: one command, one reply and
+ * one promise per turn instead of per frame. A publish marked `toOthers` (the node itself
+ * subscribes to the channel) is published only when another connection subscribes to it too;
+ * the script asks Redis (NUMSUB) and publishes in one step, so a node subscribed at that moment
+ * gets the frame exactly as with a plain PUBLISH.
+ *
  * Past half of either bound (count, payload bytes), droppable frames (typing, presence) are
  * dropped; past the bound, every publish is counted failed at once, except a closing delivery
  * (`BusDelivery.close`, never dropped by the bus). So a session is never blocked and memory does
@@ -37,33 +44,45 @@ export interface RedisPublisherOptions {
 }
 
 /**
- * ARGV[1] = channel, ARGV[2] = payload: published when more than one connection (the
- * caller's node's own subscriber) is subscribed to the channel. Answers how many got it.
- * Pattern subscribers do not count in NUMSUB, and the nodes use none.
+ * ARGV = (channel, to others, payload) per publish, in order. "To others" `1`: published only
+ * when more than one connection (the calling node's own subscriber) is subscribed to the
+ * channel. Answers how many subscribers got a frame. Pattern subscribers do not count in
+ * NUMSUB, and the nodes use none.
  */
-const PUBLISH_TO_OTHERS: ScriptDefinition = {
+const PUBLISH_SCRIPT: ScriptDefinition = {
   numberOfKeys: 0,
   lua: `
-if redis.call('PUBSUB', 'NUMSUB', ARGV[1])[2] > 1 then
-  return redis.call('PUBLISH', ARGV[1], ARGV[2])
+local got = 0
+for i = 1, #ARGV, 3 do
+  local channel = ARGV[i]
+  if ARGV[i + 1] == '0' or redis.call('PUBSUB', 'NUMSUB', channel)[2] > 1 then
+    got = got + redis.call('PUBLISH', channel, ARGV[i + 2])
+  end
 end
-return 0
+return got
 `,
 };
 
 interface PublishCommands {
-  gbPublishToOthers(channel: string, payload: string): Promise<number>;
+  gbPublish(...args: string[]): Promise<number>;
 }
+
+/** Publishes per script call at most (each a few microseconds of Redis's time). */
+const MAX_PER_CALL = 500;
 
 export class RedisPublisher {
   readonly #link: RedisLink;
   readonly #options: RedisPublisherOptions;
+  /** This turn's publishes, flat as the script takes them. */
+  #turn: string[] = [];
+  /** Publishes not yet answered (this turn's included), and their payload bytes. */
+  #inFlight = 0;
   #bytes = 0;
   #failures = 0;
   #lastLog = 0;
 
   constructor(link: RedisLink, options: RedisPublisherOptions) {
-    link.conn.defineCommand("gbPublishToOthers", PUBLISH_TO_OTHERS);
+    link.conn.defineCommand("gbPublish", PUBLISH_SCRIPT);
     this.#link = link;
     this.#options = options;
   }
@@ -78,20 +97,38 @@ export class RedisPublisher {
     const payload = encodePayload(this.#options.nodeId, delivery, this.#link.redisNow());
     const bytes = payload.length;
     if (
-      this.#link.inFlight >= this.#options.maxInFlight * share ||
+      this.#inFlight >= this.#options.maxInFlight * share ||
       this.#bytes + bytes > this.#options.maxBytesInFlight * share
     ) {
       this.#failed(new Error("too many publishes awaiting Redis"));
       return;
     }
+    this.#inFlight++;
     this.#bytes += bytes;
-    this.#link.run((conn) =>
-      toOthers
-        ? (conn as unknown as PublishCommands).gbPublishToOthers(channel, payload)
-        : conn.publish(channel, payload)
-    )
-      .then(() => this.#options.onPublish(true), (err) => this.#failed(err))
-      .finally(() => (this.#bytes -= bytes));
+    if (this.#turn.length === 0) queueMicrotask(() => this.#flush());
+    this.#turn.push(channel, toOthers ? "1" : "0", payload);
+  }
+
+  /** Sends this turn's publishes, `MAX_PER_CALL` per script call. */
+  #flush(): void {
+    const turn = this.#turn;
+    this.#turn = [];
+    for (let i = 0; i < turn.length; i += 3 * MAX_PER_CALL) {
+      const args = turn.slice(i, i + 3 * MAX_PER_CALL);
+      const count = args.length / 3;
+      let bytes = 0;
+      for (let k = 2; k < args.length; k += 3) bytes += args[k]!.length;
+      this.#link.run((conn) => (conn as unknown as PublishCommands).gbPublish(...args))
+        .then(() => {
+          for (let k = 0; k < count; k++) this.#options.onPublish(true);
+        }, (err) => {
+          for (let k = 0; k < count; k++) this.#failed(err);
+        })
+        .finally(() => {
+          this.#inFlight -= count;
+          this.#bytes -= bytes;
+        });
+    }
   }
 
   #failed(err: unknown): void {
