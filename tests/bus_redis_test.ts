@@ -186,6 +186,29 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: `frames published in one turn reach the other node all and in order${suffix}`,
+  ignore,
+  async fn() {
+    const cluster = redisCluster(REDIS_URL!, 1);
+    try {
+      const [a, b] = [await cluster.node(), await cluster.node()];
+      const got: number[] = [];
+      b.onDelivery((delivery) => got.push(JSON.parse(delivery.frame).n));
+      await b.subscribe(7);
+      await a.subscribe(8); // a holds 8 alone: its frames stay home, the others' order holds
+      for (let n = 0; n < 1200; n++) {
+        a.publish({ userId: n % 3 === 0 ? 8 : 7, frame: JSON.stringify({ n }), droppable: false });
+      }
+      const expected = Array.from({ length: 1200 }, (_, n) => n).filter((n) => n % 3 !== 0);
+      await eventually("all arrived", () => got.length >= expected.length, 5000);
+      assert.deepEqual(got, expected);
+    } finally {
+      await cluster.cleanup();
+    }
+  },
+});
+
 function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
