@@ -8,9 +8,8 @@
  *   order, so one sender's messages in a batch get increasing ids; the
  *   table's per-row trigger, which does the same for every other writer,
  *   is skipped). The rows the insert returns are
- *   matched back to the queued messages by content: `(sender, client id)` is
- *   unique, and among identical messages without a client id the smaller id
- *   goes to the earlier one (which is the one inserted first).
+ *   matched back to the queued messages: by `(sender, client id)`, which is
+ *   unique, and rows without a client id in id order, which is queue order.
  * - The statement stores nothing if it got the lock only after `insertBefore`
  *   (in the database's own clock, see `db_clock.ts`): a batch held up by a
  *   frozen network or a long lock wait, and already answered `unavailable`,
@@ -136,24 +135,25 @@ function stored(row: Row): StoredMessage {
   };
 }
 
-/** Gives each inserted row to the queued message that produced it; repeats stay undefined. */
+/**
+ * Gives each inserted row to the queued message that produced it; repeats stay undefined.
+ * Rows with a client id by their unique key. Rows without one never conflict, so each such
+ * message got one, and their ids were drawn in queue order: the k-th smallest id among them
+ * is the k-th such message's (checked against its content).
+ */
 function match(messages: readonly NewMessage[], rows: Row[]): (Outcome | undefined)[] {
   const withKey = new Map<string, Row>();
-  const plain = new Map<string, Row[]>();
+  const plain: Row[] = [];
   for (const row of rows) {
     if (row.kind !== "inserted") continue;
     if (row.client_message_id !== null) {
       withKey.set(keyOf(row.sender_user_id!, row.client_message_id), row);
     } else {
-      const content = JSON.stringify([row.sender_user_id, row.recipient_user_id, row.message_text]);
-      const list = plain.get(content) ?? [];
-      list.push(row);
-      plain.set(content, list);
+      plain.push(row);
     }
   }
-  for (const list of plain.values()) {
-    list.sort((a, b) => Number(a.message_id) - Number(b.message_id));
-  }
+  plain.sort((a, b) => Number(a.message_id) - Number(b.message_id));
+  let next = 0;
   const outcomes: (Outcome | undefined)[] = new Array(messages.length);
   messages.forEach((m, i) => {
     if (m.clientMessageId !== undefined) {
@@ -164,18 +164,17 @@ function match(messages: readonly NewMessage[], rows: Row[]): (Outcome | undefin
       outcomes[i] = { message: stored(row), duplicate: false };
       return;
     }
-    const content = JSON.stringify([
-      String(m.senderUserId),
-      String(m.recipientUserId),
-      m.messageText,
-    ]);
-    const row = plain.get(content)?.shift();
-    // Rows without a client id never conflict, so every one was inserted.
-    outcomes[i] = row === undefined
+    const row = plain[next++];
+    outcomes[i] = row === undefined || !sameContent(m, row)
       ? new Error("an inserted message is missing from the insert's answer")
       : { message: stored(row), duplicate: false };
   });
   return outcomes;
+}
+
+function sameContent(m: NewMessage, row: Row): boolean {
+  return row.sender_user_id === String(m.senderUserId) &&
+    row.recipient_user_id === String(m.recipientUserId) && row.message_text === m.messageText;
 }
 
 /** Answers every repeat by its original row; a repeat whose original cannot be read is unavailable. */

@@ -60,8 +60,10 @@ export const serverFrames = {
     JSON.stringify(
       reason === undefined ? { type: "session_expired" } : { type: "session_expired", reason },
     ),
-  chatMessage: (data: MessageData) => JSON.stringify({ type: "chat_message", ...data }),
-  messageSent: (data: MessageData) => JSON.stringify({ type: "message_sent", data }),
+  chatMessage: (data: MessageData) => messageFrames(data).chatMessage,
+  messageSent: (data: MessageData) => messageFrames(data).messageSent,
+  /** Both frames of one stored message, its fields serialized once. */
+  messageFrames,
   typing: (userId: number, isTyping: boolean) =>
     JSON.stringify({ type: "typing", user_id: userId, is_typing: isTyping }),
   presence: (userId: number, status: "online" | "offline") =>
@@ -95,6 +97,18 @@ export const serverFrames = {
 };
 
 const PONG = JSON.stringify({ type: "pong" });
+
+/**
+ * `chat_message` (`{type, ...data}`) and `message_sent` (`{type, data}`) of one message, from one
+ * `JSON.stringify` of its fields: the same text as serializing each frame on its own.
+ */
+function messageFrames(data: MessageData): { chatMessage: string; messageSent: string } {
+  const fields = JSON.stringify(data);
+  return {
+    chatMessage: `{"type":"chat_message",${fields.slice(1)}`,
+    messageSent: `{"type":"message_sent","data":${fields}}`,
+  };
+}
 
 /** The wire form of a stored message. */
 export function messageData(message: StoredMessage): MessageData {

@@ -67,6 +67,59 @@ Deno.test("a committed row is acknowledged even when the look-up of a repeat's o
   }
 });
 
+Deno.test("in one batch each message gets its own row: identical texts without a client id in queue order, a repeat its original", async () => {
+  const db = await createTestDatabase();
+  const repository = await connect(db.url, 5000);
+  try {
+    const to = (recipientUserId: number, messageText: string, clientMessageId?: string) =>
+      repository.storeMessage({ senderUserId: 1, recipientUserId, messageText, clientMessageId });
+    await to(2, "first", "k1");
+    // Queued in one turn: the writer sends them as one batch (or a few, in order).
+    const sent = [
+      to(2, "same"),
+      to(3, "same"),
+      to(2, "with key", "k2"),
+      to(2, "same"),
+      to(2, "first", "k1"),
+      to(2, "other"),
+      to(2, "with key", "k2"),
+    ];
+    const results = await Promise.all(sent);
+    const shape = results.map((r) => [
+      r.message.recipientUserId,
+      r.message.messageText,
+      r.message.clientMessageId ?? null,
+      r.duplicate,
+    ]);
+    assert.deepEqual(shape, [
+      [2, "same", null, false],
+      [3, "same", null, false],
+      [2, "with key", "k2", false],
+      [2, "same", null, false],
+      [2, "first", "k1", true],
+      [2, "other", null, false],
+      [2, "with key", "k2", true],
+    ]);
+    const fresh = results.filter((r) => !r.duplicate).map((r) => r.message.messageId);
+    assert.deepEqual(fresh, [...fresh].sort((a, b) => a - b), "ids in queue order");
+    assert.equal(results[6]!.message.messageId, results[2]!.message.messageId);
+    const rows = await db.sql<{ id: number; recipient: number; text: string }[]>`
+      select message_id::int as id, recipient_user_id::int as recipient, message_text as text
+      from messages order by message_id`;
+    for (const r of results) {
+      const row = rows.find((x) => x.id === r.message.messageId);
+      assert.deepEqual([row?.recipient, row?.text], [
+        r.message.recipientUserId,
+        r.message.messageText,
+      ]);
+    }
+    assert.equal(rows.length, 6, "the repeats stored nothing");
+  } finally {
+    await repository.close();
+    await db.drop();
+  }
+});
+
 Deno.test("a server clock an hour behind the database's still stores messages", async () => {
   const db = await createTestDatabase();
   const realNow = Date.now;

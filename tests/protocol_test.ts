@@ -6,7 +6,8 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { type ErrorCode, parseClientFrame } from "../src/protocol.ts";
+import { type ErrorCode, parseClientFrame, serverFrames } from "../src/protocol.ts";
+import { messageData } from "../src/server_frames.ts";
 import { importTokenKey, signToken, verifyToken } from "../src/token.ts";
 
 const limits = { maxMessageChars: 1000 };
@@ -188,4 +189,29 @@ Deno.test("a token's signature is the hex HMAC-SHA256 of user_id:timestamp, as W
       timestamp: now,
     });
   }
+});
+
+Deno.test("a message's chat_message and message_sent frames are its fields serialized as JSON, whatever the text", () => {
+  fc.assert(
+    fc.property(
+      fc.string({ unit: "grapheme", minLength: 1 }),
+      fc.option(fc.string({ minLength: 1, maxLength: 64 }), { nil: undefined }),
+      fc.integer({ min: 1 }),
+      (text, cmid, id) => {
+        const data = messageData({
+          messageId: id,
+          senderUserId: 1,
+          recipientUserId: 2,
+          messageText: text,
+          sentAt: new Date(1_700_000_000_000 + id),
+          clientMessageId: cmid,
+        });
+        const frames = serverFrames.messageFrames(data);
+        assert.deepEqual(JSON.parse(frames.chatMessage), { type: "chat_message", ...data });
+        assert.deepEqual(JSON.parse(frames.messageSent), { type: "message_sent", data });
+        assert.equal(frames.chatMessage, JSON.stringify({ type: "chat_message", ...data }));
+        assert.equal(frames.messageSent, JSON.stringify({ type: "message_sent", data }));
+      },
+    ),
+  );
 });

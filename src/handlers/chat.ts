@@ -55,14 +55,13 @@ async function chatMessage(session: Session, frame: ChatMessageFrame): Promise<v
 
 function stored(session: Session, { message, duplicate }: StoreResult, started: number): void {
   const { ctx } = session;
-  const data = messageData(message);
+  const frames = serverFrames.messageFrames(messageData(message));
   if (!duplicate) {
     ctx.metrics.messageAcknowledged(ctx.now() - started);
-    const frame = serverFrames.chatMessage(data);
-    ctx.hub.sendToUser(message.recipientUserId, frame, false);
-    ctx.hub.sendToUser(message.senderUserId, frame, false, session);
+    ctx.hub.sendToUser(message.recipientUserId, frames.chatMessage, false);
+    ctx.hub.sendToUser(message.senderUserId, frames.chatMessage, false, session);
   }
-  session.send(serverFrames.messageSent(data), false);
+  session.send(frames.messageSent, false);
 }
 
 async function typing(session: Session, frame: TypingFrame): Promise<void> {
