@@ -14,6 +14,7 @@ import type { Logger } from "./log.ts";
 import { ServerMetrics } from "./metrics.ts";
 import type { ChatRepository } from "./repository.ts";
 import { CloseCode, Session, type SessionContext } from "./session.ts";
+import { DeadlineQueue } from "./deadline_timer.ts";
 import { importTokenKey } from "./token.ts";
 import { startActiveCheck } from "./active_check.ts";
 import { serverFrames } from "./protocol.ts";
@@ -65,6 +66,7 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
     onUserGone: (userId) => typing.typistGone(userId),
   });
   const monotonic = () => performance.now();
+  const expiries = new DeadlineQueue(now);
   const tokenKey = await importTokenKey(config.authSecret);
   /** One context for every session (a copy per connection would cost memory per connection). */
   const sessionContext: SessionContext = {
@@ -77,6 +79,7 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
     metrics,
     now,
     monotonic,
+    expiries,
   };
   const sessions = new Set<Session>();
   const unauthByIp = new Map<string, number>();
@@ -236,6 +239,7 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
       }
       await publicListener.close();
       typing.close();
+      expiries.close();
       await hub.endGraces();
       await internalListener.close();
       logger.info("shutdown_complete");

@@ -23,7 +23,7 @@ import type { Hub, Peer } from "./hub.ts";
 import type { Logger } from "./log.ts";
 import { errorMessage } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
-import { DeadlineTimer } from "./deadline_timer.ts";
+import { type DeadlineQueue, DeadlineTimer } from "./deadline_timer.ts";
 import { Outbox } from "./outbox.ts";
 import type { ClientFrame, ErrorCode, FrameError } from "./protocol.ts";
 import { parseClientFrame, serverFrames } from "./protocol.ts";
@@ -63,6 +63,8 @@ export interface SessionContext {
   now: () => number;
   /** Monotonic milliseconds (rate limits): a wall-clock step must not refuse a client. */
   monotonic: () => number;
+  /** Where every session's expiry waits (one timer for all; its clock is `now`). */
+  expiries: DeadlineQueue;
 }
 
 /** What the server is told of one session (the context above is shared by all of them). */
@@ -100,7 +102,7 @@ export class Session implements Peer, WsHandlers {
     const { limits } = ctx;
     this.#rates = new ConnectionRates(limits, ctx.monotonic);
     this.#out = new Outbox(conn, ctx, () => this.#userId);
-    this.#expiry = new DeadlineTimer(ctx.now, () => {
+    this.#expiry = new DeadlineTimer(ctx.expiries, () => {
       ctx.logger.info("session_expired", { user_id: this.#userId });
       this.end(serverFrames.sessionExpired());
     });
