@@ -240,11 +240,6 @@ export class PostgresRepository implements ChatRepository {
   }
 
   /**
-   * Runs `work` against the deadline; any database failure becomes
-   * `UnavailableError`. The margin over the statement timeout lets a batch
-   * the database reached in time commit and answer before it is given up.
-   */
-  /**
    * The instant, in the database's clock, after which a receipt update must
    * change nothing: a statement queued behind a dead connection and sent
    * after the caller was answered `unavailable` marks nothing read or delivered.
@@ -253,6 +248,11 @@ export class PostgresRepository implements ChatRepository {
     return this.#clock.after(this.#timeoutMs);
   }
 
+  /**
+   * Runs `work` against the deadline; any database failure becomes
+   * `UnavailableError`. The margin over the statement timeout lets a batch
+   * the database reached in time commit and answer before it is given up.
+   */
   #deadline<T>(work: () => Promise<T>, ms = this.#timeoutMs + DEADLINE_MARGIN_MS): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
