@@ -40,18 +40,14 @@ async function authenticate(session: Session, frame: AuthenticateFrame): Promise
   let friends: readonly number[];
   let mailbox: MailboxSummary;
   try {
-    // One round trip for all three (the signature is already checked): an unknown or
-    // inactive user's friends and mailbox are read for nothing, and never sent.
-    let active: boolean;
-    [active, friends, mailbox] = await Promise.all([
-      ctx.repository.isActiveUser(userId),
-      ctx.repository.friendIds(userId),
-      ctx.repository.mailboxSummary(userId),
-    ]);
-    if (!active) {
+    if (!(await ctx.repository.isActiveUser(userId))) {
       ctx.logger.info("auth_failed", { reason: "inactive_or_unknown_user", user_id: userId });
       return session.authFailed("Invalid auth token");
     }
+    [friends, mailbox] = await Promise.all([
+      ctx.repository.friendIds(userId),
+      ctx.repository.mailboxSummary(userId),
+    ]);
   } catch (err) {
     if (!(err instanceof UnavailableError)) throw err;
     return session.unavailable();
