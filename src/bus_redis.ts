@@ -229,7 +229,7 @@ export class RedisBus implements Bus {
   publish(delivery: BusDelivery): void {
     if (this.#closed) return;
     const channel = this.#channel(delivery.userId);
-    this.#publisher.publish(channel, delivery, this.#confirmed.has(channel) && this.#sub.healthy);
+    this.#publisher.publish(channel, delivery, this.#confirmed.has(channel));
   }
 
   join(userId: number): Promise<boolean> {
@@ -300,8 +300,6 @@ export class RedisBus implements Bus {
       this.#onDelivery(payload.delivery);
     });
     this.#sub.conn.on("ready", () => void this.#resubscribe());
-    // Whatever the old connection had subscribed, Redis dropped with it.
-    this.#sub.conn.on("close", () => this.#confirmed.clear());
     // After a reconnect Redis may have lost or swept this node: reconcile now, not in TTL/3.
     this.#cmd.conn.on("ready", () => void this.#presence.resync());
   }
@@ -309,6 +307,8 @@ export class RedisBus implements Bus {
   #healthChanged(connection: string, healthy: boolean, reason: string): void {
     if (!healthy && connection === "subscriber") {
       this.#subscribed = false;
+      // A closed or silent connection (its close also lands here): whatever it had
+      // subscribed no longer counts until the next connection subscribes it again.
       this.#confirmed.clear();
     }
     if (!healthy || this.#downSince !== undefined) this.#updateUp(connection, reason);

@@ -60,9 +60,7 @@ export const serverFrames = {
     JSON.stringify(
       reason === undefined ? { type: "session_expired" } : { type: "session_expired", reason },
     ),
-  chatMessage: (data: MessageData) => messageFrames(data).chatMessage,
-  messageSent: (data: MessageData) => messageFrames(data).messageSent,
-  /** Both frames of one stored message, its fields serialized once. */
+  /** `chat_message` and `message_sent` of one stored message, its fields serialized once. */
   messageFrames,
   typing: (userId: number, isTyping: boolean) =>
     JSON.stringify({ type: "typing", user_id: userId, is_typing: isTyping }),
