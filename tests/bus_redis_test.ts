@@ -233,12 +233,27 @@ async function stopRedis(server: Deno.ChildProcess): Promise<void> {
   await server.status;
 }
 
+/**
+ * Whether a Redis answers PING on `url`'s port. A bare TCP connect is not enough: to a free port
+ * of the ephemeral range it can succeed with nothing listening (a socket connected to itself),
+ * and the test's clients were then refused (seen: ECONNREFUSED right after "redis up").
+ */
 async function pingable(url: string): Promise<boolean> {
+  let conn: Deno.TcpConn | undefined;
   try {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(new URL(url).port) });
-    conn.close();
-    return true;
+    conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(new URL(url).port) });
+    await conn.write(new TextEncoder().encode("PING\r\n"));
+    const buf = new Uint8Array(16);
+    const timer = setTimeout(() => conn?.close(), 500);
+    const n = await conn.read(buf).finally(() => clearTimeout(timer));
+    return n !== null && new TextDecoder().decode(buf.subarray(0, n)).startsWith("+PONG");
   } catch {
     return false;
+  } finally {
+    try {
+      conn?.close();
+    } catch {
+      // Closed by the timer already.
+    }
   }
 }
