@@ -9,11 +9,11 @@
  * published while Redis is unreachable is dropped (counted, logged).
  *
  * A frame for a user this node holds (a message's copy for the sender's other devices, a
- * recipient on this node) goes out only when another subscriber listens: the publish script
- * (`bus_redis_publisher.ts`) asks Redis how many connections are subscribed to the channel and
- * publishes when there are more than this node's own. The question and the publish are one
- * step in Redis, so a node subscribed at that moment gets the frame exactly as with a plain
- * PUBLISH, and a user with one device costs no trip through Redis and back. This node's
+ * recipient on this node) is published only when another subscriber listens: the publish
+ * script (`bus_redis_publisher.ts`) asks Redis how many connections are subscribed to the
+ * channel and publishes when there are more than this node's own. The question and the publish
+ * are one step in Redis, so a node subscribed at that moment gets the frame exactly as with a
+ * plain PUBLISH, and a user on this node alone costs no frame sent back to it. This node's
  * subscription counts as its own only once Redis confirmed it on the current subscriber
  * connection (`#confirmed`); until then, and whenever that connection is down, the frame is
  * published as before.
