@@ -47,7 +47,7 @@ ENV HOST=0.0.0.0 \
 EXPOSE 8443 8444
 
 # No curl here: the binary probes /healthz on its own internal listener
-# (src/healthcheck.ts) and exits 0 or 1.
+# (src/server/healthcheck.ts) and exits 0 or 1.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
   CMD ["/app/geobeasts-chat", "--healthcheck"]
 

@@ -6,18 +6,18 @@
 
 import { type Config, loadConfig } from "./src/config.ts";
 import { createLogger, errorMessage, type Logger } from "./src/log.ts";
-import { logUnhandledDatabaseErrors } from "./src/db_background_errors.ts";
-import type { Bus } from "./src/bus.ts";
-import { MemoryCluster } from "./src/bus_memory.ts";
-import { RedisBus } from "./src/bus_redis.ts";
+import { logUnhandledDatabaseErrors } from "./src/store/postgres/background_errors.ts";
+import type { Bus } from "./src/bus/bus.ts";
+import { MemoryCluster } from "./src/bus/memory.ts";
+import { RedisBus } from "./src/bus/redis/bus.ts";
 import { ServerMetrics } from "./src/metrics.ts";
-import { PostgresRepository } from "./src/repository_postgres.ts";
-import { migrateOnly } from "./src/migrations.ts";
-import { type ChatServer, startChatServer } from "./src/server.ts";
-import { healthcheck } from "./src/healthcheck.ts";
-import { renderDemoPage } from "./src/demo_page.ts";
-import { wsTransport } from "./src/transport_ws.ts";
-import { nativeTransport } from "./src/transport_native.ts";
+import { PostgresRepository } from "./src/store/postgres/repository.ts";
+import { migrateOnly } from "./src/store/postgres/migrations.ts";
+import { type ChatServer, startChatServer } from "./src/server/server.ts";
+import { healthcheck } from "./src/server/healthcheck.ts";
+import { renderDemoPage } from "./src/demo_page/page.ts";
+import { wsTransport } from "./src/transport/ws.ts";
+import { nativeTransport } from "./src/transport/native.ts";
 
 /** For a caller that runs the node in-process (`src/dev/main.ts`, `deno task dev`). */
 export interface MainHooks {
@@ -139,7 +139,7 @@ async function run(config: Config, logger: Logger, hooks: MainHooks): Promise<nu
 }
 
 if (import.meta.main) {
-  // `--healthcheck`: the container's probe (src/healthcheck.ts) instead of a server.
+  // `--healthcheck`: the container's probe (src/server/healthcheck.ts) instead of a server.
   const probe = Deno.args[0] === "--healthcheck";
   Deno.exit(await (probe ? healthcheck(Deno.env.toObject()) : main()));
 }

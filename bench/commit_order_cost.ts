@@ -11,7 +11,7 @@
 
 import postgres from "postgres";
 import { silentLogger } from "../src/log.ts";
-import { PostgresRepository } from "../src/repository_postgres.ts";
+import { PostgresRepository } from "../src/store/postgres/repository.ts";
 import { adminUrl } from "../tests/support/db.ts";
 
 const MESSAGES = Number(Deno.args[0] ?? 20_000);

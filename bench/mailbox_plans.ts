@@ -13,9 +13,9 @@
  */
 
 import postgres, { type Sql } from "postgres";
-import * as mailbox from "../src/mailbox_queries.ts";
-import { insertRows } from "../src/message_insert.ts";
-import { migrate } from "../src/migrations.ts";
+import * as mailbox from "../src/store/postgres/mailbox_queries.ts";
+import { insertRows } from "../src/store/postgres/message_insert.ts";
+import { migrate } from "../src/store/postgres/migrations.ts";
 import { adminUrl } from "../tests/support/db.ts";
 
 /** Thrown to roll a transaction back on purpose. */

@@ -13,8 +13,8 @@
  * one JSON line `{"event":"listening","port":N}` on stdout, exits on SIGTERM.
  */
 
-import { wsTransport } from "../src/transport_ws.ts";
-import type { WsConnection, WsHandlers } from "../src/transport.ts";
+import { wsTransport } from "../src/transport/ws.ts";
+import type { WsConnection, WsHandlers } from "../src/transport/transport.ts";
 import { friendsOf } from "./lib/layout.ts";
 
 interface Client {

@@ -12,7 +12,7 @@
  * message, so the headline figures come from `main.ts` itself.
  */
 
-import { PostgresRepository } from "../src/repository_postgres.ts";
+import { PostgresRepository } from "../src/store/postgres/repository.ts";
 import { main } from "../main.ts";
 
 const path = Deno.env.get("BENCH_TRACE_FILE");

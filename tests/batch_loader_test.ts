@@ -1,7 +1,7 @@
 /** BatchLoader: lookups asked while a query is out go together in the next one. */
 
 import assert from "node:assert/strict";
-import { BatchLoader } from "../src/batch_loader.ts";
+import { BatchLoader } from "../src/store/postgres/batch_loader.ts";
 
 Deno.test("a burst of lookups costs two queries, each key answered with its own value or the fallback", async () => {
   const calls: number[][] = [];

@@ -9,12 +9,12 @@
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
-import { DEMO_PAGE, renderDemoPage } from "../src/demo_page.ts";
+import { DEMO_PAGE, renderDemoPage } from "../src/demo_page/page.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
-const ARTIFACTS = new URL("./artifacts/", import.meta.url);
+const ARTIFACTS = new URL("./artifacts", import.meta.url);
 const nameOf = (id: number): string => ["alice", "bob", "carol"][id - 1] ?? `user${id}`;
 const installed = (() => {
   try {

@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import type { BusDelivery, PresenceStatus } from "../src/bus.ts";
+import type { BusDelivery, PresenceStatus } from "../src/bus/bus.ts";
 import {
   CLUSTER_KINDS,
   type ClusterKind,

@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import type { BusDelivery } from "../src/bus.ts";
+import type { BusDelivery } from "../src/bus/bus.ts";
 import { createLogger } from "../src/log.ts";
 import { eventually, REDIS_URL, redisCluster } from "./support/bus_cluster.ts";
 import { createTestDatabase } from "./support/db.ts";

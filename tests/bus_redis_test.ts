@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
-import type { BusDelivery, PresenceStatus } from "../src/bus.ts";
+import type { BusDelivery, PresenceStatus } from "../src/bus/bus.ts";
 import { deleteKeys, eventually, REDIS_URL, redisCluster } from "./support/bus_cluster.ts";
 
 const ignore = REDIS_URL === undefined;

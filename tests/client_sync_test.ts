@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import * as typedSdk from "../client/chat_client.ts";
 import type { ChatClient, ChatClientEvents, ChatClientOptions } from "../client/chat_client.ts";
-import { CLIENT_JS } from "../src/demo_page.ts";
+import { CLIENT_JS } from "../src/demo_page/page.ts";
 import { type FakeChatServer, startFakeChatServer } from "./support/fake_chat_server.ts";
 
 type Sdk = typeof typedSdk;

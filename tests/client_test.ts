@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import * as typedSdk from "../client/chat_client.ts";
 import type { ChatClient, ChatClientOptions, WebSocketLike } from "../client/chat_client.ts";
-import { CLIENT_JS } from "../src/demo_page.ts";
+import { CLIENT_JS } from "../src/demo_page/page.ts";
 import { createTestDatabase } from "./support/db.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
 

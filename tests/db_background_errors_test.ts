@@ -1,12 +1,12 @@
 /**
  * postgres.js's own query on a new connection (the array types) is not
  * awaited by anyone: its failure must be logged, not end the process
- * (`src/db_background_errors.ts`).
+ * (`src/store/postgres/background_errors.ts`).
  */
 
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { logUnhandledDatabaseErrors } from "../src/db_background_errors.ts";
+import { logUnhandledDatabaseErrors } from "../src/store/postgres/background_errors.ts";
 import type { Logger } from "../src/log.ts";
 import { createTestDatabase } from "./support/db.ts";
 

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { DeadlineQueue, DeadlineTimer } from "../src/deadline_timer.ts";
+import { DeadlineQueue, DeadlineTimer } from "../src/session/deadline_timer.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

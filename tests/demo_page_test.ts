@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 
-const DEMO_PAGE_MODULE = new URL("../src/demo_page.ts", import.meta.url).href;
+const DEMO_PAGE_MODULE = new URL("../src/demo_page/page.ts", import.meta.url).href;
 
 /** Loads the SDK module the page embeds, sends nothing, and reports what a user of it sees. */
 const PROBE = `

@@ -4,14 +4,14 @@
  */
 
 import assert from "node:assert/strict";
-import { MemoryCluster } from "../src/bus_memory.ts";
+import { MemoryCluster } from "../src/bus/memory.ts";
 import { loadConfig } from "../src/config.ts";
 import { silentLogger } from "../src/log.ts";
-import { MemoryRepository } from "../src/repository_memory.ts";
-import type { StoreResult } from "../src/repository.ts";
-import { startChatServer } from "../src/server.ts";
+import { MemoryRepository } from "../src/store/memory.ts";
+import type { StoreResult } from "../src/store/repository.ts";
+import { startChatServer } from "../src/server/server.ts";
 import { importTokenKey, signToken } from "../src/token.ts";
-import { wsTransport } from "../src/transport_ws.ts";
+import { wsTransport } from "../src/transport/ws.ts";
 import { TestClient } from "./support/client.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
 import { startTestServer } from "./support/server.ts";

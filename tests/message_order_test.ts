@@ -6,8 +6,8 @@
 
 import assert from "node:assert/strict";
 import { silentLogger } from "../src/log.ts";
-import type { StoreResult } from "../src/repository.ts";
-import { PostgresRepository } from "../src/repository_postgres.ts";
+import type { StoreResult } from "../src/store/repository.ts";
+import { PostgresRepository } from "../src/store/postgres/repository.ts";
 import { createTestDatabase } from "./support/db.ts";
 
 const connect = (url: string) =>

@@ -4,12 +4,12 @@
  */
 
 import assert from "node:assert/strict";
-import { DbClock } from "../src/db_clock.ts";
+import { DbClock } from "../src/store/postgres/db_clock.ts";
 import type { Logger } from "../src/log.ts";
 import { silentLogger } from "../src/log.ts";
-import { UnavailableError } from "../src/repository.ts";
-import { WRITER_SETTINGS } from "../src/repository_postgres.ts";
-import { insertRows } from "../src/message_insert.ts";
+import { UnavailableError } from "../src/store/repository.ts";
+import { WRITER_SETTINGS } from "../src/store/postgres/repository.ts";
+import { insertRows } from "../src/store/postgres/message_insert.ts";
 import { connectRepository, createTestDatabase, waitingOnLock } from "./support/db.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
 

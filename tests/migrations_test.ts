@@ -9,8 +9,8 @@ import postgres, { type Sql } from "postgres";
 import { main } from "../main.ts";
 import { loadConfig } from "../src/config.ts";
 import { silentLogger } from "../src/log.ts";
-import { migrate, MIGRATIONS, MIGRATIONS_TABLE } from "../src/migrations.ts";
-import { PostgresRepository } from "../src/repository_postgres.ts";
+import { migrate, MIGRATIONS, MIGRATIONS_TABLE } from "../src/store/postgres/migrations.ts";
+import { PostgresRepository } from "../src/store/postgres/repository.ts";
 import { createTestDatabase, type TestDatabase, waitingOnLock } from "./support/db.ts";
 
 const ALL = MIGRATIONS.map((m) => m.version);

@@ -1,13 +1,13 @@
 /**
  * postgres.js 3.4 leaves holes at the start of the next result on a
  * connection whose previous query failed while its rows streamed in
- * (`src/pg_rows.ts`). The repository's queries must still answer right.
+ * (`src/store/postgres/pg_rows.ts`). The repository's queries must still answer right.
  */
 
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { messagesAfter } from "../src/mailbox_queries.ts";
-import { rowsOf } from "../src/pg_rows.ts";
+import { messagesAfter } from "../src/store/postgres/mailbox_queries.ts";
+import { rowsOf } from "../src/store/postgres/pg_rows.ts";
 import { connectRepository, createTestDatabase } from "./support/db.ts";
 
 /** Three rows streamed, then an error (division by zero on the fourth). */

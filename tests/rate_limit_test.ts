@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { AbuseMeter, TokenBucket } from "../src/rate_limit.ts";
+import { AbuseMeter, TokenBucket } from "../src/session/rate_limit.ts";
 
 Deno.test("a clock stepped back 15 s does not refuse a client sending one chat a second", () => {
   let t = 1_000_000_000_000;

@@ -4,9 +4,9 @@
  */
 
 import assert from "node:assert/strict";
-import type { ChatRepository, MessageRecord } from "../src/repository.ts";
-import { ClientMessageIdReusedError } from "../src/repository.ts";
-import { MemoryRepository } from "../src/repository_memory.ts";
+import type { ChatRepository, MessageRecord } from "../src/store/repository.ts";
+import { ClientMessageIdReusedError } from "../src/store/repository.ts";
+import { MemoryRepository } from "../src/store/memory.ts";
 import { connectRepository, createTestDatabase } from "./support/db.ts";
 
 interface Fixture {

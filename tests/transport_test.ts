@@ -1,10 +1,15 @@
 /** @module transport_test The `Transport` contract, one suite run against the `ws` and the native transport. */
 
 import assert from "node:assert/strict";
-import type { Listener, ListenOptions, Transport, UpgradeInfo } from "../src/transport.ts";
-import type { WsConnection } from "../src/transport.ts";
-import { nativeTransport } from "../src/transport_native.ts";
-import { wsTransport } from "../src/transport_ws.ts";
+import type {
+  Listener,
+  ListenOptions,
+  Transport,
+  UpgradeInfo,
+} from "../src/transport/transport.ts";
+import type { WsConnection } from "../src/transport/transport.ts";
+import { nativeTransport } from "../src/transport/native.ts";
+import { wsTransport } from "../src/transport/ws.ts";
 import { type FrameSpec, RawWs } from "./raw_ws.ts";
 
 const MAX_PAYLOAD = 16384;

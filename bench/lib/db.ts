@@ -6,8 +6,8 @@
  */
 
 import postgres, { type Sql } from "postgres";
-import { migrate } from "../../src/migrations.ts";
-import { insertRows } from "../../src/message_insert.ts";
+import { migrate } from "../../src/store/postgres/migrations.ts";
+import { insertRows } from "../../src/store/postgres/message_insert.ts";
 import { FRIEND_BASE, FRIENDS_PER_HUB, HUB_BASE, HUBS, PAIR_USERS } from "./layout.ts";
 
 export interface BenchDatabase {
@@ -111,7 +111,7 @@ export interface QueryPlan {
 
 /**
  * `EXPLAIN (ANALYZE, BUFFERS)` of the repository's statements (the look-ups
- * copied from `src/repository_postgres.ts`; keep them in step when it
+ * copied from `src/store/postgres/repository.ts`; keep them in step when it
  * changes; the batch insert captured as sent), each run `runs`
  * times with the median execution time kept. The insert runs in a
  * transaction that is rolled back.
@@ -184,7 +184,7 @@ export async function explainRepositoryQueries(db: BenchDatabase, runs = 5): Pro
 /**
  * The writer's batch insert exactly as `insertRows` sends it (text and
  * parameters captured from postgres.js), so this plan cannot drift from
- * `src/message_insert.ts`.
+ * `src/store/postgres/message_insert.ts`.
  */
 async function capturedInsert(
   url: string,

@@ -54,7 +54,7 @@ function npmPackage(url: string): { name: string; path: string } | undefined {
   return m ? { name: m[1]!, path: m[2]! } : undefined;
 }
 
-/** A short location: `src/session.ts:123`, `npm:ws/lib/receiver.js:45`, `ext:deno_node/...`. */
+/** A short location: `src/session/session.ts:123`, `npm:ws/lib/receiver.js:45`, `ext:deno_node/...`. */
 function location(frame: CallFrame): string {
   const url = frame.url;
   if (url === "") return "";

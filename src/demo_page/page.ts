@@ -13,10 +13,10 @@
  * stylesheet `demo_page_style.ts`.
  */
 
-import * as sdk from "../client/chat_client.ts";
-import { COMPOSE_JS } from "./demo_page_compose.ts";
-import { PAGE_JS } from "./demo_page_script.ts";
-import { STYLE } from "./demo_page_style.ts";
+import * as sdk from "../../client/chat_client.ts";
+import { COMPOSE_JS } from "./compose.ts";
+import { PAGE_JS } from "./script.ts";
+import { STYLE } from "./style.ts";
 
 /** Each of `SDK_CLASSES` under the name client/chat_client.ts exports it as. */
 const SDK_NAMES = new Map<unknown, string>(

@@ -5,8 +5,8 @@
  * when `AUTH_SECRET` is unset.
  */
 
-import { DEV_ONLY_SECRET } from "./dev/dev_secret.ts";
-import { importTokenKey, signToken } from "./token.ts";
+import { DEV_ONLY_SECRET } from "./dev_secret.ts";
+import { importTokenKey, signToken } from "../token.ts";
 
 const USAGE = "usage: AUTH_SECRET=... deno task token USER_ID [UNIX_SECONDS]\n" +
   "       deno task token --dev USER_ID [UNIX_SECONDS]   (for `deno task dev` without AUTH_SECRET)";

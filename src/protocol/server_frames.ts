@@ -5,8 +5,8 @@
  * fan-out; times are ISO 8601 in UTC.
  */
 
-import type { ErrorCode } from "./protocol.ts";
-import type { MailboxSummary, MessageRecord, StoredMessage } from "./repository.ts";
+import type { ErrorCode } from "./client_frames.ts";
+import type { MailboxSummary, MessageRecord, StoredMessage } from "../store/repository.ts";
 
 /** A stored message as it travels in `chat_message` and `message_sent`. */
 export interface MessageData {

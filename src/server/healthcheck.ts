@@ -6,7 +6,7 @@
  * the same environment as the server, so it finds the same port.
  */
 
-import { loadConfig } from "./config.ts";
+import { loadConfig } from "../config.ts";
 
 /** How long the probe waits for an answer; a hung node counts as unhealthy. */
 const TIMEOUT_MS = 3000;

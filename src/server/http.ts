@@ -5,9 +5,9 @@
  */
 
 import { Hono } from "@hono/hono";
-import type { Logger } from "./log.ts";
-import { errorMessage } from "./log.ts";
-import { parseUserId } from "./protocol.ts";
+import type { Logger } from "../log.ts";
+import { errorMessage } from "../log.ts";
+import { parseUserId } from "../protocol/client_frames.ts";
 
 export interface HealthDeps {
   /** False while shutting down or while the database does not answer. */

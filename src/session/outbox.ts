@@ -7,10 +7,10 @@
  * `authenticated` answer.
  */
 
-import { CloseCode } from "./close_codes.ts";
-import type { Logger } from "./log.ts";
-import type { Metrics } from "./metrics.ts";
-import type { WsConnection } from "./transport.ts";
+import { CloseCode } from "../protocol/close_codes.ts";
+import type { Logger } from "../log.ts";
+import type { Metrics } from "../metrics.ts";
+import type { WsConnection } from "../transport/transport.ts";
 
 /** Frames held while joining, at most; a join takes a few round trips to the bus. */
 const MAX_HELD_FRAMES = 1000;

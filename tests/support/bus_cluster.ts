@@ -6,9 +6,9 @@
  */
 
 import { Redis } from "ioredis";
-import type { Bus } from "../../src/bus.ts";
-import { MemoryCluster } from "../../src/bus_memory.ts";
-import { RedisBus, type RedisBusOptions } from "../../src/bus_redis.ts";
+import type { Bus } from "../../src/bus/bus.ts";
+import { MemoryCluster } from "../../src/bus/memory.ts";
+import { RedisBus, type RedisBusOptions } from "../../src/bus/redis/bus.ts";
 import { silentLogger } from "../../src/log.ts";
 
 export const REDIS_URL = Deno.env.get("REDIS_URL") || undefined;

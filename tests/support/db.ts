@@ -8,7 +8,7 @@
 import postgres, { type Sql } from "postgres";
 import { DEFAULT_DATABASE_URL } from "../../src/config.ts";
 import { type Logger, silentLogger } from "../../src/log.ts";
-import { PostgresRepository } from "../../src/repository_postgres.ts";
+import { PostgresRepository } from "../../src/store/postgres/repository.ts";
 
 export interface TestDatabase {
   url: string;

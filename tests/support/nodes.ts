@@ -4,7 +4,7 @@
  * and one bus cluster of the given kind (memory, or Redis under its own prefix).
  */
 
-import type { Bus } from "../../src/bus.ts";
+import type { Bus } from "../../src/bus/bus.ts";
 import type { ClusterKind } from "./bus_cluster.ts";
 import { kindName } from "./bus_cluster.ts";
 import { createTestDatabase, type TestDatabase } from "./db.ts";

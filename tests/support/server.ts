@@ -4,17 +4,17 @@
  * the transport under test, and helpers to connect as a user.
  */
 
-import { MemoryCluster } from "../../src/bus_memory.ts";
-import type { Bus } from "../../src/bus.ts";
+import { MemoryCluster } from "../../src/bus/memory.ts";
+import type { Bus } from "../../src/bus/bus.ts";
 import { loadConfig } from "../../src/config.ts";
 import { silentLogger } from "../../src/log.ts";
 import { ServerMetrics } from "../../src/metrics.ts";
-import { PostgresRepository } from "../../src/repository_postgres.ts";
-import { type ChatServer, startChatServer } from "../../src/server.ts";
+import { PostgresRepository } from "../../src/store/postgres/repository.ts";
+import { type ChatServer, startChatServer } from "../../src/server/server.ts";
 import { importTokenKey, signToken } from "../../src/token.ts";
-import { nativeTransport } from "../../src/transport_native.ts";
-import type { Transport } from "../../src/transport.ts";
-import { wsTransport } from "../../src/transport_ws.ts";
+import { nativeTransport } from "../../src/transport/native.ts";
+import type { Transport } from "../../src/transport/transport.ts";
+import { wsTransport } from "../../src/transport/ws.ts";
 import { TestClient } from "./client.ts";
 import { RawWs } from "../raw_ws.ts";
 import { createTestDatabase, type TestDatabase } from "./db.ts";

@@ -41,17 +41,17 @@
  */
 
 import { Redis } from "ioredis";
-import type { Bus, BusDelivery, PresenceStatus } from "./bus.ts";
-import { RedisLink, RedisLinkDownError } from "./bus_redis_link.ts";
-import { decodePayload } from "./bus_redis_payload.ts";
+import type { Bus, BusDelivery, PresenceStatus } from "../bus.ts";
+import { RedisLink, RedisLinkDownError } from "./link.ts";
+import { decodePayload } from "./payload.ts";
 import {
   MAX_PUBLISH_BYTES_IN_FLIGHT,
   MAX_PUBLISHES_IN_FLIGHT,
   RedisPublisher,
-} from "./bus_redis_publisher.ts";
-import { RedisPresence } from "./bus_redis_presence.ts";
-import { RedisSlots } from "./bus_redis_slots.ts";
-import { errorMessage, type Logger } from "./log.ts";
+} from "./publisher.ts";
+import { RedisPresence } from "./presence.ts";
+import { RedisSlots } from "./slots.ts";
+import { errorMessage, type Logger } from "../../log.ts";
 
 export interface RedisBusOptions {
   /** `redis://[user:password@]host:port[/db]` (or `rediss://`). */

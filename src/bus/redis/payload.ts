@@ -12,7 +12,7 @@
  * read here as unstamped. So a rolling upgrade keeps delivering across nodes.
  */
 
-import type { BusDelivery } from "./bus.ts";
+import type { BusDelivery } from "../bus.ts";
 
 /** The payload of `delivery` from `nodeId`, sent at `sentAt` on Redis's clock. */
 export function encodePayload(

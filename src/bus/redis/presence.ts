@@ -12,10 +12,10 @@
  * marks the node for reconciling, which the next heartbeat does, reporting what changed.
  */
 
-import type { PresenceStatus } from "./bus.ts";
-import { type RedisLink, RedisLinkDownError } from "./bus_redis_link.ts";
-import { PRESENCE_SCRIPTS, type PresenceCommands } from "./bus_redis_scripts.ts";
-import { errorMessage, type Logger } from "./log.ts";
+import type { PresenceStatus } from "../bus.ts";
+import { type RedisLink, RedisLinkDownError } from "./link.ts";
+import { PRESENCE_SCRIPTS, type PresenceCommands } from "./scripts.ts";
+import { errorMessage, type Logger } from "../../log.ts";
 
 export interface RedisPresenceOptions {
   prefix: string;

@@ -16,11 +16,11 @@
  * the health check (`bus_redis_link.ts`), which fails what it had in flight.
  */
 
-import type { BusDelivery } from "./bus.ts";
-import { type RedisLink, RedisLinkDownError } from "./bus_redis_link.ts";
-import { encodePayload } from "./bus_redis_payload.ts";
-import type { ScriptDefinition } from "./bus_redis_scripts.ts";
-import { errorMessage, type Logger } from "./log.ts";
+import type { BusDelivery } from "../bus.ts";
+import { type RedisLink, RedisLinkDownError } from "./link.ts";
+import { encodePayload } from "./payload.ts";
+import type { ScriptDefinition } from "./scripts.ts";
+import { errorMessage, type Logger } from "../../log.ts";
 
 /**
  * Far above what a healthy Redis leaves unanswered (its replies come within a millisecond or

@@ -12,8 +12,8 @@
  * full presence reconcile (Redis lost its data, or swept this node while it was only late).
  */
 
-import type { RedisLink } from "./bus_redis_link.ts";
-import { LIB, type ScriptDefinition } from "./bus_redis_scripts.ts";
+import type { RedisLink } from "./link.ts";
+import { LIB, type ScriptDefinition } from "./scripts.ts";
 
 const SLOT_SCRIPTS = {
   /**

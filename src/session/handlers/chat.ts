@@ -5,11 +5,15 @@
  * fan-out that follows the commit.
  */
 
-import { errorMessage } from "../log.ts";
-import type { ChatMessageFrame, TypingFrame } from "../protocol.ts";
-import { serverFrames } from "../protocol.ts";
-import { ClientMessageIdReusedError, type StoreResult, UnavailableError } from "../repository.ts";
-import { messageData } from "../server_frames.ts";
+import { errorMessage } from "../../log.ts";
+import type { ChatMessageFrame, TypingFrame } from "../../protocol/client_frames.ts";
+import { serverFrames } from "../../protocol/client_frames.ts";
+import {
+  ClientMessageIdReusedError,
+  type StoreResult,
+  UnavailableError,
+} from "../../store/repository.ts";
+import { messageData } from "../../protocol/server_frames.ts";
 import type { Session } from "../session.ts";
 import type { FrameHandler } from "./dispatch.ts";
 

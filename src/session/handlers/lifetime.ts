@@ -11,14 +11,14 @@
  * earlier is sent the later's `presence` on a channel it already receives.
  */
 
-import { errorMessage } from "../log.ts";
-import type { AuthenticateFrame, ReauthenticateFrame } from "../protocol.ts";
-import { serverFrames } from "../protocol.ts";
-import { type MailboxSummary, UnavailableError } from "../repository.ts";
-import { CloseCode } from "../close_codes.ts";
+import { errorMessage } from "../../log.ts";
+import type { AuthenticateFrame, ReauthenticateFrame } from "../../protocol/client_frames.ts";
+import { serverFrames } from "../../protocol/client_frames.ts";
+import { type MailboxSummary, UnavailableError } from "../../store/repository.ts";
+import { CloseCode } from "../../protocol/close_codes.ts";
 import type { Session } from "../session.ts";
 import type { FrameHandler } from "./dispatch.ts";
-import { verifyToken } from "../token.ts";
+import { verifyToken } from "../../token.ts";
 
 export const lifetimeHandlers: {
   authenticate: FrameHandler<AuthenticateFrame>;

@@ -10,8 +10,8 @@
  * ends the process, as an unexpected rejection should.
  */
 
-import type { Logger } from "./log.ts";
-import { errorMessage } from "./log.ts";
+import type { Logger } from "../../log.ts";
+import { errorMessage } from "../../log.ts";
 
 /** Installs the handler; returns its removal (for a node run in-process). */
 export function logUnhandledDatabaseErrors(logger: Logger): () => void {

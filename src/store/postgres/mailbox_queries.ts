@@ -11,8 +11,8 @@
  */
 
 import type { Sql } from "postgres";
-import type { DeliveredResult, MailboxSummary, MessagePage, MessageRecord } from "./repository.ts";
-import { UnavailableError } from "./repository.ts";
+import type { DeliveredResult, MailboxSummary, MessagePage, MessageRecord } from "../repository.ts";
+import { UnavailableError } from "../repository.ts";
 import { rowsOf } from "./pg_rows.ts";
 
 /** Above every id (bigint's maximum): "the latest" for `history` without `before`. */

@@ -23,8 +23,8 @@
  */
 
 import type { Sql } from "postgres";
-import type { NewMessage, StoredMessage, StoreResult } from "./repository.ts";
-import { ClientMessageIdReusedError, UnavailableError } from "./repository.ts";
+import type { NewMessage, StoredMessage, StoreResult } from "../repository.ts";
+import { ClientMessageIdReusedError, UnavailableError } from "../repository.ts";
 import { rowsOf } from "./pg_rows.ts";
 
 /** Per message of the batch: its answer, or the error it is rejected with. */

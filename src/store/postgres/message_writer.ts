@@ -42,7 +42,7 @@
  */
 
 import type { Sql } from "postgres";
-import type { NewMessage, StoreResult } from "./repository.ts";
+import type { NewMessage, StoreResult } from "../repository.ts";
 import { DbClock } from "./db_clock.ts";
 import { insertRows, lookUpOriginals, outcomesOf } from "./message_insert.ts";
 

@@ -22,7 +22,7 @@
  */
 
 import postgres, { type Sql } from "postgres";
-import { errorMessage, type Logger } from "./log.ts";
+import { errorMessage, type Logger } from "../../log.ts";
 import { type IndexSpec, MIGRATIONS } from "./schema.ts";
 
 export { MESSAGE_ID_LOCK, MIGRATIONS } from "./schema.ts";

@@ -15,8 +15,8 @@
  */
 
 import postgres, { type Sql } from "postgres";
-import type { Logger } from "./log.ts";
-import { errorMessage } from "./log.ts";
+import type { Logger } from "../../log.ts";
+import { errorMessage } from "../../log.ts";
 import { migrate, pendingMigrations } from "./migrations.ts";
 import { MessageWriter } from "./message_writer.ts";
 import { DbClock } from "./db_clock.ts";
@@ -28,8 +28,8 @@ import type {
   NewMessage,
   Relation,
   StoreResult,
-} from "./repository.ts";
-import { UnavailableError } from "./repository.ts";
+} from "../repository.ts";
+import { UnavailableError } from "../repository.ts";
 import { TtlCache } from "./ttl_cache.ts";
 import { BatchLoader } from "./batch_loader.ts";
 import * as mailbox from "./mailbox_queries.ts";
