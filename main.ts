@@ -6,18 +6,18 @@
 
 import { type Config, loadConfig } from "./src/config.ts";
 import { createLogger, errorMessage, type Logger } from "./src/log.ts";
-import { logUnhandledDatabaseErrors } from "./src/store/postgres/background_errors.ts";
-import type { Bus } from "./src/bus/bus.ts";
-import { MemoryCluster } from "./src/bus/memory.ts";
-import { RedisBus } from "./src/bus/redis/bus.ts";
+import { logUnhandledDatabaseErrors } from "./src/store/mod.ts";
+import type { Bus } from "./src/bus/mod.ts";
+import { MemoryCluster } from "./src/bus/mod.ts";
+import { RedisBus } from "./src/bus/mod.ts";
 import { ServerMetrics } from "./src/metrics.ts";
-import { PostgresRepository } from "./src/store/postgres/repository.ts";
-import { migrateOnly } from "./src/store/postgres/migrations.ts";
-import { type ChatServer, startChatServer } from "./src/server/server.ts";
-import { healthcheck } from "./src/server/healthcheck.ts";
-import { renderDemoPage } from "./src/demo_page/page.ts";
-import { wsTransport } from "./src/transport/ws.ts";
-import { nativeTransport } from "./src/transport/native.ts";
+import { PostgresRepository } from "./src/store/mod.ts";
+import { migrateOnly } from "./src/store/mod.ts";
+import { type ChatServer, startChatServer } from "./src/server/mod.ts";
+import { healthcheck } from "./src/server/mod.ts";
+import { renderDemoPage } from "./src/demo_page/mod.ts";
+import { wsTransport } from "./src/transport/mod.ts";
+import { nativeTransport } from "./src/transport/mod.ts";
 
 /** For a caller that runs the node in-process (`src/dev/main.ts`, `deno task dev`). */
 export interface MainHooks {

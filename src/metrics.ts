@@ -6,7 +6,7 @@
  */
 
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { ErrorCode } from "./protocol/client_frames.ts";
+import type { ErrorCode } from "./protocol/mod.ts";
 
 /** What the rest of the server records. */
 export interface Metrics {

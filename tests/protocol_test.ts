@@ -6,8 +6,8 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { type ErrorCode, parseClientFrame, serverFrames } from "../src/protocol/client_frames.ts";
-import { messageData } from "../src/protocol/server_frames.ts";
+import { type ErrorCode, parseClientFrame, serverFrames } from "../src/protocol/mod.ts";
+import { messageData } from "../src/protocol/mod.ts";
 import { importTokenKey, signToken, verifyToken } from "../src/token.ts";
 
 const limits = { maxMessageChars: 1000 };

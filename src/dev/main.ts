@@ -20,7 +20,7 @@
 import postgres from "postgres";
 import { main } from "../../main.ts";
 import { errorMessage } from "../log.ts";
-import { migrate } from "../store/postgres/migrations.ts";
+import { migrate } from "../store/mod.ts";
 import { importTokenKey, signToken } from "../token.ts";
 import { DEV_ONLY_SECRET } from "./dev_secret.ts";
 import { readDevRecord, removeDevRecord, writeDevRecord } from "./dev_record.ts";

@@ -9,7 +9,7 @@
 import postgres from "postgres";
 import { DEFAULT_DATABASE_URL } from "../config.ts";
 import { errorMessage } from "../log.ts";
-import { migrate } from "../store/postgres/migrations.ts";
+import { migrate } from "../store/mod.ts";
 import { describeSeed, seedDemoUsers } from "./seed.ts";
 
 async function main(): Promise<number> {

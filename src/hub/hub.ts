@@ -14,11 +14,11 @@
  * the grace ends with the user on no node.
  */
 
-import type { Bus, BusDelivery } from "../bus/bus.ts";
+import type { Bus, BusDelivery } from "../bus/mod.ts";
 import type { Logger } from "../log.ts";
 import { errorMessage } from "../log.ts";
-import { serverFrames } from "../protocol/client_frames.ts";
-import type { ChatRepository } from "../store/repository.ts";
+import { serverFrames } from "../protocol/mod.ts";
+import type { ChatRepository } from "../store/mod.ts";
 
 /** What the hub needs of a connection. */
 export interface Peer {

@@ -9,7 +9,7 @@
  * so nothing about typing has to cross the bus beyond the frames themselves.
  */
 
-import { serverFrames } from "../protocol/client_frames.ts";
+import { serverFrames } from "../protocol/mod.ts";
 
 export class TypingExpiry {
   /** Typist → recipient → the timer that ends the indicator. */

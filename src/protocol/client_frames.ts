@@ -1,5 +1,5 @@
 /**
- * @module protocol
+ * @module protocol/client_frames
  * The wire format (PROTOCOL.md, "Frames"): the only place incoming JSON is
  * parsed and validated (the typed builders of server frames are in
  * `server_frames.ts`).
@@ -9,24 +9,7 @@
  * belong to the session; this module does the shape checks 2–4.
  */
 
-/** Every `code` an `error` frame can carry. */
-export type ErrorCode =
-  | "invalid_frame"
-  | "invalid_json"
-  | "unknown_type"
-  | "not_authenticated"
-  | "already_authenticated"
-  | "missing_fields"
-  | "invalid_field"
-  | "message_empty"
-  | "message_too_long"
-  | "invalid_recipient"
-  | "not_friends"
-  | "forbidden"
-  | "rate_limited"
-  | "too_many_connections"
-  | "unavailable"
-  | "internal";
+import type { ErrorCode } from "./codes.ts";
 
 export interface AuthenticateFrame {
   type: "authenticate";
@@ -331,6 +314,3 @@ function codePoints(text: string): number {
   for (const _ of text) count++;
   return count;
 }
-
-// Server frames are built in `server_frames.ts`; re-exported so callers keep one import.
-export { type MessageData, type MessageRecordData, serverFrames } from "./server_frames.ts";

@@ -1,29 +1,23 @@
 /**
- * @module server_frames
- * Typed builders of every server → client frame (PROTOCOL.md, "Server →
+ * @module protocol/server_frames
+ * Typed builders of every server → client frame (docs/protocol.md, "Server →
  * client" and v1.1). Each returns the serialized text, built once per
  * fan-out; times are ISO 8601 in UTC.
+ *
+ * The shapes are the SDK's (`client/frames.ts`): every builder's object
+ * `satisfies` the frame type the SDK exports, so the server and the client
+ * cannot drift apart without a compile error.
  */
 
-import type { ErrorCode } from "./client_frames.ts";
-import type { MailboxSummary, MessageRecord, StoredMessage } from "../store/repository.ts";
+import type * as Wire from "../../client/frames.ts";
+import type { ErrorCode } from "./codes.ts";
+import type { MailboxSummary, MessageRecord, StoredMessage } from "../store/mod.ts";
 
 /** A stored message as it travels in `chat_message` and `message_sent`. */
-export interface MessageData {
-  message_id: number;
-  sender_user_id: number;
-  recipient_user_id: number;
-  message_text: string;
-  sent_at: string;
-  client_message_id?: string;
-}
+export type MessageData = Wire.ChatMessage;
 
 /** A message inside `sync_result` / `history_result`: `MessageData` plus its receipts. */
-export interface MessageRecordData extends MessageData {
-  is_read: boolean;
-  delivered_at?: string;
-  read_at?: string;
-}
+export type MessageRecordData = Wire.StoredMessage;
 
 /** What `authenticated` says beyond the user id (v1.1). */
 export interface AuthenticatedInfo {
@@ -34,67 +28,94 @@ export interface AuthenticatedInfo {
 
 export const serverFrames = {
   authenticated: (userId: number, info: AuthenticatedInfo) =>
-    JSON.stringify({
-      type: "authenticated",
-      user_id: userId,
-      online_friends: info.onlineFriends,
-      unread_count: info.mailbox.unreadCount,
-      unread_by_friend: Object.fromEntries(
-        [...info.mailbox.unreadBySender].filter(([, n]) => n > 0).map(([id, n]) => [
-          String(id),
-          n,
-        ]),
-      ),
-      last_message_id: info.mailbox.lastMessageId,
-      session_expires_at: info.sessionExpiresAt.toISOString(),
-    }),
+    JSON.stringify(
+      {
+        type: "authenticated",
+        user_id: userId,
+        online_friends: [...info.onlineFriends],
+        unread_count: info.mailbox.unreadCount,
+        unread_by_friend: Object.fromEntries(
+          [...info.mailbox.unreadBySender].filter(([, n]) => n > 0).map(([id, n]) => [
+            String(id),
+            n,
+          ]),
+        ),
+        last_message_id: info.mailbox.lastMessageId,
+        session_expires_at: info.sessionExpiresAt.toISOString(),
+      } satisfies Wire.AuthenticatedFrame,
+    ),
   authError: (message: "Auth token required" | "Invalid auth token") =>
-    JSON.stringify({ type: "auth_error", message }),
+    JSON.stringify({ type: "auth_error", message } satisfies Wire.AuthErrorFrame),
   reauthenticated: (sessionExpiresAt: Date) =>
-    JSON.stringify({
-      type: "reauthenticated",
-      session_expires_at: sessionExpiresAt.toISOString(),
-    }),
+    JSON.stringify(
+      {
+        type: "reauthenticated",
+        session_expires_at: sessionExpiresAt.toISOString(),
+      } satisfies Wire.ReauthenticatedFrame,
+    ),
   /** `reason` absent for a token that aged out; set for deactivation and `POST /disconnect`. */
   sessionExpired: (reason?: string) =>
     JSON.stringify(
-      reason === undefined ? { type: "session_expired" } : { type: "session_expired", reason },
+      (reason === undefined
+        ? { type: "session_expired" }
+        : { type: "session_expired", reason }) satisfies Wire.SessionExpiredFrame,
     ),
   /** `chat_message` and `message_sent` of one stored message, its fields serialized once. */
   messageFrames,
   typing: (userId: number, isTyping: boolean) =>
-    JSON.stringify({ type: "typing", user_id: userId, is_typing: isTyping }),
+    JSON.stringify(
+      { type: "typing", user_id: userId, is_typing: isTyping } satisfies Wire.TypingFrame,
+    ),
   presence: (userId: number, status: "online" | "offline") =>
-    JSON.stringify({ type: "presence", user_id: userId, status }),
+    JSON.stringify({ type: "presence", user_id: userId, status } satisfies Wire.PresenceFrame),
   syncResult: (messages: readonly MessageRecord[], hasMore: boolean) =>
-    JSON.stringify({ type: "sync_result", messages: messages.map(recordData), has_more: hasMore }),
+    JSON.stringify(
+      {
+        type: "sync_result",
+        messages: messages.map(recordData),
+        has_more: hasMore,
+      } satisfies Wire.SyncResultFrame,
+    ),
   historyResult: (friendUserId: number, messages: readonly MessageRecord[], hasMore: boolean) =>
-    JSON.stringify({
-      type: "history_result",
-      friend_user_id: friendUserId,
-      messages: messages.map(recordData),
-      has_more: hasMore,
-    }),
+    JSON.stringify(
+      {
+        type: "history_result",
+        friend_user_id: friendUserId,
+        messages: messages.map(recordData),
+        has_more: hasMore,
+      } satisfies Wire.HistoryResultFrame,
+    ),
   read: (readerUserId: number, friendUserId: number, upToMessageId: number, readAt: Date) =>
-    JSON.stringify({
-      type: "read",
-      user_id: readerUserId,
-      friend_user_id: friendUserId,
-      up_to_message_id: upToMessageId,
-      read_at: readAt.toISOString(),
-    }),
+    JSON.stringify(
+      {
+        type: "read",
+        user_id: readerUserId,
+        friend_user_id: friendUserId,
+        up_to_message_id: upToMessageId,
+        read_at: readAt.toISOString(),
+      } satisfies Wire.ReadFrame,
+    ),
   delivered: (messageId: number, recipientUserId: number) =>
-    JSON.stringify({ type: "delivered", message_id: messageId, user_id: recipientUserId }),
+    JSON.stringify(
+      {
+        type: "delivered",
+        message_id: messageId,
+        user_id: recipientUserId,
+      } satisfies Wire.DeliveredFrame,
+    ),
   pong: () => PONG,
   error: (code: ErrorCode, message: string, clientMessageId?: string) =>
     JSON.stringify(
-      clientMessageId === undefined
-        ? { type: "error", code, message }
-        : { type: "error", code, message, client_message_id: clientMessageId },
+      (clientMessageId === undefined ? { type: "error", code, message } : {
+        type: "error",
+        code,
+        message,
+        client_message_id: clientMessageId,
+      }) satisfies Wire.ErrorFrame,
     ),
 };
 
-const PONG = JSON.stringify({ type: "pong" });
+const PONG = JSON.stringify({ type: "pong" } satisfies Wire.PongFrame);
 
 /**
  * `chat_message` (`{type, ...data}`) and `message_sent` (`{type, data}`) of one message, from one

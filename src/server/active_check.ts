@@ -6,10 +6,10 @@
  * cluster and needs nothing from the bus.
  */
 
-import type { Hub } from "../hub/hub.ts";
+import type { Hub } from "../hub/mod.ts";
 import { errorMessage, type Logger } from "../log.ts";
-import { serverFrames } from "../protocol/client_frames.ts";
-import type { ChatRepository } from "../store/repository.ts";
+import { serverFrames } from "../protocol/mod.ts";
+import type { ChatRepository } from "../store/mod.ts";
 
 /** Users asked about per query. */
 const CHUNK = 1000;

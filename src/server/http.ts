@@ -7,7 +7,7 @@
 import { Hono } from "@hono/hono";
 import type { Logger } from "../log.ts";
 import { errorMessage } from "../log.ts";
-import { parseUserId } from "../protocol/client_frames.ts";
+import { parseUserId } from "../protocol/mod.ts";
 
 export interface HealthDeps {
   /** False while shutting down or while the database does not answer. */

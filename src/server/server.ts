@@ -5,21 +5,20 @@
  * Storage and the bus are passed in and stay owned by the caller.
  */
 
-import type { Bus } from "../bus/bus.ts";
+import type { Bus } from "../bus/mod.ts";
 import type { Config } from "../config.ts";
 import { normaliseOrigin } from "../config.ts";
 import { internalApp, publicApp } from "./http.ts";
-import { Hub } from "../hub/hub.ts";
+import { Hub } from "../hub/mod.ts";
 import type { Logger } from "../log.ts";
 import { ServerMetrics } from "../metrics.ts";
-import type { ChatRepository } from "../store/repository.ts";
-import { CloseCode, Session, type SessionContext } from "../session/session.ts";
-import { DeadlineQueue } from "../session/deadline_timer.ts";
+import type { ChatRepository } from "../store/mod.ts";
+import { DeadlineQueue, Session, type SessionContext } from "../session/mod.ts";
 import { importTokenKey } from "../token.ts";
 import { startActiveCheck } from "./active_check.ts";
-import { serverFrames } from "../protocol/client_frames.ts";
-import { TypingExpiry } from "../hub/typing_expiry.ts";
-import type { Listener, Transport, UpgradeInfo } from "../transport/transport.ts";
+import { CloseCode, serverFrames } from "../protocol/mod.ts";
+import { TypingExpiry } from "../hub/mod.ts";
+import type { Listener, Transport, UpgradeInfo } from "../transport/mod.ts";
 
 export interface ChatServerOptions {
   config: Config;

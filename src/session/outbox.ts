@@ -7,10 +7,10 @@
  * `authenticated` answer.
  */
 
-import { CloseCode } from "../protocol/close_codes.ts";
+import { CloseCode } from "../protocol/mod.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
-import type { WsConnection } from "../transport/transport.ts";
+import type { WsConnection } from "../transport/mod.ts";
 
 /** Frames held while joining, at most; a join takes a few round trips to the bus. */
 const MAX_HELD_FRAMES = 1000;

@@ -16,24 +16,22 @@
  * included, reaches the client before `authenticated`.
  */
 
-import { CloseCode } from "../protocol/close_codes.ts";
+import { CloseCode } from "../protocol/mod.ts";
 import type { Config } from "../config.ts";
 import { DISPATCH, type FrameHandler } from "./handlers/dispatch.ts";
-import type { Hub, Peer } from "../hub/hub.ts";
+import type { Hub, Peer } from "../hub/mod.ts";
 import type { Logger } from "../log.ts";
 import { errorMessage } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { type DeadlineQueue, DeadlineTimer } from "./deadline_timer.ts";
 import { Outbox } from "./outbox.ts";
-import type { ClientFrame, ErrorCode, FrameError } from "../protocol/client_frames.ts";
-import { parseClientFrame, serverFrames } from "../protocol/client_frames.ts";
+import type { ClientFrame, ErrorCode, FrameError } from "../protocol/mod.ts";
+import { parseClientFrame, serverFrames } from "../protocol/mod.ts";
 import { type AbuseMeter, ConnectionRates } from "./rate_limit.ts";
-import type { ChatRepository } from "../store/repository.ts";
+import type { ChatRepository } from "../store/mod.ts";
 import type { TokenKey } from "../token.ts";
-import type { TypingExpiry } from "../hub/typing_expiry.ts";
-import type { WsConnection, WsHandlers } from "../transport/transport.ts";
-
-export { CloseCode } from "../protocol/close_codes.ts";
+import type { TypingExpiry } from "../hub/mod.ts";
+import type { WsConnection, WsHandlers } from "../transport/mod.ts";
 
 /** The settings a session enforces (see `Config` for their meaning and defaults). */
 export type SessionLimits = Pick<

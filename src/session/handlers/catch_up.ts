@@ -5,9 +5,9 @@
  * so they need no friendship: a former friend's conversation stays readable.
  */
 
-import type { HistoryFrame, SyncFrame } from "../../protocol/client_frames.ts";
-import { serverFrames } from "../../protocol/client_frames.ts";
-import { UnavailableError } from "../../store/repository.ts";
+import type { HistoryFrame, SyncFrame } from "../../protocol/mod.ts";
+import { serverFrames } from "../../protocol/mod.ts";
+import { UnavailableError } from "../../store/mod.ts";
 import type { Session } from "../session.ts";
 import type { FrameHandler } from "./dispatch.ts";
 

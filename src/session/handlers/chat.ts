@@ -6,14 +6,10 @@
  */
 
 import { errorMessage } from "../../log.ts";
-import type { ChatMessageFrame, TypingFrame } from "../../protocol/client_frames.ts";
-import { serverFrames } from "../../protocol/client_frames.ts";
-import {
-  ClientMessageIdReusedError,
-  type StoreResult,
-  UnavailableError,
-} from "../../store/repository.ts";
-import { messageData } from "../../protocol/server_frames.ts";
+import type { ChatMessageFrame, TypingFrame } from "../../protocol/mod.ts";
+import { serverFrames } from "../../protocol/mod.ts";
+import { ClientMessageIdReusedError, type StoreResult, UnavailableError } from "../../store/mod.ts";
+import { messageData } from "../../protocol/mod.ts";
 import type { Session } from "../session.ts";
 import type { FrameHandler } from "./dispatch.ts";
 

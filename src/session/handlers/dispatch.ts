@@ -5,8 +5,8 @@
  * this table and one handler module.
  */
 
-import type { ClientFrame } from "../../protocol/client_frames.ts";
-import { serverFrames } from "../../protocol/client_frames.ts";
+import type { ClientFrame } from "../../protocol/mod.ts";
+import { serverFrames } from "../../protocol/mod.ts";
 import type { Session } from "../session.ts";
 import { catchUpHandlers } from "./catch_up.ts";
 import { chatHandlers } from "./chat.ts";

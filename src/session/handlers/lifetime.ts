@@ -12,10 +12,10 @@
  */
 
 import { errorMessage } from "../../log.ts";
-import type { AuthenticateFrame, ReauthenticateFrame } from "../../protocol/client_frames.ts";
-import { serverFrames } from "../../protocol/client_frames.ts";
-import { type MailboxSummary, UnavailableError } from "../../store/repository.ts";
-import { CloseCode } from "../../protocol/close_codes.ts";
+import type { AuthenticateFrame, ReauthenticateFrame } from "../../protocol/mod.ts";
+import { serverFrames } from "../../protocol/mod.ts";
+import { type MailboxSummary, UnavailableError } from "../../store/mod.ts";
+import { CloseCode } from "../../protocol/mod.ts";
 import type { Session } from "../session.ts";
 import type { FrameHandler } from "./dispatch.ts";
 import { verifyToken } from "../../token.ts";

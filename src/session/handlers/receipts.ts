@@ -6,9 +6,9 @@
  * storage fails the client is told `unavailable` and nothing is announced.
  */
 
-import type { DeliveredFrame, ReadFrame } from "../../protocol/client_frames.ts";
-import { serverFrames } from "../../protocol/client_frames.ts";
-import { UnavailableError } from "../../store/repository.ts";
+import type { DeliveredFrame, ReadFrame } from "../../protocol/mod.ts";
+import { serverFrames } from "../../protocol/mod.ts";
+import { UnavailableError } from "../../store/mod.ts";
 import type { Session } from "../session.ts";
 import type { FrameHandler } from "./dispatch.ts";
 

@@ -1,0 +1,16 @@
+/**
+ * @module store
+ * Users, friendships, blocks and messages: the `ChatRepository` interface and
+ * its guarantees (`repository.ts`), the in-memory repository (tests), and the
+ * PostgreSQL one with its migrations.
+ */
+
+export * from "./repository.ts";
+export { MemoryRepository } from "./memory.ts";
+export {
+  logUnhandledDatabaseErrors,
+  migrate,
+  migrateOnly,
+  type PostgresOptions,
+  PostgresRepository,
+} from "./postgres/mod.ts";
