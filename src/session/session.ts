@@ -7,8 +7,8 @@
  *
  * Frames of one connection are handled one after another, so replies and
  * stored messages keep the order they were sent in; a stored message's
- * delivery does not hold up the next frame. A failure inside a handler
- * becomes `error` `internal` for that frame and never reaches other
+ * delivery does not hold up the next frame. An unexpected failure inside a
+ * handler becomes `error` `internal` for that frame and never reaches other
  * connections.
  *
  * While joining (between a valid `authenticate` and the `authenticated`
@@ -16,49 +16,37 @@
  * included, reaches the client before `authenticated`.
  */
 
-import { CloseCode } from "../protocol/mod.ts";
-import type { Config } from "../config.ts";
-import { DISPATCH, type FrameHandler } from "./handlers/dispatch.ts";
 import type { Hub, Peer } from "../hub/mod.ts";
-import type { Logger } from "../log.ts";
 import { errorMessage } from "../log.ts";
-import type { Metrics } from "../metrics.ts";
-import { type DeadlineQueue, DeadlineTimer } from "./deadline_timer.ts";
-import { Outbox } from "./outbox.ts";
 import type { ClientFrame, ErrorCode, FrameError } from "../protocol/mod.ts";
-import { parseClientFrame, serverFrames } from "../protocol/mod.ts";
-import { type AbuseMeter, ConnectionRates } from "./rate_limit.ts";
-import type { ChatRepository } from "../store/mod.ts";
+import { CloseCode, parseClientFrame, serverFrames } from "../protocol/mod.ts";
+import { ClientMessageIdReusedError, UnavailableError } from "../store/mod.ts";
 import type { TokenKey } from "../token.ts";
-import type { TypingExpiry } from "../hub/mod.ts";
 import type { WsConnection, WsHandlers } from "../transport/mod.ts";
+import {
+  type FrameHandler,
+  type HandlerServices,
+  type LifetimeContext,
+  Refusal,
+  type Reply,
+  type SessionLimits,
+} from "./context.ts";
+import { type DeadlineQueue, DeadlineTimer } from "./deadline_timer.ts";
+import { DISPATCH } from "./handlers/dispatch.ts";
+import { Outbox } from "./outbox.ts";
+import { type AbuseMeter, ConnectionRates } from "./rate_limit.ts";
 
-/** The settings a session enforces (see `Config` for their meaning and defaults). */
-export type SessionLimits = Pick<
-  Config,
-  | "authTimeoutMs"
-  | "maxAuthFailures"
-  | "maxMessageChars"
-  | "tokenTtlSeconds"
-  | "chatBurst"
-  | "chatRatePerS"
-  | "typingRatePerS"
-  | "frameRatePerS"
-  | "sendBufferMaxBytes"
-  | "sendBufferShedBytes"
->;
+export type { SessionLimits } from "./context.ts";
 
-/** What every session of a server shares. */
-export interface SessionContext {
+/**
+ * What every session of a server shares: one object for all of them (a copy
+ * per connection would cost memory per connection). Handlers see only its
+ * `HandlerServices` part.
+ */
+export interface SessionContext extends HandlerServices {
   hub: Hub;
-  repository: ChatRepository;
-  typing: TypingExpiry;
   tokenKey: TokenKey;
   limits: SessionLimits;
-  logger: Logger;
-  metrics: Metrics;
-  /** Milliseconds since the epoch (token ages, session expiry). */
-  now: () => number;
   /** Monotonic milliseconds (rate limits): a wall-clock step must not refuse a client. */
   monotonic: () => number;
   /** Where every session's expiry waits (one timer for all; its clock is `now`). */
@@ -73,9 +61,9 @@ export interface SessionHooks {
   onClosed: () => void;
 }
 
-export const UNAVAILABLE_MESSAGE = "Service temporarily unavailable, try again";
+const UNAVAILABLE_MESSAGE = "Service temporarily unavailable, try again";
 
-export class Session implements Peer, WsHandlers {
+export class Session implements Peer, WsHandlers, LifetimeContext {
   #userId = 0;
   #state: "new" | "joining" | "authenticated" | "closed" = "new";
   #failures = 0;
@@ -91,12 +79,14 @@ export class Session implements Peer, WsHandlers {
   /** We sent a close frame: frames from the peer are no longer handled. */
   #closing = false;
   readonly #rates: ConnectionRates;
+  readonly #conn: WsConnection;
+  readonly #ctx: SessionContext;
+  readonly #hooks: SessionHooks;
 
-  constructor(
-    private readonly conn: WsConnection,
-    readonly ctx: SessionContext,
-    private readonly hooks: SessionHooks,
-  ) {
+  constructor(conn: WsConnection, ctx: SessionContext, hooks: SessionHooks) {
+    this.#conn = conn;
+    this.#ctx = ctx;
+    this.#hooks = hooks;
     const { limits } = ctx;
     this.#rates = new ConnectionRates(limits, ctx.monotonic);
     this.#out = new Outbox(conn, ctx, () => this.#userId);
@@ -132,32 +122,52 @@ export class Session implements Peer, WsHandlers {
     return this.#draining;
   }
 
+  get limits(): SessionLimits {
+    return this.#ctx.limits;
+  }
+
+  get services(): HandlerServices {
+    return this.#ctx;
+  }
+
+  get tokenKey(): TokenKey {
+    return this.#ctx.tokenKey;
+  }
+
+  get hub(): Hub {
+    return this.#ctx.hub;
+  }
+
   onText(text: string): void {
     if (this.#state === "closed" || this.#closing) return;
+    const { metrics, limits } = this.#ctx;
     if (!this.#rates.frames.take()) {
-      this.ctx.metrics.frameIn("refused");
-      this.refuse("rate_limited", "Too many frames", undefined, this.#rates.frameAbuse);
+      metrics.frameIn("refused");
+      this.#refuse("rate_limited", "Too many frames", undefined, this.#rates.frameAbuse);
       return;
     }
-    const frame = parseClientFrame(text, this.ctx.limits);
-    this.ctx.metrics.frameIn(frame.type === "error" ? "invalid" : frame.type);
-    this.#chain = this.#chain.then(() => this.#dispatch(frame)).catch((err) => {
-      this.ctx.logger.error("frame_failed", { user_id: this.#userId, error: errorMessage(err) });
-      this.sendError("internal", "Internal error", undefined);
-    });
+    const frame = parseClientFrame(text, limits);
+    metrics.frameIn(frame.type === "error" ? "invalid" : frame.type);
+    const cmid = frame.type === "chat_message" || frame.type === "error"
+      ? frame.clientMessageId
+      : undefined;
+    this.#chain = this.#chain.then(() => this.#dispatch(frame)).then(
+      (reply) => this.#answer(reply, cmid),
+      (err) => this.#answer(err, cmid),
+    );
   }
 
   onBinary(): void {
     if (this.#state === "closed" || this.#closing) return;
-    this.ctx.metrics.frameIn("binary");
+    this.#ctx.metrics.frameIn("binary");
     if (!this.#rates.frames.take()) {
-      this.refuse("rate_limited", "Too many frames", undefined, this.#rates.frameAbuse);
+      this.#refuse("rate_limited", "Too many frames", undefined, this.#rates.frameAbuse);
       return;
     }
     // Answered in turn, after the frames received before it.
     this.#chain = this.#chain.then(() => {
       if (this.#state !== "closed") {
-        this.sendError("invalid_frame", "Invalid message format", undefined);
+        this.#sendError("invalid_frame", "Invalid message format", undefined);
       }
     });
   }
@@ -170,11 +180,11 @@ export class Session implements Peer, WsHandlers {
     this.#authTimer = undefined;
     this.#expiry.stop();
     this.#out.closed();
-    if (previous === "new") this.hooks.onUnauthenticatedEnd();
-    else this.ctx.hub.remove(this);
+    if (previous === "new") this.#hooks.onUnauthenticatedEnd();
+    else this.#ctx.hub.remove(this);
     this.#releaseSlot();
-    this.ctx.logger.debug("connection_closed", { user_id: this.#userId || null, code });
-    this.hooks.onClosed();
+    this.#ctx.logger.debug("connection_closed", { user_id: this.#userId || null, code });
+    this.#hooks.onClosed();
   }
 
   deliver(frame: string, droppable: boolean): void {
@@ -186,7 +196,7 @@ export class Session implements Peer, WsHandlers {
       this.#endAfterJoin = frame;
       return;
     }
-    this.send(frame, false);
+    this.#out.send(frame, false);
     this.close(CloseCode.policy, "session expired");
   }
 
@@ -205,53 +215,58 @@ export class Session implements Peer, WsHandlers {
     if (this.#state === "closed") return;
     // Whatever the peer sends after our close frame is not answered (RFC 6455 §5.5.1).
     this.#closing = true;
-    this.conn.close(code, reason);
+    this.#conn.close(code, reason);
   }
 
-  /** Keeps `answered` (a queued store) in the set `drain` waits for. */
-  track(answered: Promise<void>): void {
-    const tracked = answered.finally(() => this.#inFlight.delete(tracked));
-    this.#inFlight.add(tracked);
+  // --- HandlerContext -------------------------------------------------------
+
+  send(frame: string): void {
+    this.#out.send(frame, false);
   }
 
-  /** Takes a chat token; when none is left, answers `rate_limited` and returns false. */
-  allowChat(cmid: string | undefined): boolean {
-    if (this.#rates.chat.take()) return true;
-    this.refuse("rate_limited", "Too many messages, slow down", cmid, this.#rates.chatAbuse);
-    return false;
+  sendToUser(userId: number, frame: string, droppable: boolean): void {
+    this.#ctx.hub.sendToUser(userId, frame, droppable);
   }
 
-  /** Takes a typing token; false means the frame is dropped without an answer. */
+  sendToOtherDevices(frame: string): void {
+    this.#ctx.hub.sendToUser(this.#userId, frame, false, this);
+  }
+
+  allowChat(): boolean {
+    return this.#rates.chat.take();
+  }
+
   allowTyping(): boolean {
     return this.#rates.typing.take();
   }
 
-  /** A failed `authenticate`; the connection closes at `maxAuthFailures`. */
+  track(answered: Promise<Reply>, cmid: string | undefined): void {
+    const tracked: Promise<void> = answered.then(
+      (reply) => this.#answer(reply, cmid),
+      (err) => this.#answer(err, cmid),
+    ).finally(() => this.#inFlight.delete(tracked));
+    this.#inFlight.add(tracked);
+  }
+
+  // --- LifetimeContext ------------------------------------------------------
+
   authFailed(message: "Auth token required" | "Invalid auth token"): void {
-    this.send(serverFrames.authError(message), false);
-    if (++this.#failures >= this.ctx.limits.maxAuthFailures) {
+    this.#out.send(serverFrames.authError(message), false);
+    if (++this.#failures >= this.#ctx.limits.maxAuthFailures) {
       this.close(CloseCode.policy, "too many failed authentication attempts");
     }
   }
 
-  /**
-   * Records a cluster connection slot taken for `userId`, released exactly
-   * once when the connection closes (at once when it already has).
-   */
   holdSlot(userId: number): void {
     if (this.#state === "closed") {
-      void this.ctx.hub.releaseSlot(userId);
+      void this.#ctx.hub.releaseSlot(userId);
       return;
     }
     this.#userId = userId;
     this.#slotHeld = true;
   }
 
-  /**
-   * Starts joining as `userId`: the session stops counting as
-   * unauthenticated, and resolves once the hub has subscribed and joined the
-   * user; frames for them are held until `completeJoin`.
-   */
+  /** Also stops the session counting as unauthenticated. */
   async join(userId: number, expiresAt: number): Promise<void> {
     if (this.#state !== "new") return;
     clearTimeout(this.#authTimer);
@@ -259,16 +274,15 @@ export class Session implements Peer, WsHandlers {
     this.#userId = userId;
     this.#state = "joining";
     this.#out.hold();
-    this.hooks.onUnauthenticatedEnd();
+    this.#hooks.onUnauthenticatedEnd();
     this.extendSession(expiresAt);
-    await this.ctx.hub.add(this);
+    await this.#ctx.hub.add(this);
   }
 
-  /** Sends `authenticated`, then the frames held while joining. */
   completeJoin(authenticated: string): void {
     if (this.#state !== "joining") return;
     this.#state = "authenticated";
-    this.send(authenticated, false);
+    this.#out.send(authenticated, false);
     this.#out.release();
     if (this.#endAfterJoin !== undefined) this.end(this.#endAfterJoin);
   }
@@ -278,54 +292,72 @@ export class Session implements Peer, WsHandlers {
     this.#expiry.set(expiresAt);
   }
 
-  refuse(code: ErrorCode, message: string, cmid: string | undefined, meter: AbuseMeter): void {
-    this.sendError(code, message, cmid);
-    if (meter.refused()) {
-      this.ctx.logger.warn("rate_abuse_closed", { user_id: this.#userId || null });
-      this.close(CloseCode.policy, "rate limit exceeded");
-    }
-  }
+  // --- dispatch and answers ---------------------------------------------------
 
-  sendError(code: ErrorCode, message: string, cmid: string | undefined): void {
-    this.ctx.metrics.errorSent(code);
-    this.send(serverFrames.error(code, message, cmid), false);
-  }
-
-  /** Answers `unavailable` (storage did not answer in time). */
-  unavailable(cmid?: string): void {
-    this.sendError("unavailable", UNAVAILABLE_MESSAGE, cmid);
-  }
-
-  send(frame: string, droppable: boolean): void {
-    this.#out.send(frame, droppable);
-  }
-
-  async #dispatch(frame: ClientFrame | FrameError): Promise<void> {
+  #dispatch(frame: ClientFrame | FrameError): Reply | Promise<Reply> {
     if (this.#state === "closed") return;
     if (frame.type === "error") {
       if (
         frame.frameType !== undefined && DISPATCH[frame.frameType].auth && !this.isAuthenticated
       ) {
-        return this.#notAuthenticated(frame.clientMessageId);
+        return new Refusal("not_authenticated", "Not authenticated");
       }
-      return this.sendError(frame.code, frame.message, frame.clientMessageId);
+      return new Refusal(frame.code, frame.message);
     }
     const handler = DISPATCH[frame.type] as FrameHandler<typeof frame>;
     if (handler.auth && !this.isAuthenticated) {
-      return this.#notAuthenticated(
-        frame.type === "chat_message" ? frame.clientMessageId : undefined,
-      );
+      return new Refusal("not_authenticated", "Not authenticated");
     }
-    await handler.handle(this, frame);
+    return handler.lifetime ? handler.handle(this, frame) : handler.handle(this, frame);
   }
 
-  #notAuthenticated(cmid: string | undefined): void {
-    this.sendError("not_authenticated", "Not authenticated", cmid);
+  /**
+   * The one place a frame's outcome becomes its answer: a refusal is sent as
+   * `error` (a chat `rate_limited` also counts toward the abuse close), storage
+   * that did not answer in time as `unavailable`, anything else as `internal`.
+   */
+  #answer(outcome: unknown, cmid: string | undefined): void {
+    if (outcome === undefined || this.#state === "closed") return;
+    if (outcome instanceof Refusal) {
+      if (outcome.code === "rate_limited") {
+        this.#refuse(outcome.code, outcome.message, cmid, this.#rates.chatAbuse);
+      } else {
+        this.#sendError(outcome.code, outcome.message, cmid);
+      }
+      if (outcome.closeAfter) this.close(outcome.closeAfter.code, outcome.closeAfter.reason);
+    } else if (outcome instanceof UnavailableError) {
+      this.#sendError("unavailable", UNAVAILABLE_MESSAGE, cmid);
+    } else if (outcome instanceof ClientMessageIdReusedError) {
+      this.#sendError(
+        "invalid_field",
+        "client_message_id was already used for another message",
+        cmid,
+      );
+    } else {
+      this.#ctx.logger.error("frame_failed", {
+        user_id: this.#userId || null,
+        error: errorMessage(outcome),
+      });
+      this.#sendError("internal", "Internal error", cmid);
+    }
+  }
+
+  #refuse(code: ErrorCode, message: string, cmid: string | undefined, meter: AbuseMeter): void {
+    this.#sendError(code, message, cmid);
+    if (meter.refused()) {
+      this.#ctx.logger.warn("rate_abuse_closed", { user_id: this.#userId || null });
+      this.close(CloseCode.policy, "rate limit exceeded");
+    }
+  }
+
+  #sendError(code: ErrorCode, message: string, cmid: string | undefined): void {
+    this.#ctx.metrics.errorSent(code);
+    this.#out.send(serverFrames.error(code, message, cmid), false);
   }
 
   #releaseSlot(): void {
     if (!this.#slotHeld) return;
     this.#slotHeld = false;
-    void this.ctx.hub.releaseSlot(this.#userId);
+    void this.#ctx.hub.releaseSlot(this.#userId);
   }
 }

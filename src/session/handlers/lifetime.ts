@@ -1,119 +1,102 @@
 /**
- * @module handlers/lifetime
+ * @module session/handlers/lifetime
  * A session's lifetime: `authenticate` (join, then the snapshot, then
  * `authenticated`), `reauthenticate` (a fresh token extends the session).
- * Expiry itself is armed by the session (`Session.extendSession`), and
- * deactivated users are found by `active_check.ts`.
+ * Expiry itself is armed by the session (`extendSession`), and deactivated
+ * users are found by `server/active_check.ts`.
  *
- * Login order (ISSUE 13.2, 13.6): the cluster slot is taken, then the hub
- * subscribes and joins the user, and only then are online friends read, so
- * of two friends logging in at once the later join sees the earlier, and the
- * earlier is sent the later's `presence` on a channel it already receives.
+ * Login order: the cluster slot is taken, then the hub subscribes and joins
+ * the user, and only then are online friends read. Of two friends logging in
+ * at once the later join therefore sees the earlier, and the earlier is sent
+ * the later's `presence` on a channel it already receives: neither misses
+ * the other.
  */
 
 import { errorMessage } from "../../log.ts";
 import type { AuthenticateFrame, ReauthenticateFrame } from "../../protocol/mod.ts";
-import { serverFrames } from "../../protocol/mod.ts";
-import { type MailboxSummary, UnavailableError } from "../../store/mod.ts";
-import { CloseCode } from "../../protocol/mod.ts";
-import type { Session } from "../session.ts";
-import type { FrameHandler } from "./dispatch.ts";
+import { CloseCode, serverFrames } from "../../protocol/mod.ts";
 import { verifyToken } from "../../token.ts";
+import { type FrameHandler, type LifetimeContext, refuse, type Reply } from "../context.ts";
 
 export const lifetimeHandlers: {
   authenticate: FrameHandler<AuthenticateFrame>;
   reauthenticate: FrameHandler<ReauthenticateFrame>;
 } = {
-  authenticate: { auth: false, handle: authenticate },
-  reauthenticate: { auth: true, handle: reauthenticate },
+  authenticate: { auth: false, lifetime: true, handle: authenticate },
+  reauthenticate: { auth: true, lifetime: true, handle: reauthenticate },
 };
 
-async function authenticate(session: Session, frame: AuthenticateFrame): Promise<void> {
-  if (session.isAuthenticated) {
-    return session.sendError("already_authenticated", "Already authenticated", undefined);
-  }
-  if (frame.authToken === undefined) return session.authFailed("Auth token required");
-  const { ctx } = session;
-  const token = await checkToken(session, frame.authToken);
-  if (token === undefined) return session.authFailed("Invalid auth token");
+async function authenticate(ctx: LifetimeContext, frame: AuthenticateFrame): Promise<Reply> {
+  if (ctx.isAuthenticated) return refuse("already_authenticated", "Already authenticated");
+  if (frame.authToken === undefined) return ctx.authFailed("Auth token required");
+  const { repository, logger } = ctx.services;
+  const token = await checkToken(ctx, frame.authToken);
+  if (token === undefined) return ctx.authFailed("Invalid auth token");
   const userId = token.userId;
-  let friends: readonly number[];
-  let mailbox: MailboxSummary;
-  try {
-    if (!(await ctx.repository.isActiveUser(userId))) {
-      ctx.logger.info("auth_failed", { reason: "inactive_or_unknown_user", user_id: userId });
-      return session.authFailed("Invalid auth token");
-    }
-    [friends, mailbox] = await Promise.all([
-      ctx.repository.friendIds(userId),
-      ctx.repository.mailboxSummary(userId),
-    ]);
-  } catch (err) {
-    if (!(err instanceof UnavailableError)) throw err;
-    return session.unavailable();
+  if (!(await repository.isActiveUser(userId))) {
+    logger.info("auth_failed", { reason: "inactive_or_unknown_user", user_id: userId });
+    return ctx.authFailed("Invalid auth token");
   }
-  if (!session.isOpen) return; // closed while the database answered
+  const [friends, mailbox] = await Promise.all([
+    repository.friendIds(userId),
+    repository.mailboxSummary(userId),
+  ]);
+  if (!ctx.isOpen) return; // closed while the database answered
   if (!(await ctx.hub.acquireSlot(userId))) {
-    session.sendError("too_many_connections", "Too many connections for this user", undefined);
-    return session.close(CloseCode.tryAgainLater, "too many connections");
+    return refuse("too_many_connections", "Too many connections for this user", {
+      code: CloseCode.tryAgainLater,
+      reason: "too many connections",
+    });
   }
-  session.holdSlot(userId);
-  if (!session.isOpen) return;
-  await session.join(userId, expiresAt(session, token.timestamp));
-  if (!session.isOpen) return;
+  ctx.holdSlot(userId);
+  if (!ctx.isOpen) return;
+  await ctx.join(userId, expiresAt(ctx, token.timestamp));
+  if (!ctx.isOpen) return;
   const onlineFriends = await ctx.hub.onlineAmong(friends).catch((err) => {
-    ctx.logger.warn("online_friends_failed", { user_id: userId, error: errorMessage(err) });
+    logger.warn("online_friends_failed", { user_id: userId, error: errorMessage(err) });
     return [] as number[];
   });
-  session.completeJoin(serverFrames.authenticated(userId, {
+  ctx.completeJoin(serverFrames.authenticated(userId, {
     onlineFriends,
     mailbox,
-    sessionExpiresAt: new Date(session.expiresAt),
+    sessionExpiresAt: new Date(ctx.expiresAt),
   }));
-  ctx.logger.debug("authenticated", { user_id: userId });
+  logger.debug("authenticated", { user_id: userId });
 }
 
-async function reauthenticate(session: Session, frame: ReauthenticateFrame): Promise<void> {
+async function reauthenticate(ctx: LifetimeContext, frame: ReauthenticateFrame): Promise<Reply> {
   if (frame.authToken === undefined) {
-    return session.send(serverFrames.authError("Auth token required"), false);
+    return ctx.send(serverFrames.authError("Auth token required"));
   }
-  const token = await checkToken(session, frame.authToken);
-  let valid = token !== undefined && token.userId === session.userId;
-  if (valid) {
-    try {
-      valid = await session.ctx.repository.isActiveUser(session.userId);
-    } catch (err) {
-      if (!(err instanceof UnavailableError)) throw err;
-      return session.unavailable();
-    }
-  }
-  if (!valid || token === undefined || !session.isOpen) {
-    session.ctx.logger.info("reauth_failed", { user_id: session.userId });
-    return session.send(serverFrames.authError("Invalid auth token"), false);
+  const token = await checkToken(ctx, frame.authToken);
+  const valid = token !== undefined && token.userId === ctx.userId &&
+    await ctx.services.repository.isActiveUser(ctx.userId);
+  if (!valid || !ctx.isOpen) {
+    ctx.services.logger.info("reauth_failed", { user_id: ctx.userId });
+    return ctx.send(serverFrames.authError("Invalid auth token"));
   }
   // Never shortens: an older token that is still valid keeps the later expiry.
-  session.extendSession(Math.max(session.expiresAt, expiresAt(session, token.timestamp)));
-  session.send(serverFrames.reauthenticated(new Date(session.expiresAt)), false);
+  ctx.extendSession(Math.max(ctx.expiresAt, expiresAt(ctx, token.timestamp)));
+  ctx.send(serverFrames.reauthenticated(new Date(ctx.expiresAt)));
 }
 
 /** The token's user and timestamp when its signature and age are valid. */
 async function checkToken(
-  session: Session,
+  ctx: LifetimeContext,
   authToken: string,
 ): Promise<{ userId: number; timestamp: number } | undefined> {
-  const { tokenKey, limits, now, logger } = session.ctx;
   const result = await verifyToken(
     authToken,
-    tokenKey,
-    Math.floor(now() / 1000),
-    limits.tokenTtlSeconds,
+    ctx.tokenKey,
+    Math.floor(ctx.services.now() / 1000),
+    ctx.limits.tokenTtlSeconds,
   );
   if (result.ok) return result;
-  logger.info("auth_failed", { reason: result.reason });
+  ctx.services.logger.info("auth_failed", { reason: result.reason });
   return undefined;
 }
 
 /** When a token of `timestamp` (Unix seconds) reaches `TOKEN_TTL_SECONDS`, in ms. */
-function expiresAt(session: Session, timestamp: number): number {
-  return (timestamp + session.ctx.limits.tokenTtlSeconds) * 1000;
+function expiresAt(ctx: LifetimeContext, timestamp: number): number {
+  return (timestamp + ctx.limits.tokenTtlSeconds) * 1000;
 }
