@@ -1,0 +1,147 @@
+/**
+ * Sessions and their frame handlers in-process (tests/support/session_harness.ts):
+ * what a client is answered, with no socket and no database. The same
+ * behaviours over real sockets and Postgres are in chat_test, auth_test and
+ * receipts_test.
+ */
+
+import assert from "node:assert/strict";
+import { SessionHarness } from "./support/session_harness.ts";
+
+async function withHarness(
+  fn: (h: SessionHarness) => Promise<void>,
+  env?: Record<string, string>,
+): Promise<void> {
+  const h = await SessionHarness.start(env === undefined ? {} : { env });
+  try {
+    await fn(h);
+  } finally {
+    await h.close();
+  }
+}
+
+Deno.test("a message to a friend is stored, delivered to the friend and acknowledged to the sender", () =>
+  withHarness(async (h) => {
+    h.repository.befriend(1, 2);
+    const alice = await h.join(1);
+    const bob = await h.join(2);
+    alice.push({
+      type: "chat_message",
+      recipient_user_id: 2,
+      message_text: "hi bob",
+      client_message_id: "c1",
+    });
+    const sent = await alice.next("message_sent");
+    const got = await bob.next("chat_message");
+    assert.equal((sent.data as { message_id: number }).message_id, got.message_id);
+    assert.equal(got.message_text, "hi bob");
+    assert.equal(h.repository.messages.length, 1);
+  }));
+
+Deno.test("refusals carry their code and the frame's client_message_id, and store nothing", () =>
+  withHarness(async (h) => {
+    h.repository.befriend(1, 2);
+    h.repository.addUser(3);
+    h.repository.block(2, 1);
+    const alice = await h.join(1);
+    const cases: [Record<string, unknown>, string][] = [
+      [{ recipient_user_id: 1 }, "invalid_recipient"],
+      [{ recipient_user_id: 3 }, "not_friends"],
+      [{ recipient_user_id: 2 }, "forbidden"],
+    ];
+    for (const [frame, code] of cases) {
+      alice.push({ type: "chat_message", message_text: "x", client_message_id: code, ...frame });
+      const error = await alice.next("error");
+      assert.equal(error.code, code);
+      assert.equal(error.client_message_id, code);
+    }
+    assert.equal(h.repository.messages.length, 0);
+  }));
+
+Deno.test("a database outage is answered unavailable with the client_message_id, for chat and catch-up alike", () =>
+  withHarness(async (h) => {
+    h.repository.befriend(1, 2);
+    const alice = await h.join(1);
+    h.repository.down = true;
+    alice.push({
+      type: "chat_message",
+      recipient_user_id: 2,
+      message_text: "x",
+      client_message_id: "m",
+    });
+    const chat = await alice.next("error");
+    assert.deepEqual([chat.code, chat.client_message_id], ["unavailable", "m"]);
+    alice.push({ type: "sync", after_message_id: 0 });
+    const sync = await alice.next("error");
+    assert.deepEqual([sync.code, sync.client_message_id], ["unavailable", undefined]);
+    alice.push({ type: "read", friend_user_id: 2, up_to_message_id: 1 });
+    assert.equal((await alice.next("error")).code, "unavailable");
+    assert.equal(alice.closed, undefined, "an outage does not close the session");
+  }));
+
+Deno.test("frames that need authentication are refused not_authenticated before it", () =>
+  withHarness(async (h) => {
+    const socket = h.connect();
+    socket.push({
+      type: "chat_message",
+      recipient_user_id: 2,
+      message_text: "x",
+      client_message_id: "a",
+    });
+    const error = await socket.next("error");
+    assert.deepEqual([error.code, error.client_message_id], ["not_authenticated", "a"]);
+    socket.push({ type: "ping" });
+    assert.equal((await socket.next()).type, "pong");
+  }));
+
+Deno.test("a second authenticate is refused already_authenticated; a bad token is auth_error", () =>
+  withHarness(async (h) => {
+    const alice = await h.join(1);
+    alice.push({ type: "authenticate", auth_token: await h.token(1) });
+    assert.equal((await alice.next("error")).code, "already_authenticated");
+    const other = h.connect();
+    other.push({ type: "authenticate", auth_token: "1:123:deadbeef" });
+    assert.equal((await other.next()).type, "auth_error");
+  }));
+
+Deno.test("a chat burst over the rate is refused rate_limited per message, in order", () =>
+  withHarness(async (h) => {
+    h.repository.befriend(1, 2);
+    const alice = await h.join(1);
+    for (let i = 0; i < 4; i++) {
+      alice.push({
+        type: "chat_message",
+        recipient_user_id: 2,
+        message_text: `m${i}`,
+        client_message_id: `c${i}`,
+      });
+    }
+    const answers = [];
+    for (let i = 0; i < 4; i++) {
+      const frame = await alice.next();
+      answers.push(
+        frame.type === "error" ? `${frame.code}:${frame.client_message_id}` : frame.type,
+      );
+    }
+    assert.deepEqual(answers, [
+      "message_sent",
+      "message_sent",
+      "rate_limited:c2",
+      "rate_limited:c3",
+    ]);
+    assert.equal(h.repository.messages.length, 2);
+  }, { CHAT_RATE_BURST: "2", CHAT_RATE_PER_S: "0.01" }));
+
+Deno.test("read of one's own id is refused; a read receipt reaches the friend", () =>
+  withHarness(async (h) => {
+    h.repository.befriend(1, 2);
+    const alice = await h.join(1);
+    const bob = await h.join(2);
+    alice.push({ type: "chat_message", recipient_user_id: 2, message_text: "x" });
+    const data = (await alice.next("message_sent")).data as { message_id: number };
+    bob.push({ type: "read", friend_user_id: 2, up_to_message_id: data.message_id });
+    assert.equal((await bob.next("error")).code, "invalid_field");
+    bob.push({ type: "read", friend_user_id: 1, up_to_message_id: data.message_id });
+    const receipt = await alice.next("read");
+    assert.deepEqual([receipt.user_id, receipt.up_to_message_id], [2, data.message_id]);
+  }));
