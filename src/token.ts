@@ -9,9 +9,9 @@
  * (`timingSafeEqual`). Whether the user exists and is active is the caller's
  * check.
  *
- * The HMAC is `node:crypto`'s: on Deno it costs a sixth of Web Crypto's
- * (16 against 90 µs per verification, measured; bench/README.md), and a
- * login verifies one token.
+ * The HMAC is `node:crypto`'s: on Deno it costs a fraction of Web Crypto's
+ * per verification (measured in bench/README.md), and a login verifies one
+ * token.
  */
 
 import { Buffer } from "node:buffer";

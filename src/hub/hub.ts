@@ -1,5 +1,5 @@
 /**
- * @module hub
+ * @module hub/hub
  * This node's authenticated connections by user, routing of frames to users
  * (locally and through the bus to other nodes), presence with its grace
  * period, and the cluster-wide connection slots.

@@ -1,6 +1,6 @@
 /**
- * @module typing_expiry
- * Typing indicators that end by themselves (PROTOCOL.md v1.1): after
+ * @module hub/typing_expiry
+ * Typing indicators that end by themselves (docs/protocol.md, "Typing"): after
  * `is_typing: true`, a recipient who hears nothing more from that typist
  * within the timeout, or whose typist's last connection on this node closes,
  * is sent `typing` with `is_typing: false`.

@@ -1,6 +1,6 @@
 /**
  * @module protocol/client_frames
- * The wire format (PROTOCOL.md, "Frames"): the only place incoming JSON is
+ * The wire format (docs/protocol.md, "Frames"): the only place incoming JSON is
  * parsed and validated (the typed builders of server frames are in
  * `server_frames.ts`).
  *
@@ -196,7 +196,7 @@ function parseTyping(value: Record<string, unknown>): TypingFrame | FrameError {
   return { type: "typing", recipientUserId, isTyping };
 }
 
-/** Limits of the paged frames (PROTOCOL.md, "Catch-up, history, unread, receipts"). */
+/** Limits of the paged frames (docs/protocol.md, "Catch-up, history, unread, receipts"). */
 export const PAGE_LIMITS = {
   sync: { min: 1, max: 500, fallback: 100 },
   history: { min: 1, max: 100, fallback: 50 },

@@ -1,5 +1,5 @@
 /**
- * @module deadline_timer
+ * @module session/deadline_timer
  * Timers for moments on the wall clock (sessions' expiries), however many and however far
  * ahead, all on one `setTimeout` per queue.
  *

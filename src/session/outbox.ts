@@ -1,5 +1,5 @@
 /**
- * @module outbox
+ * @module session/outbox
  * What one connection sends, with backpressure: a droppable frame (typing,
  * presence) is shed above `SEND_BUFFER_SHED_BYTES` queued on the socket, and
  * above `SEND_BUFFER_MAX_BYTES` the peer is closed as a slow consumer. While

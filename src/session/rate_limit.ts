@@ -1,5 +1,5 @@
 /**
- * @module rate_limit
+ * @module session/rate_limit
  * Token buckets for per-connection limits, and the abuse meter that turns a
  * sustained flood into a close.
  *

@@ -1,5 +1,5 @@
 /**
- * @module session
+ * @module session/session
  * One WebSocket connection: its state (unauthenticated, joining, authenticated,
  * closed), its limits, and the dispatch of its frames through one table keyed
  * by `type`. What each frame does lives in its family's module under
