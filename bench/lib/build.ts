@@ -7,8 +7,8 @@
  * that says what to install.
  */
 
-const GEN_DIR = new URL("../gen", import.meta.url).pathname;
-const NODE_DIR = new URL("../node", import.meta.url).pathname;
+const GEN_DIR = new URL("../gen/", import.meta.url).pathname;
+const NODE_DIR = new URL("../node/", import.meta.url).pathname;
 /** Where Debian's `golang-*-dev` packages put Go sources (GOPATH layout). */
 const DEBIAN_GOPATH = "/usr/share/gocode";
 

@@ -25,7 +25,7 @@ export interface ProfiledRun {
 }
 type Profiles = Record<"throughput" | "connect", Partial<Record<TargetKind, ProfiledRun>>>;
 
-const RESULTS = new URL("../results", import.meta.url).pathname;
+const RESULTS = new URL("../results/", import.meta.url).pathname;
 const README = new URL("../README.md", import.meta.url).pathname;
 
 const NAMES: Record<TargetKind, string> = {
