@@ -30,67 +30,16 @@ import { ChatMailbox } from "./mailbox.ts";
 import { ChatReceipts } from "./receipts.ts";
 import { ChatRefreshTimer } from "./refresh.ts";
 import { ChatRequests } from "./requests.ts";
+import type {
+  ChatClientOptions,
+  SendOptions,
+  Timers,
+  WebSocketConstructor,
+  WebSocketLike,
+} from "./options.ts";
 export type * from "./frames.ts";
+export type * from "./options.ts";
 export { ChatMailbox, ChatReceipts, ChatRefreshTimer, ChatRequests, ChatSendError };
-
-/** The part of the WebSocket API the client uses (a fake can implement it in tests). */
-export interface WebSocketLike {
-  onopen: ((event: unknown) => void) | null;
-  onmessage: ((event: { data: unknown }) => void) | null;
-  onclose: ((event: { code: number; reason: string }) => void) | null;
-  onerror: ((event: unknown) => void) | null;
-  send(data: string): void;
-  close(code?: number, reason?: string): void;
-}
-export type WebSocketConstructor = new (url: string) => WebSocketLike;
-
-export interface Timers {
-  setTimeout(callback: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-export interface ChatClientOptions {
-  /** `ws://` or `wss://` URL of the public listener, e.g. `wss://chat.example.com/ws`. */
-  url: string | URL;
-  /** Called on every (re)connect and before the session expires, so it can return a fresh token. */
-  getToken: () => Promise<string>;
-  /**
-   * Catch up after this message id on the first connection (e.g. `client.lastMessageId` saved
-   * by an earlier page). Without it the first connection starts from the server's newest id.
-   */
-  lastMessageId?: number;
-  /** Messages per `sync` page, 1–500 (default 100). */
-  syncPageSize?: number;
-  /** Send `delivered` for every incoming message once it is emitted (default true). */
-  autoDelivered?: boolean;
-  /** Refresh the token this long before `session_expires_at` (default 120000). */
-  refreshBeforeMs?: number;
-  /** `history()` rejects with `timeout` when no answer came within this (default 15000). */
-  requestTimeoutMs?: number;
-  /** First reconnect delay ceiling; doubles per failed attempt (default 500). */
-  reconnectBaseMs?: number;
-  /** Largest reconnect delay ceiling (default 30000). */
-  reconnectCapMs?: number;
-  /** Keep-alive `ping` period; 0 turns keep-alive off (default 25000). */
-  pingIntervalMs?: number;
-  /** A connection whose `pong` is this late is treated as dead (default 10000). */
-  pongTimeoutMs?: number;
-  /** Most unacknowledged messages held while not connected (default 100). */
-  maxQueue?: number;
-  WebSocket?: WebSocketConstructor;
-  /** Returns [0, 1); used for the reconnect jitter. */
-  random?: () => number;
-  timers?: Timers;
-  /** Milliseconds since the epoch (default `Date.now`); used to time the token refresh. */
-  now?: () => number;
-  /** Generates `client_message_id`s (default `crypto.randomUUID()`). */
-  newId?: () => string;
-}
-
-export interface SendOptions {
-  /** 1–64 characters; a retry with the same id is stored once by the server. */
-  clientMessageId?: string | undefined;
-}
 
 type Handler = (event: never) => void;
 interface Outgoing {

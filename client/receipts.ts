@@ -6,7 +6,7 @@
  * inside the class (the demo page embeds its source).
  */
 
-import type { Timers } from "./chat_client.ts";
+import type { Timers } from "./options.ts";
 
 /** Receipts waiting for a connection, or for their turn. */
 export class ChatReceipts {

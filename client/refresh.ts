@@ -6,7 +6,7 @@
  * source).
  */
 
-import type { Timers } from "./chat_client.ts";
+import type { Timers } from "./options.ts";
 
 /** One timer that calls `run` when the token should be refreshed. */
 export class ChatRefreshTimer {

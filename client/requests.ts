@@ -5,7 +5,7 @@
  * (the demo page embeds its source; see README.md, "Using it without a build step").
  */
 
-import type { Timers } from "./chat_client.ts";
+import type { Timers } from "./options.ts";
 import { ChatSendError } from "./errors.ts";
 import type { HistoryResultFrame } from "./frames.ts";
 

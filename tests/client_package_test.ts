@@ -129,6 +129,7 @@ Deno.test("the packed SDK installs offline, chats under Node, type-checks, and c
       "dist/errors.d.ts",
       "dist/frames.d.ts",
       "dist/mailbox.d.ts",
+      "dist/options.d.ts",
       "dist/receipts.d.ts",
       "dist/refresh.d.ts",
       "dist/requests.d.ts",
