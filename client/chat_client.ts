@@ -25,6 +25,7 @@ import type {
   UnknownFrame,
   UnreadEvent,
 } from "./frames.ts";
+import { ChatEmitter, type ChatHandler } from "./emitter.ts";
 import { ChatSendError } from "./errors.ts";
 import { ChatMailbox } from "./mailbox.ts";
 import { ChatReceipts } from "./receipts.ts";
@@ -39,9 +40,8 @@ import type {
 } from "./options.ts";
 export type * from "./frames.ts";
 export type * from "./options.ts";
-export { ChatMailbox, ChatReceipts, ChatRefreshTimer, ChatRequests, ChatSendError };
+export { ChatEmitter, ChatMailbox, ChatReceipts, ChatRefreshTimer, ChatRequests, ChatSendError };
 
-type Handler = (event: never) => void;
 interface Outgoing {
   frame: string;
   promise: Promise<ChatMessage>;
@@ -64,7 +64,7 @@ export class ChatClient {
   readonly #maxQueue: number;
   readonly #pageSize: number;
   readonly #autoDelivered: boolean;
-  readonly #handlers = new Map<string, Set<Handler>>();
+  readonly #emitter = new ChatEmitter();
   /** Unacknowledged messages in send order, sent or not: all are (re)sent after authentication. */
   readonly #outbox = new Map<string, Outgoing>();
   readonly #mailbox: ChatMailbox;
@@ -148,20 +148,15 @@ export class ChatClient {
     handler: (event: ChatClientEvents[K]) => void,
   ): () => void;
   on(type: string, handler: (event: UnknownFrame) => void): () => void;
-  on(type: string, handler: Handler): () => void {
-    let set = this.#handlers.get(type);
-    if (set === undefined) this.#handlers.set(type, set = new Set());
-    set.add(handler);
-    return () => void set.delete(handler);
+  on(type: string, handler: ChatHandler): () => void {
+    return this.#emitter.on(type, handler);
   }
 
   /** Resolves with the next event of `type`. */
   once<K extends keyof ChatClientEvents>(type: K): Promise<ChatClientEvents[K]>;
   once(type: string): Promise<UnknownFrame>;
   once(type: string): Promise<unknown> {
-    return new Promise((resolve) => {
-      const off = this.on(type, (event: UnknownFrame) => (off(), resolve(event)));
-    });
+    return this.#emitter.once(type);
   }
 
   /**
@@ -260,7 +255,9 @@ export class ChatClient {
     }
     if (this.#state === "closed") return;
     this.#receipts.read(friendId, upToMessageId);
-    if (this.#mailbox.read(friendId, upToMessageId)) this.#emit("unread", this.#mailbox.unread());
+    if (this.#mailbox.read(friendId, upToMessageId)) {
+      this.#emitter.emit("unread", this.#mailbox.unread());
+    }
     this.#flushReceipts();
   }
 
@@ -350,7 +347,7 @@ export class ChatClient {
         : `getToken failed: ${ChatClient.#describe(cause)}`,
       ...(cause === undefined ? {} : { cause }),
     };
-    if (this.#state !== "closed") this.#emit("error", failure);
+    if (this.#state !== "closed") this.#emitter.emit("error", failure);
     return failure;
   }
 
@@ -369,7 +366,7 @@ export class ChatClient {
       case "auth_error":
         if (this.#state === "open" && this.#reauthenticating) {
           this.#reauthenticating = false;
-          this.#emit("error", {
+          this.#emitter.emit("error", {
             type: "error",
             code: "reauth_failed",
             message: "The server refused the refreshed token; the session keeps its expiry",
@@ -384,15 +381,15 @@ export class ChatClient {
         if (typeof frame.message_id !== "number") {
           // Not a stored socket message: the game backend's `{type, message}` push (its ids are
           // another database's), passed on as it came.
-          if (typeof frame.message === "object") this.#emit("backend_chat_message", frame);
-          return this.#emit("frame", frame);
+          if (typeof frame.message === "object") this.#emitter.emit("backend_chat_message", frame);
+          return this.#emitter.emit("frame", frame);
         }
         const message = frame as unknown as ChatMessage;
         if (this.#mailbox.syncing) this.#held.push(message);
         else if (me !== undefined && this.#mailbox.accept(message, me, true)) {
           this.#afterIncoming(message);
         }
-        return this.#emit("frame", frame);
+        return this.#emitter.emit("frame", frame);
       }
       case "message_sent": {
         const message = (frame as unknown as MessageSentFrame).data;
@@ -401,7 +398,7 @@ export class ChatClient {
         break;
       }
       case "error": {
-        this.#emitFrame(frame);
+        this.#emitter.emitFrame(frame);
         const error = frame as unknown as ErrorFrame;
         const id = error.client_message_id;
         const outgoing = id === undefined ? undefined : this.#outbox.get(id);
@@ -414,7 +411,7 @@ export class ChatClient {
         return;
       }
       case "sync_result":
-        this.#emitFrame(frame);
+        this.#emitter.emitFrame(frame);
         return this.#onSyncPage(frame as unknown as SyncResultFrame);
       case "history_result": {
         this.#requests.answer(frame as unknown as HistoryResultFrame);
@@ -423,8 +420,8 @@ export class ChatClient {
       case "read": {
         const read = frame as unknown as ReadFrame;
         if (read.user_id === me && this.#mailbox.read(read.friend_user_id, read.up_to_message_id)) {
-          this.#emitFrame(frame);
-          return this.#emit("unread", this.#mailbox.unread());
+          this.#emitter.emitFrame(frame);
+          return this.#emitter.emit("unread", this.#mailbox.unread());
         }
         break;
       }
@@ -442,7 +439,7 @@ export class ChatClient {
         }
         break;
     }
-    this.#emitFrame(frame);
+    this.#emitter.emitFrame(frame);
   }
 
   #onAuthenticated(frame: AuthenticatedFrame): void {
@@ -453,8 +450,8 @@ export class ChatClient {
     const after = this.#mailbox.authenticated(frame);
     this.#setState("open");
     this.#refresh.schedule(frame.session_expires_at);
-    this.#emitFrame(frame as unknown as UnknownFrame);
-    if (frame.last_message_id !== undefined) this.#emit("unread", this.#mailbox.unread());
+    this.#emitter.emitFrame(frame as unknown as UnknownFrame);
+    if (frame.last_message_id !== undefined) this.#emitter.emit("unread", this.#mailbox.unread());
     this.#flushReceipts();
     this.#syncCount = 0;
     if (after !== undefined) this.#requestSync(after);
@@ -495,7 +492,7 @@ export class ChatClient {
   #synced(announce: boolean): void {
     this.#attempt = 0;
     if (!announce) return;
-    this.#emit("synced", {
+    this.#emitter.emit("synced", {
       type: "synced",
       count: this.#syncCount,
       last_message_id: this.#mailbox.cursor ?? 0,
@@ -504,9 +501,9 @@ export class ChatClient {
 
   /** Emits a message received for the first time, counts it unread, reports it delivered. */
   #afterIncoming(message: ChatMessage & Partial<StoredMessage>): void {
-    this.#emit("chat_message", { ...message, type: "chat_message" });
+    this.#emitter.emit("chat_message", { ...message, type: "chat_message" });
     if (message.recipient_user_id === this.#userId && message.sender_user_id !== this.#userId) {
-      if (message.is_read !== true) this.#emit("unread", this.#mailbox.unread());
+      if (message.is_read !== true) this.#emitter.emit("unread", this.#mailbox.unread());
       if (this.#autoDelivered && message.delivered_at === undefined) {
         this.markDelivered(message.message_id);
       }
@@ -526,7 +523,7 @@ export class ChatClient {
   #requestFailed(error: ErrorFrame): void {
     const ws = this.#socket;
     if (this.#mailbox.syncing && ws !== undefined) {
-      this.#emit("error", {
+      this.#emitter.emit("error", {
         type: "error",
         code: "sync_failed",
         message: `Catch-up refused (${error.code}: ${error.message}); reconnecting`,
@@ -544,7 +541,7 @@ export class ChatClient {
       reason: `session expired${frame.reason ? `: ${frame.reason}` : ""}`,
     });
     this.#requests.failAll("session_expired", "The session expired before the answer came");
-    this.#emitFrame(frame);
+    this.#emitter.emitFrame(frame);
     try {
       ws?.close(1000, "session expired");
     } catch { /* already closed */ }
@@ -633,24 +630,7 @@ export class ChatClient {
   #setState(state: ConnectionState, extra: { delayMs?: number; reason?: string } = {}): void {
     const previous = this.#state;
     this.#state = state;
-    this.#emit("state", { state, previous, attempt: this.#attempt, ...extra });
-  }
-
-  /** A server frame under its own type (unless named like a client event) and as `frame`. */
-  #emitFrame(frame: UnknownFrame): void {
-    const local = ["state", "frame", "unread", "synced", "backend_chat_message"];
-    if (!local.includes(frame.type)) this.#emit(frame.type, frame);
-    this.#emit("frame", frame);
-  }
-
-  #emit(type: string, event: unknown): void {
-    for (const handler of [...(this.#handlers.get(type) ?? [])]) {
-      try {
-        (handler as (event: unknown) => void)(event);
-      } catch (err) {
-        console.error(`ChatClient: a '${type}' handler threw`, err);
-      }
-    }
+    this.#emitter.emit("state", { state, previous, attempt: this.#attempt, ...extra });
   }
 
   static #isId(value: number): boolean {
@@ -681,6 +661,7 @@ export class ChatClient {
 /** The SDK's classes in dependency order: their sources, joined, are the whole SDK's JavaScript. */
 export const SDK_CLASSES: readonly (abstract new (...args: never[]) => unknown)[] = [
   ChatSendError,
+  ChatEmitter,
   ChatMailbox,
   ChatRequests,
   ChatReceipts,

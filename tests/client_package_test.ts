@@ -126,6 +126,7 @@ Deno.test("the packed SDK installs offline, chats under Node, type-checks, and c
       "README.md",
       "dist/chat_client.d.ts",
       "dist/chat_client.js",
+      "dist/emitter.d.ts",
       "dist/errors.d.ts",
       "dist/frames.d.ts",
       "dist/mailbox.d.ts",
