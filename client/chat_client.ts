@@ -28,6 +28,7 @@ import type {
 import { ChatEmitter, type ChatHandler } from "./emitter.ts";
 import { ChatSendError } from "./errors.ts";
 import { ChatMailbox } from "./mailbox.ts";
+import { ChatOutbox } from "./outbox.ts";
 import { ChatReceipts } from "./receipts.ts";
 import { ChatRefreshTimer } from "./refresh.ts";
 import { ChatRequests } from "./requests.ts";
@@ -40,14 +41,15 @@ import type {
 } from "./options.ts";
 export type * from "./frames.ts";
 export type * from "./options.ts";
-export { ChatEmitter, ChatMailbox, ChatReceipts, ChatRefreshTimer, ChatRequests, ChatSendError };
-
-interface Outgoing {
-  frame: string;
-  promise: Promise<ChatMessage>;
-  resolve(message: ChatMessage): void;
-  reject(error: Error): void;
-}
+export {
+  ChatEmitter,
+  ChatMailbox,
+  ChatOutbox,
+  ChatReceipts,
+  ChatRefreshTimer,
+  ChatRequests,
+  ChatSendError,
+};
 
 /** A chat connection that re-authenticates, reconnects, catches up and re-sends on its own. */
 export class ChatClient {
@@ -61,12 +63,11 @@ export class ChatClient {
   readonly #capMs: number;
   readonly #pingMs: number;
   readonly #pongMs: number;
-  readonly #maxQueue: number;
   readonly #pageSize: number;
   readonly #autoDelivered: boolean;
   readonly #emitter = new ChatEmitter();
   /** Unacknowledged messages in send order, sent or not: all are (re)sent after authentication. */
-  readonly #outbox = new Map<string, Outgoing>();
+  readonly #outbox: ChatOutbox;
   readonly #mailbox: ChatMailbox;
   /** Unanswered `history` requests, oldest first: all are (re)sent after authentication. */
   readonly #requests: ChatRequests;
@@ -101,7 +102,14 @@ export class ChatClient {
     this.#capMs = options.reconnectCapMs ?? 30_000;
     this.#pingMs = options.pingIntervalMs ?? 25_000;
     this.#pongMs = options.pongTimeoutMs ?? 10_000;
-    this.#maxQueue = options.maxQueue ?? 100;
+    // deno-lint-ignore no-this-alias -- for the getter below, until the connection is a class
+    const client = this;
+    this.#outbox = new ChatOutbox({
+      get state() {
+        return client.#state;
+      },
+      write: (frame) => this.#write(frame),
+    }, options.maxQueue ?? 100);
     this.#pageSize = options.syncPageSize ?? 100;
     if (!ChatClient.#isCount(this.#pageSize, 500)) {
       throw new RangeError("syncPageSize must be an integer from 1 to 500");
@@ -179,32 +187,7 @@ export class ChatClient {
     if (id.length < 1 || id.length > 64) {
       return Promise.reject(new RangeError("clientMessageId must be 1 to 64 characters"));
     }
-    const known = this.#outbox.get(id);
-    if (known !== undefined) return known.promise;
-    if (this.#state === "closed") {
-      return Promise.reject(new ChatSendError("closed", "The chat client is closed", id));
-    }
-    if (this.#state !== "open" && this.#outbox.size >= this.#maxQueue) {
-      return Promise.reject(
-        new ChatSendError(
-          "queue_full",
-          `Offline queue is full (${this.#maxQueue} messages wait for the connection)`,
-          id,
-        ),
-      );
-    }
-    let resolve!: (message: ChatMessage) => void;
-    let reject!: (error: Error) => void;
-    const promise = new Promise<ChatMessage>((res, rej) => (resolve = res, reject = rej));
-    const frame = JSON.stringify({
-      type: "chat_message",
-      recipient_user_id: recipientId,
-      message_text: text,
-      client_message_id: id,
-    });
-    this.#outbox.set(id, { frame, promise, resolve, reject });
-    if (this.#state === "open") this.#write(frame);
-    return promise;
+    return this.#outbox.add(recipientId, text, id);
   }
 
   /** Tells a friend whether this user is typing; returns false (dropped) when not connected. */
@@ -278,16 +261,7 @@ export class ChatClient {
     this.#closed = new Promise((resolve) => (this.#closedResolve = resolve));
     this.#stopTimers();
     this.#setState("closed");
-    for (const [id, outgoing] of this.#outbox) {
-      outgoing.reject(
-        new ChatSendError(
-          "closed",
-          "The chat client was closed before the server acknowledged the message",
-          id,
-        ),
-      );
-    }
-    this.#outbox.clear();
+    this.#outbox.failAll();
     this.#requests.failAll("closed", "The chat client was closed before the answer came");
     const socket = this.#socket;
     if (socket === undefined) this.#closedResolve!();
@@ -394,18 +368,14 @@ export class ChatClient {
       case "message_sent": {
         const message = (frame as unknown as MessageSentFrame).data;
         if (me !== undefined && message !== undefined) this.#mailbox.accept(message, me, true);
-        this.#acknowledge(message);
+        this.#outbox.acknowledge(message);
         break;
       }
       case "error": {
         this.#emitter.emitFrame(frame);
         const error = frame as unknown as ErrorFrame;
-        const id = error.client_message_id;
-        const outgoing = id === undefined ? undefined : this.#outbox.get(id);
-        if (outgoing !== undefined) {
-          this.#outbox.delete(id!);
-          outgoing.reject(new ChatSendError(error.code, error.message, id!));
-        } else if (["unavailable", "invalid_field", "rate_limited"].includes(error.code)) {
+        if (this.#outbox.refuse(error)) return;
+        if (["unavailable", "invalid_field", "rate_limited"].includes(error.code)) {
           this.#requestFailed(error);
         }
         return;
@@ -445,7 +415,7 @@ export class ChatClient {
   #onAuthenticated(frame: AuthenticatedFrame): void {
     this.#userId = frame.user_id;
     this.#reauthenticating = false;
-    for (const outgoing of this.#outbox.values()) this.#write(outgoing.frame);
+    for (const outgoing of this.#outbox.frames) this.#write(outgoing);
     for (const request of this.#requests.frames) this.#write(request);
     const after = this.#mailbox.authenticated(frame);
     this.#setState("open");
@@ -470,7 +440,7 @@ export class ChatClient {
       const fresh = this.#mailbox.accept(message, me, false);
       const own = message.sender_user_id === me && message.client_message_id !== undefined &&
         this.#outbox.has(message.client_message_id);
-      if (own) this.#acknowledge(message);
+      if (own) this.#outbox.acknowledge(message);
       else if (fresh) this.#afterIncoming(message), this.#syncCount++;
     }
     if (page.has_more === true && messages.length > 0) {
@@ -508,15 +478,6 @@ export class ChatClient {
         this.markDelivered(message.message_id);
       }
     }
-  }
-
-  #acknowledge(message: ChatMessage | undefined): void {
-    const id = message?.client_message_id;
-    const outgoing = id === undefined ? undefined : this.#outbox.get(id);
-    if (outgoing === undefined) return;
-    this.#outbox.delete(id!);
-    const { is_read: _r, delivered_at: _d, read_at: _a, ...sent } = message as StoredMessage;
-    outgoing.resolve(sent);
   }
 
   /** A refusal without a `client_message_id` answers the catch-up first, else the oldest request. */
@@ -663,6 +624,7 @@ export const SDK_CLASSES: readonly (abstract new (...args: never[]) => unknown)[
   ChatSendError,
   ChatEmitter,
   ChatMailbox,
+  ChatOutbox,
   ChatRequests,
   ChatReceipts,
   ChatRefreshTimer,

@@ -131,6 +131,7 @@ Deno.test("the packed SDK installs offline, chats under Node, type-checks, and c
       "dist/frames.d.ts",
       "dist/mailbox.d.ts",
       "dist/options.d.ts",
+      "dist/outbox.d.ts",
       "dist/receipts.d.ts",
       "dist/refresh.d.ts",
       "dist/requests.d.ts",
