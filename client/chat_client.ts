@@ -13,7 +13,6 @@ import type {
   AuthenticatedFrame,
   ChatClientEvents,
   ChatMessage,
-  ClientErrorEvent,
   ConnectionState,
   ErrorFrame,
   HistoryResultFrame,
@@ -25,24 +24,24 @@ import type {
   UnknownFrame,
   UnreadEvent,
 } from "./frames.ts";
+import { ChatAuth } from "./auth.ts";
+import { ChatConnection } from "./connection.ts";
 import { ChatEmitter, type ChatHandler } from "./emitter.ts";
 import { ChatSendError } from "./errors.ts";
 import { ChatMailbox } from "./mailbox.ts";
+import { ChatKeepAlive } from "./keep_alive.ts";
 import { ChatOutbox } from "./outbox.ts";
 import { ChatReceipts } from "./receipts.ts";
 import { ChatRefreshTimer } from "./refresh.ts";
 import { ChatRequests } from "./requests.ts";
-import type {
-  ChatClientOptions,
-  SendOptions,
-  Timers,
-  WebSocketConstructor,
-  WebSocketLike,
-} from "./options.ts";
+import type { ChatClientOptions, SendOptions } from "./options.ts";
 export type * from "./frames.ts";
 export type * from "./options.ts";
 export {
+  ChatAuth,
+  ChatConnection,
   ChatEmitter,
+  ChatKeepAlive,
   ChatMailbox,
   ChatOutbox,
   ChatReceipts,
@@ -53,19 +52,12 @@ export {
 
 /** A chat connection that re-authenticates, reconnects, catches up and re-sends on its own. */
 export class ChatClient {
-  readonly #url: string;
-  readonly #getToken: () => Promise<string>;
-  readonly #WebSocket: WebSocketConstructor;
-  readonly #random: () => number;
-  readonly #timers: Timers;
   readonly #newId: () => string;
-  readonly #baseMs: number;
-  readonly #capMs: number;
-  readonly #pingMs: number;
-  readonly #pongMs: number;
   readonly #pageSize: number;
   readonly #autoDelivered: boolean;
   readonly #emitter = new ChatEmitter();
+  readonly #connection: ChatConnection;
+  readonly #auth: ChatAuth;
   /** Unacknowledged messages in send order, sent or not: all are (re)sent after authentication. */
   readonly #outbox: ChatOutbox;
   readonly #mailbox: ChatMailbox;
@@ -74,55 +66,28 @@ export class ChatClient {
   readonly #receipts: ChatReceipts;
   /** Live messages that came during a catch-up, emitted after it in id order. */
   #held: ChatMessage[] = [];
-  #state: ConnectionState = "idle";
-  #socket: WebSocketLike | undefined;
-  #attempt = 0;
-  #userId: number | undefined;
   #syncCount = 0;
-  #reauthenticating = false;
-  #retryTimer: unknown;
-  #pingTimer: unknown;
-  #pongTimer: unknown;
-  readonly #refresh: ChatRefreshTimer;
-  #closed: Promise<void> | undefined;
-  #closedResolve: (() => void) | undefined;
 
   constructor(options: ChatClientOptions) {
-    this.#url = String(options.url);
-    this.#getToken = options.getToken;
-    this.#WebSocket = options.WebSocket ??
-      (globalThis.WebSocket as unknown as WebSocketConstructor);
-    this.#random = options.random ?? Math.random;
-    this.#timers = options.timers ?? {
+    const timers = options.timers ?? {
       setTimeout: (callback, ms) => setTimeout(callback, ms),
       clearTimeout: (handle) => clearTimeout(handle as number),
     };
     this.#newId = options.newId ?? ChatClient.#uuid;
-    this.#baseMs = options.reconnectBaseMs ?? 500;
-    this.#capMs = options.reconnectCapMs ?? 30_000;
-    this.#pingMs = options.pingIntervalMs ?? 25_000;
-    this.#pongMs = options.pongTimeoutMs ?? 10_000;
-    // deno-lint-ignore no-this-alias -- for the getter below, until the connection is a class
-    const client = this;
-    this.#outbox = new ChatOutbox({
-      get state() {
-        return client.#state;
-      },
-      write: (frame) => this.#write(frame),
-    }, options.maxQueue ?? 100);
+    this.#connection = new ChatConnection(options, timers, this.#emitter, {
+      opened: (ws) => void this.#auth.signIn(ws),
+      receive: (data) => this.#receive(data),
+      lost: () => this.#lost(),
+    });
+    this.#outbox = new ChatOutbox(this.#connection, options.maxQueue ?? 100);
     this.#pageSize = options.syncPageSize ?? 100;
     if (!ChatClient.#isCount(this.#pageSize, 500)) {
       throw new RangeError("syncPageSize must be an integer from 1 to 500");
     }
     this.#autoDelivered = options.autoDelivered ?? true;
-    this.#refresh = new ChatRefreshTimer(
-      this.#timers,
-      options.now ?? Date.now,
-      options.refreshBeforeMs ?? 120_000,
-      () => void this.#reauthenticate(),
-    );
-    this.#requests = new ChatRequests(this.#timers, options.requestTimeoutMs ?? 15_000);
-    this.#receipts = new ChatReceipts(this.#timers);
+    this.#auth = new ChatAuth(options, timers, this.#emitter, this.#connection);
+    this.#requests = new ChatRequests(timers, options.requestTimeoutMs ?? 15_000);
+    this.#receipts = new ChatReceipts(timers);
     const last = options.lastMessageId;
     if (last !== undefined && !(Number.isSafeInteger(last) && last >= 0)) {
       throw new RangeError("lastMessageId must be a non-negative integer");
@@ -131,11 +96,11 @@ export class ChatClient {
   }
 
   get state(): ConnectionState {
-    return this.#state;
+    return this.#connection.state;
   }
   /** The authenticated user, once known. */
   get userId(): number | undefined {
-    return this.#userId;
+    return this.#auth.userId;
   }
   /** Messages not yet acknowledged by `message_sent` or `error`. */
   get pending(): number {
@@ -172,10 +137,7 @@ export class ChatClient {
    * it again once `getToken()` can return a new token).
    */
   connect(): void {
-    if (this.#state === "idle" || this.#state === "expired") {
-      this.#attempt = 0;
-      this.#open();
-    }
+    this.#connection.connect();
   }
 
   /**
@@ -192,7 +154,7 @@ export class ChatClient {
 
   /** Tells a friend whether this user is typing; returns false (dropped) when not connected. */
   typing(recipientId: number, isTyping = true): boolean {
-    if (this.#state !== "open") return false;
+    if (this.#connection.state !== "open") return false;
     this.#write(
       JSON.stringify({ type: "typing", recipient_user_id: recipientId, is_typing: isTyping }),
     );
@@ -214,7 +176,7 @@ export class ChatClient {
     if (!ChatClient.#isCount(limit, 100)) {
       return Promise.reject(new RangeError("limit must be an integer from 1 to 100"));
     }
-    if (this.#state === "closed") {
+    if (this.#connection.state === "closed") {
       return Promise.reject(new ChatSendError("closed", "The chat client is closed", ""));
     }
     const frame = JSON.stringify({
@@ -224,7 +186,7 @@ export class ChatClient {
       limit,
     });
     const answer = this.#requests.add(friendId, frame);
-    if (this.#state === "open") this.#write(frame);
+    if (this.#connection.state === "open") this.#write(frame);
     return answer;
   }
 
@@ -236,7 +198,7 @@ export class ChatClient {
     if (!ChatClient.#isId(friendId) || !ChatClient.#isId(upToMessageId)) {
       throw new RangeError("friendId and upToMessageId must be positive integers");
     }
-    if (this.#state === "closed") return;
+    if (this.#connection.state === "closed") return;
     this.#receipts.read(friendId, upToMessageId);
     if (this.#mailbox.read(friendId, upToMessageId)) {
       this.#emitter.emit("unread", this.#mailbox.unread());
@@ -250,79 +212,19 @@ export class ChatClient {
    */
   markDelivered(messageId: number): void {
     if (!ChatClient.#isId(messageId)) throw new RangeError("messageId must be a positive integer");
-    if (this.#state === "closed") return;
+    if (this.#connection.state === "closed") return;
     this.#receipts.delivered(messageId);
     this.#flushReceipts();
   }
 
   /** Closes for good: stops every timer, rejects unacknowledged sends, resolves once closed. */
   close(): Promise<void> {
-    if (this.#closed !== undefined) return this.#closed;
-    this.#closed = new Promise((resolve) => (this.#closedResolve = resolve));
-    this.#stopTimers();
-    this.#setState("closed");
-    this.#outbox.failAll();
-    this.#requests.failAll("closed", "The chat client was closed before the answer came");
-    const socket = this.#socket;
-    if (socket === undefined) this.#closedResolve!();
-    else socket.close(1000, "client closed");
-    return this.#closed;
-  }
-
-  #open(): void {
-    this.#retryTimer = undefined;
-    this.#setState("connecting");
-    let ws: WebSocketLike;
-    try {
-      ws = new this.#WebSocket(this.#url);
-    } catch (err) {
-      return this.#retry(`cannot connect: ${ChatClient.#describe(err)}`);
-    }
-    this.#socket = ws;
-    const current = () => ws === this.#socket && this.#state !== "closed";
-    ws.onopen = () => void (current() && this.#authenticate(ws));
-    ws.onmessage = (event) => void (current() && this.#receive(event.data));
-    ws.onerror = () => {};
-    ws.onclose = (event) => {
-      if (ws !== this.#socket) return;
-      this.#lost();
-      if (this.#state === "closed") this.#closedResolve?.();
-      else if (this.#state !== "expired") {
-        this.#retry(`closed with ${event.code}${event.reason ? `: ${event.reason}` : ""}`);
-      }
-    };
-  }
-
-  async #authenticate(ws: WebSocketLike): Promise<void> {
-    this.#setState("authenticating");
-    this.#schedulePing();
-    const token = await this.#token();
-    if (ws !== this.#socket || this.#state !== "authenticating") return;
-    if (typeof token === "string") {
-      this.#write(JSON.stringify({ type: "authenticate", auth_token: token }));
-    } else this.#abandon(ws, token.message);
-  }
-
-  /** A token from `getToken()`, or the `get_token_failed` event it emitted. */
-  async #token(): Promise<string | ClientErrorEvent> {
-    let token: unknown;
-    let cause: unknown;
-    try {
-      token = await this.#getToken();
-    } catch (err) {
-      cause = err;
-    }
-    if (typeof token === "string" && token !== "") return token;
-    const failure: ClientErrorEvent = {
-      type: "error",
-      code: "get_token_failed",
-      message: cause === undefined
-        ? "getToken failed: it returned no token string"
-        : `getToken failed: ${ChatClient.#describe(cause)}`,
-      ...(cause === undefined ? {} : { cause }),
-    };
-    if (this.#state !== "closed") this.#emitter.emit("error", failure);
-    return failure;
+    return this.#connection.close(() => {
+      this.#auth.stop();
+      this.#receipts.pause();
+      this.#outbox.failAll();
+      this.#requests.failAll("closed", "The chat client was closed before the answer came");
+    });
   }
 
   #receive(data: unknown): void {
@@ -333,23 +235,12 @@ export class ChatClient {
       return;
     }
     if (typeof frame !== "object" || frame === null || typeof frame.type !== "string") return;
-    const me = this.#userId;
+    const me = this.#auth.userId;
     switch (frame.type) {
       case "authenticated":
         return this.#onAuthenticated(frame as unknown as AuthenticatedFrame);
       case "auth_error":
-        if (this.#state === "open" && this.#reauthenticating) {
-          this.#reauthenticating = false;
-          this.#emitter.emit("error", {
-            type: "error",
-            code: "reauth_failed",
-            message: "The server refused the refreshed token; the session keeps its expiry",
-          });
-          this.#refresh.retry();
-        } else {
-          // Reconnect, which asks getToken() for a fresh token; the attempt counts for backoff.
-          this.#socket?.close(4001, "authentication failed");
-        }
+        this.#auth.refused();
         break;
       case "chat_message": {
         if (typeof frame.message_id !== "number") {
@@ -396,30 +287,24 @@ export class ChatClient {
         break;
       }
       case "reauthenticated":
-        this.#reauthenticating = false;
-        this.#refresh.schedule((frame as unknown as ReauthenticatedFrame).session_expires_at);
+        this.#auth.expiresAt((frame as unknown as ReauthenticatedFrame).session_expires_at);
         break;
       case "session_expired":
         return this.#onExpired(frame);
       case "pong":
-        if (this.#pongTimer !== undefined) {
-          this.#timers.clearTimeout(this.#pongTimer);
-          this.#pongTimer = undefined;
-          this.#schedulePing();
-        }
+        this.#connection.pong();
         break;
     }
     this.#emitter.emitFrame(frame);
   }
 
   #onAuthenticated(frame: AuthenticatedFrame): void {
-    this.#userId = frame.user_id;
-    this.#reauthenticating = false;
+    this.#auth.signedIn(frame.user_id);
     for (const outgoing of this.#outbox.frames) this.#write(outgoing);
     for (const request of this.#requests.frames) this.#write(request);
     const after = this.#mailbox.authenticated(frame);
-    this.#setState("open");
-    this.#refresh.schedule(frame.session_expires_at);
+    this.#connection.signedIn();
+    this.#auth.expiresAt(frame.session_expires_at);
     this.#emitter.emitFrame(frame as unknown as UnknownFrame);
     if (frame.last_message_id !== undefined) this.#emitter.emit("unread", this.#mailbox.unread());
     this.#flushReceipts();
@@ -433,7 +318,7 @@ export class ChatClient {
   }
 
   #onSyncPage(page: SyncResultFrame): void {
-    const me = this.#userId;
+    const me = this.#auth.userId;
     if (!this.#mailbox.syncing || me === undefined) return;
     const messages = Array.isArray(page.messages) ? page.messages : [];
     for (const message of messages) {
@@ -460,7 +345,7 @@ export class ChatClient {
 
   /** Catch-up is over: reconnect backoff starts again from its base. */
   #synced(announce: boolean): void {
-    this.#attempt = 0;
+    this.#connection.caughtUp();
     if (!announce) return;
     this.#emitter.emit("synced", {
       type: "synced",
@@ -472,7 +357,8 @@ export class ChatClient {
   /** Emits a message received for the first time, counts it unread, reports it delivered. */
   #afterIncoming(message: ChatMessage & Partial<StoredMessage>): void {
     this.#emitter.emit("chat_message", { ...message, type: "chat_message" });
-    if (message.recipient_user_id === this.#userId && message.sender_user_id !== this.#userId) {
+    const me = this.#auth.userId;
+    if (message.recipient_user_id === me && message.sender_user_id !== me) {
       if (message.is_read !== true) this.#emitter.emit("unread", this.#mailbox.unread());
       if (this.#autoDelivered && message.delivered_at === undefined) {
         this.markDelivered(message.message_id);
@@ -482,116 +368,39 @@ export class ChatClient {
 
   /** A refusal without a `client_message_id` answers the catch-up first, else the oldest request. */
   #requestFailed(error: ErrorFrame): void {
-    const ws = this.#socket;
+    const ws = this.#connection.socket;
     if (this.#mailbox.syncing && ws !== undefined) {
       this.#emitter.emit("error", {
         type: "error",
         code: "sync_failed",
         message: `Catch-up refused (${error.code}: ${error.message}); reconnecting`,
       });
-      return this.#abandon(ws, `sync failed: ${error.code}`);
+      return this.#connection.abandon(ws, `sync failed: ${error.code}`);
     }
     this.#requests.failOldest(error.code, error.message);
   }
 
   #onExpired(frame: UnknownFrame): void {
-    const ws = this.#socket;
-    this.#stopTimers();
-    this.#lost();
-    this.#setState("expired", {
-      reason: `session expired${frame.reason ? `: ${frame.reason}` : ""}`,
+    this.#connection.expire(`session expired${frame.reason ? `: ${frame.reason}` : ""}`, () => {
+      this.#requests.failAll("session_expired", "The session expired before the answer came");
+      this.#emitter.emitFrame(frame);
     });
-    this.#requests.failAll("session_expired", "The session expired before the answer came");
-    this.#emitter.emitFrame(frame);
-    try {
-      ws?.close(1000, "session expired");
-    } catch { /* already closed */ }
-  }
-
-  /** Sends `reauthenticate` with a fresh token, on the socket that is open now. */
-  async #reauthenticate(): Promise<void> {
-    const ws = this.#socket;
-    if (this.#state !== "open" || ws === undefined) return;
-    const token = await this.#token();
-    if (ws !== this.#socket || this.#state !== "open") return;
-    if (typeof token !== "string") return this.#refresh.retry();
-    this.#reauthenticating = true;
-    this.#write(JSON.stringify({ type: "reauthenticate", auth_token: token }));
   }
 
   #flushReceipts(): void {
-    this.#receipts.flush((frame) => this.#write(frame), () => this.#state === "open");
+    this.#receipts.flush((frame) => this.#write(frame), () => this.#connection.state === "open");
   }
 
-  #retry(reason: string): void {
-    const ceiling = Math.min(this.#capMs, this.#baseMs * 2 ** Math.min(this.#attempt, 30));
-    const delayMs = Math.floor(this.#random() * ceiling);
-    this.#attempt++;
-    this.#setState("waiting", { delayMs, reason });
-    this.#retryTimer = this.#timers.setTimeout(() => this.#open(), delayMs);
-  }
-
-  /** Gives up on a socket that may be dead without waiting for its closing handshake. */
-  #abandon(ws: WebSocketLike, reason: string): void {
-    ws.onopen = ws.onmessage = ws.onclose = null;
-    try {
-      ws.close(4000, reason.slice(0, 100));
-    } catch { /* already closed */ }
-    this.#socket = undefined;
-    this.#lost();
-    this.#retry(reason);
-  }
-
-  /** The socket is gone: per-connection timers stop, an unfinished catch-up is dropped. */
+  /** The socket is gone: an unfinished catch-up is dropped, receipts wait for the next one. */
   #lost(): void {
-    this.#socket = undefined;
-    this.#stopPing();
     this.#mailbox.abortSync();
     this.#held = []; // their ids are above the cursor: the next catch-up returns them
-    this.#reauthenticating = false;
-    this.#refresh.stop();
+    this.#auth.stop();
     this.#receipts.pause();
-  }
-
-  #stopTimers(): void {
-    if (this.#retryTimer !== undefined) this.#timers.clearTimeout(this.#retryTimer);
-    this.#retryTimer = undefined;
-    this.#refresh.stop();
-    this.#receipts.pause();
-    this.#stopPing();
-  }
-
-  #schedulePing(): void {
-    if (this.#pingMs <= 0) return;
-    if (this.#pingTimer !== undefined) this.#timers.clearTimeout(this.#pingTimer);
-    this.#pingTimer = this.#timers.setTimeout(() => {
-      this.#pingTimer = undefined;
-      const ws = this.#socket;
-      if (ws === undefined) return;
-      this.#write(JSON.stringify({ type: "ping" }));
-      this.#pongTimer = this.#timers.setTimeout(() => {
-        this.#pongTimer = undefined;
-        if (ws === this.#socket) this.#abandon(ws, `no pong within ${this.#pongMs} ms`);
-      }, this.#pongMs);
-    }, this.#pingMs);
-  }
-
-  #stopPing(): void {
-    if (this.#pingTimer !== undefined) this.#timers.clearTimeout(this.#pingTimer);
-    if (this.#pongTimer !== undefined) this.#timers.clearTimeout(this.#pongTimer);
-    this.#pingTimer = this.#pongTimer = undefined;
   }
 
   #write(frame: string): void {
-    try {
-      this.#socket?.send(frame);
-    } catch { /* closing: the close handler reconnects and re-sends */ }
-  }
-
-  #setState(state: ConnectionState, extra: { delayMs?: number; reason?: string } = {}): void {
-    const previous = this.#state;
-    this.#state = state;
-    this.#emitter.emit("state", { state, previous, attempt: this.#attempt, ...extra });
+    this.#connection.write(frame);
   }
 
   static #isId(value: number): boolean {
@@ -600,10 +409,6 @@ export class ChatClient {
 
   static #isCount(value: number, max: number): boolean {
     return Number.isInteger(value) && value >= 1 && value <= max;
-  }
-
-  static #describe(err: unknown): string {
-    return err instanceof Error ? err.message : String(err);
   }
 
   /** RFC 4122 v4; `crypto.randomUUID` exists only in secure contexts (https, localhost). */
@@ -628,5 +433,8 @@ export const SDK_CLASSES: readonly (abstract new (...args: never[]) => unknown)[
   ChatRequests,
   ChatReceipts,
   ChatRefreshTimer,
+  ChatKeepAlive,
+  ChatConnection,
+  ChatAuth,
   ChatClient,
 ];

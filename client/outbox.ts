@@ -8,7 +8,8 @@
  */
 
 import { ChatSendError } from "./errors.ts";
-import type { ChatMessage, ConnectionState, ErrorFrame, StoredMessage } from "./frames.ts";
+import type { ChatMessage, ErrorFrame, StoredMessage } from "./frames.ts";
+import type { ChatLink } from "./link.ts";
 
 interface Outgoing {
   frame: string;
@@ -17,19 +18,13 @@ interface Outgoing {
   reject(error: Error): void;
 }
 
-/** What the outbox needs of the connection: whether it is open, and a way to write a frame. */
-export interface ChatOutboxLink {
-  readonly state: ConnectionState;
-  write(frame: string): void;
-}
-
 /** Unacknowledged messages by `client_message_id`, each with the promise `send()` returned. */
 export class ChatOutbox {
   readonly #messages = new Map<string, Outgoing>();
-  readonly #link: ChatOutboxLink;
+  readonly #link: ChatLink;
   readonly #maxQueue: number;
 
-  constructor(link: ChatOutboxLink, maxQueue: number) {
+  constructor(link: ChatLink, maxQueue: number) {
     this.#link = link;
     this.#maxQueue = maxQueue;
   }

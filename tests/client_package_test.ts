@@ -124,11 +124,15 @@ Deno.test("the packed SDK installs offline, chats under Node, type-checks, and c
     const { app, packed } = await installPackage(dir);
     assert.deepEqual(packed, [
       "README.md",
+      "dist/auth.d.ts",
       "dist/chat_client.d.ts",
       "dist/chat_client.js",
+      "dist/connection.d.ts",
       "dist/emitter.d.ts",
       "dist/errors.d.ts",
       "dist/frames.d.ts",
+      "dist/keep_alive.d.ts",
+      "dist/link.d.ts",
       "dist/mailbox.d.ts",
       "dist/options.d.ts",
       "dist/outbox.d.ts",
