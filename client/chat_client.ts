@@ -1,31 +1,28 @@
 /**
  * @module chat_client
  * A typed, dependency-free client for the GeoBeasts chat server that runs in browsers, Deno and
- * Node.
+ * Node. `ChatClient` is the public face: it checks arguments, and wires together the parts that
+ * do the work (the connection, signing in, the outbox, the catch-up, the frame handlers); this
+ * module re-exports every type and class of the SDK.
  *
- * Runtime code lives only inside the SDK's classes (`ChatSendError`, `ChatMailbox`,
- * `ChatRequests`, `ChatReceipts`, `ChatRefreshTimer`, `ChatClient`; everything else is types), so that their
+ * Runtime code lives only inside the SDK's classes (everything else is types), so that their
  * `toString()` is the complete JavaScript of the SDK: that is how the demo page embeds it without
- * a build step (see README.md, "Using it without a build step"; `SDK_CLASSES` lists them).
+ * a build step (see README.md, "Using it without a build step"; `SDK_CLASSES` lists them, and
+ * each must be exported here under its own name, which the page binds it to).
  */
 
 import type {
-  AuthenticatedFrame,
   ChatClientEvents,
   ChatMessage,
   ConnectionState,
-  ErrorFrame,
   HistoryResultFrame,
-  MessageSentFrame,
-  ReadFrame,
-  ReauthenticatedFrame,
-  StoredMessage,
-  SyncResultFrame,
   UnknownFrame,
   UnreadEvent,
 } from "./frames.ts";
 import { ChatAuth } from "./auth.ts";
+import { ChatCatchUp } from "./catch_up.ts";
 import { ChatConnection } from "./connection.ts";
+import { ChatDispatcher, type ChatParts } from "./dispatch.ts";
 import { ChatEmitter, type ChatHandler } from "./emitter.ts";
 import { ChatSendError } from "./errors.ts";
 import { ChatMailbox } from "./mailbox.ts";
@@ -39,7 +36,9 @@ export type * from "./frames.ts";
 export type * from "./options.ts";
 export {
   ChatAuth,
+  ChatCatchUp,
   ChatConnection,
+  ChatDispatcher,
   ChatEmitter,
   ChatKeepAlive,
   ChatMailbox,
@@ -53,8 +52,6 @@ export {
 /** A chat connection that re-authenticates, reconnects, catches up and re-sends on its own. */
 export class ChatClient {
   readonly #newId: () => string;
-  readonly #pageSize: number;
-  readonly #autoDelivered: boolean;
   readonly #emitter = new ChatEmitter();
   readonly #connection: ChatConnection;
   readonly #auth: ChatAuth;
@@ -64,9 +61,8 @@ export class ChatClient {
   /** Unanswered `history` requests, oldest first: all are (re)sent after authentication. */
   readonly #requests: ChatRequests;
   readonly #receipts: ChatReceipts;
-  /** Live messages that came during a catch-up, emitted after it in id order. */
-  #held: ChatMessage[] = [];
-  #syncCount = 0;
+  readonly #catchUp: ChatCatchUp;
+  readonly #dispatcher: ChatDispatcher;
 
   constructor(options: ChatClientOptions) {
     const timers = options.timers ?? {
@@ -76,15 +72,18 @@ export class ChatClient {
     this.#newId = options.newId ?? ChatClient.#uuid;
     this.#connection = new ChatConnection(options, timers, this.#emitter, {
       opened: (ws) => void this.#auth.signIn(ws),
-      receive: (data) => this.#receive(data),
-      lost: () => this.#lost(),
+      receive: (data) => this.#dispatcher.receive(data),
+      lost: () => {
+        this.#catchUp.abort();
+        this.#auth.stop();
+        this.#receipts.pause();
+      },
     });
     this.#outbox = new ChatOutbox(this.#connection, options.maxQueue ?? 100);
-    this.#pageSize = options.syncPageSize ?? 100;
-    if (!ChatClient.#isCount(this.#pageSize, 500)) {
+    const pageSize = options.syncPageSize ?? 100;
+    if (!ChatClient.#isCount(pageSize, 500)) {
       throw new RangeError("syncPageSize must be an integer from 1 to 500");
     }
-    this.#autoDelivered = options.autoDelivered ?? true;
     this.#auth = new ChatAuth(options, timers, this.#emitter, this.#connection);
     this.#requests = new ChatRequests(timers, options.requestTimeoutMs ?? 15_000);
     this.#receipts = new ChatReceipts(timers);
@@ -93,6 +92,18 @@ export class ChatClient {
       throw new RangeError("lastMessageId must be a non-negative integer");
     }
     this.#mailbox = new ChatMailbox(last);
+    const parts: ChatParts = {
+      emitter: this.#emitter,
+      connection: this.#connection,
+      auth: this.#auth,
+      mailbox: this.#mailbox,
+      outbox: this.#outbox,
+      requests: this.#requests,
+      markDelivered: (messageId) => this.markDelivered(messageId),
+      flushReceipts: () => this.#flushReceipts(),
+    };
+    this.#catchUp = new ChatCatchUp(parts, pageSize, options.autoDelivered ?? true);
+    this.#dispatcher = new ChatDispatcher(parts, this.#catchUp);
   }
 
   get state(): ConnectionState {
@@ -227,176 +238,8 @@ export class ChatClient {
     });
   }
 
-  #receive(data: unknown): void {
-    let frame: UnknownFrame;
-    try {
-      frame = JSON.parse(String(data));
-    } catch {
-      return;
-    }
-    if (typeof frame !== "object" || frame === null || typeof frame.type !== "string") return;
-    const me = this.#auth.userId;
-    switch (frame.type) {
-      case "authenticated":
-        return this.#onAuthenticated(frame as unknown as AuthenticatedFrame);
-      case "auth_error":
-        this.#auth.refused();
-        break;
-      case "chat_message": {
-        if (typeof frame.message_id !== "number") {
-          // Not a stored socket message: the game backend's `{type, message}` push (its ids are
-          // another database's), passed on as it came.
-          if (typeof frame.message === "object") this.#emitter.emit("backend_chat_message", frame);
-          return this.#emitter.emit("frame", frame);
-        }
-        const message = frame as unknown as ChatMessage;
-        if (this.#mailbox.syncing) this.#held.push(message);
-        else if (me !== undefined && this.#mailbox.accept(message, me, true)) {
-          this.#afterIncoming(message);
-        }
-        return this.#emitter.emit("frame", frame);
-      }
-      case "message_sent": {
-        const message = (frame as unknown as MessageSentFrame).data;
-        if (me !== undefined && message !== undefined) this.#mailbox.accept(message, me, true);
-        this.#outbox.acknowledge(message);
-        break;
-      }
-      case "error": {
-        this.#emitter.emitFrame(frame);
-        const error = frame as unknown as ErrorFrame;
-        if (this.#outbox.refuse(error)) return;
-        if (["unavailable", "invalid_field", "rate_limited"].includes(error.code)) {
-          this.#requestFailed(error);
-        }
-        return;
-      }
-      case "sync_result":
-        this.#emitter.emitFrame(frame);
-        return this.#onSyncPage(frame as unknown as SyncResultFrame);
-      case "history_result": {
-        this.#requests.answer(frame as unknown as HistoryResultFrame);
-        break;
-      }
-      case "read": {
-        const read = frame as unknown as ReadFrame;
-        if (read.user_id === me && this.#mailbox.read(read.friend_user_id, read.up_to_message_id)) {
-          this.#emitter.emitFrame(frame);
-          return this.#emitter.emit("unread", this.#mailbox.unread());
-        }
-        break;
-      }
-      case "reauthenticated":
-        this.#auth.expiresAt((frame as unknown as ReauthenticatedFrame).session_expires_at);
-        break;
-      case "session_expired":
-        return this.#onExpired(frame);
-      case "pong":
-        this.#connection.pong();
-        break;
-    }
-    this.#emitter.emitFrame(frame);
-  }
-
-  #onAuthenticated(frame: AuthenticatedFrame): void {
-    this.#auth.signedIn(frame.user_id);
-    for (const outgoing of this.#outbox.frames) this.#write(outgoing);
-    for (const request of this.#requests.frames) this.#write(request);
-    const after = this.#mailbox.authenticated(frame);
-    this.#connection.signedIn();
-    this.#auth.expiresAt(frame.session_expires_at);
-    this.#emitter.emitFrame(frame as unknown as UnknownFrame);
-    if (frame.last_message_id !== undefined) this.#emitter.emit("unread", this.#mailbox.unread());
-    this.#flushReceipts();
-    this.#syncCount = 0;
-    if (after !== undefined) this.#requestSync(after);
-    else this.#synced(frame.last_message_id !== undefined);
-  }
-
-  #requestSync(after: number): void {
-    this.#write(JSON.stringify({ type: "sync", after_message_id: after, limit: this.#pageSize }));
-  }
-
-  #onSyncPage(page: SyncResultFrame): void {
-    const me = this.#auth.userId;
-    if (!this.#mailbox.syncing || me === undefined) return;
-    const messages = Array.isArray(page.messages) ? page.messages : [];
-    for (const message of messages) {
-      const fresh = this.#mailbox.accept(message, me, false);
-      const own = message.sender_user_id === me && message.client_message_id !== undefined &&
-        this.#outbox.has(message.client_message_id);
-      if (own) this.#outbox.acknowledge(message);
-      else if (fresh) this.#afterIncoming(message), this.#syncCount++;
-    }
-    if (page.has_more === true && messages.length > 0) {
-      this.#requestSync(messages[messages.length - 1]!.message_id);
-    } else {
-      this.#mailbox.endSync();
-      const held = this.#held.sort((a, b) => a.message_id - b.message_id);
-      this.#held = [];
-      for (const message of held) {
-        if (this.#mailbox.accept(message, me, true)) {
-          this.#afterIncoming(message), this.#syncCount++;
-        }
-      }
-      this.#synced(true);
-    }
-  }
-
-  /** Catch-up is over: reconnect backoff starts again from its base. */
-  #synced(announce: boolean): void {
-    this.#connection.caughtUp();
-    if (!announce) return;
-    this.#emitter.emit("synced", {
-      type: "synced",
-      count: this.#syncCount,
-      last_message_id: this.#mailbox.cursor ?? 0,
-    });
-  }
-
-  /** Emits a message received for the first time, counts it unread, reports it delivered. */
-  #afterIncoming(message: ChatMessage & Partial<StoredMessage>): void {
-    this.#emitter.emit("chat_message", { ...message, type: "chat_message" });
-    const me = this.#auth.userId;
-    if (message.recipient_user_id === me && message.sender_user_id !== me) {
-      if (message.is_read !== true) this.#emitter.emit("unread", this.#mailbox.unread());
-      if (this.#autoDelivered && message.delivered_at === undefined) {
-        this.markDelivered(message.message_id);
-      }
-    }
-  }
-
-  /** A refusal without a `client_message_id` answers the catch-up first, else the oldest request. */
-  #requestFailed(error: ErrorFrame): void {
-    const ws = this.#connection.socket;
-    if (this.#mailbox.syncing && ws !== undefined) {
-      this.#emitter.emit("error", {
-        type: "error",
-        code: "sync_failed",
-        message: `Catch-up refused (${error.code}: ${error.message}); reconnecting`,
-      });
-      return this.#connection.abandon(ws, `sync failed: ${error.code}`);
-    }
-    this.#requests.failOldest(error.code, error.message);
-  }
-
-  #onExpired(frame: UnknownFrame): void {
-    this.#connection.expire(`session expired${frame.reason ? `: ${frame.reason}` : ""}`, () => {
-      this.#requests.failAll("session_expired", "The session expired before the answer came");
-      this.#emitter.emitFrame(frame);
-    });
-  }
-
   #flushReceipts(): void {
     this.#receipts.flush((frame) => this.#write(frame), () => this.#connection.state === "open");
-  }
-
-  /** The socket is gone: an unfinished catch-up is dropped, receipts wait for the next one. */
-  #lost(): void {
-    this.#mailbox.abortSync();
-    this.#held = []; // their ids are above the cursor: the next catch-up returns them
-    this.#auth.stop();
-    this.#receipts.pause();
   }
 
   #write(frame: string): void {
@@ -436,5 +279,7 @@ export const SDK_CLASSES: readonly (abstract new (...args: never[]) => unknown)[
   ChatKeepAlive,
   ChatConnection,
   ChatAuth,
+  ChatCatchUp,
+  ChatDispatcher,
   ChatClient,
 ];

@@ -125,9 +125,11 @@ Deno.test("the packed SDK installs offline, chats under Node, type-checks, and c
     assert.deepEqual(packed, [
       "README.md",
       "dist/auth.d.ts",
+      "dist/catch_up.d.ts",
       "dist/chat_client.d.ts",
       "dist/chat_client.js",
       "dist/connection.d.ts",
+      "dist/dispatch.d.ts",
       "dist/emitter.d.ts",
       "dist/errors.d.ts",
       "dist/frames.d.ts",
