@@ -12,7 +12,7 @@ import ts from "typescript";
 import { buildClient } from "../client/build.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
 
-const CLIENT = new URL("../client", import.meta.url).pathname;
+const CLIENT = new URL("../client/", import.meta.url).pathname;
 const NAME = "@geobeasts/chat-client";
 const CHROMIUM = "/usr/bin/chromium";
 
