@@ -14,7 +14,7 @@ import { startTcpProxy } from "./support/tcp_proxy.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
-const ARTIFACTS = new URL("./artifacts", import.meta.url);
+const ARTIFACTS = new URL("./artifacts/", import.meta.url);
 const nameOf = (id: number): string => ["alice", "bob", "carol"][id - 1] ?? `user${id}`;
 const installed = (() => {
   try {
