@@ -12,14 +12,14 @@ import nodeTls from "node:tls";
 import { WebSocket as NodeWebSocket } from "ws";
 import { TestClient } from "./support/client.ts";
 import { createTestDatabase } from "./support/db.ts";
-import { type ServerProcess, spawnServer, within } from "./support/process.ts";
+import { type ServerProcess, spawnServer } from "./support/process.ts";
 import { TEST_SECRET } from "./support/server.ts";
 import { TEST_CERT, TEST_KEY } from "./support/test_cert.ts";
 import { importTokenKey, signToken } from "../src/token.ts";
+import { eventually, sleep, within } from "./support/wait.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A server process on a fresh database with users 1 and 2, friends, connected and chatting. */
 async function withFriends(
@@ -119,10 +119,11 @@ async function metric(server: ServerProcess, name: string): Promise<number> {
 /** Polls `metric` until it equals `expected`; fails after 15 s. */
 async function metricReaches(server: ServerProcess, name: string, expected: number) {
   let value = NaN;
-  for (const end = Date.now() + 15_000; Date.now() < end; await delay(50)) {
-    if ((value = await metric(server, name)) === expected) return;
-  }
-  assert.fail(`${name} is ${value}, expected ${expected}`);
+  await eventually(
+    () => `${name} is ${value}, expected ${expected}`,
+    async () => (value = await metric(server, name)) === expected,
+    15_000,
+  );
 }
 
 /** The HTTP status of an upgrade attempt with extra headers (101 when it opened). */
@@ -154,7 +155,7 @@ Deno.test("request headers not complete at HEADERS_TIMEOUT_MS are answered 408 a
       const drip = (async () => {
         while (dripping.some((s) => !s.isEnded())) {
           await Promise.all(dripping.filter((s) => !s.isEnded()).map((s) => s.write("a")));
-          await delay(1000);
+          await sleep(1000);
         }
       })();
       const silent = await Promise.all(Array.from({ length: 20 }, () => openTcp(port)));
@@ -304,7 +305,7 @@ Deno.test("over TLS, a handshake or a request that never comes is cut at HEADERS
       await within(15_000, tlsAnswer, () => "the TLS socket is open"),
       /^HTTP\/1\.1 408 /,
     );
-    await delay(2000); // the session is past the deadline of its connection
+    await sleep(2000); // the session is past the deadline of its connection
     const pong = new Promise((resolve) => session.once("message", (data) => resolve(String(data))));
     session.send(JSON.stringify({ type: "ping" }));
     assert.match(String(await within(15_000, pong, () => "no pong over wss")), /"pong"/);

@@ -2,12 +2,13 @@
 
 import assert from "node:assert/strict";
 import { BatchLoader } from "../src/store/postgres/batch_loader.ts";
+import { sleep } from "./support/wait.ts";
 
 Deno.test("a burst of lookups costs two queries, each key answered with its own value or the fallback", async () => {
   const calls: number[][] = [];
   const loader = new BatchLoader<number, string>(async (keys) => {
     calls.push(keys);
-    await new Promise((r) => setTimeout(r, 5));
+    await sleep(5);
     return new Map(keys.filter((k) => k % 2 === 0).map((k) => [k, `v${k}`]));
   }, "none");
   const first = loader.load(1);

@@ -12,6 +12,7 @@ import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
 import { DEMO_PAGE, renderDemoPage } from "../src/demo_page/page.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
+import { eventually } from "./support/wait.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const ARTIFACTS = new URL("./artifacts/", import.meta.url);
@@ -366,11 +367,12 @@ browserTest(
 
 /** Waits until `locator`'s text is `text` (also for an element that is hidden when empty). */
 async function textIs(locator: Locator, text: string): Promise<void> {
-  for (let i = 0; i < 300; i++) {
-    if (await locator.textContent() === text) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  assert.equal(await locator.textContent(), text);
+  let seen: string | null = null;
+  await eventually(
+    () => `text ${JSON.stringify(seen)}, expected ${JSON.stringify(text)}`,
+    async () => (seen = await locator.textContent()) === text,
+    30_000,
+  );
 }
 
 /** Closes every page before its server stops, so that no page logs a failed reconnect. */

@@ -8,8 +8,9 @@
 
 import assert from "node:assert/strict";
 import { createTestDatabase } from "./support/db.ts";
-import { readJsonLog, within } from "./support/process.ts";
+import { readJsonLog } from "./support/process.ts";
 import { TEST_SECRET } from "./support/server.ts";
+import { within } from "./support/wait.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const START_PERMISSIONS = ["--allow-net", "--allow-env", "--allow-read", "--allow-sys"];
@@ -64,7 +65,7 @@ Deno.test("the bundle of main.ts serves /healthz and exits 0 on SIGTERM", async 
       const listening = await within(
         TIMEOUT_MS,
         log.listening,
-        () => `not listening:\n${log.lines.join("\n")}`,
+        () => `listening:\n${log.lines.join("\n")}`,
       );
       for (const port of [listening.public_port, listening.internal_port]) {
         const response = await fetch(`http://127.0.0.1:${port}/healthz`);
@@ -85,7 +86,7 @@ Deno.test("the bundle of main.ts serves /healthz and exits 0 on SIGTERM", async 
       assert.equal(probe.code, 0, new TextDecoder().decode(probe.stderr));
 
       child.kill("SIGTERM");
-      const { code } = await within(TIMEOUT_MS, status, () => "no exit after SIGTERM");
+      const { code } = await within(TIMEOUT_MS, status, "an exit after SIGTERM");
       assert.equal(code, 0, log.lines.join("\n"));
     } finally {
       if (!exited) {

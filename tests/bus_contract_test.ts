@@ -8,29 +8,16 @@ import type { BusDelivery, PresenceStatus } from "../src/bus/bus.ts";
 import {
   CLUSTER_KINDS,
   type ClusterKind,
-  eventually,
-  kindName,
+  clusterTest,
   type TestBus,
   type TestCluster,
-} from "./support/bus_cluster.ts";
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+} from "./support/cluster.ts";
+import { eventually, sleep } from "./support/wait.ts";
 
 /** Runs the contract against clusters made by `kind`. */
 function busContract(kind: ClusterKind): void {
   const test = (name: string, body: (cluster: TestCluster) => Promise<void>) =>
-    Deno.test({
-      name: kindName(name, kind),
-      ignore: kind.skip !== undefined,
-      async fn() {
-        const cluster = kind.create();
-        try {
-          await body(cluster);
-        } finally {
-          await cluster.cleanup();
-        }
-      },
-    });
+    clusterTest(kind, name, body);
 
   test("a publish reaches the other subscribed nodes only, frame and flag intact", async (c) => {
     const [a, b, c2, d] = [await c.node(), await c.node(), await c.node(), await c.node()];

@@ -8,17 +8,16 @@
 import assert from "node:assert/strict";
 import type { BusDelivery } from "../src/bus/bus.ts";
 import { createLogger } from "../src/log.ts";
-import { eventually, REDIS_URL, redisCluster } from "./support/bus_cluster.ts";
-import { createTestDatabase } from "./support/db.ts";
+import { REDIS_URL, redisCluster, withNodes } from "./support/cluster.ts";
 import { type FreezingProxy, startFreezingProxy } from "./support/freezing_proxy.ts";
-import { startTestServer, type TestServer } from "./support/server.ts";
+import type { TestServer } from "./support/server.ts";
+import { eventually, sleep } from "./support/wait.ts";
 
 const ignore = REDIS_URL === undefined;
 const suffix = ignore ? " (skipped: REDIS_URL unset)" : "";
 /** Detection takes up to 3.5 s (PING every 1 s, 2.5 s deadline); generous for a loaded machine. */
 const DETECT_MS = 15_000;
 const RECOVER_MS = 20_000;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 type Body = (env: {
   proxy: FreezingProxy;
@@ -27,7 +26,12 @@ type Body = (env: {
   events: string[];
 }) => Promise<void>;
 
-function silentTest(name: string, body: Body): void {
+/**
+ * A test on a Redis cluster (presence TTL `presenceTtlS`) and a proxy in front of its Redis.
+ * The default TTL is far above detection + reconnect, as in production: no node is swept
+ * meanwhile.
+ */
+function silentTest(name: string, body: Body, presenceTtlS = 10): void {
   Deno.test({
     name: name + suffix,
     ignore,
@@ -35,8 +39,7 @@ function silentTest(name: string, body: Body): void {
       const url = new URL(REDIS_URL!);
       const proxy = startFreezingProxy({ hostname: url.hostname, port: Number(url.port || 6379) });
       const proxyUrl = `redis://127.0.0.1:${proxy.port}`;
-      // A TTL far above detection + reconnect, as in production: no node is swept meanwhile.
-      const cluster = redisCluster(REDIS_URL!, 10);
+      const cluster = redisCluster(REDIS_URL!, presenceTtlS);
       const events: string[] = [];
       try {
         await body({ proxy, cluster, proxyUrl, events });
@@ -183,31 +186,18 @@ function twoNodeTest(
   presenceTtlS: number,
   body: (a: TestServer, b: TestServer, proxy: FreezingProxy) => Promise<void>,
 ): void {
-  Deno.test({
-    name: name + suffix,
-    ignore,
-    async fn() {
-      const url = new URL(REDIS_URL!);
-      const proxy = startFreezingProxy({ hostname: url.hostname, port: Number(url.port || 6379) });
-      const cluster = redisCluster(REDIS_URL!, presenceTtlS);
-      const db = await createTestDatabase();
-      const nodes: TestServer[] = [];
-      try {
-        const proxyUrl = `redis://127.0.0.1:${proxy.port}`;
-        nodes.push(await startTestServer({ db, bus: () => cluster.nodeWith({ url: proxyUrl }) }));
-        nodes.push(await startTestServer({ db, bus: cluster.node }));
-        for (const id of [1, 2]) await db.addUser(id);
-        await db.befriend(1, 2);
-        await body(nodes[0]!, nodes[1]!, proxy);
-      } finally {
-        proxy.restore();
-        for (const node of nodes) await node.close();
-        await cluster.cleanup();
-        await proxy.close();
-        await db.drop();
-      }
-    },
-  });
+  silentTest(name, ({ proxy, cluster, proxyUrl }) =>
+    withNodes(
+      (i) => i === 0 ? cluster.nodeWith({ url: proxyUrl }) : cluster.node(),
+      { users: [1, 2], friends: [[1, 2]] },
+      async ([a, b]) => {
+        try {
+          await body(a!, b!, proxy);
+        } finally {
+          proxy.restore(); // before the nodes close: a frozen path would hold their goodbyes
+        }
+      },
+    ), presenceTtlS);
 }
 
 /** Alice (1) on node A, then Bob (2) on node B, both settled; Alice has seen Bob come online. */

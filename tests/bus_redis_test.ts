@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import type { BusDelivery, PresenceStatus } from "../src/bus/bus.ts";
-import { deleteKeys, eventually, REDIS_URL, redisCluster } from "./support/bus_cluster.ts";
+import { deleteKeys, REDIS_URL, redisCluster } from "./support/cluster.ts";
+import { eventually } from "./support/wait.ts";
 
 const ignore = REDIS_URL === undefined;
 const suffix = ignore ? " (skipped: REDIS_URL unset)" : "";

@@ -5,9 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import { CLUSTER_KINDS } from "./support/bus_cluster.ts";
 import type { Frame, TestClient } from "./support/client.ts";
-import { nodesTest } from "./support/nodes.ts";
+import { CLUSTER_KINDS, nodesTest } from "./support/cluster.ts";
 
 const [memory] = CLUSTER_KINDS;
 

@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { startTestServer, type TestServer, TRANSPORTS } from "./support/server.ts";
+import { sleep } from "./support/wait.ts";
 
 /**
  * Runs `body` against a fresh server with users 1..4, 1–2 and 1–3 friends,
@@ -246,7 +247,7 @@ chatTest("a friendship made in the database takes effect within five seconds", a
     const answer = await alice.next();
     if (answer.type === "message_sent") break;
     assert.ok(Date.now() < deadline, "friendship not seen within 5 s");
-    await new Promise((r) => setTimeout(r, 250));
+    await sleep(250);
   }
 });
 

@@ -9,15 +9,9 @@
 import assert from "node:assert/strict";
 import { ChatClient, type ChatClientEvents, type WebSocketLike } from "../client/chat_client.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
+import { eventually, sleep } from "./support/wait.ts";
 
 const NOTIFY_SECRET = "e2e-notify-secret";
-
-async function eventually(check: () => boolean, what: string, ms = 10_000): Promise<void> {
-  for (const deadline = Date.now() + ms; !check();) {
-    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 /** A WebSocket the test can cut, and keep from reconnecting while `offline` is set. */
 function switchableWebSocket() {
@@ -93,13 +87,13 @@ e2eTest(
     bob.client.connect();
     await Promise.all([alice.client.once("synced"), bob.client.once("synced")]);
     await bob.client.send(1, "before");
-    await eventually(() => alice.seen.texts.length === 1, "live message");
+    await eventually("live message", () => alice.seen.texts.length === 1, 10_000);
     socket.control.offline = true;
     socket.control.current!.close();
-    await eventually(() => alice.client.state === "waiting", "alice waits to reconnect");
+    await eventually("alice waits to reconnect", () => alice.client.state === "waiting", 10_000);
     for (const text of ["one", "two", "three"]) await bob.client.send(1, text);
     socket.control.offline = false;
-    await eventually(() => alice.seen.synced.length === 2, "catch-up after the reconnect");
+    await eventually("catch-up after the reconnect", () => alice.seen.synced.length === 2, 10_000);
     assert.deepEqual(alice.seen.texts, ["before", "one", "two", "three"]);
     assert.equal(alice.seen.synced[1]!.count, 3);
     await Promise.all([alice.client.close(), bob.client.close()]);
@@ -131,8 +125,8 @@ e2eTest("history pages, unread counts, read and delivered receipts through the S
   alice.client.markDelivered(sent[4]!.message_id);
   alice.client.markRead(2, sent[4]!.message_id);
   assert.equal(alice.client.unread.total, 0);
-  await eventually(() => receipts.length === 2, "both receipts");
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  await eventually("both receipts", () => receipts.length === 2, 10_000);
+  await sleep(200);
   assert.deepEqual(receipts, [`delivered ${sent[4]!.message_id}`, `read ${sent[4]!.message_id}`]);
   const [row] = await t.db.sql`select count(*)::int as n from messages where not is_read`;
   assert.equal(row!.n, 0);
@@ -153,7 +147,7 @@ e2eTest(
     const auth = await client.once("authenticated");
     const renewed = await client.once("reauthenticated");
     assert.ok(Date.parse(renewed.session_expires_at) >= Date.parse(auth.session_expires_at!));
-    await eventually(() => tokens >= 3, "a second refresh", 15_000);
+    await eventually("a second refresh", () => tokens >= 3, 15_000);
     assert.deepEqual(expired, []);
     assert.equal(client.state, "open");
     await client.close();
@@ -177,10 +171,10 @@ e2eTest("POST /disconnect ends the SDK's session: no reconnect until connect()",
   await res.body?.cancel();
   assert.equal((await ended).reason, "banned");
   assert.equal(client.state, "expired");
-  await new Promise((resolve) => setTimeout(resolve, 500));
+  await sleep(500);
   assert.equal(authenticated, 1, "no reconnect after session_expired");
   client.connect();
-  await eventually(() => authenticated === 2, "signed in again after connect()");
+  await eventually("signed in again after connect()", () => authenticated === 2, 10_000);
   assert.equal(seen.synced.length, 2);
   await client.close();
 });

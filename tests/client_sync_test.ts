@@ -10,17 +10,10 @@ import * as typedSdk from "../client/chat_client.ts";
 import type { ChatClient, ChatClientEvents, ChatClientOptions } from "../client/chat_client.ts";
 import { CLIENT_JS } from "../src/demo_page/page.ts";
 import { type FakeChatServer, startFakeChatServer } from "./support/fake_chat_server.ts";
+import { eventually, sleep } from "./support/wait.ts";
 
 type Sdk = typeof typedSdk;
 const embeddedSdk: Sdk = await import(`data:text/javascript,${encodeURIComponent(CLIENT_JS)}`);
-
-async function eventually(check: () => boolean, what: string, ms = 5000): Promise<void> {
-  for (const deadline = Date.now() + ms; !check();) {
-    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function sdkSuite(variant: string, sdk: Sdk): void {
   /** A client for `userId` on `fake` that records the events a game would render. */
@@ -71,10 +64,10 @@ function sdkSuite(variant: string, sdk: Sdk): void {
       client.connect();
       await client.once("synced");
       fake.store(2, 1, "live before the drop");
-      await eventually(() => seen.texts.length === 1, "live message");
+      await eventually("live message", () => seen.texts.length === 1);
       for (const text of ["one", "two", "three"]) fake.store(2, 1, text, { live: false });
       fake.cut(1);
-      await eventually(() => seen.synced.length === 2, "second catch-up");
+      await eventually("second catch-up", () => seen.synced.length === 2);
       assert.deepEqual(seen.texts, ["live before the drop", "one", "two", "three"]);
       assert.equal(seen.synced[1]!.count, 3);
       assert.equal(client.lastMessageId, 4);
@@ -113,7 +106,7 @@ function sdkSuite(variant: string, sdk: Sdk): void {
       fake.store(2, 1, "missed", { live: false });
       fake.beforeNextSync(() => fake.store(2, 1, "during catch-up"));
       fake.cut(1);
-      await eventually(() => seen.synced.length === 2, "catch-up");
+      await eventually("catch-up", () => seen.synced.length === 2);
       await sleep(50);
       assert.deepEqual(seen.texts, ["missed", "during catch-up"]);
       await client.close();
@@ -127,7 +120,7 @@ function sdkSuite(variant: string, sdk: Sdk): void {
       fake.store(2, 1, "waiting", { live: false });
       fake.refuseNext("sync", "unavailable");
       client.connect();
-      await eventually(() => seen.synced.length === 1, "catch-up after the refusal");
+      await eventually("catch-up after the refusal", () => seen.synced.length === 1);
       assert.deepEqual(seen.errors.map((e) => e.code), ["unavailable", "sync_failed"]);
       assert.equal(seen.authenticated, 2);
       assert.deepEqual(seen.texts, ["waiting"]);
@@ -170,11 +163,11 @@ function sdkSuite(variant: string, sdk: Sdk): void {
         },
       };
       fake.push(1, push);
-      await eventually(() => pushes.length === 1, "push emitted");
+      await eventually("push emitted", () => pushes.length === 1);
       assert.deepEqual(pushes[0], push);
       assert.deepEqual(seen.texts, [], "not a chat_message event");
       fake.cut(1);
-      await eventually(() => seen.synced.length === 2, "catch-up after the drop");
+      await eventually("catch-up after the drop", () => seen.synced.length === 2);
       assert.deepEqual(seen.texts, ["stored"]);
       const syncs = fake.received.filter((r) => r.frame.type === "sync").map((r) => r.frame);
       assert.deepEqual(syncs, [{ type: "sync", after_message_id: 0, limit: 100 }]);
@@ -228,10 +221,10 @@ function sdkSuite(variant: string, sdk: Sdk): void {
         by_friend: { "2": 2, "3": 1 },
       });
       const live = await bob.client.send(1, "d");
-      await eventually(() => alice.seen.unread.at(-1)!.total === 4, "new message counted");
+      await eventually("new message counted", () => alice.seen.unread.at(-1)!.total === 4);
       alice.client.markRead(2, live.message_id);
       assert.deepEqual(alice.client.unread, { type: "unread", total: 1, by_friend: { "3": 1 } });
-      await eventually(() => reads.length === 1, "bob sees the read receipt");
+      await eventually("bob sees the read receipt", () => reads.length === 1);
       assert.equal(reads[0]!.user_id, 1);
       assert.equal(reads[0]!.up_to_message_id, live.message_id);
       assert.equal(fake.messages.filter((m) => m.is_read).length, 3);
@@ -252,12 +245,12 @@ function sdkSuite(variant: string, sdk: Sdk): void {
       await Promise.all([alice, bob, carol].map((c) => c.client.once("synced")));
       const toAlice = await bob.client.send(1, "hi alice");
       await bob.client.send(3, "hi carol");
-      await eventually(() => ticks.length === 1, "delivered tick");
+      await eventually("delivered tick", () => ticks.length === 1);
       await sleep(100);
       assert.deepEqual(ticks, [toAlice.message_id]);
       assert.equal(fake.received.filter((r) => r.frame.type === "delivered").length, 1);
       carol.client.markDelivered(2);
-      await eventually(() => ticks.length === 2, "manual delivered");
+      await eventually("manual delivered", () => ticks.length === 2);
       await Promise.all([alice, bob, carol].map((c) => c.client.close()));
     },
   );
@@ -298,7 +291,7 @@ function sdkSuite(variant: string, sdk: Sdk): void {
     assert.equal(fake.connections, 1, "no reconnect after session_expired");
     assert.equal(states.at(-1), "expired");
     client.connect();
-    await eventually(() => seen.authenticated === 2, "reconnect after connect()");
+    await eventually("reconnect after connect()", () => seen.authenticated === 2);
     assert.equal(seen.tokens, 2);
     await client.close();
   });
@@ -316,7 +309,7 @@ function sdkSuite(variant: string, sdk: Sdk): void {
       const reasons: string[] = [];
       client.on("state", (s) => s.reason && reasons.push(s.reason));
       client.connect();
-      await eventually(() => seen.errors.length >= 2, "two visible failures");
+      await eventually("two visible failures", () => seen.errors.length >= 2);
       const [first, second] = seen.errors as typedSdk.ClientErrorEvent[];
       assert.equal(first!.code, "get_token_failed");
       assert.equal(first!.cause, cause);

@@ -10,17 +10,10 @@ import type { ChatClient, ChatClientOptions, WebSocketLike } from "../client/cha
 import { CLIENT_JS } from "../src/demo_page/page.ts";
 import { createTestDatabase } from "./support/db.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
+import { eventually } from "./support/wait.ts";
 
 type Sdk = typeof typedSdk;
 const embeddedSdk: Sdk = await import(`data:text/javascript,${encodeURIComponent(CLIENT_JS)}`);
-
-/** Polls `check` every 10 ms until it holds. */
-async function eventually(check: () => boolean, what: string, ms = 5000): Promise<void> {
-  for (const deadline = Date.now() + ms; !check();) {
-    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 async function countRows(t: TestServer): Promise<number> {
   const [row] = await t.db.sql`select count(*)::int as n from messages`;
@@ -146,8 +139,8 @@ function sdkSuite(variant: string, sdk: Sdk): void {
       client.on("state", (change) => states.push(change.state));
       client.connect();
       await client.once("authenticated");
-      const t2 = await restart(() => eventually(() => client.state === "waiting", "client waits"));
-      await eventually(() => stats.authenticated === 2, "second authentication");
+      const t2 = await restart(() => eventually("client waits", () => client.state === "waiting"));
+      await eventually("second authentication", () => stats.authenticated === 2);
       assert.equal(stats.tokens, 2, "a fresh token is fetched for the new connection");
       assert.deepEqual(states.slice(0, 4), ["connecting", "authenticating", "open", "waiting"]);
       assert.equal(states.at(-1), "open");
@@ -166,7 +159,7 @@ function sdkSuite(variant: string, sdk: Sdk): void {
       await client.once("authenticated");
       let queued: Promise<typedSdk.ChatMessage> | undefined;
       const t2 = await restart(async () => {
-        await eventually(() => client.state === "waiting", "client waits to reconnect");
+        await eventually("client waits to reconnect", () => client.state === "waiting");
         queued = client.send(2, "written offline", { clientMessageId: "offline-1" });
         assert.equal(client.pending, 1);
       });
@@ -208,7 +201,7 @@ function sdkSuite(variant: string, sdk: Sdk): void {
     const pongs: unknown[] = [];
     client.on("pong", (frame) => pongs.push(frame));
     client.connect();
-    await eventually(() => stats.authenticated === 2 && pongs.length > 0, "reconnect, then pongs");
+    await eventually("reconnect, then pongs", () => stats.authenticated === 2 && pongs.length > 0);
     assert.equal(reasons[0], "no pong within 300 ms");
     await client.close();
   });
@@ -251,7 +244,7 @@ function sdkSuite(variant: string, sdk: Sdk): void {
       random: () => 0.5,
     });
     waiting.connect();
-    await eventually(() => waiting.state === "waiting", "waiting state");
+    await eventually("waiting state", () => waiting.state === "waiting");
     await waiting.close();
   });
 
@@ -287,7 +280,7 @@ function sdkSuite(variant: string, sdk: Sdk): void {
     assert.deepEqual(delays, [250, 500, 1000, 2000, 4000, 8000, 15000, 15000]);
     const queued = client.send(2, "queued", { clientMessageId: "fake-1" });
     last().onopen!({});
-    await eventually(() => sockets.at(-1)!.sent.length === 1, "authenticate frame");
+    await eventually("authenticate frame", () => sockets.at(-1)!.sent.length === 1);
     last().onmessage!({
       data: JSON.stringify({ type: "authenticated", user_id: 1, online_friends: [] }),
     });
@@ -296,7 +289,7 @@ function sdkSuite(variant: string, sdk: Sdk): void {
     assert.equal(delays.at(-1), 250, "attempts reset after authentication");
     timers.shift()!();
     last().onopen!({});
-    await eventually(() => sockets.at(-1)!.sent.length === 1, "authenticate frame");
+    await eventually("authenticate frame", () => sockets.at(-1)!.sent.length === 1);
     last().onmessage!({
       data: JSON.stringify({ type: "authenticated", user_id: 1, online_friends: [] }),
     });

@@ -5,44 +5,24 @@
  */
 
 import assert from "node:assert/strict";
-import { CLUSTER_KINDS, type ClusterKind, kindName, type TestBus } from "./support/bus_cluster.ts";
+import { CLUSTER_KINDS, type ClusterKind, nodesTest, type TestBus } from "./support/cluster.ts";
 import type { TestClient } from "./support/client.ts";
-import { createTestDatabase } from "./support/db.ts";
-import { startTestServer, type TestServer } from "./support/server.ts";
+import type { TestServer } from "./support/server.ts";
 
 const NOTIFY_SECRET = "cluster-notify-secret";
-/** Short, so that a dead node is noticed quickly. */
-const PRESENCE_TTL_S = 1;
 
-function clusterTest(
+/** Two nodes; a short presence TTL, so that a dead node is noticed quickly. */
+function twoNodeTest(
   kind: ClusterKind,
   name: string,
   body: (a: TestServer, b: TestServer, deadNodeBoundMs: number) => Promise<void>,
 ): void {
-  Deno.test({
-    name: kindName(name, kind),
-    ignore: kind.skip !== undefined,
-    async fn() {
-      const db = await createTestDatabase();
-      const cluster = kind.create(PRESENCE_TTL_S);
-      const nodes: TestServer[] = [];
-      try {
-        for (let i = 0; i < 2; i++) {
-          nodes.push(
-            await startTestServer({ db, bus: cluster.node, env: { NOTIFY_SECRET } }),
-          );
-        }
-        for (const id of [1, 2, 3]) await db.addUser(id);
-        await db.befriend(1, 2);
-        await db.befriend(3, 1);
-        await body(nodes[0]!, nodes[1]!, cluster.deadNodeBoundMs);
-      } finally {
-        for (const node of nodes) await node.close();
-        await cluster.cleanup();
-        await db.drop();
-      }
-    },
-  });
+  nodesTest(
+    kind,
+    name,
+    { env: { NOTIFY_SECRET }, presenceTtlS: 1, users: [1, 2, 3], friends: [[1, 2], [3, 1]] },
+    ([a, b], _db, cluster) => body(a!, b!, cluster.deadNodeBoundMs),
+  );
 }
 
 /** Connects on `node` and waits until the node's presence work for it is done. */
@@ -53,7 +33,7 @@ async function connectSettled(node: TestServer, userId: number): Promise<TestCli
 }
 
 for (const kind of CLUSTER_KINDS) {
-  clusterTest(
+  twoNodeTest(
     kind,
     "a message from node A reaches the friend and the sender's other device on node B",
     async (a, b) => {
@@ -69,14 +49,14 @@ for (const kind of CLUSTER_KINDS) {
     },
   );
 
-  clusterTest(kind, "typing crosses nodes", async (a, b) => {
+  twoNodeTest(kind, "typing crosses nodes", async (a, b) => {
     const bob = await connectSettled(b, 2);
     const alice = await connectSettled(a, 1);
     alice.send({ type: "typing", recipient_user_id: 2 });
     assert.deepEqual(await bob.next("typing"), { type: "typing", user_id: 1, is_typing: true });
   });
 
-  clusterTest(
+  twoNodeTest(
     kind,
     "presence crosses nodes, and a user on both nodes goes offline only with the last device",
     async (a, b) => {
@@ -102,7 +82,7 @@ for (const kind of CLUSTER_KINDS) {
     },
   );
 
-  clusterTest(kind, "/notify on node A reaches a user on node B", async (a, b) => {
+  twoNodeTest(kind, "/notify on node A reaches a user on node B", async (a, b) => {
     const bob = await connectSettled(b, 2);
     const event = { type: "battle_invitation", from_user_id: 1, battle_id: 9 };
     const res = await fetch(`${a.internalUrl}/notify`, {
@@ -115,7 +95,7 @@ for (const kind of CLUSTER_KINDS) {
     assert.deepEqual(await bob.next("battle_invitation"), event);
   });
 
-  clusterTest(
+  twoNodeTest(
     kind,
     "a node whose heartbeat stops takes its users offline for friends on the other node",
     async (a, b, deadNodeBoundMs) => {

@@ -9,6 +9,7 @@ import postgres from "postgres";
 import { logUnhandledDatabaseErrors } from "../src/store/postgres/background_errors.ts";
 import type { Logger } from "../src/log.ts";
 import { createTestDatabase } from "./support/db.ts";
+import { sleep } from "./support/wait.ts";
 
 Deno.test("a new connection whose type query times out is logged and the process carries on", async () => {
   const db = await createTestDatabase();
@@ -30,11 +31,11 @@ Deno.test("a new connection whose type query times out is logged and the process
       await tx`lock table pg_catalog.pg_type in access exclusive mode`;
       await released.promise;
     });
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
     const first = fresh`select 1 as one`.execute(); // connects; its type query times out
     const answer = first.then((rows) => [...rows], (err) => err);
     for (let i = 0; i < 100 && logged.length === 0; i++) {
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
     }
     released.resolve();
     await held;

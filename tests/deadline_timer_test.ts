@@ -6,8 +6,7 @@
 
 import assert from "node:assert/strict";
 import { DeadlineQueue, DeadlineTimer } from "../src/session/deadline_timer.ts";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { sleep } from "./support/wait.ts";
 
 Deno.test("timers on one queue fire once each, in order of their moments; moved ones at the new moment, stopped ones never", async () => {
   const queue = new DeadlineQueue(Date.now);

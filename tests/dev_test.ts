@@ -8,7 +8,8 @@
 import assert from "node:assert/strict";
 import { TestClient } from "./support/client.ts";
 import { createTestDatabase } from "./support/db.ts";
-import { collectLines, within } from "./support/process.ts";
+import { collectLines } from "./support/process.ts";
+import { sleep, within } from "./support/wait.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const READY_TIMEOUT_MS = 90_000; // a first run type-checks and runs initdb
@@ -145,7 +146,7 @@ Deno.test("deno task dev without DATABASE_URL serves the demo users and exits 0 
     const started = Date.now();
     child.kill("SIGINT");
     assert.equal(await client.closedWith(STOP_TIMEOUT_MS), 1001);
-    const { code } = await within(STOP_TIMEOUT_MS, status, () => "no exit after SIGINT");
+    const { code } = await within(STOP_TIMEOUT_MS, status, "an exit after SIGINT");
     assert.equal(code, 0, err.lines.join("\n"));
     assert.ok(Date.now() - started < STOP_TIMEOUT_MS);
     // The embedded database was stopped before the exit, not left behind.
@@ -171,7 +172,7 @@ async function removeWhenStopped(dataDir: string): Promise<void> {
     } catch {
       break;
     }
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await sleep(100);
   }
   await Deno.remove(dataDir, { recursive: true }).catch(() => {});
 }

@@ -15,6 +15,7 @@ import { wsTransport } from "../src/transport/ws.ts";
 import { TestClient } from "./support/client.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
 import { startTestServer } from "./support/server.ts";
+import { sleep } from "./support/wait.ts";
 
 const DEADLINE_MS = 1000;
 
@@ -74,7 +75,7 @@ for (const failure of ["cut", "freeze"] as const) {
       let answer;
       const until = Date.now() + 10_000;
       do {
-        await new Promise((r) => setTimeout(r, 200));
+        await sleep(200);
         alice.send({
           type: "chat_message",
           recipient_user_id: 2,

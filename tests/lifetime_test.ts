@@ -5,8 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import { CLUSTER_KINDS } from "./support/bus_cluster.ts";
-import { nodesTest, sleep } from "./support/nodes.ts";
+import { CLUSTER_KINDS, nodesTest } from "./support/cluster.ts";
+import { sleep } from "./support/wait.ts";
 
 const NOTIFY_SECRET = "lifetime-notify-secret";
 const nowS = () => Math.floor(Date.now() / 1000);

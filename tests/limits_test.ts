@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 // @ts-types="npm:@types/ws@^8.18.1"
 import { WebSocket as NodeWebSocket } from "ws";
 import { startTestServer, type TestServer } from "./support/server.ts";
+import { eventually, sleep } from "./support/wait.ts";
 import { RawWs } from "./raw_ws.ts";
 
 function limitTest(
@@ -275,13 +276,9 @@ limitTest("a reader that stops reading is closed as a slow consumer while others
       assert.equal(res.status, 202, await res.text());
     }
     assert.ok(await slowClosed(), "the stalled reader was never closed as a slow consumer");
-    for (let i = 0; i < 100 && t.server.hub.connectionCount !== 2; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    assert.equal(
-      t.server.hub.connectionCount,
-      2,
-      "the slow consumer's connection was not released",
+    await eventually(
+      "the slow consumer's connection released",
+      () => t.server.hub.connectionCount === 2,
     );
     carol.send({ type: "chat_message", recipient_user_id: 4, message_text: "still fast" });
     assert.equal((await dave.next("chat_message")).message_text, "still fast");
@@ -317,7 +314,7 @@ limitTest(
       })();
       while (!ended && Date.now() - started < 20_000) {
         await raw.send(text({ type: "ping" })).catch(() => {});
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        await sleep(100);
       }
       await end;
       const seconds = (Date.now() - started) / 1000;

@@ -12,6 +12,7 @@ import { WRITER_SETTINGS } from "../src/store/postgres/repository.ts";
 import { insertRows } from "../src/store/postgres/message_insert.ts";
 import { connectRepository, createTestDatabase, waitingOnLock } from "./support/db.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
+import { sleep } from "./support/wait.ts";
 
 const connect = (url: string, statementTimeoutMs: number, logger: Logger = silentLogger) =>
   connectRepository(url, { statementTimeoutMs, logger });
@@ -29,7 +30,7 @@ Deno.test("a committed row is acknowledged even when the look-up of a repeat's o
                values (1, 2, 'retry of d1', 'd1')`;
       await holder.promise;
     });
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
     // One batch: a new message and a retry of d1; it waits for the id lock.
     const fresh = repository.storeMessage({ ...base, messageText: "n1", clientMessageId: "n1" });
     const repeat = repository.storeMessage({
@@ -190,7 +191,7 @@ Deno.test("with the database unreachable one message costs one failed attempt, n
       UnavailableError,
     );
     const afterFailure = warnings.length;
-    await new Promise((r) => setTimeout(r, 2000));
+    await sleep(2000);
     assert.equal(warnings.length, afterFailure, `kept trying: ${warnings.join(", ")}`);
     assert.ok(afterFailure <= 2, `one message logged ${afterFailure} warnings`);
   } finally {

@@ -12,6 +12,7 @@ import { silentLogger } from "../src/log.ts";
 import { migrate, MIGRATIONS, MIGRATIONS_TABLE } from "../src/store/postgres/migrations.ts";
 import { PostgresRepository } from "../src/store/postgres/repository.ts";
 import { createTestDatabase, type TestDatabase, waitingOnLock } from "./support/db.ts";
+import { sleep } from "./support/wait.ts";
 
 const ALL = MIGRATIONS.map((m) => m.version);
 
@@ -118,7 +119,7 @@ Deno.test("a DDL step gives way to a game transaction: retried with backoff, the
       await tx`lock table messages in row exclusive mode`;
       await release.promise;
     });
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
     await assert.rejects(
       migrate(migrator, { lockTimeoutMs: 200, attempts: 2, backoffMs: 50 }),
       (err: Error) => {
@@ -165,7 +166,7 @@ Deno.test("indexes are built concurrently: the game inserts while a build waits"
       await tx`lock table messages in row exclusive mode`;
       await release.promise;
     });
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
     const migrating = migrate(migrator);
     await waitingOnLock(db, "index concurrently");
     await game.begin(async (tx) => {

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
 import { startTestServer } from "./support/server.ts";
+import { sleep } from "./support/wait.ts";
 
 const DEADLINE_MS = 1000;
 
@@ -48,7 +49,7 @@ for (const failure of ["cut", "freeze"] as const) {
         );
       }
       proxy.restore();
-      await new Promise((r) => setTimeout(r, DEADLINE_MS * 2));
+      await sleep(DEADLINE_MS * 2);
       const [row] = await t.db.sql`select is_read, read_at, delivered_at from messages`;
       assert.deepEqual(
         { ...row },

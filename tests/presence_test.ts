@@ -5,9 +5,9 @@
  */
 
 import assert from "node:assert/strict";
-import { CLUSTER_KINDS, eventually } from "./support/bus_cluster.ts";
 import type { Frame, TestClient } from "./support/client.ts";
-import { nodesTest, sleep, slowSubscribe } from "./support/nodes.ts";
+import { CLUSTER_KINDS, nodesTest, slowSubscribe } from "./support/cluster.ts";
+import { eventually, sleep } from "./support/wait.ts";
 
 const TRIALS = 25;
 const PAIRS = Array.from(

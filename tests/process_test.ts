@@ -12,6 +12,7 @@ import { createTestDatabase } from "./support/db.ts";
 import { runServerExpectingFailure, spawnServer } from "./support/process.ts";
 import { TEST_SECRET } from "./support/server.ts";
 import { importTokenKey, signToken } from "../src/token.ts";
+import { sleep } from "./support/wait.ts";
 
 const PATH = Deno.env.get("PATH") ?? "";
 
@@ -82,7 +83,7 @@ async function withRss<T>(
   const sampling = (async () => {
     while (running) {
       peak = Math.max(peak, await server.rss());
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await sleep(100);
     }
   })();
   let result: T;
@@ -173,7 +174,7 @@ Deno.test("rounds of 2,000 sockets that never authenticate are closed at the aut
       }
       const codes = await Promise.all(clients.map((c) => c.closedWith(15_000)));
       assert.ok(codes.every((code) => code === 1008), `close codes: ${[...new Set(codes)]}`);
-      await new Promise((r) => setTimeout(r, 500));
+      await sleep(500);
       const { heap, unauthenticated } = await scrape();
       assert.equal(unauthenticated, 0);
       heaps.push(heap);

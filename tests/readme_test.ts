@@ -10,7 +10,8 @@
 
 import assert from "node:assert/strict";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
-import { collectLines, type Lines, within } from "./support/process.ts";
+import { collectLines, type Lines } from "./support/process.ts";
+import { within } from "./support/wait.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const README = new URL("../README.md", import.meta.url);

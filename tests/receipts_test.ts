@@ -4,9 +4,8 @@
  */
 
 import assert from "node:assert/strict";
-import { CLUSTER_KINDS } from "./support/bus_cluster.ts";
 import type { TestClient } from "./support/client.ts";
-import { nodesTest } from "./support/nodes.ts";
+import { CLUSTER_KINDS, nodesTest } from "./support/cluster.ts";
 
 async function say(from: TestClient, to: number, text: string): Promise<number> {
   from.send({ type: "chat_message", recipient_user_id: to, message_text: text });

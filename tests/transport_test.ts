@@ -10,11 +10,11 @@ import type {
 import type { WsConnection } from "../src/transport/transport.ts";
 import { nativeTransport } from "../src/transport/native.ts";
 import { wsTransport } from "../src/transport/ws.ts";
+import { eventually, sleep, within } from "./support/wait.ts";
 import { type FrameSpec, RawWs } from "./raw_ws.ts";
 
 const MAX_PAYLOAD = 16384;
 const MiB = 1024 * 1024;
-const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A listener with an echo session: text is echoed, binary answered `"binary"`. */
 interface Harness {
@@ -56,19 +56,6 @@ async function start(transport: Transport, options: Partial<ListenOptions> = {})
   return h;
 }
 
-/** Rejects with `what` when `promise` has not settled within `ms`; leaves no timer behind. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out: ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** A WebSocket client plus the promises a test awaits on it (`opened` is false when refused). */
 function connect(url: string) {
   const ws = new WebSocket(url);
@@ -84,8 +71,8 @@ function connect(url: string) {
   });
   const next = () =>
     within(
-      inbox.length ? Promise.resolve(inbox.shift()!) : new Promise<string>((r) => waiters.push(r)),
       5000,
+      inbox.length ? Promise.resolve(inbox.shift()!) : new Promise<string>((r) => waiters.push(r)),
       "message",
     );
   return { ws, opened, closed, next };
@@ -93,24 +80,15 @@ function connect(url: string) {
 
 type Client = ReturnType<typeof connect>;
 
-/** Polls `check` until it holds; rejects with `what` after `ms`. */
-async function until(check: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`Timed out: ${what}`);
-    await delay(10);
-  }
-}
-
 /** Opens a client on `path`, runs `body`, then closes the client whatever happened. */
 async function withClient(h: Harness, path: string, body: (c: Client) => Promise<void>) {
   const c = connect(h.url(path));
   try {
-    assert.equal(await within(c.opened, 5000, "open"), true);
+    assert.equal(await within(5000, c.opened, "open"), true);
     await body(c);
   } finally {
     c.ws.close();
-    await within(c.closed, 5000, "client close");
+    await within(5000, c.closed, "client close");
   }
 }
 
@@ -124,7 +102,7 @@ for (const [name, transport] of transports) {
       try {
         await fn(h);
       } finally {
-        await within(h.listener.close(), 5000, "listener close");
+        await within(5000, h.listener.close(), "listener close");
       }
     });
 
@@ -178,9 +156,9 @@ for (const [name, transport] of transports) {
     const c = connect(h.url("/"));
     assert.equal(await c.opened, true);
     c.ws.close(4000, "bye");
-    assert.equal((await within(c.closed, 5000, "close")).code, 4000);
-    await until(() => h.closes.length > 0, "onClose");
-    await delay(50);
+    assert.equal((await within(5000, c.closed, "close")).code, 4000);
+    await eventually("onClose", () => h.closes.length > 0);
+    await sleep(50);
     assert.deepEqual(h.closes, [4000]);
   });
 
@@ -190,8 +168,8 @@ for (const [name, transport] of transports) {
     c.ws.send("a".repeat(MAX_PAYLOAD));
     assert.equal((await c.next()).length, MAX_PAYLOAD);
     c.ws.send("é".repeat(MAX_PAYLOAD / 2) + "a"); // UTF-8 bytes count, not characters
-    assert.equal((await within(c.closed, 5000, "close")).code, 1009);
-    await until(() => h.closes.length > 0, "onClose");
+    assert.equal((await within(5000, c.closed, "close")).code, 1009);
+    await eventually("onClose", () => h.closes.length > 0);
     assert.deepEqual(h.closes, [1009]);
   });
 
@@ -202,7 +180,7 @@ for (const [name, transport] of transports) {
         await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: h.listener.port }));
       }
       const late = connect(h.url("/"));
-      assert.equal(await within(late.opened, 5000, "late open"), false);
+      assert.equal(await within(5000, late.opened, "late open"), false);
       c.ws.send("still here");
       assert.equal(await c.next(), "still here");
     });
@@ -211,23 +189,23 @@ for (const [name, transport] of transports) {
   test("close ends open connections and resolves", async (h) => {
     const c = connect(h.url("/"));
     assert.equal(await c.opened, true);
-    await within(h.listener.close(), 5000, "listener close");
-    await within(c.closed, 5000, "client sees close");
+    await within(5000, h.listener.close(), "listener close");
+    await within(5000, c.closed, "client sees close");
     assert.equal(h.closes.length, 1);
   });
 
   test("reports bytes queued for a peer that does not read, and close still resolves", async (h) => {
     const raw = await RawWs.connect(h.listener.port, "/");
     try {
-      await until(() => h.conns.length === 1, "open");
+      await eventually("open", () => h.conns.length === 1);
       const conn = h.conns[0]!;
       const chunk = "x".repeat(MiB);
       for (let i = 0; i < 32 && conn.bufferedAmount === 0; i++) {
         conn.send(chunk);
-        await delay(5);
+        await sleep(5);
       }
       assert.ok(conn.bufferedAmount > 0, `bufferedAmount ${conn.bufferedAmount}`);
-      await within(h.listener.close(), 5000, "close with a stuck peer");
+      await within(5000, h.listener.close(), "close with a stuck peer");
       assert.equal(h.closes.length, 1);
     } finally {
       raw.close();
@@ -238,7 +216,7 @@ for (const [name, transport] of transports) {
     const raw = await RawWs.connect(h.listener.port, "/"); // never answers pings
     try {
       await withClient(h, "/", async (c) => { // a real client answers them
-        await until(() => h.closes.length > 0, "idle drop", 4000);
+        await eventually("idle drop", () => h.closes.length > 0, 4000);
         c.ws.send("alive");
         assert.equal(await c.next(), "alive");
         assert.equal(h.closes.length, 1);
@@ -256,7 +234,7 @@ async function rawCloseCode(body: (raw: RawWs) => Promise<void>) {
   try {
     const code = raw.readClose();
     await body(raw);
-    return { code: await within(code, 5000, "close frame"), closes: h.closes };
+    return { code: await within(5000, code, "close frame"), closes: h.closes };
   } finally {
     raw.close();
     await h.listener.close();
@@ -275,7 +253,7 @@ Deno.test("ws transport cuts a 64 MiB message of 1 KiB fragments off with 1009 a
       if (!await raw.send(frame).then(() => true, () => false)) break;
       sent += payload.length;
       // Past the limit, give the close frame time to arrive before sending more.
-      if (sent > MAX_PAYLOAD) await delay(2);
+      if (sent > MAX_PAYLOAD) await sleep(2);
     }
   });
   assert.equal(code, 1009);

@@ -4,6 +4,8 @@
  * can wait for "the next frame of type X" and assert what was not received.
  */
 
+import { sleep, within } from "./wait.ts";
+
 export type Frame = Record<string, unknown> & { type: string };
 
 export class TestClient {
@@ -63,7 +65,7 @@ export class TestClient {
 
   /** Waits `ms` and returns the frames of `type` that arrived meanwhile (and removes them). */
   async drainFor(ms: number, type?: string): Promise<Frame[]> {
-    await new Promise((resolve) => setTimeout(resolve, ms));
+    await sleep(ms);
     const matching = this.frames.filter((f) => type === undefined || f.type === type);
     for (const f of matching) this.frames.splice(this.frames.indexOf(f), 1);
     return matching;
@@ -71,15 +73,7 @@ export class TestClient {
 
   /** Resolves with the close code once the server has closed the connection. */
   async closedWith(timeoutMs = 5000): Promise<number> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`not closed within ${timeoutMs} ms`)), timeoutMs);
-    });
-    try {
-      return (await Promise.race([this.closed, timeout])).code;
-    } finally {
-      clearTimeout(timer);
-    }
+    return (await within(timeoutMs, this.closed, "the server's close")).code;
   }
 
   /** Closes from the client side and waits for the close to complete. */

@@ -9,6 +9,7 @@ import postgres, { type Sql } from "postgres";
 import { DEFAULT_DATABASE_URL } from "../../src/config.ts";
 import { type Logger, silentLogger } from "../../src/log.ts";
 import { PostgresRepository } from "../../src/store/postgres/repository.ts";
+import { eventually } from "./wait.ts";
 
 export interface TestDatabase {
   url: string;
@@ -108,14 +109,12 @@ export async function createTestDatabase(): Promise<TestDatabase> {
 
 /** Resolves once a backend of `db` whose query contains `needle` waits for a lock (10 s at most). */
 export async function waitingOnLock(db: TestDatabase, needle: string): Promise<void> {
-  for (let i = 0; i < 1000; i++) {
+  await eventually(`a query with ${needle} waiting on a lock`, async () => {
     const [row] = await db.sql`select count(*)::int as n from pg_stat_activity
       where datname = current_database() and wait_event_type = 'Lock'
         and position(${needle} in query) > 0`;
-    if (row!.n > 0) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`nothing waited on a lock with ${needle}`);
+    return row!.n > 0;
+  }, 10_000);
 }
 
 /** A repository on `url` (its migrations applied), with the relation cache off and logs silent. */

@@ -4,6 +4,8 @@
  * process shows: its memory, its exit code, its log lines, signals.
  */
 
+import { within } from "./wait.ts";
+
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
 export interface ServerProcess {
@@ -34,11 +36,7 @@ export async function spawnServer(
   let exit: Promise<Deno.CommandStatus> | undefined = child.status;
   let entry;
   try {
-    entry = await within(
-      20_000,
-      listening,
-      () => `server not listening in 20 s:\n${lines.join("\n")}`,
-    );
+    entry = await within(20_000, listening, () => `server listening:\n${lines.join("\n")}`);
   } catch (err) {
     try {
       child.kill("SIGKILL");
@@ -191,21 +189,4 @@ export function readJsonLog(stream: ReadableStream<Uint8Array>): {
   );
   listening.catch(() => {}); // observed by the caller
   return { lines, listening, done };
-}
-
-/** `promise`, or a rejection with `message()` after `ms`. */
-export async function within<T>(
-  ms: number,
-  promise: Promise<T>,
-  message: () => string,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message())), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
