@@ -35,9 +35,7 @@ async function withFriends(
   });
   const clients: TestClient[] = [];
   try {
-    await db.addUser(1);
-    await db.addUser(2);
-    await db.befriend(1, 2);
+    await db.seed({ users: [1, 2], friends: [[1, 2]] });
     const key = await importTokenKey(TEST_SECRET);
     const connectAs = async (id: number) => {
       const c = await TestClient.open(`ws://127.0.0.1:${server.publicPort}/ws`);

@@ -5,23 +5,17 @@
 
 import assert from "node:assert/strict";
 import { importTokenKey, signToken } from "../src/token.ts";
-import { startTestServer, type TestServer } from "./support/server.ts";
+import { type TestServer, withTestServer } from "./support/server.ts";
 
 function authTest(
   name: string,
   body: (t: TestServer) => Promise<void>,
   env?: Record<string, string>,
 ) {
-  Deno.test(name, async () => {
-    const t = await startTestServer(env === undefined ? {} : { env });
-    try {
-      await t.db.addUser(1);
-      await t.db.addUser(2, { active: false });
-      await body(t);
-    } finally {
-      await t.close();
-    }
-  });
+  Deno.test(
+    name,
+    () => withTestServer({ env: env ?? {}, users: [1, { id: 2, active: false }] }, body),
+  );
 }
 
 const now = () => Math.floor(Date.now() / 1000);

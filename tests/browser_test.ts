@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
 import { DEMO_PAGE, renderDemoPage } from "../src/demo_page/page.ts";
+import type { SeedUser } from "./support/db.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
 import { eventually } from "./support/wait.ts";
@@ -24,6 +25,8 @@ const installed = (() => {
     return false;
   }
 })();
+/** Users with the names the pages show. */
+const named = (ids: number[]): SeedUser[] => ids.map((id) => ({ id, username: nameOf(id) }));
 
 // playwright-core probes /proc/sys/fs/binfmt_misc/WSLInterop when it loads (is this WSL?), a path
 // Deno lets only --allow-all read. We are not on WSL: answer the probe so that the test task's
@@ -118,11 +121,13 @@ const dot = (page: Page, userId: number, state: string) =>
 browserTest(
   "two users chat on the demo page in a real browser: names, presence, typing, delivery ticks",
   async (browser, errors) => {
-    const t = await startTestServer({ demoPage: DEMO_PAGE });
+    const t = await startTestServer({
+      demoPage: DEMO_PAGE,
+      users: named([1, 2]),
+      friends: [[1, 2]],
+    });
     const proxy = startTcpProxy({ hostname: "127.0.0.1", port: t.server.publicPort });
     try {
-      for (const id of [1, 2]) await t.db.addUser(id, { username: nameOf(id) });
-      await t.db.befriend(1, 2);
       // Alice's page goes through a proxy that the test can cut.
       const one = await openAs(browser, t, 1, errors, {
         baseUrl: `http://127.0.0.1:${proxy.port}`,
@@ -189,10 +194,10 @@ browserTest(
     const t = await startTestServer({
       demoPage: renderDemoPage({ maxMessageChars: 1000 }),
       env: { RELATION_CACHE_MS: "0" },
+      users: named([1, 2, 3]),
+      friends: [[1, 2]], // carol is not (yet) alice's friend
     });
     try {
-      for (const id of [1, 2, 3]) await t.db.addUser(id, { username: nameOf(id) });
-      await t.db.befriend(1, 2); // carol is not (yet) alice's friend
       const phone = { width: 390, height: 844 };
       const page = await openAs(browser, t, 1, errors, { viewport: phone });
       await page.click('#friends li[data-user-id="2"]');
@@ -280,11 +285,13 @@ browserTest(
 browserTest(
   "the mailbox on the page: unread badges, receipts, history, and messages missed while closed or offline arrive in order",
   async (browser, errors) => {
-    const t = await startTestServer({ demoPage: DEMO_PAGE });
+    const t = await startTestServer({
+      demoPage: DEMO_PAGE,
+      users: named([1, 2]),
+      friends: [[1, 2]],
+    });
     const proxy = startTcpProxy({ hostname: "127.0.0.1", port: t.server.publicPort });
     try {
-      for (const id of [1, 2]) await t.db.addUser(id, { username: nameOf(id) });
-      await t.db.befriend(1, 2);
       // An older conversation, read long ago: 45 messages, more than two history pages.
       for (let i = 1; i <= 45; i++) {
         const [from, to] = i % 2 ? [2, 1] : [1, 2];

@@ -4,7 +4,8 @@
  */
 
 import assert from "node:assert/strict";
-import { startTestServer, type TestServer, TRANSPORTS } from "./support/server.ts";
+import { countMessages } from "./support/db.ts";
+import { type TestServer, TRANSPORTS, withTestServer } from "./support/server.ts";
 import { sleep } from "./support/wait.ts";
 
 /**
@@ -13,17 +14,10 @@ import { sleep } from "./support/wait.ts";
  */
 function chatTest(name: string, body: (t: TestServer) => Promise<void>) {
   for (const [transportName, transport] of Object.entries(TRANSPORTS)) {
-    Deno.test(`${name} [${transportName}]`, async () => {
-      const t = await startTestServer({ transport });
-      try {
-        for (const id of [1, 2, 3, 4]) await t.db.addUser(id);
-        await t.db.befriend(1, 2);
-        await t.db.befriend(3, 1);
-        await body(t);
-      } finally {
-        await t.close();
-      }
-    });
+    Deno.test(
+      `${name} [${transportName}]`,
+      () => withTestServer({ transport, users: [1, 2, 3, 4], friends: [[1, 2], [3, 1]] }, body),
+    );
   }
 }
 
@@ -119,8 +113,7 @@ chatTest(
     const second = await alice.next("message_sent");
     assert.deepEqual(second, first);
     assert.deepEqual(await bob.drainFor(150, "chat_message"), []);
-    const [count] = await t.db.sql`select count(*)::int as n from messages`;
-    assert.equal(count!.n, 1);
+    assert.equal(await countMessages(t.db.sql), 1);
   },
 );
 
@@ -138,8 +131,7 @@ chatTest("retries sent together in one batch still store one row", async (t) => 
   for (let i = 0; i < 5; i++) acks.push(await alice.next("message_sent"));
   const ids = new Set(acks.map((a) => (a.data as Record<string, unknown>).message_id));
   assert.equal(ids.size, 1);
-  const [count] = await t.db.sql`select count(*)::int as n from messages`;
-  assert.equal(count!.n, 1);
+  assert.equal(await countMessages(t.db.sql), 1);
 });
 
 chatTest("messages from one connection are stored and delivered in the order sent", async (t) => {
@@ -196,15 +188,11 @@ chatTest("the checks answer in the documented order with their codes", async (t)
   }
   alice.send({ type: "chat_message", recipient_user_id: 2, message_text: "🐉".repeat(1000) });
   await alice.next("message_sent");
-  const [count] = await t.db.sql`select count(*)::int as n from messages`;
-  assert.equal(count!.n, 1);
+  assert.equal(await countMessages(t.db.sql), 1);
 });
 
 chatTest("pending and declined friendships do not allow messages", async (t) => {
-  await t.db.addUser(5);
-  await t.db.addUser(6);
-  await t.db.befriend(1, 5, "pending");
-  await t.db.befriend(6, 1, "declined");
+  await t.db.seed({ users: [5, 6], friends: [[1, 5, "pending"], [6, 1, "declined"]] });
   const alice = await t.connectAs(1);
   for (const recipient of [5, 6]) {
     alice.send({ type: "chat_message", recipient_user_id: recipient, message_text: "hi" });
@@ -269,8 +257,7 @@ chatTest("typing reaches every device of a friend and nothing is stored", async 
   assert.equal((await alice.next("error")).code, "missing_fields");
   alice.send({ type: "typing", recipient_user_id: 1 });
   assert.equal((await alice.next("error")).code, "invalid_recipient");
-  const [count] = await t.db.sql`select count(*)::int as n from messages`;
-  assert.equal(count!.n, 0);
+  assert.equal(await countMessages(t.db.sql), 0);
 });
 
 chatTest(
@@ -355,8 +342,7 @@ chatTest(
     assert.equal((await alice.next("error")).code, "forbidden");
     bob.send({ type: "chat_message", recipient_user_id: 1, message_text: "to the blocker" });
     assert.equal((await bob.next("error")).code, "forbidden");
-    const [stored] = await t.db.sql`select count(*)::int as n from messages`;
-    assert.equal(stored!.n, 0);
+    assert.equal(await countMessages(t.db.sql), 0);
   },
 );
 
@@ -381,7 +367,6 @@ chatTest(
     }
     assert.deepEqual(await bob.drainFor(200, "chat_message"), []);
     assert.deepEqual(await carol.drainFor(0, "chat_message"), []);
-    const [count] = await t.db.sql`select count(*)::int as n from messages`;
-    assert.equal(count!.n, 1);
+    assert.equal(await countMessages(t.db.sql), 1);
   },
 );

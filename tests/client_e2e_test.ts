@@ -8,7 +8,8 @@
 
 import assert from "node:assert/strict";
 import { ChatClient, type ChatClientEvents, type WebSocketLike } from "../client/chat_client.ts";
-import { startTestServer, type TestServer } from "./support/server.ts";
+import { countMessages } from "./support/db.ts";
+import { type TestServer, withTestServer } from "./support/server.ts";
 import { eventually, sleep } from "./support/wait.ts";
 
 const NOTIFY_SECRET = "e2e-notify-secret";
@@ -65,16 +66,11 @@ function e2eTest(
   fn: (t: TestServer) => Promise<void>,
   env: Record<string, string> = {},
 ) {
-  Deno.test(name, async () => {
-    const t = await startTestServer({ env: { NOTIFY_SECRET, ...env } });
-    try {
-      for (const id of [1, 2, 3]) await t.db.addUser(id);
-      await t.db.befriend(1, 2);
-      await fn(t);
-    } finally {
-      await t.close();
-    }
-  });
+  Deno.test(
+    name,
+    () =>
+      withTestServer({ env: { NOTIFY_SECRET, ...env }, users: [1, 2, 3], friends: [[1, 2]] }, fn),
+  );
 }
 
 e2eTest(
@@ -128,8 +124,7 @@ e2eTest("history pages, unread counts, read and delivered receipts through the S
   await eventually("both receipts", () => receipts.length === 2, 10_000);
   await sleep(200);
   assert.deepEqual(receipts, [`delivered ${sent[4]!.message_id}`, `read ${sent[4]!.message_id}`]);
-  const [row] = await t.db.sql`select count(*)::int as n from messages where not is_read`;
-  assert.equal(row!.n, 0);
+  assert.equal(await countMessages(t.db.sql, { isRead: false }), 0);
   await Promise.all([alice.client.close(), bob.client.close()]);
 });
 

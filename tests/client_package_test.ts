@@ -60,11 +60,8 @@ async function installPackage(dir: string): Promise<{ app: string; packed: strin
   return { app, packed: report.files.map((f: { path: string }) => f.path).sort() };
 }
 
-async function chatServer(): Promise<TestServer> {
-  const t = await startTestServer();
-  for (const id of [1, 2, 3]) await t.db.addUser(id);
-  await t.db.befriend(1, 2);
-  return t;
+function chatServer(): Promise<TestServer> {
+  return startTestServer({ users: [1, 2, 3], friends: [[1, 2]] });
 }
 
 const NODE_CHAT = `

@@ -8,17 +8,12 @@ import assert from "node:assert/strict";
 import * as typedSdk from "../client/chat_client.ts";
 import type { ChatClient, ChatClientOptions, WebSocketLike } from "../client/chat_client.ts";
 import { CLIENT_JS } from "../src/demo_page/page.ts";
-import { createTestDatabase } from "./support/db.ts";
+import { countMessages, createTestDatabase } from "./support/db.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
 import { eventually } from "./support/wait.ts";
 
 type Sdk = typeof typedSdk;
 const embeddedSdk: Sdk = await import(`data:text/javascript,${encodeURIComponent(CLIENT_JS)}`);
-
-async function countRows(t: TestServer): Promise<number> {
-  const [row] = await t.db.sql`select count(*)::int as n from messages`;
-  return row!.n;
-}
 
 /** A real WebSocket whose incoming frames `tamper` may drop, or answer by cutting the connection. */
 function tamperingWebSocket(
@@ -79,10 +74,8 @@ function sdkSuite(variant: string, sdk: Sdk): void {
   ) {
     Deno.test(`${name} (${variant})`, async () => {
       const db = await createTestDatabase();
-      let t = await startTestServer({ db });
+      let t = await startTestServer({ db, users: [1, 2, 3, 4], friends: [[1, 2]] });
       try {
-        for (const id of [1, 2, 3, 4]) await db.addUser(id);
-        await db.befriend(1, 2);
         await body(t, async (between) => {
           await t.close();
           await between?.();
@@ -127,7 +120,7 @@ function sdkSuite(variant: string, sdk: Sdk): void {
     assert.equal(failure.message, "You can only message friends");
     assert.equal(failure.clientMessageId, "nf-1");
     assert.deepEqual(errors, ["not_friends"]);
-    assert.equal(await countRows(t), 0);
+    assert.equal(await countMessages(t.db.sql), 0);
     await client.close();
   });
 
@@ -184,7 +177,7 @@ function sdkSuite(variant: string, sdk: Sdk): void {
     await client.once("authenticated");
     const sent = await client.send(2, "lost ack", { clientMessageId: "lost-1" });
     assert.equal(stats.authenticated, 2, "the ack arrived on the second connection");
-    assert.equal(await countRows(t), 1);
+    assert.equal(await countMessages(t.db.sql), 1);
     assert.equal((await bob.next("chat_message")).message_id, sent.message_id);
     assert.deepEqual(await bob.drainFor(100, "chat_message"), [], "delivered once");
     await client.close();
@@ -224,9 +217,8 @@ function sdkSuite(variant: string, sdk: Sdk): void {
   });
 
   Deno.test(`close() leaves no timers or sockets, connected or waiting (${variant})`, async () => {
-    const t = await startTestServer();
+    const t = await startTestServer({ users: [1] });
     try {
-      await t.db.addUser(1);
       const { client } = clientFor(t, 1, { pingIntervalMs: 1000 });
       client.connect();
       await client.once("authenticated");

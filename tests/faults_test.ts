@@ -30,11 +30,10 @@ for (const failure of ["cut", "freeze"] as const) {
         u.port = String(proxy.port);
         return u.href;
       },
+      users: [1, 2],
+      friends: [[1, 2]],
     });
     try {
-      await t.db.addUser(1);
-      await t.db.addUser(2);
-      await t.db.befriend(1, 2);
       const alice = await t.connectAs(1);
       const bob = await t.connectAs(2);
       alice.send({
@@ -156,11 +155,8 @@ Deno.test("an exception inside a frame handler becomes error internal and other 
 });
 
 Deno.test("a client that vanishes without a close handshake is cleaned up and its friends see it go offline", async () => {
-  const t = await startTestServer();
+  const t = await startTestServer({ users: [1, 2], friends: [[1, 2]] });
   try {
-    await t.db.addUser(1);
-    await t.db.addUser(2);
-    await t.db.befriend(1, 2);
     const bob = await t.connectAs(2);
     const raw = await t.rawAs(1);
     assert.deepEqual(await bob.next("presence"), {

@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 // @ts-types="npm:@types/ws@^8.18.1"
 import { WebSocket as NodeWebSocket } from "ws";
-import { startTestServer, type TestServer } from "./support/server.ts";
+import { countMessages } from "./support/db.ts";
+import { type TestServer, withTestServer } from "./support/server.ts";
 import { eventually, sleep } from "./support/wait.ts";
 import { RawWs } from "./raw_ws.ts";
 
@@ -16,17 +17,10 @@ function limitTest(
   env: Record<string, string>,
   body: (t: TestServer) => Promise<void>,
 ) {
-  Deno.test(name, async () => {
-    const t = await startTestServer({ env });
-    try {
-      for (const id of [1, 2, 3, 4]) await t.db.addUser(id);
-      await t.db.befriend(1, 2);
-      await t.db.befriend(3, 4);
-      await body(t);
-    } finally {
-      await t.close();
-    }
-  });
+  Deno.test(
+    name,
+    () => withTestServer({ env, users: [1, 2, 3, 4], friends: [[1, 2], [3, 4]] }, body),
+  );
 }
 
 /** Opens a connection with extra headers; resolves with the HTTP status of a refused upgrade, or 101. */
@@ -79,8 +73,7 @@ limitTest(
     assert.equal(acked, 20);
     assert.equal(acked + limited.length, 30);
     assert.equal(limited[0]!.client_message_id, `m${acked}`);
-    const [row] = await t.db.sql`select count(*)::int as n from messages where sender_user_id = 1`;
-    assert.equal(row!.n, acked);
+    assert.equal(await countMessages(t.db.sql, { senderUserId: 1 }), acked);
     assert.equal((await bob.drainFor(100, "chat_message")).length, acked);
   },
 );
@@ -226,8 +219,7 @@ limitTest("a frame over MAX_FRAME_BYTES closes the connection with 1009", {}, as
   const client = await t.connectAs(1);
   client.send({ type: "chat_message", recipient_user_id: 2, message_text: "x".repeat(17 * 1024) });
   assert.equal(await client.closedWith(), 1009);
-  const [row] = await t.db.sql`select count(*)::int as n from messages`;
-  assert.equal(row!.n, 0);
+  assert.equal(await countMessages(t.db.sql), 0);
 });
 
 limitTest("a peer that stops answering pings is dropped after IDLE_TIMEOUT_S and goes offline", {

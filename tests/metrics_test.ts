@@ -16,10 +16,8 @@ function parseMetrics(text: string): Map<string, number> {
 }
 
 Deno.test("metrics count connections, frames by type, errors by code, stored messages and batches", async () => {
-  const t = await startTestServer();
+  const t = await startTestServer({ users: [1, 2, 3], friends: [[1, 2]] });
   try {
-    for (const id of [1, 2, 3]) await t.db.addUser(id);
-    await t.db.befriend(1, 2);
     const alice = await t.connectAs(1);
     const bob = await t.connectAs(2);
     await t.connect(); // stays unauthenticated

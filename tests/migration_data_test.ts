@@ -63,8 +63,8 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "gb-import-" });
     let t: Awaited<ReturnType<typeof startTestServer>> | undefined;
     try {
-      t = await startTestServer({ db }); // migrates the empty database
-      await db.addUser(6); // in PostgreSQL from an earlier import, since deleted in MySQL
+      // Migrates the empty database; user 6 is there from an earlier import, since deleted in MySQL.
+      t = await startTestServer({ db, users: [6] });
       for (const [file, text] of Object.entries(EXPORT)) {
         await Deno.writeTextFile(`${dir}/${file}`, text);
       }

@@ -6,9 +6,8 @@ import { startTestServer } from "./support/server.ts";
 const SECRET = "notify-secret-for-tests";
 
 Deno.test("notify delivers the event to every connection of the listed users", async () => {
-  const t = await startTestServer({ env: { NOTIFY_SECRET: SECRET } });
+  const t = await startTestServer({ env: { NOTIFY_SECRET: SECRET }, users: [1, 2, 3] });
   try {
-    for (const id of [1, 2, 3]) await t.db.addUser(id);
     const a1 = await t.connectAs(1);
     const a2 = await t.connectAs(1);
     const b = await t.connectAs(2);
@@ -69,9 +68,8 @@ Deno.test("notify answers 401 for a wrong secret and 400 with a reason for a bad
 });
 
 Deno.test("notify sends the PHP backend's chat_message push as sent to both users' connections", async () => {
-  const t = await startTestServer({ env: { NOTIFY_SECRET: SECRET } });
+  const t = await startTestServer({ env: { NOTIFY_SECRET: SECRET }, users: [1, 2, 3] });
   try {
-    for (const id of [1, 2, 3]) await t.db.addUser(id);
     const sender1 = await t.connectAs(1);
     const sender2 = await t.connectAs(1);
     const recipient = await t.connectAs(2);

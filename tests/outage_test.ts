@@ -20,11 +20,10 @@ for (const failure of ["cut", "freeze"] as const) {
         u.port = String(proxy.port);
         return u.href;
       },
+      users: [1, 2],
+      friends: [[1, 2]],
     });
     try {
-      await t.db.addUser(1);
-      await t.db.addUser(2);
-      await t.db.befriend(1, 2);
       const alice = await t.connectAs(1);
       const bob = await t.connectAs(2);
       alice.send({ type: "chat_message", recipient_user_id: 2, message_text: "hi" });

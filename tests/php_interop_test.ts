@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { docBlock, hasPhp, runPhp } from "./support/migrating_doc.ts";
-import { startTestServer, TEST_SECRET, type TestServer } from "./support/server.ts";
+import { TEST_SECRET, type TestServer, withTestServer } from "./support/server.ts";
 
 const PHP = hasPhp();
 const NOTIFY_SECRET = "notify-secret-for-php-tests";
@@ -17,16 +17,7 @@ function phpTest(name: string, fn: (t: TestServer) => Promise<void>) {
   Deno.test({
     name: PHP ? name : `${name} (skipped: php is missing; apt-get install -y php-cli php-curl)`,
     ignore: !PHP,
-    async fn() {
-      const t = await startTestServer({ env: { NOTIFY_SECRET } });
-      try {
-        for (const id of [1, 2, 3]) await t.db.addUser(id);
-        await t.db.befriend(1, 2);
-        await fn(t);
-      } finally {
-        await t.close();
-      }
-    },
+    fn: () => withTestServer({ env: { NOTIFY_SECRET }, users: [1, 2, 3], friends: [[1, 2]] }, fn),
   });
 }
 

@@ -55,9 +55,7 @@ async function withProcess(
   let server;
   try {
     server = await spawnServer({ PATH, AUTH_SECRET: TEST_SECRET, DATABASE_URL: db.url, ...env });
-    await db.addUser(1);
-    await db.addUser(2);
-    await db.befriend(1, 2);
+    await db.seed({ users: [1, 2], friends: [[1, 2]] });
     await body(server, db);
   } finally {
     if (server !== undefined) {

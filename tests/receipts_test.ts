@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import type { TestClient } from "./support/client.ts";
 import { CLUSTER_KINDS, nodesTest } from "./support/cluster.ts";
+import { countMessages } from "./support/db.ts";
 
 async function say(from: TestClient, to: number, text: string): Promise<number> {
   from.send({ type: "chat_message", recipient_user_id: to, message_text: text });
@@ -38,8 +39,7 @@ for (const kind of CLUSTER_KINDS) {
       for (const client of [bobOnA, bobOnB, aliceOther, aliceReading, carol]) {
         assert.deepEqual(await client.drainFor(300, "read"), [], "once, and not to others");
       }
-      const [row] = await a!.db.sql`select count(*)::int as n from messages where is_read`;
-      assert.equal(row!.n, 2);
+      assert.equal(await countMessages(a!.db.sql, { isRead: true }), 2);
     },
   );
 

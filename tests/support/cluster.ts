@@ -11,7 +11,7 @@ import type { Bus } from "../../src/bus/bus.ts";
 import { MemoryCluster } from "../../src/bus/memory.ts";
 import { RedisBus, type RedisBusOptions } from "../../src/bus/redis/bus.ts";
 import { silentLogger } from "../../src/log.ts";
-import { createTestDatabase, type TestDatabase } from "./db.ts";
+import { createTestDatabase, type Seed, type TestDatabase } from "./db.ts";
 import { startTestServer, type TestServer } from "./server.ts";
 import { sleep } from "./wait.ts";
 
@@ -139,15 +139,11 @@ export function clusterTest(
   });
 }
 
-export interface NodesOptions {
+export interface NodesOptions extends Seed {
   /** How many nodes (default 2). */
   nodes?: number;
   /** Environment of every node. */
   env?: Record<string, string>;
-  /** Users to create (default 1..4). */
-  users?: number[];
-  /** Approved friendships to create (default 1–2 and 3–1). */
-  friends?: [number, number][];
 }
 
 /**
@@ -165,10 +161,9 @@ export async function withNodes(
   const nodes: TestServer[] = [];
   try {
     for (let i = 0; i < (options.nodes ?? 2); i++) {
-      nodes.push(await startTestServer({ db, bus: () => bus(i), env }));
+      const seed = i === 0 ? { users, friends } : {};
+      nodes.push(await startTestServer({ db, bus: () => bus(i), env, ...seed }));
     }
-    for (const id of users) await db.addUser(id);
-    for (const [a, b] of friends) await db.befriend(a, b);
     await body(nodes, db);
   } finally {
     for (const node of nodes) await node.close();

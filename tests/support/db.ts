@@ -11,12 +11,26 @@ import { type Logger, silentLogger } from "../../src/log.ts";
 import { PostgresRepository } from "../../src/store/postgres/repository.ts";
 import { eventually } from "./wait.ts";
 
+/** A user to create: an id (user<id>, active), or an id with its username or `active: false`. */
+export type SeedUser = number | { id: number; username?: string; active?: boolean };
+
+/** A friendship to create: requester, recipient, and its status (`approved` unless given). */
+export type SeedFriendship = [number, number] | [number, number, string];
+
+/** What the game backend has written before a test starts. */
+export interface Seed {
+  users?: SeedUser[];
+  friends?: SeedFriendship[];
+}
+
 export interface TestDatabase {
   url: string;
   sql: Sql;
   addUser(userId: number, options?: { active?: boolean; username?: string }): Promise<void>;
   befriend(requester: number, recipient: number, status?: string): Promise<void>;
   block(blocker: number, blocked: number): Promise<void>;
+  /** Creates `seed.users`, then `seed.friends` (the tables must exist: migrate first). */
+  seed(seed: Seed): Promise<void>;
   /** Drops the database. */
   drop(): Promise<void>;
 }
@@ -79,7 +93,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   const url = new URL(await adminUrl());
   url.pathname = `/${name}`;
   const sql = postgres(url.href, { max: 2, onnotice: () => {} });
-  return {
+  const db: TestDatabase = {
     url: url.href,
     sql,
     async addUser(userId, options = {}) {
@@ -95,6 +109,15 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     async block(blocker, blocked) {
       await sql`insert into blocks (blocker_user_id, blocked_user_id) values (${blocker}, ${blocked})`;
     },
+    async seed({ users = [], friends = [] }) {
+      for (const user of users) {
+        const { id, ...options } = typeof user === "number" ? { id: user } : user;
+        await db.addUser(id, options);
+      }
+      for (const [requester, recipient, status] of friends) {
+        await db.befriend(requester, recipient, status);
+      }
+    },
     async drop() {
       await sql.end();
       const admin = postgres(await adminUrl(), { max: 1, onnotice: () => {} });
@@ -105,6 +128,18 @@ export async function createTestDatabase(): Promise<TestDatabase> {
       }
     },
   };
+  return db;
+}
+
+/** How many rows `messages` holds, of those read or not (`isRead`) and from `senderUserId`. */
+export async function countMessages(
+  sql: Sql,
+  where: { isRead?: boolean; senderUserId?: number } = {},
+): Promise<number> {
+  const [row] = await sql`select count(*)::int as n from messages where true
+    ${where.isRead === undefined ? sql`` : sql`and is_read = ${where.isRead}`}
+    ${where.senderUserId === undefined ? sql`` : sql`and sender_user_id = ${where.senderUserId}`}`;
+  return row!.n;
 }
 
 /** Resolves once a backend of `db` whose query contains `needle` waits for a lock (10 s at most). */

@@ -1,7 +1,8 @@
 /**
  * @module server
- * A real chat server for a test: its own database, port 0 on 127.0.0.1,
- * the transport under test, and helpers to connect as a user.
+ * A real chat server for a test: its own database (seeded with users and
+ * friendships when asked), port 0 on 127.0.0.1, the transport under test,
+ * and helpers to connect as a user.
  */
 
 import { MemoryCluster } from "../../src/bus/memory.ts";
@@ -17,13 +18,14 @@ import type { Transport } from "../../src/transport/transport.ts";
 import { wsTransport } from "../../src/transport/ws.ts";
 import { TestClient } from "./client.ts";
 import { RawWs } from "../raw_ws.ts";
-import { createTestDatabase, type TestDatabase } from "./db.ts";
+import { createTestDatabase, type Seed, type TestDatabase } from "./db.ts";
 
 export const TEST_SECRET = "test-secret-for-geobeasts-chat";
 
 export const TRANSPORTS: Record<string, Transport> = { ws: wsTransport, native: nativeTransport };
 
-export interface TestServerOptions {
+/** `users` and `friends` are created once the database is migrated, before the server starts. */
+export interface TestServerOptions extends Seed {
   env?: Record<string, string>;
   transport?: Transport;
   /** Share a database (two nodes of one cluster); a fresh one by default. */
@@ -81,6 +83,13 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     logger: silentLogger,
     onBatch: (size, ms) => metrics.batchCommitted(size, ms),
   });
+  try {
+    await db.seed(options);
+  } catch (err) {
+    await repository.close();
+    if (options.db === undefined) await db.drop();
+    throw err;
+  }
   const bus = options.bus !== undefined
     ? await options.bus()
     : (options.cluster ?? new MemoryCluster()).node();
@@ -134,4 +143,17 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       if (options.db === undefined) await db.drop();
     },
   };
+}
+
+/** Runs `body` on a fresh server (`startTestServer(options)`), closed afterwards whatever happens. */
+export async function withTestServer(
+  options: TestServerOptions,
+  body: (t: TestServer) => Promise<void>,
+): Promise<void> {
+  const t = await startTestServer(options);
+  try {
+    await body(t);
+  } finally {
+    await t.close();
+  }
 }
