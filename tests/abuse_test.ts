@@ -10,12 +10,9 @@ import assert from "node:assert/strict";
 import nodeTls from "node:tls";
 // @ts-types="npm:@types/ws@^8.18.1"
 import { WebSocket as NodeWebSocket } from "ws";
-import { TestClient } from "./support/client.ts";
-import { createTestDatabase } from "./support/db.ts";
-import { type ServerProcess, spawnServer } from "./support/process.ts";
-import { TEST_SECRET } from "./support/server.ts";
+import { connectAs, type TestClient } from "./support/client.ts";
+import { type ServerProcess, withServerProcess } from "./support/process.ts";
 import { TEST_CERT, TEST_KEY } from "./support/test_cert.ts";
-import { importTokenKey, signToken } from "../src/token.ts";
 import { eventually, sleep, within } from "./support/wait.ts";
 
 const encoder = new TextEncoder();
@@ -26,44 +23,28 @@ async function withFriends(
   env: Record<string, string>,
   body: (server: ServerProcess, chat: () => Promise<void>) => Promise<void>,
 ) {
-  const db = await createTestDatabase();
-  const server = await spawnServer({
-    PATH: Deno.env.get("PATH") ?? "",
-    AUTH_SECRET: TEST_SECRET,
-    DATABASE_URL: db.url,
-    ...env,
+  await withServerProcess({ env, users: [1, 2], friends: [[1, 2]] }, async (server) => {
+    const url = `ws://127.0.0.1:${server.publicPort}/ws`;
+    const clients: TestClient[] = [];
+    try {
+      const alice = await connectAs(url, 1);
+      clients.push(alice);
+      const bob = await connectAs(url, 2);
+      clients.push(bob);
+      let n = 0;
+      /** One message each way, each delivered. */
+      const chat = async () => {
+        for (const [from, to, id] of [[alice, bob, 2], [bob, alice, 1]] as const) {
+          const text = `hello ${++n}`;
+          from.send({ type: "chat_message", recipient_user_id: id, message_text: text });
+          assert.equal((await to.next("chat_message", 15_000)).message_text, text);
+        }
+      };
+      await body(server, chat);
+    } finally {
+      for (const c of clients) c.ws.close();
+    }
   });
-  const clients: TestClient[] = [];
-  try {
-    await db.seed({ users: [1, 2], friends: [[1, 2]] });
-    const key = await importTokenKey(TEST_SECRET);
-    const connectAs = async (id: number) => {
-      const c = await TestClient.open(`ws://127.0.0.1:${server.publicPort}/ws`);
-      clients.push(c);
-      c.send({
-        type: "authenticate",
-        auth_token: await signToken(key, id, Math.floor(Date.now() / 1000)),
-      });
-      await c.next("authenticated");
-      return c;
-    };
-    const alice = await connectAs(1);
-    const bob = await connectAs(2);
-    let n = 0;
-    /** One message each way, each delivered. */
-    const chat = async () => {
-      for (const [from, to, id] of [[alice, bob, 2], [bob, alice, 1]] as const) {
-        const text = `hello ${++n}`;
-        from.send({ type: "chat_message", recipient_user_id: id, message_text: text });
-        assert.equal((await to.next("chat_message", 15_000)).message_text, text);
-      }
-    };
-    await body(server, chat);
-  } finally {
-    for (const c of clients) c.ws.close();
-    await server.stop("SIGKILL");
-    await db.drop();
-  }
 }
 
 /** A raw TCP connection that reads everything until the server ends it. */
@@ -269,50 +250,54 @@ Deno.test("a 64 KiB request header and an unsupported Sec-WebSocket-Version are 
 
 Deno.test("over TLS, a handshake or a request that never comes is cut at HEADERS_TIMEOUT_MS, and a wss session outlives it", async () => {
   const dir = await Deno.makeTempDir({ prefix: "gb-abuse-tls-" });
-  const db = await createTestDatabase();
-  let server: ServerProcess | undefined;
-  const held: Tcp[] = [];
-  let ws: NodeWebSocket | undefined;
-  let tls: nodeTls.TLSSocket | undefined;
   try {
     await Deno.writeTextFile(`${dir}/cert.pem`, TEST_CERT);
     await Deno.writeTextFile(`${dir}/key.pem`, TEST_KEY);
-    server = await spawnServer({
-      PATH: Deno.env.get("PATH") ?? "",
-      AUTH_SECRET: TEST_SECRET,
-      DATABASE_URL: db.url,
+    const env = {
       TLS_CERT_FILE: `${dir}/cert.pem`,
       TLS_KEY_FILE: `${dir}/key.pem`,
       HEADERS_TIMEOUT_MS: "1500",
+    };
+    await withServerProcess({ env }, async (server) => {
+      const held: Tcp[] = [];
+      let ws: NodeWebSocket | undefined;
+      let tls: nodeTls.TLSSocket | undefined;
+      try {
+        const port = server.publicPort;
+        held.push(await openTcp(port)); // never starts the handshake
+        const socket = tls = nodeTls.connect({
+          host: "127.0.0.1",
+          port,
+          rejectUnauthorized: false,
+        });
+        const tlsAnswer = new Promise<string>((resolve) => {
+          let received = "";
+          socket.on("data", (chunk) => received += String(chunk));
+          socket.on("error", () => {});
+          socket.on("close", () => resolve(received));
+        });
+        const session = ws = new NodeWebSocket(`wss://127.0.0.1:${port}/ws`, {
+          rejectUnauthorized: false,
+        });
+        await new Promise((resolve, reject) => session.once("open", resolve).once("error", reject));
+        assert.equal(await within(15_000, held[0]!.ended, () => "the raw socket is open"), "");
+        assert.match(
+          await within(15_000, tlsAnswer, () => "the TLS socket is open"),
+          /^HTTP\/1\.1 408 /,
+        );
+        await sleep(2000); // the session is past the deadline of its connection
+        const pong = new Promise((resolve) =>
+          session.once("message", (data) => resolve(String(data)))
+        );
+        session.send(JSON.stringify({ type: "ping" }));
+        assert.match(String(await within(15_000, pong, () => "no pong over wss")), /"pong"/);
+      } finally {
+        ws?.terminate();
+        tls?.destroy();
+        for (const s of held) s.close();
+      }
     });
-    const port = server.publicPort;
-    held.push(await openTcp(port)); // never starts the handshake
-    const socket = tls = nodeTls.connect({ host: "127.0.0.1", port, rejectUnauthorized: false });
-    const tlsAnswer = new Promise<string>((resolve) => {
-      let received = "";
-      socket.on("data", (chunk) => received += String(chunk));
-      socket.on("error", () => {});
-      socket.on("close", () => resolve(received));
-    });
-    const session = ws = new NodeWebSocket(`wss://127.0.0.1:${port}/ws`, {
-      rejectUnauthorized: false,
-    });
-    await new Promise((resolve, reject) => session.once("open", resolve).once("error", reject));
-    assert.equal(await within(15_000, held[0]!.ended, () => "the raw socket is open"), "");
-    assert.match(
-      await within(15_000, tlsAnswer, () => "the TLS socket is open"),
-      /^HTTP\/1\.1 408 /,
-    );
-    await sleep(2000); // the session is past the deadline of its connection
-    const pong = new Promise((resolve) => session.once("message", (data) => resolve(String(data))));
-    session.send(JSON.stringify({ type: "ping" }));
-    assert.match(String(await within(15_000, pong, () => "no pong over wss")), /"pong"/);
   } finally {
-    ws?.terminate();
-    tls?.destroy();
-    for (const s of held) s.close();
-    await server?.stop("SIGKILL");
-    await db.drop();
     await Deno.remove(dir, { recursive: true });
   }
 });

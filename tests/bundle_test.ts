@@ -7,9 +7,9 @@
  */
 
 import assert from "node:assert/strict";
+import { TEST_SECRET } from "./support/client.ts";
 import { createTestDatabase } from "./support/db.ts";
-import { readJsonLog } from "./support/process.ts";
-import { TEST_SECRET } from "./support/server.ts";
+import { freePort, readJsonLog } from "./support/process.ts";
 import { within } from "./support/wait.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -102,10 +102,3 @@ Deno.test("the bundle of main.ts serves /healthz and exits 0 on SIGTERM", async 
     await Deno.remove(dir, { recursive: true });
   }
 });
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import type { BusDelivery, PresenceStatus } from "../src/bus/bus.ts";
 import { deleteKeys, REDIS_URL, redisCluster } from "./support/cluster.ts";
+import { freePort } from "./support/process.ts";
 import { eventually } from "./support/wait.ts";
 
 const ignore = REDIS_URL === undefined;
@@ -209,13 +210,6 @@ Deno.test({
     }
   },
 });
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
 
 function startRedis(port: number): Deno.ChildProcess {
   return new Deno.Command("redis-server", {

@@ -7,9 +7,10 @@
  */
 
 import assert from "node:assert/strict";
-import { ChatClient, type ChatClientEvents, type WebSocketLike } from "../client/chat_client.ts";
+import { ChatClient, type ChatClientEvents } from "../client/chat_client.ts";
 import { countMessages } from "./support/db.ts";
 import { type TestServer, withTestServer } from "./support/server.ts";
+import { steeredWebSocket } from "./support/sdk_socket.ts";
 import { eventually, sleep } from "./support/wait.ts";
 
 const NOTIFY_SECRET = "e2e-notify-secret";
@@ -17,29 +18,12 @@ const NOTIFY_SECRET = "e2e-notify-secret";
 /** A WebSocket the test can cut, and keep from reconnecting while `offline` is set. */
 function switchableWebSocket() {
   const control = { offline: false, current: undefined as WebSocket | undefined };
-  class Switchable implements WebSocketLike {
-    onopen: WebSocketLike["onopen"] = null;
-    onmessage: WebSocketLike["onmessage"] = null;
-    onclose: WebSocketLike["onclose"] = null;
-    onerror: WebSocketLike["onerror"] = null;
-    #ws: WebSocket;
-    constructor(url: string) {
-      // Port 9 (discard) refuses the connection: the client sees a failed attempt and waits.
-      this.#ws = new WebSocket(control.offline ? "ws://127.0.0.1:9/ws" : url);
-      control.current = this.#ws;
-      this.#ws.onopen = (e) => this.onopen?.(e);
-      this.#ws.onerror = (e) => this.onerror?.(e);
-      this.#ws.onclose = (e) => this.onclose?.(e);
-      this.#ws.onmessage = (e) => this.onmessage?.(e);
-    }
-    send(data: string) {
-      this.#ws.send(data);
-    }
-    close(code?: number, reason?: string) {
-      this.#ws.close(code, reason);
-    }
-  }
-  return { control, WebSocket: Switchable };
+  const WebSocket = steeredWebSocket({
+    // Port 9 (discard) refuses the connection: the client sees a failed attempt and waits.
+    route: (url) => control.offline ? "ws://127.0.0.1:9/ws" : url,
+    opened: (ws) => void (control.current = ws),
+  });
+  return { control, WebSocket };
 }
 
 function clientFor(

@@ -10,6 +10,7 @@ import type { ChatClient, ChatClientOptions, WebSocketLike } from "../client/cha
 import { CLIENT_JS } from "../src/demo_page/page.ts";
 import { countMessages, createTestDatabase } from "./support/db.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
+import { steeredWebSocket } from "./support/sdk_socket.ts";
 import { eventually } from "./support/wait.ts";
 
 type Sdk = typeof typedSdk;
@@ -19,32 +20,13 @@ const embeddedSdk: Sdk = await import(`data:text/javascript,${encodeURIComponent
 function tamperingWebSocket(
   tamper: (frame: { type: string }, connection: number) => "pass" | "drop" | "cut",
 ): new (url: string) => WebSocketLike {
-  let connections = 0;
-  return class implements WebSocketLike {
-    onopen: WebSocketLike["onopen"] = null;
-    onmessage: WebSocketLike["onmessage"] = null;
-    onclose: WebSocketLike["onclose"] = null;
-    onerror: WebSocketLike["onerror"] = null;
-    #ws: WebSocket;
-    constructor(url: string) {
-      const connection = connections++;
-      this.#ws = new WebSocket(url);
-      this.#ws.onopen = (event) => this.onopen?.(event);
-      this.#ws.onerror = (event) => this.onerror?.(event);
-      this.#ws.onclose = (event) => this.onclose?.(event);
-      this.#ws.onmessage = (event) => {
-        const action = tamper(JSON.parse(event.data), connection);
-        if (action === "cut") this.#ws.close();
-        else if (action === "pass") this.onmessage?.(event);
-      };
-    }
-    send(data: string) {
-      this.#ws.send(data);
-    }
-    close(code?: number, reason?: string) {
-      this.#ws.close(code, reason);
-    }
-  };
+  return steeredWebSocket({
+    deliver(data, ws, connection) {
+      const action = tamper(JSON.parse(data), connection);
+      if (action === "cut") ws.close();
+      return action === "pass";
+    },
+  });
 }
 
 /** Every test below, for one form of the SDK. */

@@ -8,10 +8,9 @@
 import assert from "node:assert/strict";
 import { TestClient } from "./support/client.ts";
 import { createTestDatabase } from "./support/db.ts";
-import { collectLines } from "./support/process.ts";
+import { freePort, runDeno, spawnTask, stopTask, taskEnv } from "./support/process.ts";
 import { sleep, within } from "./support/wait.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
 const READY_TIMEOUT_MS = 90_000; // a first run type-checks and runs initdb
 const STOP_TIMEOUT_MS = 20_000;
 const LINK =
@@ -21,37 +20,15 @@ Deno.test("deno task dev without DATABASE_URL serves the demo users and exits 0 
   const port = freePort();
   const internalPort = freePort();
   const dataDir = `/tmp/gb-dev-test-${crypto.randomUUID().slice(0, 8)}`;
-  // The caller's environment minus what would point the server elsewhere.
-  const env = Deno.env.toObject();
-  for (const name of ["DATABASE_URL", "AUTH_SECRET", "REDIS_URL", "HOST", "DEMO_PAGE"]) {
-    delete env[name];
-  }
-  const devEnv = {
-    ...env,
+  const devEnv = taskEnv({
     PORT: String(port),
     INTERNAL_PORT: String(internalPort),
     DEV_DB_DIR: dataDir,
-    NO_COLOR: "1",
-  };
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["task", "dev"],
-    cwd: ROOT,
-    env: devEnv,
-    clearEnv: true,
-    // A process group of its own, so the finally block can kill `deno task`
-    // and the `deno run` under it together.
-    detached: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const out = collectLines(child.stdout);
-  const err = collectLines(child.stderr);
-  let exited = false;
-  const status = child.status.then((s) => {
-    exited = true;
-    return s;
   });
+  // A process group of its own, so the finally block can kill `deno task` and the `deno run`
+  // under it together.
+  const dev = spawnTask(["dev"], devEnv);
+  const { out, err } = dev;
   let client: TestClient | undefined;
   try {
     const links = await within(
@@ -105,36 +82,21 @@ Deno.test("deno task dev without DATABASE_URL serves the demo users and exits 0 
     assert.equal(authenticated.user_id, 1);
 
     // The printed way to mint a token works for this server.
-    const minted = await new Deno.Command(Deno.execPath(), {
-      args: ["task", "token", "--dev", "3"],
-      cwd: ROOT,
-      env: devEnv,
-      clearEnv: true,
-      stdout: "piped",
-      stderr: "null",
-    }).output();
+    const minted = await runDeno(["task", "token", "--dev", "3"], devEnv);
     const carol = await TestClient.open(`ws://127.0.0.1:${port}/ws`);
     try {
-      carol.send({
-        type: "authenticate",
-        auth_token: new TextDecoder().decode(minted.stdout).trim(),
-      });
+      carol.send({ type: "authenticate", auth_token: minted.stdout.trim() });
       assert.equal((await carol.next("authenticated")).user_id, 3);
     } finally {
       await carol.close();
     }
 
     // A second `deno task dev` on the same directory points at this one and leaves it alone.
-    const second = await new Deno.Command(Deno.execPath(), {
-      args: ["task", "dev"],
-      cwd: ROOT,
-      env: { ...devEnv, PORT: String(freePort()), INTERNAL_PORT: String(freePort()) },
-      clearEnv: true,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const secondErr = new TextDecoder().decode(second.stderr);
+    const second = await runDeno(
+      ["task", "dev"],
+      { ...devEnv, PORT: String(freePort()), INTERNAL_PORT: String(freePort()) },
+    );
+    const secondErr = second.stderr;
     assert.equal(second.code, 1, secondErr);
     assert.match(secondErr, /another `deno task dev` \(pid \d+\) is running on /);
     assert.doesNotMatch(secondErr, /earlier run/);
@@ -144,22 +106,16 @@ Deno.test("deno task dev without DATABASE_URL serves the demo users and exits 0 
     assert.equal(stillReady.status, 200, "the running dev server is untouched");
 
     const started = Date.now();
-    child.kill("SIGINT");
+    dev.child.kill("SIGINT");
     assert.equal(await client.closedWith(STOP_TIMEOUT_MS), 1001);
-    const { code } = await within(STOP_TIMEOUT_MS, status, "an exit after SIGINT");
+    const { code } = await within(STOP_TIMEOUT_MS, dev.status, "an exit after SIGINT");
     assert.equal(code, 0, err.lines.join("\n"));
     assert.ok(Date.now() - started < STOP_TIMEOUT_MS);
     // The embedded database was stopped before the exit, not left behind.
     await assert.rejects(Deno.stat(`${dataDir}/postmaster.pid`), Deno.errors.NotFound);
   } finally {
     await client?.close();
-    if (!exited) {
-      try {
-        Deno.kill(-child.pid, "SIGKILL"); // the group: `deno task` and its `deno run`
-      } catch { /* already gone */ }
-    }
-    await status;
-    await Promise.all([out.done, err.done]);
+    await stopTask(dev, "SIGKILL");
     // A killed run leaves its database to the watchdog, which stops it within a second.
     await removeWhenStopped(dataDir);
   }
@@ -177,45 +133,21 @@ async function removeWhenStopped(dataDir: string): Promise<void> {
   await Deno.remove(dataDir, { recursive: true }).catch(() => {});
 }
 
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
 Deno.test("deno task dev on ports that are taken says so and how to run beside them", async () => {
   const db = await createTestDatabase();
   const held = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (held.addr as Deno.NetAddr).port;
   try {
-    const env = Deno.env.toObject();
-    for (const name of ["AUTH_SECRET", "REDIS_URL", "HOST", "DEMO_PAGE"]) delete env[name];
-    const output = await new Deno.Command(Deno.execPath(), {
-      args: ["task", "dev"],
-      cwd: ROOT,
-      env: {
-        ...env,
-        DATABASE_URL: db.url,
-        PORT: String(port),
-        INTERNAL_PORT: String(freePort()),
-        NO_COLOR: "1",
-      },
-      clearEnv: true,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stderr = new TextDecoder().decode(output.stderr);
+    const output = await runDeno(
+      ["task", "dev"],
+      taskEnv({ DATABASE_URL: db.url, PORT: String(port), INTERNAL_PORT: String(freePort()) }),
+    );
+    const stderr = output.stderr;
     assert.equal(output.code, 1, stderr);
     assert.match(stderr, new RegExp(`port ${port} on 127\\.0\\.0\\.1 is in use`));
     assert.match(stderr, /PORT=8453 INTERNAL_PORT=8454 deno task dev/);
     assert.doesNotMatch(stderr, /startup_failed|EADDRINUSE/);
-    assert.equal(
-      new TextDecoder().decode(output.stdout),
-      "",
-      "no demo links for a server not started",
-    );
+    assert.equal(output.stdout, "", "no demo links for a server not started");
   } finally {
     held.close();
     await db.drop();

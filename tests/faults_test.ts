@@ -10,30 +10,17 @@ import { silentLogger } from "../src/log.ts";
 import { MemoryRepository } from "../src/store/memory.ts";
 import type { StoreResult } from "../src/store/repository.ts";
 import { startChatServer } from "../src/server/server.ts";
-import { importTokenKey, signToken } from "../src/token.ts";
 import { wsTransport } from "../src/transport/ws.ts";
-import { TestClient } from "./support/client.ts";
-import { startTcpProxy } from "./support/tcp_proxy.ts";
-import { startTestServer } from "./support/server.ts";
+import { connectAs, TEST_SECRET, type TestClient } from "./support/client.ts";
+import { startTestServer, type TestServerOptions, withDatabaseProxy } from "./support/server.ts";
 import { sleep } from "./support/wait.ts";
 
 const DEADLINE_MS = 1000;
 
 for (const failure of ["cut", "freeze"] as const) {
   Deno.test(`a database that is ${failure === "cut" ? "stopped" : "frozen"} mid-conversation answers unavailable, acknowledges nothing unstored, and recovers`, async () => {
-    const proxy = startTcpProxy({ hostname: "127.0.0.1", port: 5432 });
-    const t = await startTestServer({
-      env: { DB_STATEMENT_TIMEOUT_MS: String(DEADLINE_MS), RELATION_CACHE_MS: "0" },
-      databaseUrl: (url) => {
-        const u = new URL(url);
-        u.hostname = "127.0.0.1";
-        u.port = String(proxy.port);
-        return u.href;
-      },
-      users: [1, 2],
-      friends: [[1, 2]],
-    });
-    try {
+    const seed = { users: [1, 2], friends: [[1, 2]] } satisfies TestServerOptions;
+    await withDatabaseProxy(DEADLINE_MS, seed, async (t, proxy) => {
       const alice = await t.connectAs(1);
       const bob = await t.connectAs(2);
       alice.send({
@@ -92,11 +79,7 @@ for (const failure of ["cut", "freeze"] as const) {
       const readyAgain = await fetch(`${t.internalUrl}/readyz`);
       assert.equal(readyAgain.status, 200);
       await readyAgain.body?.cancel();
-    } finally {
-      proxy.restore();
-      await t.close();
-      await proxy.close();
-    }
+    });
   });
 }
 
@@ -112,23 +95,22 @@ Deno.test("an exception inside a frame handler becomes error internal and other 
   };
   const bus = new MemoryCluster().node();
   const server = await startChatServer({
-    config: loadConfig({ AUTH_SECRET: "s3cret", HOST: "127.0.0.1", PORT: "0", INTERNAL_PORT: "0" }),
+    config: loadConfig({
+      AUTH_SECRET: TEST_SECRET,
+      HOST: "127.0.0.1",
+      PORT: "0",
+      INTERNAL_PORT: "0",
+    }),
     repository,
     bus,
     transport: wsTransport,
     logger: silentLogger,
   });
-  const key = await importTokenKey("s3cret");
   const clients: TestClient[] = [];
   const as = async (id: number) => {
-    const c = await TestClient.open(`ws://127.0.0.1:${server.publicPort}/ws`);
-    clients.push(c);
-    c.send({
-      type: "authenticate",
-      auth_token: await signToken(key, id, Math.floor(Date.now() / 1000)),
-    });
-    await c.next("authenticated");
-    return c;
+    const client = await connectAs(`ws://127.0.0.1:${server.publicPort}/ws`, id);
+    clients.push(client);
+    return client;
   };
   try {
     const alice = await as(1);

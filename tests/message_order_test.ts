@@ -5,19 +5,11 @@
  */
 
 import assert from "node:assert/strict";
-import { silentLogger } from "../src/log.ts";
 import type { StoreResult } from "../src/store/repository.ts";
-import { PostgresRepository } from "../src/store/postgres/repository.ts";
-import { createTestDatabase } from "./support/db.ts";
+import type { PostgresRepository } from "../src/store/postgres/repository.ts";
+import { connectRepository, createTestDatabase } from "./support/db.ts";
 
-const connect = (url: string) =>
-  PostgresRepository.connect({
-    url,
-    poolSize: 2,
-    statementTimeoutMs: 10_000,
-    relationCacheMs: 0,
-    logger: silentLogger,
-  });
+const connect = (url: string) => connectRepository(url, { statementTimeoutMs: 10_000 });
 
 Deno.test("a reader that reads ids above the last it saw never misses one, whoever inserts", async () => {
   const db = await createTestDatabase();

@@ -11,7 +11,7 @@ import { UnavailableError } from "../src/store/repository.ts";
 import { WRITER_SETTINGS } from "../src/store/postgres/repository.ts";
 import { insertRows } from "../src/store/postgres/message_insert.ts";
 import { connectRepository, createTestDatabase, waitingOnLock } from "./support/db.ts";
-import { startTcpProxy } from "./support/tcp_proxy.ts";
+import { startDatabaseProxy } from "./support/tcp_proxy.ts";
 import { sleep } from "./support/wait.ts";
 
 const connect = (url: string, statementTimeoutMs: number, logger: Logger = silentLogger) =>
@@ -172,13 +172,10 @@ Deno.test("the database-clock deadline never falls due later than the local one"
 
 Deno.test("with the database unreachable one message costs one failed attempt, not a retry loop", async () => {
   const db = await createTestDatabase();
-  const proxy = startTcpProxy({ hostname: "127.0.0.1", port: 5432 });
-  const url = new URL(db.url);
-  url.hostname = "127.0.0.1";
-  url.port = String(proxy.port);
+  const proxy = await startDatabaseProxy();
   const warnings: string[] = [];
   const logger: Logger = { ...silentLogger, warn: (event) => void warnings.push(event) };
-  const repository = await connect(url.href, 1000, logger);
+  const repository = await connect(proxy.route(db.url), 1000, logger);
   try {
     proxy.cut();
     await assert.rejects(

@@ -8,23 +8,19 @@ import assert from "node:assert/strict";
 import postgres, { type Sql } from "postgres";
 import { main } from "../main.ts";
 import { loadConfig } from "../src/config.ts";
-import { silentLogger } from "../src/log.ts";
 import { migrate, MIGRATIONS, MIGRATIONS_TABLE } from "../src/store/postgres/migrations.ts";
-import { PostgresRepository } from "../src/store/postgres/repository.ts";
-import { createTestDatabase, type TestDatabase, waitingOnLock } from "./support/db.ts";
+import {
+  connectRepository,
+  createTestDatabase,
+  type TestDatabase,
+  waitingOnLock,
+} from "./support/db.ts";
 import { sleep } from "./support/wait.ts";
 
 const ALL = MIGRATIONS.map((m) => m.version);
 
 const connect = (url: string, migrate: "auto" | "off" = "auto") =>
-  PostgresRepository.connect({
-    url,
-    poolSize: 1,
-    statementTimeoutMs: 5000,
-    relationCacheMs: 0,
-    logger: silentLogger,
-    migrate,
-  });
+  connectRepository(url, { poolSize: 1, migrate });
 
 const recorded = async (db: TestDatabase) =>
   (await db.sql.unsafe(`select version from ${MIGRATIONS_TABLE} order by version`)).map((r) =>

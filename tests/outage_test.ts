@@ -4,26 +4,15 @@
  */
 
 import assert from "node:assert/strict";
-import { startTcpProxy } from "./support/tcp_proxy.ts";
-import { startTestServer } from "./support/server.ts";
+import { type TestServerOptions, withDatabaseProxy } from "./support/server.ts";
 import { sleep } from "./support/wait.ts";
 
 const DEADLINE_MS = 1000;
 
 for (const failure of ["cut", "freeze"] as const) {
   Deno.test(`sync, history, read and delivered answer unavailable while the database is ${failure === "cut" ? "stopped" : "frozen"}, and mark nothing`, async () => {
-    const proxy = startTcpProxy({ hostname: "127.0.0.1", port: 5432 });
-    const t = await startTestServer({
-      env: { DB_STATEMENT_TIMEOUT_MS: String(DEADLINE_MS), RELATION_CACHE_MS: "0" },
-      databaseUrl: (url) => {
-        const u = new URL(url);
-        u.port = String(proxy.port);
-        return u.href;
-      },
-      users: [1, 2],
-      friends: [[1, 2]],
-    });
-    try {
+    const seed = { users: [1, 2], friends: [[1, 2]] } satisfies TestServerOptions;
+    await withDatabaseProxy(DEADLINE_MS, seed, async (t, proxy) => {
       const alice = await t.connectAs(1);
       const bob = await t.connectAs(2);
       alice.send({ type: "chat_message", recipient_user_id: 2, message_text: "hi" });
@@ -62,10 +51,6 @@ for (const failure of ["cut", "freeze"] as const) {
       assert.deepEqual(receipts, [], "no receipt announced for a failed frame");
       bob.send({ type: "delivered", message_id: id });
       assert.equal((await alice.next("delivered", 10_000)).message_id, id, "works again after");
-    } finally {
-      proxy.restore();
-      await t.close();
-      await proxy.close();
-    }
+    });
   });
 }

@@ -7,8 +7,9 @@
  */
 
 import assert from "node:assert/strict";
+import { TEST_SECRET } from "./support/client.ts";
 import { docBlock, hasPhp, runPhp } from "./support/migrating_doc.ts";
-import { TEST_SECRET, type TestServer, withTestServer } from "./support/server.ts";
+import { type TestServer, withTestServer } from "./support/server.ts";
 
 const PHP = hasPhp();
 const NOTIFY_SECRET = "notify-secret-for-php-tests";

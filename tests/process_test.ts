@@ -7,11 +7,13 @@
 
 import assert from "node:assert/strict";
 import { floodFragments, MiB } from "./support/flood.ts";
-import { TestClient } from "./support/client.ts";
-import { createTestDatabase } from "./support/db.ts";
-import { runServerExpectingFailure, spawnServer } from "./support/process.ts";
-import { TEST_SECRET } from "./support/server.ts";
-import { importTokenKey, signToken } from "../src/token.ts";
+import { connectAs, TestClient } from "./support/client.ts";
+import type { Seed } from "./support/db.ts";
+import {
+  runServerExpectingFailure,
+  type ServerProcess,
+  withServerProcess,
+} from "./support/process.ts";
 import { sleep } from "./support/wait.ts";
 
 const PATH = Deno.env.get("PATH") ?? "";
@@ -43,36 +45,15 @@ Deno.test("a bad setting is refused at start with a one-line message naming it",
   }
 });
 
-/** A server process on a fresh database, with users 1–2 friends. */
-async function withProcess(
-  env: Record<string, string>,
-  body: (
-    server: Awaited<ReturnType<typeof spawnServer>>,
-    db: Awaited<ReturnType<typeof createTestDatabase>>,
-  ) => Promise<void>,
-) {
-  const db = await createTestDatabase();
-  let server;
-  try {
-    server = await spawnServer({ PATH, AUTH_SECRET: TEST_SECRET, DATABASE_URL: db.url, ...env });
-    await db.seed({ users: [1, 2], friends: [[1, 2]] });
-    await body(server, db);
-  } finally {
-    if (server !== undefined) {
-      try {
-        await server.stop("SIGKILL");
-      } catch { /* stopped by the test */ }
-    }
-    await db.drop();
-  }
-}
+/** Users 1–2 friends. */
+const FRIENDS: Seed = { users: [1, 2], friends: [[1, 2]] };
 
 /**
  * Runs `flood` against the server and returns its result with the server's
  * RSS growth: the highest RSS seen while it ran or just after, minus RSS before.
  */
 async function withRss<T>(
-  server: Awaited<ReturnType<typeof spawnServer>>,
+  server: ServerProcess,
   flood: () => Promise<T>,
 ): Promise<{ result: T; growth: number }> {
   const before = await server.rss();
@@ -106,7 +87,7 @@ const mib = (bytes: number) => `${(bytes / MiB).toFixed(1)} MiB`;
 const FLOOD = { fragment: MiB, capBytes: 64 * MiB, stallMs: 5000 };
 
 Deno.test("a never-ending message in 1 MiB fragments is cut off with 1009 after at most 16 MiB, server RSS bounded", async () => {
-  await withProcess({}, async (server) => {
+  await withServerProcess(FRIENDS, async (server) => {
     const { result, growth } = await withRss(
       server,
       () => floodFragments(server.publicPort, FLOOD),
@@ -121,7 +102,7 @@ Deno.test("a never-ending message in 1 MiB fragments is cut off with 1009 after 
 });
 
 Deno.test("eight peers flooding fragmented messages at once are each cut off after at most 16 MiB, server RSS bounded", async () => {
-  await withProcess({}, async (server) => {
+  await withServerProcess(FRIENDS, async (server) => {
     const { result, growth } = await withRss(
       server,
       () => Promise.all(Array.from({ length: 8 }, () => floodFragments(server.publicPort, FLOOD))),
@@ -137,7 +118,7 @@ Deno.test("eight peers flooding fragmented messages at once are each cut off aft
 });
 
 Deno.test("a peer that goes on streaming after an unmasked frame is cut off with 1002 after at most 16 MiB", async () => {
-  await withProcess({}, async (server) => {
+  await withServerProcess(FRIENDS, async (server) => {
     const result = await floodFragments(server.publicPort, { ...FLOOD, mask: false });
     assert.equal(result.closeCode, 1002);
     assert.ok(result.accepted <= 16 * MiB, `the server accepted ${mib(result.accepted)}`);
@@ -145,16 +126,9 @@ Deno.test("a peer that goes on streaming after an unmasked frame is cut off with
 });
 
 Deno.test("rounds of 2,000 sockets that never authenticate are closed at the auth timeout and leave no memory behind", async () => {
-  const db = await createTestDatabase();
   // --expose-gc makes each /metrics scrape report the live heap after a full GC.
-  const server = await spawnServer({
-    PATH,
-    AUTH_SECRET: TEST_SECRET,
-    DATABASE_URL: db.url,
-    AUTH_TIMEOUT_MS: "1000",
-    MAX_UNAUTH_PER_IP: "5000",
-  }, ["--v8-flags=--expose-gc"]);
-  try {
+  const env = { AUTH_TIMEOUT_MS: "1000", MAX_UNAUTH_PER_IP: "5000" };
+  await withServerProcess({ env, denoFlags: ["--v8-flags=--expose-gc"] }, async (server) => {
     const url = `ws://127.0.0.1:${server.publicPort}/ws`;
     const scrape = async () => {
       const text = await (await fetch(`http://127.0.0.1:${server.internalPort}/metrics`)).text();
@@ -183,27 +157,15 @@ Deno.test("rounds of 2,000 sockets that never authenticate are closed at the aut
       heaps[2]! - heaps[0]! < 2 * MiB,
       `live heap after each round: ${heaps.map((h) => (h / MiB).toFixed(1)).join(", ")} MiB`,
     );
-  } finally {
-    await server.stop("SIGKILL");
-    await db.drop();
-  }
+  });
 });
 
 Deno.test("SIGTERM drains: every message acknowledged is stored, every stored one acknowledged, sockets close with 1001, exit 0", async () => {
-  await withProcess({ CHAT_RATE_BURST: "1000", FRAME_RATE_PER_S: "1000" }, async (server, db) => {
-    const key = await importTokenKey(TEST_SECRET);
+  const env = { CHAT_RATE_BURST: "1000", FRAME_RATE_PER_S: "1000" };
+  await withServerProcess({ env, ...FRIENDS }, async (server, db) => {
     const url = `ws://127.0.0.1:${server.publicPort}/ws`;
-    const connectAs = async (id: number) => {
-      const c = await TestClient.open(url);
-      c.send({
-        type: "authenticate",
-        auth_token: await signToken(key, id, Math.floor(Date.now() / 1000)),
-      });
-      await c.next("authenticated");
-      return c;
-    };
-    const alice = await connectAs(1);
-    const bob = await connectAs(2);
+    const alice = await connectAs(url, 1);
+    const bob = await connectAs(url, 2);
     const total = 300;
     const send = (i: number) =>
       alice.send({

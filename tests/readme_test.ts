@@ -10,7 +10,14 @@
 
 import assert from "node:assert/strict";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
-import { collectLines, type Lines } from "./support/process.ts";
+import {
+  type Background,
+  collectLines,
+  runDeno,
+  spawnTask,
+  stopTask,
+  taskEnv,
+} from "./support/process.ts";
 import { within } from "./support/wait.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -29,78 +36,6 @@ async function readmeBlock(name: string): Promise<string> {
   return match[1]!;
 }
 
-/** The caller's environment without what would point a child at another server or database. */
-function cleanEnv(extra: Record<string, string>): Record<string, string> {
-  const env = Deno.env.toObject();
-  for (const name of ["DATABASE_URL", "AUTH_SECRET", "REDIS_URL", "HOST", "PORT", "DEMO_PAGE"]) {
-    delete env[name];
-  }
-  return { ...env, NO_COLOR: "1", INTERNAL_PORT: "0", ...extra };
-}
-
-interface Background {
-  child: Deno.ChildProcess;
-  out: Lines;
-  err: Lines;
-  status: Promise<Deno.CommandStatus>;
-}
-
-/** `deno task ...` in a process group of its own (the task and its `deno run` stop together). */
-function spawnTask(args: string[], env: Record<string, string>): Background {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["task", ...args],
-    cwd: ROOT,
-    env,
-    clearEnv: true,
-    detached: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  return {
-    child,
-    out: collectLines(child.stdout),
-    err: collectLines(child.stderr),
-    status: child.status,
-  };
-}
-
-async function stopTask(task: Background, signal: Deno.Signal): Promise<number> {
-  try {
-    Deno.kill(-task.child.pid, signal);
-  } catch { /* already gone */ }
-  const killer = setTimeout(() => {
-    try {
-      Deno.kill(-task.child.pid, "SIGKILL");
-    } catch { /* already gone */ }
-  }, 20_000);
-  const { code } = await task.status;
-  clearTimeout(killer);
-  await Promise.all([task.out.done, task.err.done]);
-  return code;
-}
-
-async function run(
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const output = await within(
-    RUN_TIMEOUT_MS,
-    new Deno.Command(Deno.execPath(), {
-      args,
-      cwd: ROOT,
-      env,
-      clearEnv: true,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output(),
-    () => `deno ${args.join(" ")} did not finish within ${RUN_TIMEOUT_MS} ms`,
-  );
-  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
-  return { code: output.code, stdout: decode(output.stdout), stderr: decode(output.stderr) };
-}
-
 async function messages(db: TestDatabase) {
   return await db.sql<{ message_id: string; sender: string; recipient: string; text: string }[]>`
     select message_id, sender_user_id as sender, recipient_user_id as recipient,
@@ -110,7 +45,7 @@ async function messages(db: TestDatabase) {
 
 Deno.test("the README's by-hand example works as written: seed, start, token, then a message", async () => {
   const db = await createTestDatabase();
-  const env = cleanEnv({ PORT: "0" });
+  const env = taskEnv({ PORT: "0" });
   let server: Background | undefined;
   let token = "";
   try {
@@ -139,7 +74,7 @@ Deno.test("the README's by-hand example works as written: seed, start, token, th
           () => `'${line}' did not listen:\n${server!.err.lines.join("\n")}`,
         );
       } else {
-        const result = await run(["task", ...args], env);
+        const result = await runDeno(["task", ...args], env);
         assert.equal(result.code, 0, `'${line}' failed:\n${result.stdout}\n${result.stderr}`);
         token = result.stdout.trim();
       }
@@ -155,7 +90,7 @@ Deno.test("the README's by-hand example works as written: seed, start, token, th
     try {
       await Deno.writeTextFile(`${dir}/by-hand.js`, script);
       for (const attempt of [1, 2]) {
-        const result = await run(["run", "--allow-net", `${dir}/by-hand.js`], env);
+        const result = await runDeno(["run", "--allow-net", `${dir}/by-hand.js`], env);
         assert.equal(result.code, 0, result.stderr);
         assert.match(result.stdout, /type: "authenticated"/, `run ${attempt}: ${result.stdout}`);
         assert.match(result.stdout, /type: "message_sent"/, `run ${attempt}: ${result.stdout}`);
@@ -182,7 +117,7 @@ Deno.test("the README's SDK example runs as written in Deno against deno task de
   const db = await createTestDatabase();
   // `deno task dev` as a reader starts it (no AUTH_SECRET: the dev-only secret), on the test's
   // database so that no embedded PostgreSQL is needed.
-  const dev = spawnTask(["dev"], cleanEnv({ PORT: "0", DATABASE_URL: db.url }));
+  const dev = spawnTask(["dev"], taskEnv({ PORT: "0", DATABASE_URL: db.url }));
   try {
     const links = await within(
       READY_TIMEOUT_MS,
@@ -195,7 +130,7 @@ Deno.test("the README's SDK example runs as written in Deno against deno task de
     const command = /^\/\/ CHAT_TOKEN=\$\((deno task [^)]+)\) deno run ([^\n]+) sdk-example\.ts$/m
       .exec(example);
     assert.ok(command, "the example's first line says how to run it");
-    const minted = await run(command[1]!.split(" ").slice(1), cleanEnv({}));
+    const minted = await runDeno(command[1]!.split(" ").slice(1), taskEnv({}));
     assert.equal(minted.code, 0, minted.stderr);
 
     const dir = await Deno.makeTempDir({ prefix: "gb-readme-" });
@@ -206,9 +141,9 @@ Deno.test("the README's SDK example runs as written in Deno against deno task de
         example.replace('"./client/chat_client.ts"', JSON.stringify(sdk))
           .replace("ws://localhost:8443/", `ws://localhost:${port}/`),
       );
-      const result = await run(
+      const result = await runDeno(
         ["run", ...command[2]!.split(" "), `${dir}/sdk-example.ts`],
-        cleanEnv({ CHAT_TOKEN: minted.stdout.trim() }),
+        taskEnv({ CHAT_TOKEN: minted.stdout.trim() }),
       );
       assert.equal(result.code, 0, result.stderr);
       assert.match(result.stdout, /^signed in as user 1; friends online: \[\]$/m, result.stdout);
@@ -218,7 +153,7 @@ Deno.test("the README's SDK example runs as written in Deno against deno task de
       const silent = new Deno.Command(Deno.execPath(), {
         args: ["run", ...command[2]!.split(" "), `${dir}/sdk-example.ts`],
         cwd: ROOT,
-        env: cleanEnv({}),
+        env: taskEnv({}),
         clearEnv: true,
         stdin: "null",
         stdout: "null",

@@ -1,10 +1,40 @@
 /**
  * @module client
  * A WebSocket test client that queues every frame it receives, so a test
- * can wait for "the next frame of type X" and assert what was not received.
+ * can wait for "the next frame of type X" and assert what was not received;
+ * and signing in as a user with a token the test signs.
  */
 
+import { importTokenKey, signToken } from "../../src/token.ts";
 import { sleep, within } from "./wait.ts";
+
+/** The secret the servers of the tests sign tokens with. */
+export const TEST_SECRET = "test-secret-for-geobeasts-chat";
+
+/** A token for `userId` signed with `secret`, issued at `timestamp` (Unix seconds, now by default). */
+export async function testToken(
+  userId: number,
+  secret = TEST_SECRET,
+  timestamp = Math.floor(Date.now() / 1000),
+): Promise<string> {
+  return signToken(await importTokenKey(secret), userId, timestamp);
+}
+
+/** Sends `authenticate` with `token` on `client` and consumes the `authenticated` answer. */
+export async function signIn(client: TestClient, token: string): Promise<TestClient> {
+  client.send({ type: "authenticate", auth_token: token });
+  await client.next("authenticated");
+  return client;
+}
+
+/** Opens a connection to `url` and signs in as `userId` with a token signed with `secret`. */
+export async function connectAs(
+  url: string,
+  userId: number,
+  secret = TEST_SECRET,
+): Promise<TestClient> {
+  return signIn(await TestClient.open(url), await testToken(userId, secret));
+}
 
 export type Frame = Record<string, unknown> & { type: string };
 

@@ -152,10 +152,15 @@ export async function waitingOnLock(db: TestDatabase, needle: string): Promise<v
   }, 10_000);
 }
 
-/** A repository on `url` (its migrations applied), with the relation cache off and logs silent. */
+/** A repository on `url` (its migrations applied unless `migrate`), relation cache off, logs silent. */
 export function connectRepository(
   url: string,
-  options: { poolSize?: number; statementTimeoutMs?: number; logger?: Logger } = {},
+  options: {
+    poolSize?: number;
+    statementTimeoutMs?: number;
+    logger?: Logger;
+    migrate?: "auto" | "off";
+  } = {},
 ): Promise<PostgresRepository> {
   return PostgresRepository.connect({
     url,
@@ -163,5 +168,6 @@ export function connectRepository(
     statementTimeoutMs: options.statementTimeoutMs ?? 5000,
     relationCacheMs: 0,
     logger: options.logger ?? silentLogger,
+    migrate: options.migrate ?? "auto",
   });
 }

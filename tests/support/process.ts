@@ -1,12 +1,16 @@
 /**
  * @module process
- * The real server as a child process (`deno run main.ts`), for what only a
- * process shows: its memory, its exit code, its log lines, signals.
+ * The real server as a child process (`deno run main.ts`, or a `deno task`),
+ * for what only a process shows: its memory, its exit code, its log lines,
+ * signals.
  */
 
+import { TEST_SECRET } from "./client.ts";
+import { createTestDatabase, type Seed, type TestDatabase } from "./db.ts";
 import { within } from "./wait.ts";
 
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+const ROOT = new URL("../..", import.meta.url).pathname;
+const MAIN = `${ROOT}main.ts`;
 
 export interface ServerProcess {
   pid: number;
@@ -75,6 +79,34 @@ export async function spawnServer(
       return status.code;
     },
   };
+}
+
+/**
+ * Runs `body` with a server process on a fresh database (seeded as `options` says once the
+ * server has migrated it), signing tokens with `TEST_SECRET`; then kills the server, unless
+ * `body` stopped it, and drops the database.
+ */
+export async function withServerProcess(
+  options: Seed & { env?: Record<string, string>; denoFlags?: string[] },
+  body: (server: ServerProcess, db: TestDatabase) => Promise<void>,
+): Promise<void> {
+  const db = await createTestDatabase();
+  let server: ServerProcess | undefined;
+  try {
+    server = await spawnServer({
+      PATH: Deno.env.get("PATH") ?? "",
+      AUTH_SECRET: TEST_SECRET,
+      DATABASE_URL: db.url,
+      ...options.env,
+    }, options.denoFlags);
+    await db.seed(options);
+    await body(server, db);
+  } finally {
+    try {
+      await server?.stop("SIGKILL");
+    } catch { /* stopped by the test */ }
+    await db.drop();
+  }
 }
 
 /** Runs the server expecting it to refuse to start; returns its exit code and stderr. */
@@ -189,4 +221,98 @@ export function readJsonLog(stream: ReadableStream<Uint8Array>): {
   );
   listening.catch(() => {}); // observed by the caller
   return { lines, listening, done };
+}
+
+/** A port nothing listens on just now (for a child to bind). */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/**
+ * The caller's environment without what would point a `deno task` at another server or
+ * database, with ports 0 and no colours; then `extra`.
+ */
+export function taskEnv(extra: Record<string, string>): Record<string, string> {
+  const env = Deno.env.toObject();
+  for (const name of ["DATABASE_URL", "AUTH_SECRET", "REDIS_URL", "HOST", "PORT", "DEMO_PAGE"]) {
+    delete env[name];
+  }
+  return { ...env, NO_COLOR: "1", INTERNAL_PORT: "0", ...extra };
+}
+
+/** Runs `deno ...args` in the repository with only `env`; rejects after `timeoutMs`. */
+export async function runDeno(
+  args: string[],
+  env: Record<string, string>,
+  timeoutMs = 60_000,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const output = await within(
+    timeoutMs,
+    new Deno.Command(Deno.execPath(), {
+      args,
+      cwd: ROOT,
+      env,
+      clearEnv: true,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output(),
+    `deno ${args.join(" ")} finishing`,
+  );
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  return { code: output.code, stdout: decode(output.stdout), stderr: decode(output.stderr) };
+}
+
+/** A `deno task` running in the background, its output collected line by line. */
+export interface Background {
+  child: Deno.ChildProcess;
+  out: Lines;
+  err: Lines;
+  status: Promise<Deno.CommandStatus>;
+  exited(): boolean;
+}
+
+/**
+ * `deno task ...` in the repository, in a process group of its own (the task and the
+ * `deno run` under it stop together).
+ */
+export function spawnTask(args: string[], env: Record<string, string>): Background {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["task", ...args],
+    cwd: ROOT,
+    env,
+    clearEnv: true,
+    detached: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let exited = false;
+  return {
+    child,
+    out: collectLines(child.stdout),
+    err: collectLines(child.stderr),
+    status: child.status.finally(() => {
+      exited = true;
+    }),
+    exited: () => exited,
+  };
+}
+
+/** Sends `signal` to the task's group unless it has exited (SIGKILL after 20 s); its exit code. */
+export async function stopTask(task: Background, signal: Deno.Signal): Promise<number> {
+  const kill = (signal: Deno.Signal) => {
+    try {
+      if (!task.exited()) Deno.kill(-task.child.pid, signal);
+    } catch { /* already gone */ }
+  };
+  kill(signal);
+  const killer = setTimeout(() => kill("SIGKILL"), 20_000);
+  const { code } = await task.status;
+  clearTimeout(killer);
+  await Promise.all([task.out.done, task.err.done]);
+  return code;
 }

@@ -12,15 +12,13 @@ import { silentLogger } from "../../src/log.ts";
 import { ServerMetrics } from "../../src/metrics.ts";
 import { PostgresRepository } from "../../src/store/postgres/repository.ts";
 import { type ChatServer, startChatServer } from "../../src/server/server.ts";
-import { importTokenKey, signToken } from "../../src/token.ts";
 import { nativeTransport } from "../../src/transport/native.ts";
 import type { Transport } from "../../src/transport/transport.ts";
 import { wsTransport } from "../../src/transport/ws.ts";
-import { TestClient } from "./client.ts";
+import { signIn, TEST_SECRET, TestClient, testToken } from "./client.ts";
 import { RawWs } from "../raw_ws.ts";
 import { createTestDatabase, type Seed, type TestDatabase } from "./db.ts";
-
-export const TEST_SECRET = "test-secret-for-geobeasts-chat";
+import { type DatabaseProxy, startDatabaseProxy } from "./tcp_proxy.ts";
 
 export const TRANSPORTS: Record<string, Transport> = { ws: wsTransport, native: nativeTransport };
 
@@ -103,7 +101,6 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     now: options.now,
     demoPage: options.demoPage,
   });
-  const key = await importTokenKey(TEST_SECRET);
   const wsUrl = `ws://127.0.0.1:${server.publicPort}/ws`;
   const clients: TestClient[] = [];
   const connect = async (path = "/ws") => {
@@ -111,8 +108,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     clients.push(client);
     return client;
   };
-  const token = (userId: number, timestamp = Math.floor(Date.now() / 1000)) =>
-    signToken(key, userId, timestamp);
+  const token = (userId: number, timestamp?: number) => testToken(userId, TEST_SECRET, timestamp);
   return {
     server,
     db,
@@ -130,10 +126,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       return raw;
     },
     async connectAs(userId) {
-      const client = await connect();
-      client.send({ type: "authenticate", auth_token: await token(userId) });
-      await client.next("authenticated");
-      return client;
+      return signIn(await connect(), await token(userId));
     },
     async close() {
       await server.shutdown();
@@ -155,5 +148,34 @@ export async function withTestServer(
     await body(t);
   } finally {
     await t.close();
+  }
+}
+
+/**
+ * Runs `body` on a fresh server whose database connections go through a proxy the test can cut
+ * or freeze (a database outage), with statement deadlines of `deadlineMs` and no relation cache;
+ * the proxy is restored before the server closes.
+ */
+export async function withDatabaseProxy(
+  deadlineMs: number,
+  options: TestServerOptions,
+  body: (t: TestServer, proxy: DatabaseProxy) => Promise<void>,
+): Promise<void> {
+  const proxy = await startDatabaseProxy();
+  const env = { DB_STATEMENT_TIMEOUT_MS: String(deadlineMs), RELATION_CACHE_MS: "0" };
+  try {
+    await withTestServer(
+      { ...options, env: { ...env, ...options.env }, databaseUrl: proxy.route },
+      async (t) => {
+        try {
+          await body(t, proxy);
+        } finally {
+          proxy.restore();
+        }
+      },
+    );
+  } finally {
+    proxy.restore();
+    await proxy.close();
   }
 }

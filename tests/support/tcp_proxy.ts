@@ -4,6 +4,8 @@
  * PostgreSQL to play a database outage.
  */
 
+import { adminUrl } from "./db.ts";
+
 export interface TcpProxy {
   port: number;
   /** Resets every open connection and refuses new ones (database down). */
@@ -89,6 +91,26 @@ export function startTcpProxy(target: { hostname: string; port: number }): TcpPr
       for (const pair of [...pairs]) closePair(pair);
       await accepting;
       await Promise.all(tasks);
+    },
+  };
+}
+
+/** A proxy in front of the PostgreSQL server of the test databases, and the way through it. */
+export interface DatabaseProxy extends TcpProxy {
+  /** `url` (a test database's) rewritten to go through the proxy. */
+  route(url: string): string;
+}
+
+export async function startDatabaseProxy(): Promise<DatabaseProxy> {
+  const admin = new URL(await adminUrl());
+  const proxy = startTcpProxy({ hostname: admin.hostname, port: Number(admin.port || 5432) });
+  return {
+    ...proxy,
+    route(url) {
+      const routed = new URL(url);
+      routed.hostname = "127.0.0.1";
+      routed.port = String(proxy.port);
+      return routed.href;
     },
   };
 }
