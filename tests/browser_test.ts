@@ -7,55 +7,28 @@
  */
 
 import assert from "node:assert/strict";
-import fs from "node:fs";
 import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
 import { DEMO_PAGE, renderDemoPage } from "../src/demo_page/page.ts";
 import type { SeedUser } from "./support/db.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
+import { CHROMIUM, launchChromium, needing } from "./support/tools.ts";
 import { eventually } from "./support/wait.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
 const ARTIFACTS = new URL("./artifacts/", import.meta.url);
 const nameOf = (id: number): string => ["alice", "bob", "carol"][id - 1] ?? `user${id}`;
-const installed = (() => {
-  try {
-    return Deno.statSync(CHROMIUM).isFile;
-  } catch {
-    return false;
-  }
-})();
 /** Users with the names the pages show. */
 const named = (ids: number[]): SeedUser[] => ids.map((id) => ({ id, username: nameOf(id) }));
 
-// playwright-core probes /proc/sys/fs/binfmt_misc/WSLInterop when it loads (is this WSL?), a path
-// Deno lets only --allow-all read. We are not on WSL: answer the probe so that the test task's
-// permissions suffice, and load playwright-core only after that.
-const existsSync = fs.existsSync;
-fs.existsSync = (path) => String(path).startsWith("/proc/sys/") ? false : existsSync(path);
-const { chromium } = await import("playwright-core");
-fs.existsSync = existsSync;
-
-/** A browser test: skipped, saying so in its name, where chromium is missing. */
+/**
+ * A browser test: where chromium is missing, skipped and saying so in its name (failed under
+ * CI=true).
+ */
 function browserTest(name: string, fn: (browser: Browser, errors: string[]) => Promise<void>) {
-  Deno.test({
-    name: installed
-      ? name
-      : `${name} (skipped: ${CHROMIUM} is missing; apt-get install -y chromium)`,
-    ignore: !installed,
+  Deno.test(needing(CHROMIUM, {
+    name,
     async fn() {
-      const browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        args: [
-          "--headless",
-          "--no-sandbox",
-          "--disable-gpu",
-          "--disable-background-networking",
-          "--disable-component-update",
-          "--disable-sync",
-          "--no-first-run",
-        ],
-      });
+      const browser = await launchChromium();
       const errors: string[] = [];
       try {
         await fn(browser, errors);
@@ -64,7 +37,7 @@ function browserTest(name: string, fn: (browser: Browser, errors: string[]) => P
         await browser.close();
       }
     },
-  });
+  }));
 }
 
 interface OpenOptions {

@@ -7,14 +7,13 @@
  */
 
 import assert from "node:assert/strict";
-import fs from "node:fs";
 import ts from "typescript";
 import { buildClient } from "../client/build.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
+import { CHROMIUM, launchChromium, needing } from "./support/tools.ts";
 
 const CLIENT = new URL("../client/", import.meta.url).pathname;
 const NAME = "@geobeasts/chat-client";
-const CHROMIUM = "/usr/bin/chromium";
 
 async function run(cmd: string, args: string[], cwd: string, env: Record<string, string> = {}) {
   const out = await new Deno.Command(cmd, {
@@ -171,13 +170,10 @@ Deno.test("the packed SDK installs offline, chats under Node, type-checks, and c
       assert.match(errors[0]!, /Type 'number' is not assignable to type 'string'/);
     });
 
-    await t.step({
-      name: fs.existsSync(CHROMIUM)
-        ? "loaded by a page in Chromium, it chats with a real server"
-        : `loaded by a page in Chromium (skipped: ${CHROMIUM} is missing)`,
-      ignore: !fs.existsSync(CHROMIUM),
+    await t.step(needing(CHROMIUM, {
+      name: "loaded by a page in Chromium, it chats with a real server",
       fn: () => chatInChromium(`${app}/node_modules/${NAME}/dist/chat_client.js`),
-    });
+    }));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -203,11 +199,7 @@ client.send(2, "hello from chromium").then((m) => (window.result = m), (e) => (w
         ? new Response(js, { headers: { "content-type": "text/javascript" } })
         : new Response(page, { headers: { "content-type": "text/html" } }),
   );
-  const { chromium } = await loadPlaywright();
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
-  });
+  const browser = await launchChromium();
   try {
     const bob = await server.connectAs(2);
     const tab = await browser.newPage();
@@ -223,19 +215,5 @@ client.send(2, "hello from chromium").then((m) => (window.result = m), (e) => (w
     await browser.close();
     await http.shutdown();
     await server.close();
-  }
-}
-
-/**
- * playwright-core probes /proc/sys/fs/binfmt_misc/WSLInterop when it loads (is this WSL?), a
- * path only --allow-all may read: answer the probe (we are not on WSL) while it loads.
- */
-async function loadPlaywright(): Promise<typeof import("playwright-core")> {
-  const existsSync = fs.existsSync;
-  fs.existsSync = (path) => String(path).startsWith("/proc/sys/") ? false : existsSync(path);
-  try {
-    return await import("playwright-core");
-  } finally {
-    fs.existsSync = existsSync;
   }
 }

@@ -3,23 +3,23 @@
  * The game's PHP side against a real server, with the real `php` CLI running the code of
  * docs/migrating.md as written there (read from the file): the token function signs a client
  * in, and `chat.php`'s push with the added header reaches both users unchanged. Skipped, saying
- * so in the name, where `php` is missing (`.ci/run` installs it).
+ * so in the name, where `php` or its curl module is missing (`.ci/run` installs them); failed
+ * instead under CI=true.
  */
 
 import assert from "node:assert/strict";
 import { TEST_SECRET } from "./support/client.ts";
-import { docBlock, hasPhp, runPhp } from "./support/migrating_doc.ts";
+import { docBlock, runPhp } from "./support/migrating_doc.ts";
 import { type TestServer, withTestServer } from "./support/server.ts";
+import { needing, PHP } from "./support/tools.ts";
 
-const PHP = hasPhp();
 const NOTIFY_SECRET = "notify-secret-for-php-tests";
 
 function phpTest(name: string, fn: (t: TestServer) => Promise<void>) {
-  Deno.test({
-    name: PHP ? name : `${name} (skipped: php is missing; apt-get install -y php-cli php-curl)`,
-    ignore: !PHP,
+  Deno.test(needing(PHP, {
+    name,
     fn: () => withTestServer({ env: { NOTIFY_SECRET }, users: [1, 2, 3], friends: [[1, 2]] }, fn),
-  });
+  }));
 }
 
 /** A token from the guide's `geobeasts_chat_token()`, run by PHP. */

@@ -18,16 +18,6 @@ export async function docBlock(language: string, marker: string): Promise<string
   return blocks[0]!;
 }
 
-/** Whether the `php` CLI is on PATH (`.ci/run` installs Debian's php-cli and php-curl). */
-export function hasPhp(): boolean {
-  try {
-    return new Deno.Command("php", { args: ["-v"], stdout: "null", stderr: "null" })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-}
-
 /** Runs `php` on `script` (a whole file's text); returns stdout, throws with stderr on failure. */
 export async function runPhp(
   script: string,
