@@ -1,37 +1,73 @@
 /** `loadConfig`: documented defaults, aliases and one-line errors. */
 
 import assert from "node:assert/strict";
-import { loadConfig } from "../src/config.ts";
+import { type Config, loadConfig } from "../src/config.ts";
 
-Deno.test("defaults match the documented table", () => {
-  const c = loadConfig({ AUTH_SECRET: "s" });
-  assert.equal(c.host, "0.0.0.0");
-  assert.equal(c.port, 8443);
-  assert.equal(c.internalHost, "127.0.0.1");
-  assert.equal(c.internalPort, 8444);
-  assert.equal(c.wsTransport, "ws");
-  assert.equal(c.maxFrameBytes, 16384);
-  assert.equal(c.tokenTtlSeconds, 86400);
-  assert.equal(c.authTimeoutMs, 10000);
-  assert.equal(c.headersTimeoutMs, 10000);
-  assert.equal(c.maxMessageChars, 1000);
-  assert.equal(c.idleTimeoutS, 60);
-  assert.equal(c.maxConnectionsPerUser, 10);
-  assert.equal(c.maxConnections, 50000);
-  assert.equal(c.maxUnauthPerIp, 50);
-  assert.equal(c.chatBurst, 20);
-  assert.equal(c.chatRatePerS, 5);
-  assert.equal(c.typingRatePerS, 5);
-  assert.equal(c.frameRatePerS, 50);
-  assert.equal(c.sendBufferMaxBytes, 1024 * 1024);
-  assert.equal(c.sendBufferShedBytes, 256 * 1024);
-  assert.equal(c.dbStatementTimeoutMs, 5000);
-  assert.equal(c.shutdownTimeoutS, 30);
-  assert.equal(c.allowedOrigins, undefined);
-  assert.equal(c.notifySecret, undefined);
-  assert.equal(c.presenceGraceS, 5);
-  assert.equal(c.typingTimeoutS, 6);
-  assert.equal(c.activeCheckIntervalS, 30);
+const README = new URL("../README.md", import.meta.url);
+/** The least a server starts with: every other setting takes its default. */
+const MINIMAL = { AUTH_SECRET: "s" };
+/** Settings whose names are not their variable's in camel case. */
+const FIELD_OF: Record<string, keyof Config> = { CHAT_RATE_BURST: "chatBurst" };
+
+/** A default as the table gives it: a value, `unset`, or none at all (required). */
+type Documented = { value: string } | "unset" | "required";
+
+/** The variables of README.md's "Configuration" table, each with its documented default. */
+async function documentedDefaults(): Promise<Map<string, Documented>> {
+  const readme = await Deno.readTextFile(README);
+  const section = readme.split(/^## /m).find((part) => part.startsWith("Configuration\n"));
+  assert.ok(section, "README.md has a Configuration section");
+  const defaults = new Map<string, Documented>();
+  for (const row of section.split("\n").filter((line) => line.startsWith("| `"))) {
+    const [variables, fallback] = row.split("|").slice(1, 3).map((cell) => cell.trim()) as [
+      string,
+      string,
+    ];
+    const names = [...variables.matchAll(/`([A-Z_]+)`/g)].map((m) => m[1]!);
+    const values = [...fallback.matchAll(/`([^`]*)`/g)].map((m) => m[1]!);
+    const none: Documented | undefined = fallback.startsWith("unset")
+      ? "unset"
+      : fallback.includes("(required)")
+      ? "required"
+      : undefined;
+    assert.ok(
+      none !== undefined || values.length === names.length,
+      `one default per variable: ${row}`,
+    );
+    names.forEach((name, i) => defaults.set(name, none ?? { value: values[i]! }));
+  }
+  assert.ok(defaults.size > 30, `only ${defaults.size} variables read from the table`);
+  return defaults;
+}
+
+const camelCase = (name: string) =>
+  name.toLowerCase().replace(/_([a-z])/g, (_, letter: string) => letter.toUpperCase());
+
+Deno.test("the README's configuration table lists every setting, each with the default loadConfig uses", async () => {
+  const config = loadConfig(MINIMAL);
+  const documented = new Set<string>();
+  for (const [name, fallback] of await documentedDefaults()) {
+    const field = FIELD_OF[name] ?? camelCase(name);
+    assert.ok(field in config, `${name} is in the table but sets nothing (no ${field})`);
+    documented.add(field);
+    const actual = config[field as keyof Config];
+    if (fallback === "required") {
+      const without = Object.fromEntries(Object.entries(MINIMAL).filter(([key]) => key !== name));
+      assert.throws(() => loadConfig(without), new RegExp(name), `${name} is required`);
+    } else if (fallback === "unset") {
+      const none = actual === undefined || (actual instanceof Set && actual.size === 0);
+      assert.ok(none, `${name} is documented unset, but defaults to ${String(actual)}`);
+    } else {
+      assert.equal(String(actual), fallback.value, `${name}'s default`);
+      assert.deepEqual(
+        loadConfig({ ...MINIMAL, [name]: fallback.value }),
+        config,
+        `${name}=${fallback.value}, its documented default, changes the configuration`,
+      );
+    }
+  }
+  const missing = Object.keys(config).filter((field) => !documented.has(field));
+  assert.deepEqual(missing, [], "settings the table does not list");
 });
 
 Deno.test("WEBSOCKET_PORT is an alias of PORT, and PORT wins when both are set", () => {
