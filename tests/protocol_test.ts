@@ -68,10 +68,30 @@ Deno.test("any text parses into a typed frame or a typed error, never an excepti
   );
 });
 
-Deno.test("an accepted chat message is trimmed, storable text of 1 to 1000 code points to a positive safe integer", () => {
+/**
+ * What the protocol says of a `chat_message` with these two fields: the frame it is accepted as
+ * (a positive safe integer recipient, given as a JSON number or a decimal string without a sign
+ * or leading zeros; the text trimmed, 1 to 1000 code points, without NUL or lone surrogates), or
+ * the code it is refused with.
+ */
+function expectedChat(recipient: unknown, text: string) {
+  const id = typeof recipient === "string" && /^[1-9][0-9]*$/.test(recipient)
+    ? Number(recipient)
+    : recipient;
+  if (typeof id !== "number" || !Number.isSafeInteger(id) || id < 1) return "invalid_field";
+  const messageText = text.trim();
+  if (!messageText.isWellFormed() || messageText.includes("\u0000")) return "invalid_field";
+  const length = [...messageText].length;
+  if (length === 0) return "message_empty";
+  if (length > 1000) return "message_too_long";
+  return { type: "chat_message", recipientUserId: id, messageText, clientMessageId: undefined };
+}
+
+Deno.test("a chat message is accepted exactly when its recipient and text are valid: trimmed, storable text of 1 to 1000 code points to a positive safe integer", () => {
+  const outcomes = { accepted: 0, refused: 0 };
   fc.assert(
     fc.property(
-      fc.oneof(fc.integer(), fc.string(), fc.maxSafeNat()),
+      fc.oneof(fc.integer(), fc.string(), fc.maxSafeNat(), fc.maxSafeNat().map(String)),
       fc.string({ unit: "binary", maxLength: 1100 }),
       (recipient, text) => {
         const frame = parseClientFrame(
@@ -82,17 +102,20 @@ Deno.test("an accepted chat message is trimmed, storable text of 1 to 1000 code 
           }),
           limits,
         );
-        if (frame.type !== "chat_message") return;
-        assert.ok(Number.isSafeInteger(frame.recipientUserId) && frame.recipientUserId > 0);
-        assert.equal(frame.messageText, frame.messageText.trim());
-        const length = [...frame.messageText].length;
-        assert.ok(length >= 1 && length <= 1000);
-        assert.ok(frame.messageText.isWellFormed());
-        assert.ok(!frame.messageText.includes("\u0000"));
+        const expected = expectedChat(recipient, text);
+        if (typeof expected === "string") {
+          outcomes.refused++;
+          assert.equal(frame.type === "error" && frame.code, expected, JSON.stringify(frame));
+        } else {
+          outcomes.accepted++;
+          assert.deepEqual(frame, expected);
+        }
       },
     ),
     { numRuns: 3000 },
   );
+  // Both outcomes were generated often enough to mean something.
+  assert.ok(outcomes.accepted > 300 && outcomes.refused > 300, JSON.stringify(outcomes));
 });
 
 Deno.test("edge values of fields are refused with the documented codes", () => {
