@@ -49,7 +49,7 @@ for (const kind of CLUSTER_KINDS) {
     },
   );
 
-  twoNodeTest(kind, "typing crosses nodes", async (a, b) => {
+  twoNodeTest(kind, "typing on node A reaches the friend on node B", async (a, b) => {
     const bob = await connectSettled(b, 2);
     const alice = await connectSettled(a, 1);
     alice.send({ type: "typing", recipient_user_id: 2 });
