@@ -5,7 +5,13 @@
 
 import assert from "node:assert/strict";
 import { countMessages } from "./support/db.ts";
-import { type TestServer, TRANSPORTS, withTestServer } from "./support/server.ts";
+import {
+  type MemoryTestServer,
+  startMemoryServer,
+  type TestServer,
+  TRANSPORTS,
+  withTestServer,
+} from "./support/server.ts";
 import { sleep } from "./support/wait.ts";
 
 /**
@@ -18,6 +24,27 @@ function chatTest(name: string, body: (t: TestServer) => Promise<void>) {
       `${name} [${transportName}]`,
       () => withTestServer({ transport, users: [1, 2, 3, 4], friends: [[1, 2], [3, 1]] }, body),
     );
+  }
+}
+
+/**
+ * The same, for behaviour that needs no database: the server runs on the
+ * in-memory repository, seeded alike.
+ */
+function socketTest(name: string, body: (t: MemoryTestServer) => Promise<void>) {
+  for (const [transportName, transport] of Object.entries(TRANSPORTS)) {
+    Deno.test(`${name} [${transportName}]`, async () => {
+      const t = await startMemoryServer({
+        transport,
+        users: [1, 2, 3, 4],
+        friends: [[1, 2], [3, 1]],
+      });
+      try {
+        await body(t);
+      } finally {
+        await t.close();
+      }
+    });
   }
 }
 
@@ -260,7 +287,7 @@ chatTest("typing reaches every device of a friend and nothing is stored", async 
   assert.equal(await countMessages(t.db.sql), 0);
 });
 
-chatTest(
+socketTest(
   "presence: friends see a user come online with the first device and go offline with the last",
   async (t) => {
     const bob = await t.connectAs(2);
@@ -296,7 +323,7 @@ chatTest(
   },
 );
 
-chatTest("ping is answered with pong before and after authentication", async (t) => {
+socketTest("ping is answered with pong before and after authentication", async (t) => {
   const anon = await t.connect("/");
   anon.send({ type: "ping" });
   assert.deepEqual(await anon.next(), { type: "pong" });
@@ -305,7 +332,7 @@ chatTest("ping is answered with pong before and after authentication", async (t)
   assert.deepEqual(await alice.next(), { type: "pong" });
 });
 
-chatTest(
+socketTest(
   "frames that are not JSON objects with a string type get invalid_frame or invalid_json",
   async (t) => {
     const client = await t.connect();

@@ -1,15 +1,17 @@
 /**
  * @module server
  * A real chat server for a test: its own database (seeded with users and
- * friendships when asked), port 0 on 127.0.0.1, the transport under test,
- * and helpers to connect as a user.
+ * friendships when asked) or the in-memory repository (`startMemoryServer`),
+ * port 0 on 127.0.0.1, the transport under test, and helpers to connect as a
+ * user.
  */
 
 import { MemoryCluster } from "../../src/bus/memory.ts";
 import type { Bus } from "../../src/bus/bus.ts";
-import { loadConfig } from "../../src/config.ts";
+import { type Config, loadConfig } from "../../src/config.ts";
 import { silentLogger } from "../../src/log.ts";
 import { ServerMetrics } from "../../src/metrics.ts";
+import { type ChatRepository, MemoryRepository } from "../../src/store/mod.ts";
 import { PostgresRepository } from "../../src/store/postgres/repository.ts";
 import { type ChatServer, startChatServer } from "../../src/server/server.ts";
 import { nativeTransport } from "../../src/transport/native.ts";
@@ -62,16 +64,7 @@ export interface TestServer {
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
   const db = options.db ?? (await createTestDatabase());
-  const config = loadConfig({
-    AUTH_SECRET: TEST_SECRET,
-    HOST: "127.0.0.1",
-    PORT: "0",
-    INTERNAL_PORT: "0",
-    DATABASE_URL: options.databaseUrl?.(db.url) ?? db.url,
-    // No presence grace unless a test asks for one: most tests watch `offline` right after a close.
-    PRESENCE_GRACE_S: "0",
-    ...options.env,
-  });
+  const config = testConfig(options, options.databaseUrl?.(db.url) ?? db.url);
   const metrics = new ServerMetrics();
   const repository = await PostgresRepository.connect({
     url: config.databaseUrl,
@@ -88,6 +81,63 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     if (options.db === undefined) await db.drop();
     throw err;
   }
+  const node = await serve(config, metrics, repository, options);
+  return {
+    ...node,
+    db,
+    repository,
+    async close() {
+      await node.close();
+      await repository.close();
+      if (options.db === undefined) await db.drop();
+    },
+  };
+}
+
+/** What a server on the memory repository offers: `TestServer` without a database. */
+export type MemoryTestServer = Omit<TestServer, "db" | "repository"> & {
+  repository: MemoryRepository;
+};
+
+/**
+ * A real server on port 0 whose storage is the in-memory repository, seeded
+ * with `users` and `friends`: for tests about sockets, frames and the hub
+ * that need no database.
+ */
+export async function startMemoryServer(
+  options: Omit<TestServerOptions, "db" | "databaseUrl"> = {},
+): Promise<MemoryTestServer> {
+  const config = testConfig(options, "postgres://unused");
+  const repository = new MemoryRepository();
+  for (const user of options.users ?? []) {
+    if (typeof user === "number") repository.addUser(user);
+    else repository.addUser(user.id, user.active ?? true);
+  }
+  for (const [a, b, status] of options.friends ?? []) repository.befriend(a, b, status);
+  const node = await serve(config, new ServerMetrics(), repository, options);
+  return { ...node, repository };
+}
+
+function testConfig(options: TestServerOptions, databaseUrl: string): Config {
+  return loadConfig({
+    AUTH_SECRET: TEST_SECRET,
+    HOST: "127.0.0.1",
+    PORT: "0",
+    INTERNAL_PORT: "0",
+    DATABASE_URL: databaseUrl,
+    // No presence grace unless a test asks for one: most tests watch `offline` right after a close.
+    PRESENCE_GRACE_S: "0",
+    ...options.env,
+  });
+}
+
+/** The server, its bus and its clients; `close` leaves the repository to the caller. */
+async function serve(
+  config: Config,
+  metrics: ServerMetrics,
+  repository: ChatRepository,
+  options: TestServerOptions,
+): Promise<Omit<TestServer, "db" | "repository">> {
   const bus = options.bus !== undefined
     ? await options.bus()
     : (options.cluster ?? new MemoryCluster()).node();
@@ -101,7 +151,6 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     now: options.now,
     demoPage: options.demoPage,
   });
-  const wsUrl = `ws://127.0.0.1:${server.publicPort}/ws`;
   const clients: TestClient[] = [];
   const connect = async (path = "/ws") => {
     const client = await TestClient.open(`ws://127.0.0.1:${server.publicPort}${path}`);
@@ -111,10 +160,8 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const token = (userId: number, timestamp?: number) => testToken(userId, TEST_SECRET, timestamp);
   return {
     server,
-    db,
-    repository,
     bus,
-    wsUrl,
+    wsUrl: `ws://127.0.0.1:${server.publicPort}/ws`,
     httpUrl: `http://127.0.0.1:${server.publicPort}`,
     internalUrl: `http://127.0.0.1:${server.internalPort}`,
     token,
@@ -132,8 +179,6 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       await server.shutdown();
       await Promise.all(clients.map((c) => c.closed));
       await bus.close();
-      await repository.close();
-      if (options.db === undefined) await db.drop();
     },
   };
 }
