@@ -28,6 +28,8 @@ export interface Config {
   maxMessageChars: number;
   idleTimeoutS: number;
   notifySecret: string | undefined;
+  /** Bearer of the status page's data; `NOTIFY_SECRET` when unset. */
+  statusSecret: string | undefined;
   databaseUrl: string;
   dbPoolSize: number;
   dbStatementTimeoutMs: number;
@@ -103,6 +105,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     maxMessageChars: read.int("MAX_MESSAGE_CHARS", 1000, 1, 100_000),
     idleTimeoutS: read.int("IDLE_TIMEOUT_S", 60, 1, 3600),
     notifySecret: nonEmpty(env.NOTIFY_SECRET),
+    statusSecret: nonEmpty(env.STATUS_SECRET) ?? nonEmpty(env.NOTIFY_SECRET),
     databaseUrl: env.DATABASE_URL || DEFAULT_DATABASE_URL,
     dbPoolSize: read.int("DB_POOL_SIZE", 10, 1, 500),
     dbStatementTimeoutMs: read.int("DB_STATEMENT_TIMEOUT_MS", 5000, 100, 120_000),

@@ -6,7 +6,11 @@
  */
 
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { BUILD_INFO } from "./build_info.ts";
 import type { ErrorCode } from "./protocol/mod.ts";
+
+/** The dependencies whose health and latency are exported. */
+export type Dependency = "postgres" | "redis";
 
 /** What the rest of the server records. */
 export interface Metrics {
@@ -23,6 +27,8 @@ export interface Metrics {
   batchCommitted(size: number, ms: number): void;
   /** A frame published on the bus for other nodes; `ok` false when it could not be. */
   busPublished(ok: boolean): void;
+  /** A probe of a dependency: whether it answered, and how long it took. */
+  dependencyProbed(dependency: Dependency, up: boolean, seconds: number): void;
 }
 
 /** Values read at scrape time. */
@@ -31,6 +37,8 @@ export interface MetricsGauges {
   users(): number;
   /** TCP connections on the public listener not upgraded (yet); `ws` transport only. */
   pendingConnections?(): number;
+  /** Messages accepted and waiting for the writer. */
+  queuedMessages?(): number;
 }
 
 /** Frame types counted by name; anything else pushed through /notify counts as `event`. */
@@ -43,7 +51,16 @@ const SERVER_TYPES = new Set([
   "presence",
   "pong",
   "error",
+  "sync_result",
+  "history_result",
+  "read",
+  "delivered",
+  "reauthenticated",
+  "session_expired",
 ]);
+
+/** How often the event loop's lag is sampled. */
+const LAG_SAMPLE_MS = 500;
 const TYPE_PREFIX = '{"type":"';
 
 export class ServerMetrics implements Metrics {
@@ -69,6 +86,11 @@ export class ServerMetrics implements Metrics {
   readonly #commit: Histogram;
   readonly #publishes: Counter<"result">;
   readonly #refused: Counter;
+  readonly #up: Gauge<"dependency">;
+  readonly #latency: Gauge<"dependency">;
+  readonly #oldestHeartbeat: Gauge;
+  /** The largest event-loop lag seen since the last scrape, in seconds. */
+  readonly #lag = { max: 0 };
 
   constructor() {
     const registers = [this.registry];
@@ -90,6 +112,14 @@ export class ServerMetrics implements Metrics {
       registers,
       collect() {
         this.set(source.gauges.pendingConnections?.() ?? 0);
+      },
+    });
+    new Gauge({
+      name: "chat_message_writer_queue",
+      help: "Messages accepted and waiting for a batch of the database writer.",
+      registers,
+      collect() {
+        this.set(source.gauges.queuedMessages?.() ?? 0);
       },
     });
     new Gauge({
@@ -181,6 +211,58 @@ export class ServerMetrics implements Metrics {
       help: "TCP connections closed at once: their address held MAX_UNAUTH_PER_IP already.",
       registers,
     });
+    new Gauge({
+      name: "chat_build_info",
+      help: "Always 1; the labels say which release and protocol version this node runs.",
+      labelNames: ["version", "protocol", "deno"],
+      registers,
+    }).set(
+      { version: BUILD_INFO.version, protocol: BUILD_INFO.protocol, deno: Deno.version.deno },
+      1,
+    );
+    this.#up = new Gauge({
+      name: "chat_dependency_up",
+      help: "1 when the dependency answered its last probe in time, else 0.",
+      labelNames: ["dependency"],
+      registers,
+    });
+    this.#latency = new Gauge({
+      name: "chat_dependency_latency_seconds",
+      help: "How long the dependency's last probe took (a trivial query or PING).",
+      labelNames: ["dependency"],
+      registers,
+    });
+    this.#oldestHeartbeat = new Gauge({
+      name: "chat_cluster_oldest_heartbeat_age_seconds",
+      help:
+        "Age of the oldest heartbeat among the nodes the bus lists (a dead node not swept yet).",
+      registers,
+    });
+    const lag = this.#lag;
+    new Gauge({
+      name: "chat_event_loop_lag_seconds",
+      help: "The largest delay of a timer past its due time since the last scrape.",
+      registers,
+      collect() {
+        this.set(lag.max);
+        lag.max = 0;
+      },
+    });
+  }
+
+  /**
+   * Samples the event loop's lag (a timer's delay past its due time) until
+   * the returned function is called; the timer does not keep the process up.
+   */
+  monitorEventLoop(): () => void {
+    let due = performance.now() + LAG_SAMPLE_MS;
+    const timer = setInterval(() => {
+      const now = performance.now();
+      this.#lag.max = Math.max(this.#lag.max, Math.max(0, now - due) / 1000);
+      due = now + LAG_SAMPLE_MS;
+    }, LAG_SAMPLE_MS);
+    Deno.unrefTimer(timer);
+    return () => clearInterval(timer);
   }
 
   /** Sets what the scrape-time gauges read (the server, once it exists). */
@@ -218,6 +300,14 @@ export class ServerMetrics implements Metrics {
   }
   busPublished(ok: boolean): void {
     this.#publishes.inc({ result: ok ? "ok" : "failed" });
+  }
+  dependencyProbed(dependency: Dependency, up: boolean, seconds: number): void {
+    this.#up.set({ dependency }, up ? 1 : 0);
+    this.#latency.set({ dependency }, seconds);
+  }
+  /** The cluster's nodes as the bus lists them, with the oldest heartbeat's age. */
+  clusterInspected(oldestHeartbeatAgeSeconds: number): void {
+    this.#oldestHeartbeat.set(oldestHeartbeatAgeSeconds);
   }
   /** A TCP connection refused because its address was at its limit. */
   connectionRefusedPerAddress(): void {

@@ -1,19 +1,8 @@
 /** `GET /metrics` after real traffic, parsed as Prometheus text. */
 
 import assert from "node:assert/strict";
+import { parseMetrics } from "./support/metrics.ts";
 import { startTestServer } from "./support/server.ts";
-
-/** Parses the exposition format into `name{labels}` → value. */
-function parseMetrics(text: string): Map<string, number> {
-  const samples = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    if (line === "" || line.startsWith("#")) continue;
-    const match = /^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
-    assert.ok(match, `not a sample line: ${line}`);
-    samples.set(match[1]!, Number(match[2]));
-  }
-  return samples;
-}
 
 Deno.test("metrics count connections, frames by type, errors by code, stored messages and batches", async () => {
   const t = await startTestServer({ users: [1, 2, 3], friends: [[1, 2]] });
@@ -45,6 +34,43 @@ Deno.test("metrics count connections, frames by type, errors by code, stored mes
     assert.ok((m.get("chat_message_batch_size_count") ?? 0) >= 1);
     assert.ok((m.get("chat_message_commit_seconds_count") ?? 0) >= 1);
     assert.ok((m.get("process_resident_memory_bytes") ?? 0) > 1e6);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("v1.1 frames are counted by their type, and the build, dependencies and lag are exported", async () => {
+  const t = await startTestServer({ users: [1, 2], friends: [[1, 2]] });
+  try {
+    const alice = await t.connectAs(1);
+    const bob = await t.connectAs(2);
+    alice.send({ type: "chat_message", recipient_user_id: 2, message_text: "hi" });
+    const message = await bob.next("chat_message");
+    bob.send({ type: "delivered", message_id: message.message_id });
+    await alice.next("delivered");
+    bob.send({ type: "read", friend_user_id: 1, up_to_message_id: message.message_id });
+    await alice.next("read");
+    alice.send({ type: "sync", after_message_id: 0 });
+    await alice.next("sync_result");
+    alice.send({ type: "history", friend_user_id: 2 });
+    await alice.next("history_result");
+    alice.send({ type: "reauthenticate", auth_token: await t.token(1) });
+    await alice.next("reauthenticated");
+    const m = parseMetrics(await (await fetch(`${t.internalUrl}/metrics`)).text());
+    for (const type of ["delivered", "read", "sync_result", "history_result", "reauthenticated"]) {
+      assert.equal(m.get(`chat_frames_out_total{type="${type}"}`), 1, type);
+    }
+    assert.equal(
+      m.get('chat_frames_out_total{type="event"}'),
+      undefined,
+      "nothing counted as event",
+    );
+    const build = [...m.keys()].find((k) => k.startsWith("chat_build_info{"));
+    assert.ok(build?.includes('protocol="1.2"'), String(build));
+    assert.equal(m.get('chat_dependency_up{dependency="postgres"}'), 1);
+    assert.ok((m.get('chat_dependency_latency_seconds{dependency="postgres"}') ?? -1) >= 0);
+    assert.ok((m.get("chat_event_loop_lag_seconds") ?? -1) >= 0);
+    assert.equal(m.get("chat_message_writer_queue"), 0);
   } finally {
     await t.close();
   }

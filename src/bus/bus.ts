@@ -29,6 +29,12 @@ export interface BusDelivery {
 /** A user's presence in the whole cluster. */
 export type PresenceStatus = "online" | "offline";
 
+/** What `Bus.inspect` reports. */
+export interface BusInspection {
+  nodes: { nodeId: string; lastHeartbeatAt: number; self: boolean }[];
+  roundTripMs: number | undefined;
+}
+
 export interface Bus {
   /** This node's id, unique in the cluster. */
   readonly nodeId: string;
@@ -65,6 +71,13 @@ export interface Bus {
   acquireConnection(userId: number, max: number): Promise<boolean>;
   /** Gives back a slot `acquireConnection` took. Never throws. */
   releaseConnection(userId: number): Promise<void>;
+  /**
+   * For operators (the status page): the cluster's nodes as the bus knows them,
+   * with when each last proved alive (ms since the epoch), and how long a
+   * round trip to the broker takes now (ms; undefined with no broker). Rejects
+   * when the broker does not answer.
+   */
+  inspect?(): Promise<BusInspection>;
   /** Whether the bus reaches the other nodes now (readiness: `/readyz` is 503 when not). */
   isReady(): boolean;
   /** Leaves every user of this node and releases connections. */

@@ -5,7 +5,7 @@
  * several hubs as several nodes without Redis.
  */
 
-import type { Bus, BusDelivery, PresenceStatus } from "./bus.ts";
+import type { Bus, BusDelivery, BusInspection, PresenceStatus } from "./bus.ts";
 
 /** The state several in-process nodes share. */
 export class MemoryCluster {
@@ -118,6 +118,16 @@ export class MemoryBus implements Bus {
 
   isReady(): boolean {
     return !this.#dead;
+  }
+
+  inspect(): Promise<BusInspection> {
+    const now = Date.now();
+    const nodes = [...this.cluster.live].map((bus) => ({
+      nodeId: bus.nodeId,
+      lastHeartbeatAt: now,
+      self: bus === this,
+    }));
+    return Promise.resolve({ nodes, roundTripMs: undefined });
   }
 
   /** Leaves every user, frees the node's slots; afterwards every call is a no-op. */

@@ -8,6 +8,7 @@ import { Hono } from "@hono/hono";
 import type { Logger } from "../log.ts";
 import { errorMessage } from "../log.ts";
 import { parseUserId } from "../protocol/mod.ts";
+import { STATUS_PAGE } from "./status_page.ts";
 
 export interface HealthDeps {
   /** False while shutting down or while the database does not answer. */
@@ -25,6 +26,10 @@ export interface InternalDeps extends HealthDeps {
   disconnect(userIds: readonly number[], reason: string): void;
   /** Which of `userIds` are online anywhere in the cluster. */
   online(userIds: readonly number[]): Promise<number[]>;
+  /** The bearer of `/status/data` (`STATUS_SECRET`, else `NOTIFY_SECRET`). */
+  statusSecret: string | undefined;
+  /** What the status page draws. */
+  statusData(): Promise<Record<string, unknown>>;
 }
 
 export interface PublicDeps extends HealthDeps {
@@ -78,6 +83,13 @@ export function internalApp(deps: InternalDeps): Hono {
     deps.disconnect(parsed.userIds, parsed.reason);
     deps.logger.info("disconnect", { users: parsed.userIds.length });
     return c.json({ users: parsed.userIds.length }, 202);
+  });
+  // The page holds no data; it asks for the secret and sends it to /status/data.
+  app.get("/status", (c) => c.html(STATUS_PAGE));
+  app.get("/status/data", async (c) => {
+    const denied = await bearerDenied(c.req.header("authorization"), deps.statusSecret);
+    if (denied !== undefined) return c.json({ error: denied.error }, denied.status);
+    return c.json(await deps.statusData(), 200, { "cache-control": "no-store" });
   });
   app.get("/presence", async (c) => {
     const denied = await bearerDenied(c.req.header("authorization"), deps.notifySecret);

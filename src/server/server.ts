@@ -16,6 +16,7 @@ import type { ChatRepository } from "../store/mod.ts";
 import { DeadlineQueue, Session, type SessionContext } from "../session/mod.ts";
 import { importTokenKey } from "../token.ts";
 import { startActiveCheck } from "./active_check.ts";
+import { startOperatorWatch, statusData } from "./operator.ts";
 import { CloseCode, serverFrames } from "../protocol/mod.ts";
 import { TypingExpiry } from "../hub/mod.ts";
 import type { Listener, Transport, UpgradeInfo } from "../transport/mod.ts";
@@ -158,6 +159,13 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
     },
   });
 
+  const operatorDeps = {
+    metrics,
+    repository,
+    bus,
+    logger,
+    busHasBroker: config.redisUrl !== undefined,
+  };
   let internalListener: Listener;
   try {
     internalListener = await options.transport({
@@ -181,6 +189,8 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
           for (const userId of userIds) hub.endUser(userId, frame);
         },
         online: (userIds) => hub.onlineAmong(userIds),
+        statusSecret: config.statusSecret,
+        statusData: () => statusData(operatorDeps),
       }).fetch,
       checkUpgrade: () => refusal(404, "Not found"),
       onOpen: () => {
@@ -192,6 +202,8 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
     throw err;
   }
 
+  const stopOperatorWatch = startOperatorWatch(operatorDeps);
+  const stopEventLoopMonitor = metrics.monitorEventLoop();
   const stopActiveCheck = startActiveCheck({
     hub,
     repository,
@@ -206,6 +218,7 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
     }),
     users: () => hub.userCount,
     pendingConnections: () => pendingConnections,
+    queuedMessages: () => repository.queuedMessages?.() ?? 0,
   });
 
   logger.info("listening", {
@@ -227,6 +240,8 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
       shuttingDown = true;
       logger.info("shutdown_started", { connections: sessions.size });
       await stopActiveCheck();
+      stopEventLoopMonitor();
+      await stopOperatorWatch();
       await publicListener.stopAccepting();
       await Promise.all([...sessions].map((session) => session.drain()));
       for (const session of [...sessions]) {

@@ -134,6 +134,8 @@ export interface ChatRepository {
   inactiveUsers(userIds: readonly number[]): Promise<number[]>;
   /** Whether storage answers now (readiness). */
   isReady(): Promise<boolean>;
+  /** Messages accepted and waiting to be written (a queue that grows means storage lags). */
+  queuedMessages?(): number;
   /** Commits what is queued, then releases the connections. */
   close(): Promise<void>;
 }

@@ -1,7 +1,8 @@
 /**
  * @module tools
  * The programs some tests need besides Deno, which `.ci/run` installs: Chromium (Debian's
- * package) for the browser tests, and PHP with its curl module for the interop tests. Where one
+ * package) for the browser tests, PHP with its curl module for the interop tests, and
+ * Prometheus' promtool for the alert rules. Where one
  * is missing, its tests are skipped and say so in their names; with CI=true they fail instead,
  * for a CI run that skipped them would pass without having tested anything.
  */
@@ -26,6 +27,16 @@ export const PHP: Tool = {
   present: phpModules().includes("curl"),
   missing: "php with its curl module is missing; apt-get install -y php-cli php-curl",
 };
+
+export const PROMTOOL: Tool = {
+  present: onPath("promtool"),
+  missing: "promtool is missing; apt-get install -y prometheus",
+};
+
+function onPath(program: string): boolean {
+  const dirs = (Deno.env.get("PATH") ?? "").split(":").filter((d) => d !== "");
+  return dirs.some((dir) => fs.existsSync(`${dir}/${program}`));
+}
 
 /** Whether this run is CI's (`CI=true`, which `.ci/run` and CI services set). */
 export const IN_CI = Deno.env.get("CI") === "true";

@@ -41,7 +41,7 @@
  */
 
 import { Redis } from "ioredis";
-import type { Bus, BusDelivery, PresenceStatus } from "../bus.ts";
+import type { Bus, BusDelivery, BusInspection, PresenceStatus } from "../bus.ts";
 import { RedisLink, RedisLinkDownError } from "./link.ts";
 import { decodePayload } from "./payload.ts";
 import {
@@ -254,6 +254,17 @@ export class RedisBus implements Bus {
 
   isReady(): boolean {
     return !this.#closed && this.#downSince === undefined;
+  }
+
+  async inspect(): Promise<BusInspection> {
+    const started = performance.now();
+    await this.#cmd.run((conn) => conn.ping());
+    const roundTripMs = performance.now() - started;
+    const nodes = await this.#presence.nodes();
+    return {
+      nodes: nodes.map((n) => ({ ...n, self: n.nodeId === this.nodeId })),
+      roundTripMs,
+    };
   }
 
   /** Leaves every user of this node (without announcing), stops the heartbeat, disconnects. */

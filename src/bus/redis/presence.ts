@@ -77,6 +77,16 @@ export class RedisPresence {
     this.#logger = options.logger;
   }
 
+  /** The live nodes with when each last sent a heartbeat (ms since the epoch, Redis's clock). */
+  async nodes(): Promise<{ nodeId: string; lastHeartbeatAt: number }[]> {
+    const flat = await this.#link.run((conn) => conn.zrange(this.#nodes, "0", "-1", "WITHSCORES"));
+    const nodes = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      nodes.push({ nodeId: flat[i]!, lastHeartbeatAt: Number(flat[i + 1]) - this.#ttlMs });
+    }
+    return nodes;
+  }
+
   /** Registers the node as live (throws when Redis does not answer), then keeps it live. */
   async start(): Promise<void> {
     await this.#link.run(() =>

@@ -117,6 +117,11 @@ export class MessageWriter {
     });
   }
 
+  /** Messages waiting for a batch (not those of batches being written). */
+  get queued(): number {
+    return this.#queue.length;
+  }
+
   /** Resolves when everything queued so far is committed or rejected. */
   async drain(): Promise<void> {
     while (this.#queue.length > 0 || this.#busy()) {

@@ -225,6 +225,10 @@ export class PostgresRepository implements ChatRepository {
     return this.#deadline(() => mailbox.inactiveUsers(this.#sql, userIds));
   }
 
+  queuedMessages(): number {
+    return this.#writer.queued;
+  }
+
   async isReady(): Promise<boolean> {
     try {
       await this.#deadline(() => this.#sql`select 1`, Math.min(this.#timeoutMs, 2000));
