@@ -15,12 +15,13 @@ const ALLOWED: Record<string, readonly string[]> = {
   "client": [],
   "src/log.ts": [],
   "src/token.ts": [],
+  "src/build_info.ts": [],
   "src/transport": [],
   "src/config.ts": ["src/log.ts"],
   "src/store": ["src/log.ts", "src/config.ts"],
   "src/bus": ["src/log.ts"],
   "src/protocol": ["client", "src/store"],
-  "src/metrics.ts": ["src/protocol"],
+  "src/metrics.ts": ["src/build_info.ts", "src/protocol"],
   "src/demo_page": ["client"],
   "src/hub": ["src/bus", "src/log.ts", "src/protocol", "src/store"],
   "src/session": [
@@ -34,6 +35,7 @@ const ALLOWED: Record<string, readonly string[]> = {
     "src/transport",
   ],
   "src/server": [
+    "src/build_info.ts",
     "src/bus",
     "src/config.ts",
     "src/hub",

@@ -26,7 +26,9 @@ export function metricNames(text: string): Set<string> {
   const names = new Set<string>();
   for (const [, name, type] of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
     names.add(name!);
-    if (type === "histogram") for (const s of ["_bucket", "_sum", "_count"]) names.add(name + s);
+    if (type === "histogram") {
+      for (const s of ["_bucket", "_sum", "_count"]) names.add(name + s);
+    }
   }
   return names;
 }
