@@ -1,10 +1,15 @@
 /**
  * @module http
  * The HTTP routes of both listeners, as Hono apps. Every failure leaves
- * through one `onError` / `notFound` pair as a JSON body.
+ * with a JSON body: through the `onError` / `notFound` pair, and the control
+ * routes' bearer check and body limit (Hono's `bearerAuth` and `bodyLimit`)
+ * with bodies of the same shape.
  */
 
-import { Hono } from "@hono/hono";
+import { type Context, Hono, type MiddlewareHandler } from "@hono/hono";
+import { bearerAuth } from "@hono/hono/bearer-auth";
+import { bodyLimit } from "@hono/hono/body-limit";
+import { HTTPException } from "@hono/hono/http-exception";
 import type { Logger } from "../log.ts";
 import { errorMessage } from "../log.ts";
 import { parseUserId } from "../protocol/mod.ts";
@@ -57,43 +62,34 @@ export function internalApp(deps: InternalDeps): Hono {
     c.body(await deps.metrics(), 200, {
       "content-type": "text/plain; version=0.0.4; charset=utf-8",
     }));
-  app.post("/notify", async (c) => {
-    const denied = await bearerDenied(c.req.header("authorization"), deps.notifySecret);
-    if (denied !== undefined) return c.json({ error: denied.error }, denied.status);
-    const limit = MAX_NOTIFY_USERS * 20 + deps.maxFrameBytes + 1024;
-    const text = await c.req.text();
-    if (new TextEncoder().encode(text).length > limit) {
-      return c.json({ error: `Body larger than ${limit} bytes` }, 413);
-    }
-    const parsed = parseNotify(text, deps.maxFrameBytes);
+  // The page holds no data; it asks for the secret and sends it to /status/data.
+  app.get("/status", (c) => c.html(STATUS_PAGE));
+  if (deps.statusSecret !== undefined) {
+    app.get(
+      "/status/data",
+      bearer(deps.statusSecret),
+      async (c) => c.json(await deps.statusData(), 200, { "cache-control": "no-store" }),
+    );
+  }
+  // Without a secret the control routes do not exist: they answer 404 like any unknown path.
+  if (deps.notifySecret === undefined) return app;
+  const auth = bearer(deps.notifySecret);
+  const notifyLimit = MAX_NOTIFY_USERS * 20 + deps.maxFrameBytes + 1024;
+  app.post("/notify", auth, limitBody(notifyLimit), async (c) => {
+    const parsed = parseNotify(await c.req.text(), deps.maxFrameBytes);
     if (typeof parsed === "string") return c.json({ error: parsed }, 400);
     deps.notify(parsed.userIds, parsed.frame);
     deps.logger.info("notify", { users: parsed.userIds.length });
     return c.json({ users: parsed.userIds.length }, 202);
   });
-  app.post("/disconnect", async (c) => {
-    const denied = await bearerDenied(c.req.header("authorization"), deps.notifySecret);
-    if (denied !== undefined) return c.json({ error: denied.error }, denied.status);
-    const text = await c.req.text();
-    if (new TextEncoder().encode(text).length > MAX_CONTROL_BODY_BYTES) {
-      return c.json({ error: `Body larger than ${MAX_CONTROL_BODY_BYTES} bytes` }, 413);
-    }
-    const parsed = parseDisconnect(text);
+  app.post("/disconnect", auth, limitBody(MAX_CONTROL_BODY_BYTES), async (c) => {
+    const parsed = parseDisconnect(await c.req.text());
     if (typeof parsed === "string") return c.json({ error: parsed }, 400);
     deps.disconnect(parsed.userIds, parsed.reason);
     deps.logger.info("disconnect", { users: parsed.userIds.length });
     return c.json({ users: parsed.userIds.length }, 202);
   });
-  // The page holds no data; it asks for the secret and sends it to /status/data.
-  app.get("/status", (c) => c.html(STATUS_PAGE));
-  app.get("/status/data", async (c) => {
-    const denied = await bearerDenied(c.req.header("authorization"), deps.statusSecret);
-    if (denied !== undefined) return c.json({ error: denied.error }, denied.status);
-    return c.json(await deps.statusData(), 200, { "cache-control": "no-store" });
-  });
-  app.get("/presence", async (c) => {
-    const denied = await bearerDenied(c.req.header("authorization"), deps.notifySecret);
-    if (denied !== undefined) return c.json({ error: denied.error }, denied.status);
+  app.get("/presence", auth, async (c) => {
     const userIds = parseIdList(c.req.query("user_ids"));
     if (typeof userIds === "string") return c.json({ error: userIds }, 400);
     return c.json({ online: await deps.online(userIds) }, 200);
@@ -106,14 +102,40 @@ const MAX_CONTROL_BODY_BYTES = MAX_NOTIFY_USERS * 20 + 2048;
 const MAX_REASON_CHARS = 200;
 const DEFAULT_DISCONNECT_REASON = "disconnected";
 
-/** The answer for a request without the notify bearer secret, or undefined when it has it. */
-async function bearerDenied(
-  header: string | undefined,
-  secret: string | undefined,
-): Promise<{ status: 401 | 404; error: string } | undefined> {
-  if (secret === undefined) return { status: 404, error: "Not found" };
-  const given = header?.startsWith("Bearer ") ? header.slice(7) : "";
-  return (await secretsEqual(given, secret)) ? undefined : { status: 401, error: "Unauthorized" };
+/**
+ * What `Authorization: Bearer <token>` may carry (RFC 6750's b64token, the syntax Hono's
+ * `bearerAuth` accepts): a secret with other characters could never be sent, so it is refused
+ * when the listener is built rather than answering 401 to every call.
+ */
+const BEARER_TOKEN = /^[A-Za-z0-9._~+/-]+=*$/;
+
+/**
+ * Requires `Authorization: Bearer <secret>`. Every refusal, a missing header, a malformed one
+ * or a wrong secret, is 401 with the same JSON body (Hono's `WWW-Authenticate` challenge tells
+ * the three apart, as RFC 6750 has it). The secret is compared by `secretsEqual`: constant
+ * time, and its length does not leak either.
+ */
+function bearer(secret: string): MiddlewareHandler {
+  if (!BEARER_TOKEN.test(secret)) {
+    throw new Error(
+      "NOTIFY_SECRET must be a bearer token: letters, digits and -._~+/ with optional trailing =",
+    );
+  }
+  const refusal = { message: (c: Context) => c.json({ error: "Unauthorized" }, 401) };
+  return bearerAuth({
+    verifyToken: (token) => secretsEqual(token, secret),
+    noAuthenticationHeader: refusal,
+    invalidAuthenticationHeader: refusal,
+    invalidToken: refusal,
+  });
+}
+
+/** Answers 413 with a JSON body past `maxBytes`, before reading on when the length is declared. */
+function limitBody(maxBytes: number): MiddlewareHandler {
+  return bodyLimit({
+    maxSize: maxBytes,
+    onError: (c) => c.json({ error: `Body larger than ${maxBytes} bytes` }, 413),
+  });
 }
 
 /** Validates a `/disconnect` body: 1–1000 user ids and an optional reason. */
@@ -162,6 +184,8 @@ function base(logger: Logger): Hono {
   const app = new Hono();
   app.notFound((c) => c.json({ error: "Not found" }, 404));
   app.onError((err, c) => {
+    // The middlewares' refusals (401, 413) carry their own JSON response.
+    if (err instanceof HTTPException) return err.getResponse();
     logger.error("http_error", { path: c.req.path, error: errorMessage(err) });
     return c.json({ error: "Internal error" }, 500);
   });
