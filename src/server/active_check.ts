@@ -1,7 +1,7 @@
 /**
  * @module active_check
- * Signs out deactivated users (PROTOCOL.md v1.1: `active = false` closes the
- * user's connections on every node within 60 s). Each node checks only its
+ * Signs out deactivated users (docs/protocol.md, "Session lifetime": `active =
+ * false` closes the user's connections on every node within 60 s). Each node checks only its
  * own users, every `ACTIVE_CHECK_INTERVAL_S`, so the work is spread over the
  * cluster and needs nothing from the bus.
  */

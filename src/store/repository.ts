@@ -44,7 +44,7 @@ export interface MessagePage {
   hasMore: boolean;
 }
 
-/** What `authenticated` reports of a user's mailbox (PROTOCOL.md v1.1). */
+/** What `authenticated` reports of a user's mailbox (docs/protocol.md, "Unread counts"). */
 export interface MailboxSummary {
   /** Messages to the user with `is_read = false`. */
   unreadCount: number;
@@ -63,7 +63,10 @@ export type DeliveredResult =
   /** No message with that id is addressed to this user. */
   | { status: "not_recipient" };
 
-/** Whether a sender may message (or type to) a recipient: checks 6 and 7 of PROTOCOL.md. */
+/**
+ * Whether a sender may message (or type to) a recipient: an approved friendship in either
+ * direction, and neither blocked the other (checks 6 and 7 in docs/protocol.md, "Chat messages").
+ */
 export type Relation = "ok" | "not_friends" | "blocked";
 
 /**
@@ -78,7 +81,7 @@ export class UnavailableError extends Error {
 /**
  * Thrown by `storeMessage` when the sender's `client_message_id` names a stored
  * message with another recipient or another text: nothing was stored; the
- * answer is `invalid_field` (PROTOCOL.md v1.1).
+ * answer is `invalid_field` (docs/protocol.md, "Chat messages").
  */
 export class ClientMessageIdReusedError extends Error {
   override name = "ClientMessageIdReusedError";

@@ -1,4 +1,8 @@
-/** @module transport_native The `Transport` on `Deno.serve` + `Deno.upgradeWebSocket`; unsafe for untrusted clients (PROTOCOL.md). */
+/**
+ * @module transport_native
+ * The `Transport` on `Deno.serve` + `Deno.upgradeWebSocket`; unsafe for untrusted clients (it
+ * cannot bound a message's size, see `nativeTransport` below and docs/protocol.md, "Connecting").
+ */
 
 import type { Listener, Transport, UpgradeInfo, WsConnection, WsHandlers } from "./transport.ts";
 

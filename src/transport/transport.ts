@@ -10,7 +10,8 @@
  * Guarantees every transport gives:
  * - a message (all fragments together) larger than `maxPayload` bytes closes
  *   the connection with 1009 before it is buffered whole (the `ws` transport;
- *   the native one cannot promise this, see PROTOCOL.md);
+ *   the native one cannot promise this, see `native.ts` and docs/protocol.md,
+ *   "Connecting");
  * - invalid UTF-8 in a text message closes with 1007, any other protocol
  *   violation with 1002; once a message is refused nothing more is read from
  *   the peer, and its socket is dropped shortly after (the `ws` transport);

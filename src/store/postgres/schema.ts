@@ -126,7 +126,7 @@ export const MIGRATIONS: readonly Migration[] = [
     ],
   },
   {
-    // Ids in commit order (PROTOCOL.md): every insert, ours or the game
+    // Ids in commit order (docs/protocol.md, "Frames"): every insert, ours or the game
     // backend's, takes its id under one transaction-level lock, held until
     // its transaction ends. Postgres makes a commit visible before it releases
     // the transaction's locks, so the next inserter draws its id only after the
