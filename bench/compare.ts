@@ -1,8 +1,9 @@
 /**
  * @module compare
- * Before → after of one change, as issue 10 asks for every change: the
- * server at two git revisions, measured by this working tree's bench,
- * alternating (before, after; after, before; ...), medians of the runs.
+ * Before → after of one change (every performance change is reported that
+ * way, measured the same way on both sides): the server at two git
+ * revisions, measured by this working tree's bench, alternating (before,
+ * after; after, before; ...), medians of the runs.
  *
  * Each revision is exported with `git archive` into a temporary directory
  * (its `main.ts`, `src/`, migrations and lock file), this tree's `bench/`
