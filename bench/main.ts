@@ -7,8 +7,8 @@
  * runs every scenario `--runs` times alternating the targets, profiles the
  * server, explains the repository's queries, and writes
  * `bench/results/latest.{json,md}` (quick or partial runs:
- * `quick.{json,md}`, or `--out=NAME`) and the figures section of
- * `bench/README.md`. Every child is killed by PID and the database dropped
+ * `quick.{json,md}`, or `--out=NAME`; the raw JSON is not committed) and the
+ * figures section of `bench/README.md`. Every child is killed by PID and the database dropped
  * on every exit path.
  *
  * Flags: `--quick`, `--runs=N`, `--workers=N`,

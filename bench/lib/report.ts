@@ -4,9 +4,11 @@
  * the generator's own CPU per message beside every rate), every ratio
  * between targets (computed per alternating run, then the median), the open
  * loop curve, the 1-vs-2-generator check, the cluster, capacity detail, the
- * server's own view and the issue's targets met or not. Writes
- * `results/<name>.{json,md}` and, after a full run, the figures section of
- * `bench/README.md` (between the `bench:latest` markers).
+ * server's own view and the performance targets met or not. Writes
+ * `results/<name>.{json,md}` (the JSON, every run's raw figures, stays on the
+ * machine: git ignores it; the markdown is committed) and, after a full run,
+ * the figures section of `bench/README.md` (between the `bench:latest`
+ * markers).
  */
 
 import type { QueryPlan } from "./db.ts";
