@@ -4,7 +4,7 @@
  * the generator's own CPU per message beside every rate), every ratio
  * between targets (computed per alternating run, then the median), the open
  * loop curve, the 1-vs-2-generator check, the cluster, capacity detail, the
- * server's own view and the performance targets met or not. Writes
+ * server's own view and the performance goals met or not. Writes
  * `results/<name>.{json,md}` (the JSON, every run's raw figures, stays on the
  * machine: git ignores it; the markdown is committed) and, after a full run,
  * the figures section of `bench/README.md` (between the `bench:latest`
@@ -77,7 +77,7 @@ function kindsOf(...runs: (Runs<unknown> | undefined)[]): TargetKind[] {
   return all.filter((k) => runs.some((r) => (r?.[k]?.length ?? 0) > 0));
 }
 
-/** The issue's table: one row per target. */
+/** The headline table: one row per target, the key figure of each scenario. */
 function headline(r: Results): string {
   const tp = r.throughput;
   const top = r.openloop?.["5000"] ?? r.openloop?.[Object.keys(r.openloop ?? {}).pop() ?? ""];
@@ -384,8 +384,8 @@ function breakdownTable(r: Results): string {
   ], rows);
 }
 
-/** The performance targets (bench/README.md, "Targets"), each met or not, with the figure. */
-function targetsTable(r: Results): string {
+/** The performance goals (bench/README.md), each met or not, with the figure. */
+function goalsTable(r: Results): string {
   const rows: string[][] = [];
   const add = (text: string, value: number, met: boolean, shown: string) =>
     rows.push([
@@ -407,11 +407,11 @@ function targetsTable(r: Results): string {
   const five = r.openloop?.["5000"]?.server;
   const p99 = med(five, (x) => x.recipient.p99).median;
   add("p99 send→recipient ≤ 5 ms at 5,000 msgs/s", p99, p99 <= 5, `${fmt(p99)} ms`);
-  // Half of what the first version used at 5,000/s: server 58 % of a core + Postgres ~80 µs/msg
-  // (0.40 cores), 0.98 cores together.
+  // Half of what the server used at 5,000/s when the goal was set: 58 % of a core + Postgres
+  // ~80 µs/msg (0.40 cores), 0.98 cores together.
   const cores = med(five, (x) => x.cpu.targetCores + x.cpu.postgresCores).median;
   add(
-    "server + Postgres CPU at 5,000/s ≤ 0.49 cores (half the first version's 0.98)",
+    "server + Postgres CPU at 5,000/s ≤ 0.49 cores (half the 0.98 when the goal was set)",
     cores,
     cores <= 0.49,
     `${fmt(cores)} cores`,
@@ -424,7 +424,7 @@ function targetsTable(r: Results): string {
   add("≥ 6,000 connect+authenticate per s", logins, logins >= 6000, `${fmt(logins)}/s`);
   const cl = ratios((tp?.cluster ?? []).map((x) => x.deliveredPerS), s).median;
   add("two nodes + Redis ≥ 0.8 × one node", cl, cl >= 0.8, `${fmt(cl)} ×`);
-  return tableOf(["target", "measured (median)", "met?"], rows);
+  return tableOf(["goal", "measured (median)", "met?"], rows);
 }
 
 /** Main-thread time per unit of work by area, server against relay, then the server's detail. */
@@ -536,7 +536,7 @@ export function markdown(meta: Record<string, unknown>, results: Results): strin
       "Where a message's time goes on our server (`traced_server.ts`, one run per rate)",
       breakdownTable(results),
     ),
-    ...section("Performance targets", targetsTable(results)),
+    ...section("Performance goals", goalsTable(results)),
     profileSection(results.profile),
     explainSection(results.explain),
     "",
