@@ -104,8 +104,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     maxAuthFailures: read.int("MAX_AUTH_FAILURES", 5, 1, 100),
     maxMessageChars: read.int("MAX_MESSAGE_CHARS", 1000, 1, 100_000),
     idleTimeoutS: read.int("IDLE_TIMEOUT_S", 60, 1, 3600),
-    notifySecret: nonEmpty(env.NOTIFY_SECRET),
-    statusSecret: nonEmpty(env.STATUS_SECRET) ?? nonEmpty(env.NOTIFY_SECRET),
+    notifySecret: bearerSecret(env, "NOTIFY_SECRET"),
+    statusSecret: bearerSecret(env, "STATUS_SECRET") ?? bearerSecret(env, "NOTIFY_SECRET"),
     databaseUrl: env.DATABASE_URL || DEFAULT_DATABASE_URL,
     dbPoolSize: read.int("DB_POOL_SIZE", 10, 1, 500),
     dbStatementTimeoutMs: read.int("DB_STATEMENT_TIMEOUT_MS", 5000, 100, 120_000),
@@ -176,6 +176,22 @@ function reader(env: Record<string, string | undefined>) {
       return found;
     },
   };
+}
+
+/**
+ * What `Authorization: Bearer <token>` can carry (RFC 6750's b64token, the syntax the
+ * internal routes accept): a secret with other characters could never be sent.
+ */
+const BEARER_TOKEN = /^[A-Za-z0-9._~+/-]+=*$/;
+
+function bearerSecret(env: Record<string, string | undefined>, name: string): string | undefined {
+  const value = nonEmpty(env[name]);
+  if (value !== undefined && !BEARER_TOKEN.test(value)) {
+    throw new RangeError(
+      `${name} must be a bearer token: letters, digits and -._~+/ with optional trailing =`,
+    );
+  }
+  return value;
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

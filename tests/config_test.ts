@@ -94,6 +94,8 @@ Deno.test("an unusable secret or a bad value is a one-line RangeError naming the
     PRESENCE_GRACE_S: "-1",
     TYPING_TIMEOUT_S: "0",
     ACTIVE_CHECK_INTERVAL_S: "61",
+    NOTIFY_SECRET: "two words",
+    STATUS_SECRET: "semi;colon",
   };
   for (const [name, value] of Object.entries(bad)) {
     assert.throws(
