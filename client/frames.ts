@@ -4,7 +4,7 @@
  * types.
  */
 
-/** A stored chat message, as in `chat_message` and `message_sent.data` (PROTOCOL.md). */
+/** A stored chat message, as in `chat_message` and `message_sent.data` (docs/protocol.md). */
 export interface ChatMessage {
   message_id: number;
   sender_user_id: number;

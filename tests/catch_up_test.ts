@@ -1,5 +1,5 @@
 /**
- * Catch-up and history on a real server (PROTOCOL.md v1.1): `sync` by id, `history` by
+ * Catch-up and history on a real server (docs/protocol.md, v1.1): `sync` by id, `history` by
  * conversation, unread counts around `read`, and the answers to bad or early frames.
  * Users 1..4; 1–2 and 3–1 are friends.
  */

@@ -1,5 +1,5 @@
 /**
- * Message ids follow commit order (PROTOCOL.md): two nodes and the game
+ * Message ids follow commit order (docs/protocol.md): two nodes and the game
  * backend's plain INSERTs write at once, and a reader that keeps asking for
  * ids above the largest it has seen (what `sync` does) misses nothing.
  */

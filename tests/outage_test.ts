@@ -1,5 +1,5 @@
 /**
- * The v1.1 frames during a database outage (PROTOCOL.md: `unavailable`, never a receipt the
+ * The v1.1 frames during a database outage (docs/protocol.md: `unavailable`, never a receipt the
  * client was told failed): the database behind a TCP proxy is stopped or frozen.
  */
 

@@ -1,5 +1,5 @@
 /**
- * The per-connection limiters under a clock that goes back (issue 13.5, repro r10): sessions
+ * The per-connection limiters under a clock that goes back (a wall-clock step must not refuse a client): sessions
  * give them `performance.now`, and a step back neither refuses nor refills anything.
  */
 

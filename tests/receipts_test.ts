@@ -1,5 +1,5 @@
 /**
- * Read and delivered receipts between two real nodes (PROTOCOL.md v1.1): each reaches the
+ * Read and delivered receipts between two real nodes (docs/protocol.md, v1.1): each reaches the
  * right sockets once, and nothing is sent when nothing changed. Users 1–2 and 3–1 are friends.
  */
 

@@ -1,5 +1,5 @@
 /**
- * @module bus
+ * @module bus/bus
  * How nodes reach each other: per-user frame delivery and cluster presence.
  *
  * Delivery is at most once: a frame published while a node is unreachable is
@@ -8,7 +8,7 @@
  * database; typing and presence are ephemeral.
  *
  * Implementations: `bus_memory.ts` (one process; the default, and the
- * stand-in for a cluster in tests) and `bus_redis.ts` (pub/sub between
+ * stand-in for a cluster in tests) and `redis/bus.ts` (pub/sub between
  * processes). One contract suite runs against both.
  */
 

@@ -1,5 +1,5 @@
 /**
- * @module bus_memory
+ * @module bus/memory
  * A `Bus` inside one process. A `MemoryCluster` stands for the shared
  * broker; each node gets its own `MemoryBus` from it, so tests can run
  * several hubs as several nodes without Redis.

@@ -1,5 +1,5 @@
 /**
- * @module demo_page_compose
+ * @module demo_page/compose
  * The demo page's composer (plain JavaScript, defined before the page script that calls it):
  * sending with the page's own `client_message_id`s, a refused or failed message kept on screen
  * with its reason and Retry (same id: stored once) and Edit (back into the input), the input

@@ -1,5 +1,5 @@
 /**
- * @module demo_page
+ * @module demo_page/page
  * The demo chat page served at `GET /` when `DEMO_PAGE=true`: one HTML document, no build step.
  *
  * The page's inline module script starts with the SDK itself: `ChatClient.toString()` is the
@@ -9,8 +9,8 @@
  *
  * URL: `/?user=1&name=alice&token=USER_ID:TIMESTAMP:SIGNATURE` (links printed by `deno task dev`);
  * optional `&friends=2:bob,3:carol` lists friends (with their names) before they come online.
- * The script is `demo_page_script.ts` (with the composer from `demo_page_compose.ts`), the
- * stylesheet `demo_page_style.ts`.
+ * The script is `script.ts` (with the composer from `compose.ts`), the
+ * stylesheet `style.ts`.
  */
 
 import * as sdk from "../../client/chat_client.ts";

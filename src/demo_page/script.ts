@@ -1,8 +1,8 @@
 /**
- * @module demo_page_script
+ * @module demo_page/script
  * The demo page's own script (plain JavaScript, run after the embedded SDK): the friends list with
  * presence dots and unread badges, one conversation at a time with delivery and read ticks,
- * scroll-back history, and typing; the composer is `demo_page_compose.ts`. It renders user text
+ * scroll-back history, and typing; the composer is `compose.ts`. It renders user text
  * with `textContent` only. Features of the v1.1 SDK (`history`, `markRead`, receipts,
  * unread counts, catch-up after a reconnect) are used when the embedded SDK has them.
  *

@@ -1,5 +1,5 @@
 /**
- * @module demo_page_style
+ * @module demo_page/style
  * The demo page's stylesheet. Wide screens: the friends list beside the conversation. Narrow ones
  * (phones, up to 640 px): the friends list collapses into one scrolling row above the
  * conversation, and nothing is wider than the screen (the Send button stays in view).

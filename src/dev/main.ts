@@ -1,5 +1,5 @@
 /**
- * @module dev
+ * @module dev/main
  * `deno task dev`: the chat server with zero setup, for development only.
  *
  * Without `DATABASE_URL` it starts an embedded PostgreSQL whose data lives in

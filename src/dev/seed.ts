@@ -1,5 +1,5 @@
 /**
- * @module seed
+ * @module dev/seed
  * Demo data for `deno task dev` and `deno task seed`: users 1 alice, 2 bob and 3 carol, each an
  * approved friend of the others. Idempotent and additive: rows that exist are left as they are,
  * nothing is updated or deleted, so it is safe on a database that holds real users (an existing

@@ -1,5 +1,5 @@
 /**
- * @module seed_cli
+ * @module dev/seed_cli
  * `deno task seed`: applies the migrations to the database at `DATABASE_URL` (the server's
  * default when unset) and adds the demo users alice (1), bob (2) and carol (3) and their
  * friendships, so that the README's "Trying it by hand" works on any database. Run it as often

@@ -1,5 +1,5 @@
 /**
- * @module token_cli
+ * @module dev/token_cli
  * `deno task token [--dev] USER_ID [UNIX_SECONDS]`: prints a token for trying the server locally,
  * signed with `AUTH_SECRET`, or with `--dev` with the dev-only secret that `deno task dev` uses
  * when `AUTH_SECRET` is unset.

@@ -1,5 +1,5 @@
 /**
- * @module active_check
+ * @module server/active_check
  * Signs out deactivated users (docs/protocol.md, "Session lifetime": `active =
  * false` closes the user's connections on every node within 60 s). Each node checks only its
  * own users, every `ACTIVE_CHECK_INTERVAL_S`, so the work is spread over the

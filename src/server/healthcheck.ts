@@ -1,5 +1,5 @@
 /**
- * @module healthcheck
+ * @module server/healthcheck
  * `geobeasts-chat --healthcheck`: asks the internal listener of the node
  * running beside it for `GET /healthz` and exits 0 on 200, 1 otherwise. It is
  * the container HEALTHCHECK for images without curl (distroless); it reads

@@ -1,5 +1,5 @@
 /**
- * @module http
+ * @module server/http
  * The HTTP routes of both listeners, as Hono apps. Every failure leaves
  * with a JSON body: through the `onError` / `notFound` pair, and the control
  * routes' bearer check and body limit (Hono's `bearerAuth` and `bodyLimit`)

@@ -1,5 +1,5 @@
 /**
- * @module server
+ * @module server/server
  * One chat node: the hub, the public listener (WebSocket + HTTP) and the
  * internal listener, with connection admission and the shutdown sequence.
  * Storage and the bus are passed in and stay owned by the caller.

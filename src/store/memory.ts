@@ -1,5 +1,5 @@
 /**
- * @module repository_memory
+ * @module store/memory
  * An in-memory `ChatRepository` for unit tests and the contract suite. It
  * keeps the Postgres implementation's semantics (dedup by sender and
  * client id, either-direction friendships, blocks refusing both directions,

@@ -1,8 +1,8 @@
 /**
- * @module repository
+ * @module store/repository
  * What the server needs from storage, with its guarantees. Two
- * implementations: `repository_postgres.ts` (production) and
- * `repository_memory.ts` (unit tests); one contract suite runs against both.
+ * implementations: `postgres/repository.ts` (production) and
+ * `memory.ts` (unit tests); one contract suite runs against both.
  */
 
 /** A message to store: the sender's checked, trimmed frame. */

@@ -1,5 +1,5 @@
 /**
- * @module transport_native
+ * @module transport/native
  * The `Transport` on `Deno.serve` + `Deno.upgradeWebSocket`; unsafe for untrusted clients (it
  * cannot bound a message's size, see `nativeTransport` below and docs/protocol.md, "Connecting").
  */

@@ -1,4 +1,4 @@
-/** @module node_fetch Serves a Fetch-style handler (`Request` → `Response`) on a `node:http` server. */
+/** @module transport/node_fetch Serves a Fetch-style handler (`Request` → `Response`) on a `node:http` server. */
 
 import { Buffer } from "node:buffer";
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";

@@ -1,5 +1,5 @@
 /**
- * @module pending_connections
+ * @module transport/pending_connections
  * The TCP connections of a `node:http(s)` server that are not (yet) upgraded
  * to WebSocket: each one holds an admission slot for its peer's address and
  * has a deadline for complete request headers, so a peer cannot hold sockets

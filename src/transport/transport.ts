@@ -1,5 +1,5 @@
 /**
- * @module transport
+ * @module transport/transport
  * The seam between a WebSocket implementation and the rest of the server.
  *
  * A transport serves one listener: it answers plain HTTP requests with

@@ -1,4 +1,4 @@
-/** @module transport_ws The `Transport` on the `ws` package over Deno's `node:http`: bounded message size, RFC 6455 checks. */
+/** @module transport/ws The `Transport` on the `ws` package over Deno's `node:http`: bounded message size, RFC 6455 checks. */
 
 import { Buffer } from "node:buffer";
 import http from "node:http";

@@ -1,7 +1,7 @@
 /**
- * @module bus_redis
+ * @module bus/redis/bus
  * A `Bus` over Redis: pub/sub on per-user channels between nodes, plus cluster presence
- * (`bus_redis_presence.ts`) on a connection of its own.
+ * (`presence.ts`) on a connection of its own.
  *
  * Delivery: `publish` sends on `<prefix>u:<userId>` with the origin node's id; each node
  * subscribes, on a second connection, to the channels of its local users and ignores what it
@@ -10,7 +10,7 @@
  *
  * A frame for a user this node holds (a message's copy for the sender's other devices, a
  * recipient on this node) is published only when another subscriber listens: the publish
- * script (`bus_redis_publisher.ts`) asks Redis how many connections are subscribed to the
+ * script (`publisher.ts`) asks Redis how many connections are subscribed to the
  * channel and publishes when there are more than this node's own. The question and the publish
  * are one step in Redis, so a node subscribed at that moment gets the frame exactly as with a
  * plain PUBLISH, and a user on this node alone costs no frame sent back to it. This node's
@@ -19,7 +19,7 @@
  * published as before.
  *
  * A Redis outage never throws out of the bus and never stops the process. Each connection is
- * health-checked (`bus_redis_link.ts`: a PING every second that must be answered within 2.5 s),
+ * health-checked (`link.ts`: a PING every second that must be answered within 2.5 s),
  * so one that goes silent without closing is found within about 3.5 s and replaced. Both
  * connections reconnect with backoff; then every wanted channel is subscribed again and
  * presence and connection slots are reconciled, presence changes reported to
@@ -27,7 +27,7 @@
  * every wanted channel is subscribed; each outage is logged once when it starts
  * (`redis_disconnected`, warn) and once when it ends (`redis_reconnected`, info).
  *
- * Publishes in flight are bounded (`bus_redis_publisher.ts`). What is published while Redis is
+ * Publishes in flight are bounded (`publisher.ts`). What is published while Redis is
  * unreachable is dropped and counted; nothing is re-sent after a reconnect, so nothing arrives
  * twice or late.
  *
@@ -37,7 +37,7 @@
  * clocks need not agree), and a receiver drops a frame older than the health check's interval
  * plus deadline (3.5 s): longer than a connection may stay silent, so its publisher has reset
  * that connection and counted the publish failed.
- * Payload format: `bus_redis_payload.ts`.
+ * Payload format: `payload.ts`.
  */
 
 import { Redis } from "ioredis";

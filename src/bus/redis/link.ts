@@ -1,5 +1,5 @@
 /**
- * @module bus_redis_link
+ * @module bus/redis/link
  * One Redis connection of the bus, with a health check and a bound on waiting for replies.
  *
  * A connection can go silent without closing (a failover, a partition that drops packets

@@ -1,5 +1,5 @@
 /**
- * @module bus_redis_payload
+ * @module bus/redis/payload
  * The text a Redis bus node publishes on a user's channel, and reading it back.
  *
  * `<origin node id>[@<sent at>]|<flag><frame>`: flag `0` plain, `1` droppable, `2` closing

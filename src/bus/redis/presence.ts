@@ -1,8 +1,8 @@
 /**
- * @module bus_redis_presence
+ * @module bus/redis/presence
  * One node's side of cluster presence in Redis: join/leave/online, the heartbeat that keeps
  * the node live, the sweep of dead nodes, and reconciling after failures (scripts and keys
- * in `bus_redis_scripts.ts`).
+ * in `scripts.ts`).
  *
  * Every `TTL / 3` the node extends its deadline to `TTL` ahead, then sweeps. So a node that
  * dies stops counting for `online()` at most `TTL` after its last heartbeat, and its users

@@ -1,5 +1,5 @@
 /**
- * @module bus_redis_publisher
+ * @module bus/redis/publisher
  * The Redis bus's publishes, with a bound on those awaiting Redis's reply.
  *
  * The publishes of one turn (a batch's messages to their recipients and senders, a presence
@@ -13,7 +13,7 @@
  * dropped; past the bound, every publish is counted failed at once, except a closing delivery
  * (`BusDelivery.close`, never dropped by the bus). So a session is never blocked and memory does
  * not grow with a backlog when Redis is slow or silent; a silent connection is replaced by
- * the health check (`bus_redis_link.ts`), which fails what it had in flight.
+ * the health check (`link.ts`), which fails what it had in flight.
  */
 
 import type { BusDelivery } from "../bus.ts";

@@ -1,5 +1,5 @@
 /**
- * @module bus_redis_scripts
+ * @module bus/redis/scripts
  * Cluster presence in Redis as Lua scripts, each one atomic, so no lock is needed.
  *
  * Keys (`<p>` is the key prefix):
@@ -10,7 +10,7 @@
  *   node dies its list must outlive it, so that a sweep can take its users offline.
  * - `<p>user:<userId>`: set of the node ids the user is present on.
  * - `<p>conn:<userId>`: hash, node id → connection slots the user holds there
- *   (`bus_redis_slots.ts`); a sweep or retire of a node deletes its fields of its users.
+ *   (`slots.ts`); a sweep or retire of a node deletes its fields of its users.
  *
  * Every script that reads a user's nodes drops the dead ones from the user's set (and the
  * user from theirs), so each "went offline" is reported by exactly one script call. Scripts

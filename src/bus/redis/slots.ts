@@ -1,7 +1,7 @@
 /**
- * @module bus_redis_slots
+ * @module bus/redis/slots
  * A user's connection slots counted across the cluster (`MAX_CONNECTIONS_PER_USER`), in
- * Redis next to presence (keys in `bus_redis_scripts.ts`).
+ * Redis next to presence (keys in `scripts.ts`).
  *
  * `<p>conn:<userId>` maps node id → slots held there. A node's slots count only while the
  * node is live (its heartbeat deadline in `<p>nodes` is ahead), like its presence: a dead

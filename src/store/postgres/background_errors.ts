@@ -1,5 +1,5 @@
 /**
- * @module db_background_errors
+ * @module store/postgres/background_errors
  * postgres.js 3.4 runs a query of its own on every new connection (the array
  * types, before the first query of ours) and does not catch its failure. When
  * the database stalls past the statement timeout at that moment, the rejection

@@ -1,5 +1,5 @@
 /**
- * @module batch_loader
+ * @module store/postgres/batch_loader
  * Coalesces single-key lookups into one query: while a query is out, new
  * keys wait and go together in the next one, so a burst of logins costs a
  * few round trips rather than one each, with no timer and no added delay

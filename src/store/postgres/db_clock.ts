@@ -1,5 +1,5 @@
 /**
- * @module db_clock
+ * @module store/postgres/db_clock
  * Tells the database "now + N ms" in the database's own clock, without
  * comparing it with this server's wall clock (the two may be seconds apart).
  *

@@ -1,8 +1,8 @@
 /**
- * @module mailbox_queries
+ * @module store/postgres/mailbox_queries
  * The v1.1 read-back and receipt queries on PostgreSQL (`sync`, `history`,
  * unread counts, `read`, `delivered`, deactivated users), as plain functions
- * of a postgres.js client. `repository_postgres.ts` wraps each in its deadline.
+ * of a postgres.js client. `repository.ts` wraps each in its deadline.
  *
  * Each query is an index scan for a user with millions of messages (the
  * indexes are in `migrations.ts`, the plans in the "Query plans" section of docs/protocol.md):

@@ -1,5 +1,5 @@
 /**
- * @module message_insert
+ * @module store/postgres/message_insert
  * One batch of messages into `messages` in one statement, and each row's own
  * outcome.
  *

@@ -1,5 +1,5 @@
 /**
- * @module message_writer
+ * @module store/postgres/message_writer
  * Group commit: messages queued while earlier batches are being written go
  * to the database together in the next statement, so the batch size follows
  * the load (1 when idle, up to `MAX_BATCH` under pressure) with no timer.
@@ -34,7 +34,7 @@
  * the database inserts nothing it gets to later, so a statement held up by a
  * frozen network and delivered late stores nothing that was already answered
  * `unavailable`. The caller's own deadline is later by a margin that covers
- * the commit and the reply (see `repository_postgres.ts`).
+ * the commit and the reply (see `repository.ts`).
  *
  * After a failed batch the connection is replaced, once every batch still out
  * on it has settled (so the order above holds across the switch). Nothing is

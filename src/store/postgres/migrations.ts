@@ -1,5 +1,5 @@
 /**
- * @module migrations
+ * @module store/postgres/migrations
  * Applies the schema (`schema.ts`) to a database the game backend is using
  * at the same moment, without getting in its way:
  *

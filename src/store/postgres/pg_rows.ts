@@ -1,5 +1,5 @@
 /**
- * @module pg_rows
+ * @module store/postgres/pg_rows
  * A guard around postgres.js 3.4 results. When a query fails while its rows
  * are streaming in (a statement timeout, a cancel), postgres.js does not reset
  * its per-connection row counter, so the next query pipelined on that

@@ -1,5 +1,5 @@
 /**
- * @module repository_postgres
+ * @module store/postgres/repository
  * `ChatRepository` on PostgreSQL through postgres.js.
  *
  * - Friendship/block answers and friend lists come from a cache at most

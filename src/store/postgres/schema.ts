@@ -1,5 +1,5 @@
 /**
- * @module schema
+ * @module store/postgres/schema
  * The schema as numbered migrations, kept in TypeScript so a compiled binary
  * needs no files; `migrations.ts` applies them.
  *

@@ -1,5 +1,5 @@
 /**
- * @module ttl_cache
+ * @module store/postgres/ttl_cache
  * A bounded cache of async answers that expire after a fixed age. Concurrent
  * misses for one key share the pending load; a failed load is not cached.
  */
