@@ -34,7 +34,8 @@ export async function main(
   try {
     config = loadConfig(env);
   } catch (err) {
-    console.error(`geobeasts-chat: ${err instanceof Error ? err.message : String(err)}`);
+    // One JSON line like every other: the level is not configured yet, so errors show.
+    createLogger("error").error("startup_failed", { error: errorMessage(err) });
     return 78; // EX_CONFIG
   }
   const logger = createLogger(config.logLevel);

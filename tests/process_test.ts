@@ -26,7 +26,9 @@ Deno.test("the server refuses to start without a usable AUTH_SECRET, in one line
     assert.notEqual(code, 0);
     const lines = stderr.trim().split("\n");
     assert.equal(lines.length, 1, stderr);
-    assert.match(lines[0]!, /AUTH_SECRET/);
+    const line = JSON.parse(lines[0]!);
+    assert.equal(line.event, "startup_failed");
+    assert.match(line.error, /AUTH_SECRET/);
   }
 });
 
@@ -41,7 +43,7 @@ Deno.test("a bad setting is refused at start with a one-line message naming it",
     });
     assert.notEqual(code, 0);
     assert.equal(stderr.trim().split("\n").length, 1, stderr);
-    assert.match(stderr, new RegExp(name!));
+    assert.match(JSON.parse(stderr).error, new RegExp(name!), "one JSON line naming the setting");
   }
 });
 
