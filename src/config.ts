@@ -30,6 +30,8 @@ export interface Config {
   notifySecret: string | undefined;
   /** Bearer of the status page's data; `NOTIFY_SECRET` when unset. */
   statusSecret: string | undefined;
+  /** Bearer a scrape of `/metrics` must send; open when unset. */
+  metricsSecret: string | undefined;
   databaseUrl: string;
   dbPoolSize: number;
   dbStatementTimeoutMs: number;
@@ -106,6 +108,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     idleTimeoutS: read.int("IDLE_TIMEOUT_S", 60, 1, 3600),
     notifySecret: bearerSecret(env, "NOTIFY_SECRET"),
     statusSecret: bearerSecret(env, "STATUS_SECRET") ?? bearerSecret(env, "NOTIFY_SECRET"),
+    metricsSecret: bearerSecret(env, "METRICS_SECRET"),
     databaseUrl: env.DATABASE_URL || DEFAULT_DATABASE_URL,
     dbPoolSize: read.int("DB_POOL_SIZE", 10, 1, 500),
     dbStatementTimeoutMs: read.int("DB_STATEMENT_TIMEOUT_MS", 5000, 100, 120_000),

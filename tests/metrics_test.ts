@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { parseMetrics } from "./support/metrics.ts";
-import { startTestServer } from "./support/server.ts";
+import { startMemoryServer, startTestServer } from "./support/server.ts";
 
 Deno.test("metrics count connections, frames by type, errors by code, stored messages and batches", async () => {
   const t = await startTestServer({ users: [1, 2, 3], friends: [[1, 2]] });
@@ -73,5 +73,29 @@ Deno.test("v1.1 frames are counted by their type, and the build, dependencies an
     assert.equal(m.get("chat_message_writer_queue"), 0);
   } finally {
     await t.close();
+  }
+});
+
+Deno.test("with METRICS_SECRET set, a scrape needs it; without, /metrics is open", async () => {
+  const t = await startMemoryServer({ env: { METRICS_SECRET: "scrape-secret" } });
+  try {
+    const anonymous = await fetch(`${t.internalUrl}/metrics`);
+    assert.equal(anonymous.status, 401);
+    assert.deepEqual(await anonymous.json(), { error: "Unauthorized" });
+    const scrape = await fetch(`${t.internalUrl}/metrics`, {
+      headers: { authorization: "Bearer scrape-secret" },
+    });
+    assert.equal(scrape.status, 200);
+    assert.ok(parseMetrics(await scrape.text()).has("chat_users"));
+  } finally {
+    await t.close();
+  }
+  const open = await startMemoryServer();
+  try {
+    const res = await fetch(`${open.internalUrl}/metrics`);
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+  } finally {
+    await open.close();
   }
 });

@@ -31,6 +31,8 @@ export interface InternalDeps extends HealthDeps {
   disconnect(userIds: readonly number[], reason: string): void;
   /** Which of `userIds` are online anywhere in the cluster. */
   online(userIds: readonly number[]): Promise<number[]>;
+  /** The bearer a scrape of `/metrics` must send (`METRICS_SECRET`); open when undefined. */
+  metricsSecret: string | undefined;
   /** The bearer of `/status/data` (`STATUS_SECRET`, else `NOTIFY_SECRET`). */
   statusSecret: string | undefined;
   /** What the status page draws. */
@@ -58,6 +60,7 @@ export function publicApp(deps: PublicDeps): Hono {
 export function internalApp(deps: InternalDeps): Hono {
   const app = base(deps.logger);
   health(app, deps);
+  if (deps.metricsSecret !== undefined) app.use("/metrics", bearer(deps.metricsSecret));
   app.get("/metrics", async (c) =>
     c.body(await deps.metrics(), 200, {
       "content-type": "text/plain; version=0.0.4; charset=utf-8",

@@ -190,6 +190,7 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
         },
         online: (userIds) => hub.onlineAmong(userIds),
         statusSecret: config.statusSecret,
+        metricsSecret: config.metricsSecret,
         statusData: () => statusData(operatorDeps),
       }).fetch,
       checkUpgrade: () => refusal(404, "Not found"),
