@@ -130,8 +130,8 @@ function limitBody(maxBytes: number): MiddlewareHandler {
   });
 }
 
-/** Validates a `/disconnect` body: 1–1000 user ids and an optional reason. */
-export function parseDisconnect(text: string): { userIds: number[]; reason: string } | string {
+/** The body as a JSON object, or what is wrong with it. */
+function jsonObject(text: string): Record<string, unknown> | string {
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -141,7 +141,14 @@ export function parseDisconnect(text: string): { userIds: number[]; reason: stri
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
     return "Body must be a JSON object";
   }
-  const { user_ids: ids, reason } = body as Record<string, unknown>;
+  return body as Record<string, unknown>;
+}
+
+/** Validates a `/disconnect` body: 1–1000 user ids and an optional reason. */
+export function parseDisconnect(text: string): { userIds: number[]; reason: string } | string {
+  const body = jsonObject(text);
+  if (typeof body === "string") return body;
+  const { user_ids: ids, reason } = body;
   const userIds = distinctUserIds(ids);
   if (typeof userIds === "string") return userIds;
   if (reason !== undefined && (typeof reason !== "string" || reason.length > MAX_REASON_CHARS)) {
@@ -202,19 +209,12 @@ export function parseNotify(
   text: string,
   maxFrameBytes: number,
 ): { userIds: number[]; frame: string } | string {
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    return "Body must be JSON";
+  const body = jsonObject(text);
+  if (typeof body === "string") return body;
+  if (!("user_ids" in body) && body.type === "chat_message") {
+    return parseBackendPush(body, maxFrameBytes);
   }
-  if (typeof body !== "object" || body === null || Array.isArray(body)) {
-    return "Body must be a JSON object";
-  }
-  if (!("user_ids" in body) && (body as Record<string, unknown>).type === "chat_message") {
-    return parseBackendPush(body as Record<string, unknown>, maxFrameBytes);
-  }
-  const { user_ids: ids, event } = body as Record<string, unknown>;
+  const { user_ids: ids, event } = body;
   if (!Array.isArray(ids) || ids.length < 1 || ids.length > MAX_NOTIFY_USERS) {
     return `user_ids must be an array of 1-${MAX_NOTIFY_USERS} user ids`;
   }
