@@ -1,6 +1,9 @@
 /**
  * @module bus/redis/link
  * One Redis connection of the bus, with a health check and a bound on waiting for replies.
+ * On a Redis Cluster there is one per primary (`bus_redis_cluster.ts`: its probe connection,
+ * whose health gates the commands for that primary's slots) and one per primary's subscriber
+ * (`bus_redis_subscriptions.ts`).
  *
  * A connection can go silent without closing (a failover, a partition that drops packets
  * instead of resetting): ioredis then waits for replies forever, and a subscriber connection
@@ -99,17 +102,18 @@ export class RedisLink {
   }
 
   /**
-   * Runs `command` on the connection. Rejects with `RedisLinkDownError` at once when the link
-   * is unhealthy, and as soon as it goes down while the reply is awaited.
+   * Runs `command` (on this connection, or on a cluster client routing it to this link's
+   * primary). Rejects with `RedisLinkDownError` at once when the link is unhealthy, and as
+   * soon as it goes down while the reply is awaited.
    */
-  run<T>(command: (conn: Redis) => Promise<T>): Promise<T> {
+  run<T>(command: () => Promise<T>): Promise<T> {
     if (!this.#healthy) return Promise.reject(new RedisLinkDownError("Redis is unreachable"));
     return new Promise<T>((resolve, reject) => {
       const pending: Pending = { reject };
       this.#pending.add(pending);
       let reply: Promise<T>;
       try {
-        reply = command(this.conn);
+        reply = command();
       } catch (err) {
         this.#pending.delete(pending);
         reject(err);

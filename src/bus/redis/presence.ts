@@ -1,38 +1,61 @@
 /**
- * @module bus/redis/presence
+ * @module bus_redis_presence
  * One node's side of cluster presence in Redis: join/leave/online, the heartbeat that keeps
- * the node live, the sweep of dead nodes, and reconciling after failures (scripts and keys
- * in `scripts.ts`).
+ * the node live, the sweep of dead nodes, and reconciling after failures (scripts and keys in
+ * `bus_redis_scripts.ts` and `bus_redis_keys.ts`).
  *
- * Every `TTL / 3` the node extends its deadline to `TTL` ahead, then sweeps. So a node that
- * dies stops counting for `online()` at most `TTL` after its last heartbeat, and its users
- * are reported offline (to the sweeping node's handler) at most `TTL + TTL / 3` after it.
+ * The node is registered as a member `<node id>#<tag>`. Every `TTL / 3` the heartbeat extends
+ * the member's deadline to `TTL` ahead and learns the dead members; then this node sweeps them.
+ * So a node that dies stops counting for `online()` at most `TTL + TTL / 3` after its last
+ * heartbeat, and its users are reported offline (to the sweeping node's handler) by then. A
+ * heartbeat that finds its own deadline past (the node was late; others may be sweeping it)
+ * registers a new member and writes every user back under it.
+ *
+ * A join lists the user under the member in the registry first, then adds the member to the
+ * user's set; a leave does the reverse. So the registry never misses a user a member holds
+ * (it may list one too many, which the sweep skips), and the sweep of a dead member finds them
+ * all. The list of dead members the user scripts are given is the last heartbeat's.
  *
  * Redis failures never throw out of here: a failed `join`/`leave` answers "no change" and
- * marks the node for reconciling, which the next heartbeat does, reporting what changed.
+ * marks the user's slot for reconciling, which the next heartbeat does, reporting what
+ * changed. So does a topology change (`resync` with the slots whose primary changed: a failover
+ * can lose a shard's last writes).
  */
 
 import type { PresenceStatus } from "../bus.ts";
-import { type RedisLink, RedisLinkDownError } from "./link.ts";
-import { PRESENCE_SCRIPTS, type PresenceCommands } from "./scripts.ts";
+import { callsBySlot, runLimited } from "./batches.ts";
+import type { RedisKeys } from "./keys.ts";
+import { RedisLinkDownError } from "./link.ts";
+import { type BusScripts, deadArgs, PRESENCE_SCRIPTS } from "./scripts.ts";
+import type { RedisShards } from "./shards.ts";
 import { errorMessage, type Logger } from "../../log.ts";
 
 export interface RedisPresenceOptions {
-  prefix: string;
+  shards: RedisShards;
+  keys: RedisKeys;
   nodeId: string;
   ttlMs: number;
   logger: Logger;
   /**
-   * Runs after every heartbeat that reached Redis; `reconciled` after a full reconcile (the
-   * node's other state in Redis, its connection slots, must then be written back too).
+   * Runs after every heartbeat that reached Redis, with the slots reconciled (`undefined`:
+   * all): the node's other state there, its connection slots, must then be written back too.
    */
-  afterBeat?: ((reconciled: boolean) => Promise<void>) | undefined;
+  afterBeat?: ((slots: ReadonlySet<number> | undefined) => Promise<void>) | undefined;
 }
 
-/** Users of one dead node taken per sweep call, to keep each script call short. */
+/** Users of one dead member claimed per call, to keep each script call short. */
 const SWEEP_BATCH = 1000;
-/** Sweep calls per heartbeat at most; more waits for the next heartbeat. */
+/** Claim calls per heartbeat at most; more waits for the next heartbeat. */
 const SWEEP_CALLS = 100;
+/** How long a sweeper's claim holds before another sweeper takes the users over. */
+const CLAIM_MS = 30_000;
+/** Dead members a heartbeat learns at most. */
+const MAX_DEAD = 100;
+/** Users per reconcile or sweep script call, and such calls in flight at most. */
+const USERS_PER_CALL = 500;
+const CALLS_IN_FLIGHT = 32;
+/** User ids per registry write. */
+const IDS_PER_CALL = 1000;
 /**
  * "online" reports of a reconcile are handed out this many at a time, `REPORT_PAUSE_MS`
  * apart. After Redis lost its data every node re-registers all its users at once, and each
@@ -43,72 +66,93 @@ const SWEEP_CALLS = 100;
 const REPORT_BATCH = 500;
 const REPORT_PAUSE_MS = 250;
 
+type Flag = "1" | "0" | "2";
+
 export class RedisPresence {
-  readonly #link: RedisLink;
-  readonly #scripts: PresenceCommands;
-  readonly #afterBeat: (reconciled: boolean) => Promise<void>;
-  readonly #nodes: string;
-  readonly #prefix: string;
+  readonly #shards: RedisShards;
+  readonly #keys: RedisKeys;
+  readonly #scripts: BusScripts;
+  readonly #afterBeat: (slots: ReadonlySet<number> | undefined) => Promise<void>;
   readonly #nodeId: string;
   readonly #ttlMs: number;
   readonly #logger: Logger;
+  #member = "";
+  /** Earlier members of this node, dropped from its users by the next full reconcile. */
+  #old: string[] = [];
+  #dead: string[] = [];
   /** Users present on this node: the truth Redis is reconciled to. */
   readonly #joined = new Set<number>();
   /** Users whose `leave` failed: reported offline by the next reconcile if on no live node. */
   readonly #left = new Set<number>();
-  #dirty = false;
+  /** Slots whose users must be reconciled; all of them when `#dirtyAll`. */
+  readonly #dirty = new Set<number>();
+  #dirtyAll = false;
+  #registryDirty = false;
+  #mustRegister = false;
   #stopped = false;
   #ticking: Promise<void> | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
   /** Receives the changes found by sweeps and reconciles. */
   onChange: (userId: number, status: PresenceStatus) => void = () => {};
 
-  constructor(link: RedisLink, options: RedisPresenceOptions) {
+  constructor(options: RedisPresenceOptions) {
     for (const [name, definition] of Object.entries(PRESENCE_SCRIPTS)) {
-      link.conn.defineCommand(name, definition);
+      options.shards.commands.defineCommand(name, definition);
     }
-    this.#link = link;
-    this.#scripts = link.conn as unknown as PresenceCommands;
+    this.#shards = options.shards;
+    this.#keys = options.keys;
+    this.#scripts = options.shards.commands as unknown as BusScripts;
     this.#afterBeat = options.afterBeat ?? (() => Promise.resolve());
-    this.#prefix = options.prefix;
-    this.#nodes = `${options.prefix}nodes`;
     this.#nodeId = options.nodeId;
     this.#ttlMs = options.ttlMs;
     this.#logger = options.logger;
   }
 
-  /** The live nodes with when each last sent a heartbeat (ms since the epoch, Redis's clock). */
-  async nodes(): Promise<{ nodeId: string; lastHeartbeatAt: number }[]> {
-    const flat = await this.#link.run((conn) => conn.zrange(this.#nodes, "0", "-1", "WITHSCORES"));
-    const nodes = [];
-    for (let i = 0; i + 1 < flat.length; i += 2) {
-      nodes.push({ nodeId: flat[i]!, lastHeartbeatAt: Number(flat[i + 1]) - this.#ttlMs });
-    }
-    return nodes;
+  /** This node's registration now. */
+  get member(): string {
+    return this.#member;
+  }
+
+  /** Earlier registrations of this node whose traces may remain. */
+  get oldMembers(): readonly string[] {
+    return this.#old;
+  }
+
+  /** The dead members the last heartbeat saw. */
+  get dead(): readonly string[] {
+    return this.#dead;
   }
 
   /** Registers the node as live (throws when Redis does not answer), then keeps it live. */
   async start(): Promise<void> {
-    await this.#link.run(() =>
-      this.#scripts.gbReconcile(this.#nodes, this.#prefix, this.#nodeId, this.#ttlMs, 0, [])
-    );
-    this.#timer = setInterval(() => void this.resync(false), Math.max(1, this.#ttlMs / 3));
+    await this.#register();
+    this.#timer = setInterval(() => void this.#tick(), Math.max(1, this.#ttlMs / 3));
   }
 
-  /** Runs a heartbeat now; with `reconcile`, a full reconcile (e.g. after a reconnect). */
-  resync(reconcile = true): Promise<void> {
-    if (reconcile) this.#dirty = true;
-    if (this.#stopped) return Promise.resolve();
-    this.#ticking ??= this.#beat().finally(() => (this.#ticking = undefined));
-    return this.#ticking;
+  /** Reconciles the users of `slots` (all when undefined) now, with a heartbeat. */
+  resync(slots?: ReadonlySet<number>): Promise<void> {
+    if (slots === undefined) this.#dirtyAll = true;
+    else for (const slot of slots) this.#dirty.add(slot);
+    return this.#tick();
   }
 
   async join(userId: number): Promise<boolean> {
     this.#joined.add(userId);
     this.#left.delete(userId);
+    const member = this.#member;
     try {
-      return (await this.#link.run(() =>
-        this.#scripts.gbJoin(this.#nodes, this.#prefix, this.#nodeId, userId)
+      const held = await this.#registry(() =>
+        this.#scripts.gbHold(this.#keys.nodes, this.#keys.users(member), member, [userId])
+      );
+      if (held !== 1) {
+        // The member is dead (this node was late): the new one will hold the user.
+        this.#mustRegister = true;
+        void this.#tick();
+        return false;
+      }
+      return (await this.#user(
+        userId,
+        (at, conn) => this.#scripts.gbJoin(at, conn, member, deadArgs(this.#dead)),
       )) === 1;
     } catch (err) {
       this.#failed("join", userId, err);
@@ -118,10 +162,16 @@ export class RedisPresence {
 
   async leave(userId: number): Promise<boolean> {
     this.#joined.delete(userId);
+    const member = this.#member;
     try {
-      return (await this.#link.run(() =>
-        this.#scripts.gbLeave(this.#nodes, this.#prefix, this.#nodeId, userId)
-      )) === 1;
+      const last = await this.#user(
+        userId,
+        (at, conn) => this.#scripts.gbLeave(at, conn, member, deadArgs(this.#dead)),
+      );
+      // A failed unlisting only leaves the registry listing one user too many.
+      this.#registry(() => this.#shards.commands.srem(this.#keys.users(member), userId))
+        .catch(() => {});
+      return last === 1;
     } catch (err) {
       this.#left.add(userId);
       this.#failed("leave", userId, err);
@@ -129,18 +179,21 @@ export class RedisPresence {
     }
   }
 
-  /** During a Redis outage, answers from this node's own users rather than failing. */
+  /** Asks each user's primary; a user whose primary does not answer is answered locally. */
   async online(userIds: readonly number[]): Promise<Set<number>> {
-    if (userIds.length === 0) return new Set();
-    try {
-      const online = await this.#link.run(() =>
-        this.#scripts.gbOnline(this.#nodes, this.#prefix, userIds)
-      );
-      return new Set(online.map(Number));
-    } catch (err) {
-      this.#warn("bus_online_failed", err);
-      return new Set(userIds.filter((id) => this.#joined.has(id)));
-    }
+    const dead = new Set(this.#dead);
+    let failure: unknown;
+    const answers = await Promise.all(userIds.map(async (id) => {
+      try {
+        const members = await this.#user(id, (at) => this.#shards.commands.smembers(at));
+        return members.some((member) => !dead.has(member));
+      } catch (err) {
+        failure ??= err;
+        return this.#joined.has(id);
+      }
+    }));
+    if (failure !== undefined) this.#warn("bus_online_failed", failure);
+    return new Set(userIds.filter((_, i) => answers[i]));
   }
 
   /** Stops the heartbeat; Redis keeps the node until it is swept (a crash looks like this). */
@@ -149,66 +202,227 @@ export class RedisPresence {
     clearInterval(this.#timer);
   }
 
-  /** Stops, then removes the node and its users from Redis without reporting anyone. */
-  async retire(): Promise<void> {
+  /**
+   * Stops, then removes the node and its users from Redis without reporting anyone; `others`
+   * (users holding connection slots here) lose the node's slots too.
+   */
+  async retire(others: Iterable<number> = []): Promise<void> {
     this.stop();
     await this.#ticking;
+    const member = this.#member;
+    const users = new Set([...this.#joined, ...others]);
     this.#joined.clear();
     this.#left.clear();
     try {
-      await this.#link.run(() => this.#scripts.gbRetire(this.#nodes, this.#prefix, this.#nodeId));
+      const listed = await this.#registry(() =>
+        this.#shards.commands.smembers(this.#keys.users(member))
+      );
+      for (const id of listed) users.add(Number(id));
+      const errors = await this.#perUserCalls(users, async ({ items }) => {
+        await this.#scripts.gbForget(2 * items.length, ...this.#userKeys(items), member);
+      });
+      if (errors[0] !== undefined) throw errors[0];
+      await this.#registry(() =>
+        this.#scripts.gbRetire(
+          this.#keys.nodes,
+          this.#keys.users(member),
+          this.#keys.claimed(member),
+          member,
+        )
+      );
     } catch (err) {
       this.#logger.warn("bus_retire_failed", { node_id: this.#nodeId, error: errorMessage(err) });
     }
   }
 
+  #tick(): Promise<void> {
+    if (this.#stopped) return Promise.resolve();
+    this.#ticking ??= this.#beat().finally(() => (this.#ticking = undefined));
+    return this.#ticking;
+  }
+
   async #beat(): Promise<void> {
     try {
-      const live = !this.#dirty &&
-        (await this.#link.run(() =>
-            this.#scripts.gbHeartbeat(this.#nodes, this.#prefix, this.#nodeId, this.#ttlMs)
-          )) === 1;
-      if (!live) await this.#reconcile();
-      await this.#afterBeat(!live);
-      for (let calls = 0; calls < SWEEP_CALLS && !this.#stopped; calls++) {
-        const swept = await this.#link.run(() =>
-          this.#scripts.gbSweep(this.#nodes, this.#prefix, SWEEP_BATCH)
-        );
-        if (swept.length === 0) break;
-        const [node, offline] = swept;
-        this.#logger.info("bus_node_swept", { node_id: node, offline_users: offline.length });
-        for (const id of offline) this.onChange(Number(id), "offline");
-      }
+      if (this.#mustRegister) await this.#register();
+      const [alive, dead] = await this.#registry(() =>
+        this.#scripts.gbBeat(this.#keys.nodes, this.#member, this.#ttlMs, MAX_DEAD)
+      );
+      if (alive !== 1) await this.#register();
+      this.#dead = dead.filter((member) => member !== this.#member);
+      const { slots, complete } = await this.#reconcile();
+      await this.#afterBeat(slots);
+      if (slots === undefined && complete) this.#old = [];
+      await this.#sweep();
     } catch (err) {
       if (!this.#stopped) this.#warn("bus_heartbeat_failed", err);
     }
   }
 
-  async #reconcile(): Promise<void> {
-    this.#dirty = false;
-    const left = [...this.#left];
-    try {
-      const present = [...this.#joined];
-      const [online, offline] = await this.#link.run(() =>
-        this.#scripts.gbReconcile(
-          this.#nodes,
-          this.#prefix,
-          this.#nodeId,
-          this.#ttlMs,
-          present.length,
-          [...present, ...left],
-        )
-      );
-      for (const id of left) this.#left.delete(id);
-      if (online.length + offline.length > 0) {
-        this.#logger.info("bus_reconciled", { online: online.length, offline: offline.length });
+  /** A new member for this node: every user is written back under it. */
+  async #register(): Promise<void> {
+    const member = `${this.#nodeId}#${crypto.randomUUID().slice(0, 8)}`;
+    await this.#registry(() => this.#scripts.gbRegister(this.#keys.nodes, member, this.#ttlMs));
+    const again = this.#member !== "";
+    if (again) this.#old = [...this.#old, this.#member].slice(-16);
+    this.#member = member;
+    this.#mustRegister = false;
+    if (!again) return;
+    this.#logger.info("bus_registered_again", { node_id: this.#nodeId });
+    this.#dirtyAll = true;
+    this.#registryDirty = true;
+  }
+
+  /**
+   * Makes Redis agree with this node for the dirty slots (and the registry's list of its
+   * users when that is dirty); reports what changed. Slots whose calls failed stay dirty.
+   */
+  async #reconcile(): Promise<{ slots: ReadonlySet<number> | undefined; complete: boolean }> {
+    const all = this.#dirtyAll;
+    const slots = all ? undefined : new Set(this.#dirty);
+    if (!all && this.#dirty.size === 0 && !this.#registryDirty) return { slots, complete: true };
+    this.#dirtyAll = false;
+    this.#dirty.clear();
+    let stale: number[] = [];
+    if (this.#registryDirty) {
+      this.#registryDirty = false;
+      try {
+        stale = await this.#rewriteRegistry();
+      } catch (err) {
+        this.#registryDirty = true;
+        if (all) this.#dirtyAll = true;
+        else for (const slot of slots!) this.#dirty.add(slot);
+        throw err;
       }
-      for (const id of offline) this.onChange(Number(id), "offline");
-      this.#reportPaced(online.map(Number));
-    } catch (err) {
-      this.#dirty = true;
-      throw err;
     }
+    const flags = new Map<number, Flag>();
+    for (const id of stale) flags.set(id, "2");
+    for (const id of this.#left) flags.set(id, "0");
+    for (const id of this.#joined) flags.set(id, "1");
+    const inScope = (id: number) => slots === undefined || slots.has(this.#keys.slotOf(id));
+    const users = [...flags.keys()].filter(inScope);
+    const online: number[] = [];
+    const offline: number[] = [];
+    const member = this.#member;
+    const old = this.#old;
+    let complete = true;
+    await this.#perUserCalls(users, async ({ items }) => {
+      try {
+        const [on, off] = await this.#scripts.gbReconcile(
+          2 * items.length,
+          ...this.#userKeys(items),
+          member,
+          deadArgs(this.#dead),
+          old.length,
+          old,
+          items.map((id) => flags.get(id)!),
+        );
+        for (const u of on) online.push(items[u - 1]!);
+        for (const u of off) offline.push(items[u - 1]!);
+        for (const id of items) if (flags.get(id) === "0") this.#left.delete(id);
+      } catch (err) {
+        complete = false;
+        for (const id of items) this.#dirty.add(this.#keys.slotOf(id));
+        throw err;
+      }
+    });
+    if (online.length + offline.length > 0) {
+      this.#logger.info("bus_reconciled", { online: online.length, offline: offline.length });
+    }
+    for (const id of offline) this.onChange(id, "offline");
+    this.#reportPaced(online);
+    return { slots, complete };
+  }
+
+  /** Lists exactly this node's users under its member; returns those listed but not held. */
+  async #rewriteRegistry(): Promise<number[]> {
+    const member = this.#member;
+    const users = this.#keys.users(member);
+    const listed = await this.#registry(() => this.#shards.commands.smembers(users));
+    const stale = listed.map(Number).filter((id) => !this.#joined.has(id));
+    for (let i = 0; i < stale.length; i += IDS_PER_CALL) {
+      const chunk = stale.slice(i, i + IDS_PER_CALL).filter((id) => !this.#joined.has(id));
+      if (chunk.length > 0) await this.#registry(() => this.#shards.commands.srem(users, ...chunk));
+    }
+    const joined = [...this.#joined];
+    for (let i = 0; i < joined.length; i += IDS_PER_CALL) {
+      const chunk = joined.slice(i, i + IDS_PER_CALL);
+      const held = await this.#registry(() =>
+        this.#scripts.gbHold(this.#keys.nodes, users, member, chunk)
+      );
+      if (held !== 1) {
+        this.#mustRegister = true;
+        throw new RedisLinkDownError("this node's registration lapsed");
+      }
+    }
+    return stale;
+  }
+
+  /** Cleans up after the dead members: each claimed user loses them, reported if emptied. */
+  async #sweep(): Promise<void> {
+    let calls = 0;
+    for (const dead of this.#dead) {
+      const users = this.#keys.users(dead);
+      const claimed = this.#keys.claimed(dead);
+      while (calls++ < SWEEP_CALLS && !this.#stopped) {
+        const ids = (await this.#registry(() =>
+          this.#scripts.gbClaim(this.#keys.nodes, users, claimed, dead, SWEEP_BATCH, CLAIM_MS)
+        )).map(Number);
+        if (ids.length === 0) {
+          break;
+        }
+        const offline: number[] = [];
+        const errors = await this.#perUserCalls(ids, async ({ items }) => {
+          const gone = await this.#scripts.gbSweep(
+            2 * items.length,
+            ...this.#userKeys(items),
+            dead,
+            deadArgs(this.#dead),
+          );
+          for (const u of gone) {
+            offline.push(items[u - 1]!);
+          }
+        });
+        for (const id of offline) {
+          this.onChange(id, "offline");
+        }
+        this.#logger.info("bus_node_swept", { node_id: dead, offline_users: offline.length });
+        // A failed call's users keep their claim; once it lapses a sweeper tries again.
+        if (errors[0] !== undefined) {
+          throw errors[0];
+        }
+        await this.#registry(() =>
+          this.#shards.commands.zrem(claimed, ...ids)
+        );
+      }
+    }
+  }
+
+  /** Runs `call` for `users` in script calls per batch key; resolves with the failures. */
+  #perUserCalls(
+    users: Iterable<number>,
+    call: (batch: { slot: number; items: number[] }) => Promise<void>,
+  ): Promise<unknown[]> {
+    const calls = callsBySlot(users, (id) => this.#keys.slotOf(id), this.#shards, USERS_PER_CALL);
+    return runLimited(
+      calls.map((batch) => () => this.#shards.run(batch.slot, () => call(batch))),
+      CALLS_IN_FLIGHT,
+    );
+  }
+
+  /** The `at` and `conn` keys of each user, in order. */
+  #userKeys(ids: readonly number[]): string[] {
+    return ids.flatMap((id) => [this.#keys.at(id), this.#keys.conn(id)]);
+  }
+
+  #registry<T>(command: () => Promise<T>): Promise<T> {
+    return this.#shards.run(this.#keys.registrySlot, command);
+  }
+
+  #user<T>(userId: number, command: (at: string, conn: string) => Promise<T>): Promise<T> {
+    return this.#shards.run(
+      this.#keys.slotOf(userId),
+      () => command(this.#keys.at(userId), this.#keys.conn(userId)),
+    );
   }
 
   /** Reports `ids` online, `REPORT_BATCH` at a time; the hub re-checks each when it applies. */
@@ -221,7 +435,8 @@ export class RedisPresence {
   }
 
   #failed(op: string, userId: number, err: unknown): void {
-    this.#dirty = true;
+    this.#dirty.add(this.#keys.slotOf(userId));
+    this.#registryDirty = true;
     if (!this.#stopped) this.#warn("bus_presence_failed", err, { op, user_id: userId });
   }
 

@@ -3,11 +3,17 @@
  * The Redis bus's publishes, with a bound on those awaiting Redis's reply.
  *
  * The publishes of one turn (a batch's messages to their recipients and senders, a presence
- * fan-out) go to Redis as one script call (`gbPublish`), in order: one command, one reply and
- * one promise per turn instead of per frame. A publish marked `toOthers` (the node itself
- * subscribes to the channel) is published only when another connection subscribes to it too;
- * the script asks Redis (NUMSUB) and publishes in one step, so a node subscribed at that moment
- * gets the frame exactly as with a plain PUBLISH.
+ * fan-out) go to Redis as one script call (`gbPublish`) per batch key, in order: on one Redis
+ * one command, one reply and one promise per turn instead of per frame; on a Redis Cluster one
+ * call per hash slot, sent to the primary serving it (the channels are the script's keys).
+ * Each frame is a sharded publish (`SPUBLISH`), so it travels only through the shard of its
+ * user.
+ *
+ * A publish marked `toOthers` (the node itself subscribes to the channel) is published only
+ * when another connection subscribes to it too; the script asks the user's own primary
+ * (`PUBSUB SHARDNUMSUB`, which counts the subscribers of that primary, where every node
+ * subscribes to the user's channel) and publishes in one step, so a node subscribed at that
+ * moment gets the frame exactly as with a plain publish.
  *
  * Past half of either bound (count, payload bytes), droppable frames (typing, presence) are
  * dropped; past the bound, every publish is counted failed at once, except a closing delivery
@@ -17,9 +23,11 @@
  */
 
 import type { BusDelivery } from "../bus.ts";
-import { type RedisLink, RedisLinkDownError } from "./link.ts";
+import { RedisLinkDownError } from "./link.ts";
+import { callsBySlot } from "./batches.ts";
 import { encodePayload } from "./payload.ts";
 import type { ScriptDefinition } from "./scripts.ts";
+import type { RedisShards } from "./shards.ts";
 import { errorMessage, type Logger } from "../../log.ts";
 
 /**
@@ -44,19 +52,17 @@ export interface RedisPublisherOptions {
 }
 
 /**
- * ARGV = (channel, to others, payload) per publish, in order. "To others" `1`: published only
- * when more than one connection (the calling node's own subscriber) is subscribed to the
- * channel. Answers how many subscribers got a frame. Pattern subscribers do not count in
- * NUMSUB, and the nodes use none.
+ * KEYS = channels; ARGV = (to others, payload) per channel, in order. "To others" `1`: published
+ * only when more than one connection (the calling node's own subscriber) is subscribed to the
+ * channel on this primary. Answers how many subscribers got a frame.
  */
 const PUBLISH_SCRIPT: ScriptDefinition = {
-  numberOfKeys: 0,
   lua: `
 local got = 0
-for i = 1, #ARGV, 3 do
-  local channel = ARGV[i]
-  if ARGV[i + 1] == '0' or redis.call('PUBSUB', 'NUMSUB', channel)[2] > 1 then
-    got = got + redis.call('PUBLISH', channel, ARGV[i + 2])
+for i = 1, #KEYS do
+  local channel = KEYS[i]
+  if ARGV[2 * i - 1] == '0' or redis.call('PUBSUB', 'SHARDNUMSUB', channel)[2] > 1 then
+    got = got + redis.call('SPUBLISH', channel, ARGV[2 * i])
   end
 end
 return got
@@ -64,37 +70,47 @@ return got
 };
 
 interface PublishCommands {
-  gbPublish(...args: string[]): Promise<number>;
+  gbPublish(keyCount: number, ...args: (string | string[])[]): Promise<number>;
+}
+
+interface Publish {
+  channel: string;
+  slot: number;
+  toOthers: string;
+  payload: string;
 }
 
 /** Publishes per script call at most (each a few microseconds of Redis's time). */
 const MAX_PER_CALL = 500;
 
 export class RedisPublisher {
-  readonly #link: RedisLink;
+  readonly #shards: RedisShards;
   readonly #options: RedisPublisherOptions;
-  /** This turn's publishes, flat as the script takes them. */
-  #turn: string[] = [];
+  /** This turn's publishes. */
+  #turn: Publish[] = [];
   /** Publishes not yet answered (this turn's included), and their payload bytes. */
   #inFlight = 0;
   #bytes = 0;
   #failures = 0;
   #lastLog = 0;
 
-  constructor(link: RedisLink, options: RedisPublisherOptions) {
-    link.conn.defineCommand("gbPublish", PUBLISH_SCRIPT);
-    this.#link = link;
+  constructor(shards: RedisShards, options: RedisPublisherOptions) {
+    shards.commands.defineCommand("gbPublish", PUBLISH_SCRIPT);
+    this.#shards = shards;
     this.#options = options;
   }
 
   /**
-   * Publishes `delivery` on `channel`; never throws, never waits. With `toOthers` (this node
-   * is subscribed to `channel`, confirmed), only when another subscriber listens.
+   * Publishes `delivery` on `channel`, of hash slot `slot`; never throws, never waits. With
+   * `toOthers` (this node is subscribed to `channel`, confirmed), only when another subscriber
+   * listens. Stamped with the clock of the primary serving the slot.
    */
-  publish(channel: string, delivery: BusDelivery, toOthers = false): void {
+  publish(channel: string, slot: number, delivery: BusDelivery, toOthers = false): void {
     const close = delivery.close === true;
     const share = close ? Infinity : delivery.droppable ? 0.5 : 1;
-    const payload = encodePayload(this.#options.nodeId, delivery, this.#link.redisNow());
+    const primary = this.#shards.primaryOf(slot)?.key;
+    const sentAt = primary === undefined ? undefined : this.#shards.redisNow(primary);
+    const payload = encodePayload(this.#options.nodeId, delivery, sentAt);
     const bytes = payload.length;
     if (
       this.#inFlight >= this.#options.maxInFlight * share ||
@@ -106,19 +122,23 @@ export class RedisPublisher {
     this.#inFlight++;
     this.#bytes += bytes;
     if (this.#turn.length === 0) queueMicrotask(() => this.#flush());
-    this.#turn.push(channel, toOthers ? "1" : "0", payload);
+    this.#turn.push({ channel, slot, toOthers: toOthers ? "1" : "0", payload });
   }
 
-  /** Sends this turn's publishes, `MAX_PER_CALL` per script call. */
+  /** Sends this turn's publishes, a script call per batch key and `MAX_PER_CALL` publishes. */
   #flush(): void {
     const turn = this.#turn;
     this.#turn = [];
-    for (let i = 0; i < turn.length; i += 3 * MAX_PER_CALL) {
-      const args = turn.slice(i, i + 3 * MAX_PER_CALL);
-      const count = args.length / 3;
+    for (const { slot, items } of callsBySlot(turn, (p) => p.slot, this.#shards, MAX_PER_CALL)) {
+      const count = items.length;
       let bytes = 0;
-      for (let k = 2; k < args.length; k += 3) bytes += args[k]!.length;
-      this.#link.run((conn) => (conn as unknown as PublishCommands).gbPublish(...args))
+      for (const item of items) bytes += item.payload.length;
+      this.#shards.run(slot, () =>
+        (this.#shards.commands as unknown as PublishCommands).gbPublish(
+          count,
+          items.map((item) => item.channel),
+          items.flatMap((item) => [item.toOthers, item.payload]),
+        ))
         .then(() => {
           for (let k = 0; k < count; k++) this.#options.onPublish(true);
         }, (err) => {

@@ -1,105 +1,60 @@
 /**
- * @module bus/redis/slots
+ * @module bus_redis_slots
  * A user's connection slots counted across the cluster (`MAX_CONNECTIONS_PER_USER`), in
- * Redis next to presence (keys in `scripts.ts`).
+ * Redis next to the user's presence, in the user's hash slot (keys in `bus_redis_keys.ts`).
  *
- * `<p>conn:<userId>` maps node id → slots held there. A node's slots count only while the
- * node is live (its heartbeat deadline in `<p>nodes` is ahead), like its presence: a dead
- * node's fields are deleted by the next acquire of that user, and by the sweep of that node.
+ * `<p>{u:<id>}:conn` maps member → slots held there. A member's slots count until it is seen
+ * dead, like its presence: a dead member's field is deleted by the next acquire of that user
+ * (given the dead members the last heartbeat saw), and by the sweep of that member.
  *
  * This node's own counts are the truth: they answer while Redis is unreachable, and they are
  * written back to Redis after a failure (a changed count whose write failed) and after every
- * full presence reconcile (Redis lost its data, or swept this node while it was only late).
+ * presence reconcile, for the slots it covered (Redis lost data, a failover lost a shard's last
+ * writes, or the node registered anew and its counts move to its new member).
  */
 
-import type { RedisLink } from "./link.ts";
-import { LIB, type ScriptDefinition } from "./scripts.ts";
+import { callsBySlot, runLimited } from "./batches.ts";
+import type { RedisKeys } from "./keys.ts";
+import type { RedisPresence } from "./presence.ts";
+import { type BusScripts, deadArgs, SLOT_SCRIPTS } from "./scripts.ts";
+import type { RedisShards } from "./shards.ts";
 
-const SLOT_SCRIPTS = {
-  /**
-   * KEYS[1] = `<p>nodes`, ARGV = prefix, this node, user id, max → 1 after taking a slot,
-   * 0 when live nodes (this one included) already hold `max`.
-   */
-  gbAcquire: {
-    numberOfKeys: 1,
-    lua: LIB + `
-local p, self, max = ARGV[1], ARGV[2], tonumber(ARGV[4])
-local key, now, held = p .. 'conn:' .. ARGV[3], now_ms(), 0
-local fields = redis.call('HGETALL', key)
-for i = 1, #fields, 2 do
-  if fields[i] == self or is_live(KEYS[1], fields[i], now) then
-    held = held + tonumber(fields[i + 1])
-  else
-    redis.call('HDEL', key, fields[i])
-  end
-end
-if held >= max then return 0 end
-redis.call('HINCRBY', key, self, 1)
-return 1`,
-  },
-  /** ARGV = prefix, this node, user id: gives one slot back. */
-  gbRelease: {
-    numberOfKeys: 0,
-    lua: `
-local key = ARGV[1] .. 'conn:' .. ARGV[3]
-if redis.call('HINCRBY', key, ARGV[2], -1) <= 0 then redis.call('HDEL', key, ARGV[2]) end
-return 1`,
-  },
-  /** ARGV = prefix, this node, then pairs of user id and count: sets this node's counts. */
-  gbSetSlots: {
-    numberOfKeys: 0,
-    lua: `
-local p, self = ARGV[1], ARGV[2]
-for i = 3, #ARGV, 2 do
-  local key, n = p .. 'conn:' .. ARGV[i], tonumber(ARGV[i + 1])
-  if n > 0 then redis.call('HSET', key, self, n) else redis.call('HDEL', key, self) end
-end
-return 1`,
-  },
-} satisfies Record<string, ScriptDefinition>;
-
-interface SlotCommands {
-  gbAcquire(
-    nodes: string,
-    prefix: string,
-    nodeId: string,
-    userId: number,
-    max: number,
-  ): Promise<number>;
-  gbRelease(prefix: string, nodeId: string, userId: number): Promise<number>;
-  gbSetSlots(prefix: string, nodeId: string, pairs: readonly number[]): Promise<number>;
-}
-
-/** Users per `gbSetSlots` call, to keep each script call short. */
+/** Users per `gbSetSlots` call, and such calls in flight at most. */
 const SET_CHUNK = 1000;
+const CALLS_IN_FLIGHT = 32;
 
 export class RedisSlots {
-  readonly #link: RedisLink;
-  readonly #scripts: SlotCommands;
-  readonly #prefix: string;
-  readonly #nodeId: string;
+  readonly #shards: RedisShards;
+  readonly #keys: RedisKeys;
+  readonly #presence: RedisPresence;
+  readonly #scripts: BusScripts;
   /** User id → slots held on this node. */
   readonly #held = new Map<number, number>();
   /** Users whose count Redis may not have right (a write failed or was not tried). */
   readonly #dirty = new Set<number>();
 
-  constructor(link: RedisLink, options: { prefix: string; nodeId: string }) {
+  constructor(shards: RedisShards, keys: RedisKeys, presence: RedisPresence) {
     for (const [name, definition] of Object.entries(SLOT_SCRIPTS)) {
-      link.conn.defineCommand(name, definition);
+      shards.commands.defineCommand(name, definition);
     }
-    this.#link = link;
-    this.#scripts = link.conn as unknown as SlotCommands;
-    this.#prefix = options.prefix;
-    this.#nodeId = options.nodeId;
+    this.#shards = shards;
+    this.#keys = keys;
+    this.#presence = presence;
+    this.#scripts = shards.commands as unknown as BusScripts;
   }
 
   /** Takes a slot; while Redis does not answer, decides from this node's count. */
   async acquire(userId: number, max: number): Promise<boolean> {
     try {
-      const nodes = `${this.#prefix}nodes`;
-      const taken = await this.#link.run(() =>
-        this.#scripts.gbAcquire(nodes, this.#prefix, this.#nodeId, userId, max)
-      );
+      const member = this.#presence.member;
+      const taken = await this.#shards.run(this.#keys.slotOf(userId), () =>
+        this.#scripts.gbAcquire(
+          this.#keys.at(userId),
+          this.#keys.conn(userId),
+          member,
+          deadArgs(this.#presence.dead),
+          max,
+        ));
       if (taken !== 1) return false;
     } catch {
       // Redis may or may not have counted it: this node's count decides and is written back.
@@ -116,29 +71,55 @@ export class RedisSlots {
     if (held > 1) this.#held.set(userId, held - 1);
     else this.#held.delete(userId);
     try {
-      await this.#link.run(() => this.#scripts.gbRelease(this.#prefix, this.#nodeId, userId));
+      const member = this.#presence.member;
+      await this.#shards.run(
+        this.#keys.slotOf(userId),
+        () => this.#scripts.gbRelease(this.#keys.conn(userId), member),
+      );
     } catch {
       this.#dirty.add(userId);
     }
   }
 
   /**
-   * Writes this node's counts to Redis: every count when `all` (after a full reconcile), else
-   * those whose write failed. Throws when Redis does not answer (they stay to be written).
+   * Writes this node's counts to Redis: those whose write failed, and every count of a user in
+   * `slots` (all users when undefined). Throws when Redis does not answer (they stay dirty).
    */
-  async writeBack(all: boolean): Promise<void> {
-    const users = all ? [...new Set([...this.#held.keys(), ...this.#dirty])] : [...this.#dirty];
-    if (users.length === 0) return;
-    for (const id of users) this.#dirty.delete(id);
-    try {
-      for (let i = 0; i < users.length; i += SET_CHUNK) {
-        const pairs = users.slice(i, i + SET_CHUNK).flatMap((id) => [id, this.#held.get(id) ?? 0]);
-        await this.#link.run(() => this.#scripts.gbSetSlots(this.#prefix, this.#nodeId, pairs));
-      }
-    } catch (err) {
-      for (const id of users) this.#dirty.add(id);
-      throw err;
+  async writeBack(slots: ReadonlySet<number> | undefined): Promise<void> {
+    const users = new Set(this.#dirty);
+    for (const id of this.#held.keys()) {
+      if (slots === undefined || slots.has(this.#keys.slotOf(id))) users.add(id);
     }
+    if (users.size === 0) return;
+    for (const id of users) this.#dirty.delete(id);
+    const member = this.#presence.member;
+    const old = this.#presence.oldMembers;
+    const calls = callsBySlot(users, (id) => this.#keys.slotOf(id), this.#shards, SET_CHUNK);
+    const errors = await runLimited(
+      calls.map(({ slot, items }) => async () => {
+        try {
+          await this.#shards.run(slot, () =>
+            this.#scripts.gbSetSlots(
+              items.length,
+              items.map((id) => this.#keys.conn(id)),
+              member,
+              old.length,
+              old,
+              items.map((id) => this.#held.get(id) ?? 0),
+            ));
+        } catch (err) {
+          for (const id of items) this.#dirty.add(id);
+          throw err;
+        }
+      }),
+      CALLS_IN_FLIGHT,
+    );
+    if (errors[0] !== undefined) throw errors[0];
+  }
+
+  /** The users holding slots on this node. */
+  users(): number[] {
+    return [...this.#held.keys(), ...this.#dirty];
   }
 
   /** Forgets every count (the node retired; Redis dropped its fields). */
