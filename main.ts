@@ -86,13 +86,16 @@ async function run(config: Config, logger: Logger, hooks: MainHooks): Promise<nu
   }
   let bus: Bus;
   try {
-    bus = config.redisUrl === undefined ? new MemoryCluster().node() : await RedisBus.connect({
-      url: config.redisUrl,
-      keyPrefix: config.redisKeyPrefix,
-      presenceTtlS: config.presenceTtlS,
-      logger,
-      onPublish: (ok) => metrics.busPublished(ok),
-    });
+    const redis = { url: config.redisUrl, clusterNodes: config.redisClusterNodes };
+    bus = redis.url === undefined && redis.clusterNodes === undefined
+      ? new MemoryCluster().node()
+      : await RedisBus.connect({
+        ...redis,
+        keyPrefix: config.redisKeyPrefix,
+        presenceTtlS: config.presenceTtlS,
+        logger,
+        onPublish: (ok) => metrics.busPublished(ok),
+      });
   } catch (err) {
     logger.error("startup_failed", { error: errorMessage(err) });
     await repository.close();

@@ -38,6 +38,8 @@ export interface Config {
   /** How stale a friendship or block answer may be (at most 5000). */
   relationCacheMs: number;
   redisUrl: string | undefined;
+  /** `host:port` seeds of a Redis Cluster (instead of `redisUrl`). */
+  redisClusterNodes: readonly string[] | undefined;
   /** Prefix of every Redis key and channel of this cluster. */
   redisKeyPrefix: string;
   /** How long a node counts as live after its last heartbeat (it beats every third of it). */
@@ -114,6 +116,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     dbStatementTimeoutMs: read.int("DB_STATEMENT_TIMEOUT_MS", 5000, 100, 120_000),
     relationCacheMs: read.int("RELATION_CACHE_MS", 2000, 0, 5000),
     redisUrl: nonEmpty(env.REDIS_URL),
+    redisClusterNodes: clusterNodes(env.REDIS_CLUSTER_NODES),
     redisKeyPrefix: env.REDIS_KEY_PREFIX || "geobeasts:chat:",
     presenceTtlS: read.int("PRESENCE_TTL_S", 10, 1, 3600),
     presenceGraceS: read.num("PRESENCE_GRACE_S", 5, 0, 3600),
@@ -134,6 +137,16 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     demoPage: read.bool("DEMO_PAGE", false),
     migrate,
   };
+  if (config.redisUrl !== undefined && config.redisClusterNodes !== undefined) {
+    throw new RangeError(
+      "REDIS_URL and REDIS_CLUSTER_NODES are both set: set REDIS_URL for one Redis or REDIS_CLUSTER_NODES for a Redis Cluster",
+    );
+  }
+  if (/[{}]/.test(config.redisKeyPrefix)) {
+    throw new RangeError(
+      `REDIS_KEY_PREFIX must not contain '{' or '}' (they mark Redis Cluster hash tags), got '${config.redisKeyPrefix}'`,
+    );
+  }
   if (config.sendBufferShedBytes > config.sendBufferMaxBytes) {
     throw new RangeError("SEND_BUFFER_SHED_BYTES must not exceed SEND_BUFFER_MAX_BYTES");
   }
@@ -203,6 +216,18 @@ function nonEmpty(value: string | undefined): string | undefined {
 
 function list(value: string | undefined): string[] {
   return (value ?? "").split(",").map((item) => item.trim()).filter((item) => item !== "");
+}
+
+/** Comma-separated `host:port` seeds; undefined when none are set. */
+function clusterNodes(value: string | undefined): string[] | undefined {
+  const nodes = list(value);
+  for (const node of nodes) {
+    const port = Number(/^(?:[^\s:]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(node)?.[1]);
+    if (!(port >= 1 && port <= 65535)) {
+      throw new RangeError(`REDIS_CLUSTER_NODES must list host:port pairs, got '${node}'`);
+    }
+  }
+  return nodes.length === 0 ? undefined : nodes;
 }
 
 /** The form an `Origin` header is compared in: lower case, no trailing slash. */

@@ -94,6 +94,8 @@ Deno.test("an unusable secret or a bad value is a one-line RangeError naming the
     PRESENCE_GRACE_S: "-1",
     TYPING_TIMEOUT_S: "0",
     ACTIVE_CHECK_INTERVAL_S: "61",
+    REDIS_CLUSTER_NODES: "10.0.0.1:7000,10.0.0.2",
+    REDIS_KEY_PREFIX: "chat:{a}:",
     NOTIFY_SECRET: "two words",
     STATUS_SECRET: "semi;colon",
   };
@@ -105,6 +107,23 @@ Deno.test("an unusable secret or a bad value is a one-line RangeError naming the
       name,
     );
   }
+});
+
+Deno.test("REDIS_CLUSTER_NODES lists the cluster's seeds, and with REDIS_URL it is a one-line error", () => {
+  const c = loadConfig({ AUTH_SECRET: "s", REDIS_CLUSTER_NODES: " 10.0.0.1:7000, redis-2:7001 " });
+  assert.deepEqual(c.redisClusterNodes, ["10.0.0.1:7000", "redis-2:7001"]);
+  assert.equal(c.redisUrl, undefined);
+  assert.throws(
+    () =>
+      loadConfig({
+        AUTH_SECRET: "s",
+        REDIS_URL: "redis://127.0.0.1:6379",
+        REDIS_CLUSTER_NODES: "10.0.0.1:7000",
+      }),
+    (e: Error) =>
+      e instanceof RangeError && e.message.includes("REDIS_URL") &&
+      e.message.includes("REDIS_CLUSTER_NODES") && !e.message.includes("\n"),
+  );
 });
 
 Deno.test("allowed origins are compared case-insensitively without a trailing slash", () => {
