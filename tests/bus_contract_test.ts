@@ -1,6 +1,7 @@
 /**
- * The `Bus` contract, one suite run against every implementation: the memory cluster, and
- * Redis at `REDIS_URL` (each test under its own key prefix, deleted afterwards).
+ * The `Bus` contract, one suite run against every implementation: the memory cluster, Redis at
+ * `REDIS_URL`, and a local Redis Cluster (3 primaries, 3 replicas) this file starts and stops
+ * (each Redis test under its own key prefix, deleted afterwards).
  */
 
 import assert from "node:assert/strict";
@@ -12,7 +13,10 @@ import {
   type TestBus,
   type TestCluster,
 } from "./support/cluster.ts";
+import { onRedisCluster, startLocalRedisCluster, stopAfterTests } from "./support/redis_cluster.ts";
 import { eventually, sleep } from "./support/wait.ts";
+
+const localCluster = await startLocalRedisCluster();
 
 /** Runs the contract against clusters made by `kind`. */
 function busContract(kind: ClusterKind): void {
@@ -149,4 +153,5 @@ function busContract(kind: ClusterKind): void {
   });
 }
 
-for (const kind of CLUSTER_KINDS) busContract(kind);
+for (const kind of [...CLUSTER_KINDS, onRedisCluster(localCluster)]) busContract(kind);
+stopAfterTests(localCluster);

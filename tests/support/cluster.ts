@@ -6,7 +6,7 @@
  * as the nodes of one cluster: one database, one bus cluster.
  */
 
-import { Redis } from "ioredis";
+import { Cluster, Redis } from "ioredis";
 import type { Bus } from "../../src/bus/bus.ts";
 import { MemoryCluster } from "../../src/bus/memory.ts";
 import { RedisBus, type RedisBusOptions } from "../../src/bus/redis/bus.ts";
@@ -32,7 +32,7 @@ export interface TestCluster {
 }
 
 export interface ClusterKind {
-  name: "memory" | "redis";
+  name: "memory" | "redis" | "redis-cluster";
   /** Set when the kind cannot run here; the test is then ignored. */
   skip: string | undefined;
   /** A fresh cluster; `presenceTtlS` matters to Redis only. */
@@ -75,13 +75,19 @@ export interface RedisTestCluster extends TestCluster {
   nodeWith(options: Partial<RedisBusOptions>): Promise<RedisBus>;
 }
 
-/** Nodes on one Redis under a random prefix; `url` may point at a Redis the test runs. */
-export function redisCluster(url: string, presenceTtlS: number): RedisTestCluster {
+/**
+ * Nodes on one Redis under a random prefix; `url` may point at a Redis the test runs, or be a
+ * Redis Cluster's `host:port` seeds.
+ */
+export function redisCluster(
+  url: string | readonly string[],
+  presenceTtlS: number,
+): RedisTestCluster {
   const prefix = `gbtest:${crypto.randomUUID().slice(0, 8)}:`;
   const nodes: RedisBus[] = [];
   const nodeWith = async (options: Partial<RedisBusOptions>) => {
     const bus = await RedisBus.connect({
-      url,
+      ...(typeof url === "string" ? { url } : { clusterNodes: url }),
       keyPrefix: prefix,
       presenceTtlS,
       logger: silentLogger,
@@ -102,19 +108,25 @@ export function redisCluster(url: string, presenceTtlS: number): RedisTestCluste
   };
 }
 
-/** Deletes every key under `prefix`. */
-export async function deleteKeys(url: string, prefix: string): Promise<void> {
-  const redis = new Redis(url, { lazyConnect: true });
+/** Deletes every key under `prefix` (on every primary of a Redis Cluster). */
+export async function deleteKeys(url: string | readonly string[], prefix: string): Promise<void> {
+  const client = typeof url === "string"
+    ? new Redis(url, { lazyConnect: true })
+    : new Cluster(url.map((seed) => seed), { lazyConnect: true });
   try {
-    await redis.connect();
-    let cursor = "0";
-    do {
-      const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
-      if (keys.length > 0) await redis.del(...keys);
-      cursor = next;
-    } while (cursor !== "0");
+    await client.connect();
+    const nodes = client instanceof Cluster ? client.nodes("master") : [client];
+    for (const redis of nodes) {
+      let cursor = "0";
+      do {
+        const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
+        // One DEL per key (a cluster node refuses keys of several slots in one), pipelined.
+        if (keys.length > 0) await redis.pipeline(keys.map((key) => ["del", key])).exec();
+        cursor = next;
+      } while (cursor !== "0");
+    }
   } finally {
-    await redis.quit();
+    await client.quit();
   }
 }
 
