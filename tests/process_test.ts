@@ -47,6 +47,20 @@ Deno.test("a bad setting is refused at start with a one-line message naming it",
   }
 });
 
+Deno.test("REDIS_URL and REDIS_CLUSTER_NODES both set: the server refuses to start, in one line naming both", async () => {
+  const { code, stderr } = await runServerExpectingFailure({
+    PATH,
+    AUTH_SECRET: "x",
+    REDIS_URL: "redis://127.0.0.1:6379",
+    REDIS_CLUSTER_NODES: "127.0.0.1:7000,127.0.0.1:7001",
+  });
+  assert.equal(code, 78);
+  assert.equal(stderr.trim().split("\n").length, 1, stderr);
+  const line = JSON.parse(stderr);
+  assert.match(line.error, /REDIS_URL/);
+  assert.match(line.error, /REDIS_CLUSTER_NODES/);
+});
+
 /** Users 1–2 friends. */
 const FRIENDS: Seed = { users: [1, 2], friends: [[1, 2]] };
 
