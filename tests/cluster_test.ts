@@ -1,13 +1,17 @@
 /**
- * Two real chat servers as two nodes of one cluster: one database, and either one memory
- * cluster or two Redis buses on one Redis (ignored when `REDIS_URL` is unset). Users 1–2 and
- * 1–3 are friends.
+ * Two real chat servers as two nodes of one cluster: one database, and one memory cluster, two
+ * Redis buses on one Redis (ignored when `REDIS_URL` is unset), or two on a local Redis Cluster
+ * of 3 primaries and 3 replicas that this file starts and stops. Users 1–2 and 1–3 are
+ * friends. Delivery, multi-device, typing, presence (with its grace), `/notify`,
+ * `/disconnect`, the connection cap over the cluster, and a node that dies.
  */
 
 import assert from "node:assert/strict";
 import { CLUSTER_KINDS, type ClusterKind, nodesTest, type TestBus } from "./support/cluster.ts";
 import type { TestClient } from "./support/client.ts";
+import { onRedisCluster, startLocalRedisCluster, stopAfterTests } from "./support/redis_cluster.ts";
 import type { TestServer } from "./support/server.ts";
+import { sleep } from "./support/wait.ts";
 
 const NOTIFY_SECRET = "cluster-notify-secret";
 
@@ -32,7 +36,9 @@ async function connectSettled(node: TestServer, userId: number): Promise<TestCli
   return client;
 }
 
-for (const kind of CLUSTER_KINDS) {
+const localCluster = await startLocalRedisCluster();
+
+for (const kind of [...CLUSTER_KINDS, onRedisCluster(localCluster)]) {
   twoNodeTest(
     kind,
     "a message from node A reaches the friend and the sender's other device on node B",
@@ -111,4 +117,95 @@ for (const kind of CLUSTER_KINDS) {
       assert.deepEqual(await bob.drainFor(200, "presence"), [], "user 3 is not bob's friend");
     },
   );
+
+  nodesTest(
+    kind,
+    "POST /disconnect on one node closes every connection of the user on both nodes",
+    { env: { NOTIFY_SECRET } },
+    async ([a, b]) => {
+      const onA = await a!.connectAs(1);
+      const onB = await b!.connectAs(1);
+      const bob = await b!.connectAs(2);
+      const res = await fetch(`${a!.internalUrl}/disconnect`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${NOTIFY_SECRET}` },
+        body: JSON.stringify({ user_ids: [1, 1], reason: "banned" }),
+      });
+      assert.equal(res.status, 202);
+      assert.deepEqual(await res.json(), { users: 1 });
+      for (const client of [onA, onB]) {
+        assert.deepEqual(await client.next("session_expired"), {
+          type: "session_expired",
+          reason: "banned",
+        });
+        assert.equal(await client.closedWith(), 1008);
+      }
+      bob.send({ type: "ping" });
+      assert.deepEqual(await bob.next("pong"), { type: "pong" });
+    },
+  );
+
+  nodesTest(
+    kind,
+    "the 11th connection of a user spread over two nodes is refused, and a freed slot is reusable",
+    {},
+    async ([a, b]) => {
+      const clients = [];
+      for (let i = 0; i < 10; i++) clients.push(await (i % 2 === 0 ? a! : b!).connectAs(1));
+      for (const node of [a!, b!]) {
+        const extra = await node.connect();
+        extra.send({ type: "authenticate", auth_token: await node.token(1) });
+        assert.equal((await extra.next("error")).code, "too_many_connections");
+        assert.equal(await extra.closedWith(), 1013);
+      }
+      await clients[0]!.close();
+      let again;
+      for (let i = 0; i < 50 && again === undefined; i++) {
+        // The slot is given back when the server has seen the close.
+        const attempt = await b!.connect();
+        attempt.send({ type: "authenticate", auth_token: await b!.token(1) });
+        const answer = await attempt.next(["authenticated", "error"]);
+        if (answer.type === "authenticated") again = attempt;
+        else await sleep(100);
+      }
+      assert.ok(again !== undefined, "the freed slot was never available again");
+    },
+  );
+
+  nodesTest(
+    kind,
+    "a reconnect within the grace, on the other node, sends friends no presence frame",
+    { env: { PRESENCE_GRACE_S: "2" } },
+    async ([a, b]) => {
+      const bob = await b!.connectAs(2);
+      const alice = await a!.connectAs(1);
+      assert.equal((await bob.next("presence")).status, "online");
+      await alice.close();
+      await sleep(300);
+      const again = await b!.connectAs(1);
+      assert.deepEqual(await bob.drainFor(3000, "presence"), [], "no offline, no online");
+      await again.close();
+    },
+  );
+
+  nodesTest(
+    kind,
+    "a real departure reaches friends on the other node as offline after the grace, not before",
+    { env: { PRESENCE_GRACE_S: "2" } },
+    async ([a, b]) => {
+      const bob = await b!.connectAs(2);
+      const alice = await a!.connectAs(1);
+      assert.equal((await bob.next("presence")).status, "online");
+      await alice.close();
+      // Timers never fire early: nothing can arrive in the first 1.5 s of a 2 s grace.
+      assert.deepEqual(await bob.drainFor(1500, "presence"), [], "offline before the grace ended");
+      assert.deepEqual(await bob.next("presence", 8000), {
+        type: "presence",
+        user_id: 1,
+        status: "offline",
+      });
+    },
+  );
 }
+
+stopAfterTests(localCluster);

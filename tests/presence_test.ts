@@ -1,7 +1,8 @@
 /**
- * Presence and typing across real nodes: friends logging in at the same moment, the grace
- * period that hides a quick reconnect, and typing indicators that end by themselves. Each kind
- * of cluster (memory; Redis, ignored without `REDIS_URL`) runs every test.
+ * Presence and typing across real nodes: friends logging in at the same moment, a friend in
+ * their grace period, and typing indicators that end by themselves. Each kind of cluster
+ * (memory; Redis, ignored without `REDIS_URL`) runs every test. (The grace across nodes is in
+ * `cluster_test.ts`, which runs it on a Redis Cluster too.)
  */
 
 import assert from "node:assert/strict";
@@ -49,41 +50,6 @@ for (const kind of CLUSTER_KINDS) {
       },
     );
   }
-
-  nodesTest(
-    kind,
-    "a reconnect within the grace, on the other node, sends friends no presence frame",
-    { env: { PRESENCE_GRACE_S: "2" } },
-    async ([a, b]) => {
-      const bob = await b!.connectAs(2);
-      const alice = await a!.connectAs(1);
-      assert.equal((await bob.next("presence")).status, "online");
-      await alice.close();
-      await sleep(300);
-      const again = await b!.connectAs(1);
-      assert.deepEqual(await bob.drainFor(3000, "presence"), [], "no offline, no online");
-      await again.close();
-    },
-  );
-
-  nodesTest(
-    kind,
-    "a real departure reaches friends on the other node as offline after the grace, not before",
-    { env: { PRESENCE_GRACE_S: "2" } },
-    async ([a, b]) => {
-      const bob = await b!.connectAs(2);
-      const alice = await a!.connectAs(1);
-      assert.equal((await bob.next("presence")).status, "online");
-      await alice.close();
-      // Timers never fire early: nothing can arrive in the first 1.5 s of a 2 s grace.
-      assert.deepEqual(await bob.drainFor(1500, "presence"), [], "offline before the grace ended");
-      assert.deepEqual(await bob.next("presence", 8000), {
-        type: "presence",
-        user_id: 1,
-        status: "offline",
-      });
-    },
-  );
 
   nodesTest(
     kind,

@@ -294,6 +294,9 @@ export class LocalRedisCluster {
         "no",
         "--cluster-replica-validity-factor",
         "0",
+        // A replica syncs at once instead of after the default 5 s wait for more replicas.
+        "--repl-diskless-sync-delay",
+        "0",
         "--dir",
         this.dir,
         "--save",
