@@ -197,16 +197,19 @@ export class LocalRedisCluster {
   /**
    * Moves `slot` with its keys from the primary at `from` to the one at `to`, the way
    * `redis-cli --cluster reshard` does: IMPORTING/MIGRATING, MIGRATE of every key, then
-   * SETSLOT NODE on both ends and on every other primary.
+   * SETSLOT NODE on both ends and on every other primary. With `lose`, the keys are deleted
+   * instead of migrated: the new owner serves the slot without them, as a failover that lost
+   * the shard's last writes would.
    */
-  async migrateSlot(slot: number, from: number, to: number): Promise<void> {
+  async migrateSlot(slot: number, from: number, to: number, lose = false): Promise<void> {
     const [fromId, toId] = [await this.#id(from), await this.#id(to)];
     await this.call(to, "CLUSTER", "SETSLOT", slot, "IMPORTING", fromId);
     await this.call(from, "CLUSTER", "SETSLOT", slot, "MIGRATING", toId);
     for (;;) {
       const keys = await this.call<string[]>(from, "CLUSTER", "GETKEYSINSLOT", slot, 100);
       if (keys.length === 0) break;
-      await this.call(from, "MIGRATE", "127.0.0.1", to, "", 0, 5000, "KEYS", ...keys);
+      if (lose) for (const key of keys) await this.call(from, "DEL", key);
+      else await this.call(from, "MIGRATE", "127.0.0.1", to, "", 0, 5000, "KEYS", ...keys);
     }
     await this.call(to, "CLUSTER", "SETSLOT", slot, "NODE", toId);
     await this.call(from, "CLUSTER", "SETSLOT", slot, "NODE", toId);
