@@ -1,12 +1,16 @@
 /**
- * What only the Redis bus has to survive: Redis losing its keys, and Redis going away and
- * coming back (a private `redis-server` the test starts and kills). Ignored when `REDIS_URL`
- * is unset.
+ * What only the Redis bus has to survive: Redis losing its keys, Redis going away and coming
+ * back (a private `redis-server` the test starts and kills), and a subscription Redis dropped
+ * without a word. Ignored when `REDIS_URL` is unset.
  */
 
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import type { BusDelivery, PresenceStatus } from "../src/bus/bus.ts";
+import { RedisKeys } from "../src/bus/redis/keys.ts";
+import { SingleRedis } from "../src/bus/redis/shards.ts";
+import { Subscriptions } from "../src/bus/redis/subscriptions.ts";
+import { createLogger } from "../src/log.ts";
 import { deleteKeys, REDIS_URL, redisCluster } from "./support/cluster.ts";
 import { freePort } from "./support/process.ts";
 import { eventually } from "./support/wait.ts";
@@ -213,8 +217,68 @@ Deno.test({
   },
 });
 
-<<<<<<< HEAD
-=======
+Deno.test({
+  name:
+    `a subscription Redis dropped without a word is found by the audit and subscribed again${suffix}`,
+  ignore,
+  async fn() {
+    const events: string[] = [];
+    const logger = createLogger("info", (line) => events.push(JSON.parse(line).event));
+    const health = (_name: string, clock: boolean) => ({
+      intervalMs: 1000,
+      deadlineMs: 2500,
+      clock,
+      onHealth: () => {},
+    });
+    const options = { lazyConnect: true, autoResubscribe: false, enableOfflineQueue: false };
+    const shards = new SingleRedis(REDIS_URL!, options, health);
+    // The subscriber connection, to unsubscribe behind the bus's back.
+    const opened: Redis[] = [];
+    const [address] = shards.primaries();
+    const open = address!.open;
+    address!.open = (o) => {
+      const conn = open(o);
+      opened.push(conn);
+      return conn;
+    };
+    const keys = new RedisKeys(`gbtest:${crypto.randomUUID().slice(0, 8)}:`);
+    const got: string[] = [];
+    const subscriptions = new Subscriptions({
+      shards,
+      keys,
+      clientOptions: options,
+      health,
+      logger,
+      onMessage: (_channel, message) => got.push(message),
+      onSubscribed: () => {},
+    });
+    const publisher = new Redis(REDIS_URL!);
+    try {
+      await shards.connect();
+      await subscriptions.start(5000);
+      const channel = keys.channel(42);
+      await subscriptions.subscribe(channel, keys.slotOf(42));
+      assert.equal(await publisher.spublish(channel, "before"), 1);
+      await eventually("delivered", () => got.includes("before"));
+
+      await opened[0]!.sunsubscribe(channel);
+      assert.equal(await publisher.spublish(channel, "lost"), 0, "Redis no longer has it");
+      assert.equal(subscriptions.isConfirmed(channel), true, "and the bus was not told");
+      await eventually(
+        "subscribed again",
+        async () => (await publisher.spublish(channel, "after")) === 1,
+        15_000,
+      );
+      await eventually("delivered again", () => got.includes("after"));
+      assert.ok(events.includes("bus_subscription_lost"), events.join());
+    } finally {
+      publisher.disconnect();
+      await subscriptions.close();
+      await shards.close();
+    }
+  },
+});
+
 /** The connection slots a node (any registration of it) holds for `userId`, as Redis has them. */
 async function slotsHeld(
   redis: Redis,
@@ -230,14 +294,7 @@ async function slotsHeld(
   return held;
 }
 
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
 
->>>>>>> d0834b6 (Redis bus: everything about a user in one hash slot, sharded pub/sub, and one code path for one Redis and a Redis Cluster)
 function startRedis(port: number): Deno.ChildProcess {
   return new Deno.Command("redis-server", {
     args: ["--bind", "127.0.0.1", "--port", String(port), "--save", "", "--appendonly", "no"],
