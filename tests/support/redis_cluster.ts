@@ -208,7 +208,7 @@ export class LocalRedisCluster {
     for (;;) {
       const keys = await this.call<string[]>(from, "CLUSTER", "GETKEYSINSLOT", slot, 100);
       if (keys.length === 0) break;
-      if (lose) for (const key of keys) await this.call(from, "DEL", key);
+      if (lose) await this.call(from, "DEL", ...keys); // one slot: one DEL takes them all
       else await this.call(from, "MIGRATE", "127.0.0.1", to, "", 0, 5000, "KEYS", ...keys);
     }
     await this.call(to, "CLUSTER", "SETSLOT", slot, "NODE", toId);
