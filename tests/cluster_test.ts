@@ -36,6 +36,15 @@ async function connectSettled(node: TestServer, userId: number): Promise<TestCli
   return client;
 }
 
+/** Bob (on node B) sees alice (on node A) come online, then alice's one connection closes. */
+async function aliceComesAndGoes(a: TestServer, b: TestServer): Promise<TestClient> {
+  const bob = await b.connectAs(2);
+  const alice = await a.connectAs(1);
+  assert.equal((await bob.next("presence")).status, "online");
+  await alice.close();
+  return bob;
+}
+
 const localCluster = await startLocalRedisCluster();
 
 for (const kind of [...CLUSTER_KINDS, onRedisCluster(localCluster)]) {
@@ -172,31 +181,25 @@ for (const kind of [...CLUSTER_KINDS, onRedisCluster(localCluster)]) {
     },
   );
 
-  nodesTest(
-    kind,
+  /** Bob on node B, alice on node A comes and goes, with a 2 s grace: `body` watches bob. */
+  const graceTest = (name: string, body: (bob: TestClient, b: TestServer) => Promise<void>) =>
+    nodesTest(kind, name, { env: { PRESENCE_GRACE_S: "2" } }, async ([a, b]) => {
+      await body(await aliceComesAndGoes(a!, b!), b!);
+    });
+
+  graceTest(
     "a reconnect within the grace, on the other node, sends friends no presence frame",
-    { env: { PRESENCE_GRACE_S: "2" } },
-    async ([a, b]) => {
-      const bob = await b!.connectAs(2);
-      const alice = await a!.connectAs(1);
-      assert.equal((await bob.next("presence")).status, "online");
-      await alice.close();
+    async (bob, b) => {
       await sleep(300);
-      const again = await b!.connectAs(1);
+      const again = await b.connectAs(1);
       assert.deepEqual(await bob.drainFor(3000, "presence"), [], "no offline, no online");
       await again.close();
     },
   );
 
-  nodesTest(
-    kind,
+  graceTest(
     "a real departure reaches friends on the other node as offline after the grace, not before",
-    { env: { PRESENCE_GRACE_S: "2" } },
-    async ([a, b]) => {
-      const bob = await b!.connectAs(2);
-      const alice = await a!.connectAs(1);
-      assert.equal((await bob.next("presence")).status, "online");
-      await alice.close();
+    async (bob) => {
       // Timers never fire early: nothing can arrive in the first 1.5 s of a 2 s grace.
       assert.deepEqual(await bob.drainFor(1500, "presence"), [], "offline before the grace ended");
       assert.deepEqual(await bob.next("presence", 8000), {
