@@ -13,7 +13,8 @@
  *
  * Flags: `--quick`, `--runs=N`, `--workers=N`,
  * `--only=ceiling,throughput,openloop,breakdown,cluster,capacity,profile,explain`
- * (`cluster` adds two server nodes on Redis to the throughput runs),
+ * (`cluster` adds two server nodes on one Redis, and two on a local Redis Cluster of 3
+ * primaries and 3 replicas that the bench starts, to the throughput runs),
  * `--targets=server,relay,node`, `--rates=100,1000,5000`, `--duration=S`,
  * `--connections=N`, `--pin=auto|off`, `--out=NAME`.
  */
@@ -31,6 +32,7 @@ import {
 } from "./lib/db.ts";
 import { killAll, loadAverage, openFilesLimit, pin, running } from "./lib/proc.ts";
 import { deleteKeys, redisPid } from "./lib/redis.ts";
+import { LocalRedisCluster, redisClusterSkip } from "../tests/support/redis_cluster.ts";
 import { probeDiskSync } from "./lib/disk.ts";
 import { summariseProfileFile } from "./lib/profile.ts";
 import { type ProfiledRun, writeReports } from "./lib/report.ts";
@@ -185,6 +187,7 @@ const log = (message: string) =>
 let db: BenchDatabase | undefined;
 let workers: LoadWorker[] = [];
 let redisCleanup: (() => Promise<unknown>) | undefined;
+let redisCluster: LocalRedisCluster | undefined;
 let cleaning: Promise<void> | undefined;
 /** What a run has measured so far: written as `results/partial.*` when a later scenario fails. */
 const partial: { meta?: Record<string, unknown> } = {};
@@ -196,6 +199,7 @@ function cleanup(): Promise<void> {
     await killAll();
     await db?.drop().catch((err) => log(`could not drop ${db?.name}: ${err}`));
     await redisCleanup?.().catch((err) => log(`could not delete this run's Redis keys: ${err}`));
+    await redisCluster?.stop().catch((err) => log(`could not stop the Redis Cluster: ${err}`));
     const left = running();
     if (left.length > 0) log(`still running after cleanup: ${left.join(", ")}`);
   })();
@@ -281,6 +285,31 @@ async function alternate<T extends object>(
   return out;
 }
 
+/**
+ * Two server nodes on a local Redis Cluster (3 primaries, 3 replicas) the bench starts, in the
+ * same throughput runs as one Redis: cross-node msgs/s and Redis CPU per message on both.
+ * Says what was run, or why not.
+ */
+async function startOnRedisCluster(
+  live: Partial<Record<TargetKind, Target>>,
+  startOpts: Parameters<typeof startTarget>[1],
+  redisPids: NonNullable<RunContext["redisPids"]>,
+): Promise<string> {
+  const skip = redisClusterSkip();
+  if (skip !== undefined) return `pending: ${skip}`;
+  try {
+    redisCluster = await LocalRedisCluster.start();
+    redisPids["redis-cluster"] = redisCluster.nodes.flatMap((n) => n.process?.pid ?? []);
+    live["redis-cluster"] = await startTarget("redis-cluster", {
+      ...startOpts,
+      redisCluster: { seeds: redisCluster.seeds, keyPrefix: "bench:" },
+    });
+    return "two server nodes on a Redis Cluster of 3 primaries + 3 replicas (its CPU: all six)";
+  } catch (err) {
+    return `pending: ${err instanceof Error ? err.message.split("\n")[0] : err}`;
+  }
+}
+
 async function main(): Promise<number> {
   const opts = parseOptions(Deno.args);
   const startedAt = absNow();
@@ -350,14 +379,17 @@ async function main(): Promise<number> {
     pgStatStatements: await pgStatStatementsAvailable(db),
     options: { ...opts, only: [...opts.only], openLoopMs: opts.rates.map(opts.openLoopMs) },
     cluster: "not run" as string,
+    redisCluster: "not run" as string,
     /** Which code was measured: the working tree changes while people work. */
     source: await sourceFingerprint(),
   };
+  const redisPids: RunContext["redisPids"] = {};
+  if (pidOfRedis !== undefined) redisPids.cluster = [pidOfRedis];
   const ctx = (n = opts.workers): RunContext => ({
     workers: workers.slice(0, n),
     secret,
     db: db!,
-    redisPid: pidOfRedis,
+    redisPids,
   });
   const throughputOpts = (durationMs: number, n = opts.workers) => ({
     pairs: opts.pairs,
@@ -384,9 +416,14 @@ async function main(): Promise<number> {
       }
     }
     log(`cluster: ${meta.cluster}`);
+    meta.redisCluster = await startOnRedisCluster(live, startOpts, redisPids);
+    log(`redis-cluster: ${meta.redisCluster}`);
   }
   const targets = opts.targets;
-  const withCluster: TargetKind[] = [...targets, ...(live.cluster ? ["cluster" as const] : [])];
+  const withCluster: TargetKind[] = [
+    ...targets,
+    ...(["cluster", "redis-cluster"] as const).filter((kind) => live[kind] !== undefined),
+  ];
 
   if (opts.only.has("ceiling")) {
     // The same saturating load from 1 and from 2 generator processes: if the generator were the

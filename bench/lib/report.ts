@@ -35,6 +35,7 @@ const NAMES: Record<TargetKind, string> = {
   relay: "bare relay, Deno + our transport",
   node: "bare relay, Node 20 + ws",
   cluster: "our server, two nodes + Redis",
+  "redis-cluster": "our server, two nodes + Redis Cluster (3 primaries)",
 };
 
 const fmt = (x: number) =>
@@ -71,9 +72,9 @@ interface Results {
   explain?: QueryPlan[];
 }
 
-/** Runs present in `results`, in the order server, relay, node, cluster. */
+/** Runs present in `results`, in the order server, relay, node, cluster, redis-cluster. */
 function kindsOf(...runs: (Runs<unknown> | undefined)[]): TargetKind[] {
-  const all: TargetKind[] = ["server", "relay", "node", "cluster"];
+  const all: TargetKind[] = ["server", "relay", "node", "cluster", "redis-cluster"];
   return all.filter((k) => runs.some((r) => (r?.[k]?.length ?? 0) > 0));
 }
 
@@ -276,17 +277,29 @@ function ceilingTable(r: Results): string {
 
 function clusterTable(r: Results): string {
   const tp = r.throughput;
-  if (!tp?.cluster) return "";
+  const kinds = (["cluster", "redis-cluster"] as const).filter((k) => (tp?.[k]?.length ?? 0) > 0);
+  if (tp === undefined || kinds.length === 0) return "";
   const server = (tp.server ?? []).map((x) => x.deliveredPerS);
-  const cluster = tp.cluster.map((x) => x.deliveredPerS);
-  return tableOf(["metric", "value"], [
-    ["cross-node delivered msgs/s", cell(spread(cluster))],
-    ["two nodes / one node (per run pair)", cell(ratios(cluster, server))],
-    ["both nodes' cores (pinned to the same CPU)", cell(med(tp.cluster, (x) => x.targetCores))],
-    ["Redis cores", cell(med(tp.cluster, (x) => x.redisCores))],
-    ["Postgres cores", cell(med(tp.cluster, (x) => x.postgresCores))],
-    ["server: accept→ack mean ms", cell(med(tp.cluster, (x) => x.server?.ackMsMean ?? NaN))],
-  ]);
+  const rate = (k: TargetKind) => (tp[k] ?? []).map((x) => x.deliveredPerS);
+  const metrics: [string, (k: TargetKind) => Spread][] = [
+    ["cross-node delivered msgs/s", (k) => spread(rate(k))],
+    ["two nodes / one node (per run pair)", (k) => ratios(rate(k), server)],
+    ["both nodes' cores (pinned to the same CPU)", (k) => med(tp[k], (x) => x.targetCores)],
+    ["Redis cores (a cluster: all six processes)", (k) => med(tp[k], (x) => x.redisCores)],
+    ["Redis µs CPU per delivered message", (k) => med(tp[k], (x) => x.redisUsPerMsg)],
+    ["server µs CPU per delivered message", (k) => med(tp[k], (x) => x.targetUsPerMsg)],
+    ["Postgres cores", (k) => med(tp[k], (x) => x.postgresCores)],
+    ["server: accept→ack mean ms", (k) => med(tp[k], (x) => x.server?.ackMsMean ?? NaN)],
+  ];
+  const rows = metrics.map(([name, pick]) => [name, ...kinds.map((k) => cell(pick(k)))]);
+  if (kinds.length === 2) {
+    rows.push([
+      "Redis Cluster / one Redis msgs/s (per run pair)",
+      "",
+      cell(ratios(rate("redis-cluster"), rate("cluster"))),
+    ]);
+  }
+  return tableOf(["metric", ...kinds.map((k) => NAMES[k])], rows);
 }
 
 function capacityTable(r: Results): string {
@@ -522,7 +535,7 @@ export function markdown(meta: Record<string, unknown>, results: Results): strin
       ceilingTable(results),
     ),
     ...section(
-      "Two nodes + Redis (cross-node: every pair split over the nodes)",
+      "Two nodes + Redis, one Redis and a Redis Cluster (cross-node: every pair split over the nodes)",
       clusterTable(results),
     ),
     ...section(

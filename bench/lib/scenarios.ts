@@ -10,15 +10,18 @@ import { Inspector } from "./inspector.ts";
 import { scrape, type ServerView, serverView } from "./scrape.ts";
 import { cpuSeconds, machineCpu, rssBytes } from "./proc.ts";
 import { latencySummary, percentile } from "./stats.ts";
-import type { Target } from "./targets.ts";
+import type { Target, TargetKind } from "./targets.ts";
 import type { LoadWorker } from "./workers.ts";
 
 export interface RunContext {
   workers: LoadWorker[];
   secret: string;
   db: BenchDatabase;
-  /** The Redis server's PID, for its CPU time in cluster runs (it is not ours: only read). */
-  redisPid?: number | undefined;
+  /**
+   * The Redis processes behind each target that has any, for their CPU time: one Redis (not
+   * ours: only read) for `cluster`, every node of the bench's Redis Cluster for `redis-cluster`.
+   */
+  redisPids?: Partial<Record<TargetKind, number[]>> | undefined;
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, ms)));
@@ -87,7 +90,7 @@ function snapshot(
   target: Target,
   workerPids: number[],
   pgPids: number[],
-  redisPid?: number,
+  redisPids: number[] = [],
 ): CpuSnapshot {
   const sum = (pids: number[]) =>
     pids.map(cpuSeconds).filter(Number.isFinite).reduce((a, b) => a + b, 0);
@@ -96,7 +99,7 @@ function snapshot(
     target: sum(target.children.map((c) => c.pid)),
     workers: sum(workerPids),
     postgres: new Map(pgPids.map((pid) => [pid, cpuSeconds(pid)])),
-    redis: target.kind === "cluster" && redisPid !== undefined ? cpuSeconds(redisPid) : 0,
+    redis: sum(redisPids),
     machineBusy: machineCpu().busy,
   };
 }
@@ -107,7 +110,7 @@ export interface CpuUse {
   targetCores: number;
   generatorCores: number;
   postgresCores: number;
-  /** Redis, in cluster runs only. */
+  /** Redis (every process of a Redis Cluster), in cluster runs only. */
   redisCores: number;
   machineCores: number;
   /** Busy cores not explained by target, generator and Postgres: other work on the machine. */
@@ -158,12 +161,13 @@ async function measureWindow(
   const metricsBefore = target.internalPorts.length > 0
     ? await scrape(target.internalPorts)
     : undefined;
-  const usesDb = target.kind === "server" || target.kind === "cluster";
+  const usesDb = target.kind !== "relay" && target.kind !== "node";
   const pgPids = usesDb ? await backendPids(ctx.db) : [];
   const before = usesDb ? await dbCounters(ctx.db) : undefined;
-  const a = snapshot(target, workers.map((w) => w.pid), pgPids, ctx.redisPid);
+  const redisPids = ctx.redisPids?.[target.kind];
+  const a = snapshot(target, workers.map((w) => w.pid), pgPids, redisPids);
   await sleepUntil(t2);
-  const b = snapshot(target, workers.map((w) => w.pid), pgPids, ctx.redisPid);
+  const b = snapshot(target, workers.map((w) => w.pid), pgPids, redisPids);
   const after = usesDb ? await dbCounters(ctx.db) : undefined;
   const metricsAfter = metricsBefore ? await scrape(target.internalPorts) : undefined;
   return {
@@ -181,6 +185,7 @@ function perMessage(cpu: CpuUse, seconds: number, messages: number) {
     targetUsPerMsg: us(cpu.targetCores),
     generatorUsPerMsg: us(cpu.generatorCores),
     postgresUsPerMsg: us(cpu.postgresCores),
+    redisUsPerMsg: us(cpu.redisCores),
   };
 }
 
@@ -196,6 +201,8 @@ export interface ThroughputResult extends CpuUse {
   targetUsPerMsg: number;
   generatorUsPerMsg: number;
   postgresUsPerMsg: number;
+  /** Redis CPU microseconds per delivered message (cluster runs; 0 otherwise). */
+  redisUsPerMsg: number;
   dbCommitsPerS: number;
   rowsPerCommit: number;
   errors: Record<string, number>;

@@ -4,7 +4,8 @@
  * (`deno run main.ts`, its benchmark database, rate limits raised through
  * env), the bare relay on our transport (`bench/relay.ts`), the bare Node 20
  * + `ws` relay (`bench/node_relay.mjs`), and two real server nodes on one
- * Redis (`cluster`). Every process binds port 0 on 127.0.0.1; the port is
+ * Redis (`cluster`) or on a Redis Cluster of 3 primaries (`redis-cluster`). Every process
+ * binds port 0 on 127.0.0.1; the port is
  * read from its `listening` line. Each is pinned to the target CPUs when the
  * bench pins (both cluster nodes share them, so the cluster gets the same
  * CPU as one node).
@@ -12,7 +13,7 @@
 
 import { type Child, spawnDeno, spawnProcess, stopChild, waitForLogLine } from "./proc.ts";
 
-export type TargetKind = "server" | "relay" | "node" | "cluster";
+export type TargetKind = "server" | "relay" | "node" | "cluster" | "redis-cluster";
 
 export interface Target {
   kind: TargetKind;
@@ -42,6 +43,7 @@ export function serverEnv(secret: string, databaseUrl: string): Record<string, s
   const defaults = Object.fromEntries(
     [
       "REDIS_URL",
+      "REDIS_CLUSTER_NODES",
       "REDIS_KEY_PREFIX",
       "DB_POOL_SIZE",
       "DB_STATEMENT_TIMEOUT_MS",
@@ -82,6 +84,8 @@ export interface StartOptions {
   logDir: string;
   /** For `cluster`: the Redis both nodes share, and this run's key prefix. */
   redis?: { url: string; keyPrefix: string } | undefined;
+  /** For `redis-cluster`: the Redis Cluster's `host:port` seeds both nodes share. */
+  redisCluster?: { seeds: string; keyPrefix: string } | undefined;
   /** Runs the target with `--cpu-prof` writing into this directory. */
   cpuProfDir?: string | undefined;
   /** Runs the target with `--inspect=127.0.0.1:0` (to force a GC or profile from outside). */
@@ -161,7 +165,7 @@ async function startProcess(
 
 /** Starts a fresh target and waits until every process of it listens. */
 export async function startTarget(kind: TargetKind, options: StartOptions): Promise<Target> {
-  if (kind !== "cluster") {
+  if (kind !== "cluster" && kind !== "redis-cluster") {
     const p = await startProcess(kind, options);
     return {
       kind,
@@ -171,8 +175,13 @@ export async function startTarget(kind: TargetKind, options: StartOptions): Prom
       inspectorUrl: p.inspectorUrl,
     };
   }
-  if (options.redis === undefined) throw new Error("cluster: no Redis configured");
-  const env = { REDIS_URL: options.redis.url, REDIS_KEY_PREFIX: options.redis.keyPrefix };
+  const env = kind === "cluster"
+    ? options.redis && { REDIS_URL: options.redis.url, REDIS_KEY_PREFIX: options.redis.keyPrefix }
+    : options.redisCluster && {
+      REDIS_CLUSTER_NODES: options.redisCluster.seeds,
+      REDIS_KEY_PREFIX: options.redisCluster.keyPrefix,
+    };
+  if (env === undefined) throw new Error(`${kind}: no Redis configured`);
   const nodes = [];
   try {
     for (let i = 0; i < 2; i++) nodes.push(await startProcess("server", options, env));
