@@ -9,7 +9,8 @@
  *
  * Implementations: `bus_memory.ts` (one process; the default, and the
  * stand-in for a cluster in tests) and `redis/bus.ts` (pub/sub between
- * processes). One contract suite runs against both.
+ * processes, on one Redis or a Redis Cluster). One contract suite runs
+ * against all three.
  */
 
 /** A frame for every connection of `userId` on other nodes. */
