@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import type { BusDelivery } from "../src/bus/bus.ts";
 import type { RedisBus } from "../src/bus/redis/bus.ts";
 import { hashSlot } from "../src/bus/redis/keys.ts";
-import { eventually, redisCluster } from "./support/bus_cluster.ts";
+import { redisCluster } from "./support/cluster.ts";
 import type { TestClient } from "./support/client.ts";
 import { createTestDatabase } from "./support/db.ts";
 import {
@@ -22,14 +22,14 @@ import {
   stopAfterTests,
 } from "./support/redis_cluster.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
+import { eventually, sleep } from "./support/wait.ts";
 
 const local = await startLocalRedisCluster({ nodeTimeoutMs: 1000 });
 const suffix = local === undefined ? ` (${redisClusterSkip()})` : "";
 /** Delivery must be back within this after a promotion or a move. */
 const PRESENCE_TTL_S = 5;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** The slot of everything about `userId` (`bus_redis_keys.ts`). */
+/** The slot of everything about `userId` (`src/bus/redis/keys.ts`). */
 const slotOf = (userId: number) => hashSlot(`{u:${userId}}`);
 
 /** Deliveries received by a node, each with when it arrived. */
@@ -205,9 +205,7 @@ Deno.test({
     try {
       for (let i = 0; i < 2; i++) nodes.push(await startTestServer({ db, bus: buses.node }));
       const [nodeA, nodeB] = nodes as [TestServer, TestServer];
-      await db.addUser(1);
-      await db.addUser(2);
-      await db.befriend(1, 2);
+      await db.seed({ users: [1, 2], friends: [[1, 2]] });
       const bob = await nodeB.connectAs(2);
       const alice = await nodeA.connectAs(1);
       await nodeA.server.hub.settled();

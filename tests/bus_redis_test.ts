@@ -294,7 +294,6 @@ async function slotsHeld(
   return held;
 }
 
-
 function startRedis(port: number): Deno.ChildProcess {
   return new Deno.Command("redis-server", {
     args: ["--bind", "127.0.0.1", "--port", String(port), "--save", "", "--appendonly", "no"],

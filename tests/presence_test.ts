@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import type { Frame, TestClient } from "./support/client.ts";
 import { CLUSTER_KINDS, nodesTest, slowSubscribe } from "./support/cluster.ts";
-import { eventually, sleep } from "./support/wait.ts";
+import { eventually } from "./support/wait.ts";
 
 const TRIALS = 25;
 const PAIRS = Array.from(

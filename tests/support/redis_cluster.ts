@@ -10,7 +10,7 @@
 
 import { Redis } from "ioredis";
 import { HASH_SLOTS, hashSlot } from "../../src/bus/redis/keys.ts";
-import { type ClusterKind, redisCluster } from "./bus_cluster.ts";
+import { type ClusterKind, redisCluster } from "./cluster.ts";
 
 export interface RedisClusterOptions {
   /** `cluster-node-timeout`: how long a primary may be silent before a replica takes over. */

@@ -1,5 +1,5 @@
 /**
- * @module bus_redis_batches
+ * @module bus/redis/batches
  * Many users' work as few script calls: grouped by batch key (on a Redis Cluster the hash slot,
  * since a script may touch one slot only; on one Redis all users share one), in calls of
  * bounded size, run with a bound on calls in flight.

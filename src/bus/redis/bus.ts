@@ -1,21 +1,21 @@
 /**
- * @module bus_redis
+ * @module bus/redis/bus
  * A `Bus` over Redis, one Redis (`REDIS_URL`) or a Redis Cluster (`REDIS_CLUSTER_NODES`), the
- * same code on both (`bus_redis_shards.ts`): sharded pub/sub on per-user channels between
- * nodes, plus cluster presence (`bus_redis_presence.ts`) and connection slots
- * (`bus_redis_slots.ts`). Everything about one user lives in one hash slot
- * (`bus_redis_keys.ts`), so each script touches one slot, and a user's frames travel only
+ * same code on both (`shards.ts`): sharded pub/sub on per-user channels between
+ * nodes, plus cluster presence (`presence.ts`) and connection slots
+ * (`slots.ts`). Everything about one user lives in one hash slot
+ * (`keys.ts`), so each script touches one slot, and a user's frames travel only
  * through the shard that serves it.
  *
  * Delivery: `publish` sends on the user's shard channel with the origin node's id; each node
- * subscribes, on a subscriber connection per primary (`bus_redis_subscriptions.ts`), to the
+ * subscribes, on a subscriber connection per primary (`subscriptions.ts`), to the
  * channels of its local users and ignores what it published itself, since the hub has already
  * delivered locally. At most once: what is published while Redis is unreachable is dropped
  * (counted, logged).
  *
  * A frame for a user this node holds (a message's copy for the sender's other devices, a
  * recipient on this node) is published only when another subscriber listens: the publish
- * script (`bus_redis_publisher.ts`) asks the user's primary how many connections are
+ * script (`publisher.ts`) asks the user's primary how many connections are
  * subscribed to the channel and publishes when there are more than this node's own. The
  * question and the publish are one step in Redis, so a node subscribed at that moment gets the
  * frame exactly as with a plain publish, and a user on this node alone costs no frame sent
@@ -24,17 +24,17 @@
  * connection is down, the frame is published as before.
  *
  * A Redis outage never throws out of the bus and never stops the process. Each connection is
- * health-checked (`bus_redis_link.ts`: a PING every second that must be answered within 2.5 s),
+ * health-checked (`link.ts`: a PING every second that must be answered within 2.5 s),
  * so one that goes silent without closing is found within about 3.5 s and replaced. Connections
  * reconnect with backoff; on a cluster the topology is asked for until a primary serves every
- * slot again (`bus_redis_cluster.ts`). Then every wanted channel is subscribed again and
+ * slot again (`cluster.ts`). Then every wanted channel is subscribed again and
  * presence and connection slots are reconciled for the slots whose primary changed or came
  * back, presence changes reported to `onPresenceChange`. The bus is ready (`isReady`) while
  * every connection is healthy and every wanted channel is subscribed; each outage is logged
  * once when it starts (`redis_disconnected`, warn) and once when it ends (`redis_reconnected`,
  * info).
  *
- * Publishes in flight are bounded (`bus_redis_publisher.ts`). What is published while Redis is
+ * Publishes in flight are bounded (`publisher.ts`). What is published while Redis is
  * unreachable is dropped and counted; nothing is re-sent after a reconnect, so nothing arrives
  * twice or late.
  *
@@ -44,10 +44,10 @@
  * primary's health check's TIME, so nodes' clocks need not agree), and a receiver drops a frame
  * older, on that same primary's clock, than the health check's interval plus deadline (3.5 s):
  * longer than a connection may stay silent, so its publisher has reset that connection and
- * counted the publish failed. Payload format: `bus_redis_payload.ts`.
+ * counted the publish failed. Payload format: `payload.ts`.
  */
 
-import type { Bus, BusDelivery, PresenceStatus } from "../bus.ts";
+import type { Bus, BusDelivery, BusInspection, PresenceStatus } from "../bus.ts";
 import { type ClusterSeed, ClusterShards } from "./cluster.ts";
 import { RedisKeys } from "./keys.ts";
 import { decodePayload } from "./payload.ts";
@@ -262,6 +262,13 @@ export class RedisBus implements Bus {
 
   isReady(): boolean {
     return !this.#closed && this.#downSince === undefined;
+  }
+
+  /** The registry's members, and how long reading them from the registry's primary took. */
+  async inspect(): Promise<BusInspection> {
+    const started = performance.now();
+    const nodes = await this.#presence.nodes();
+    return { nodes, roundTripMs: performance.now() - started };
   }
 
   /** Leaves every user of this node (without announcing), stops the heartbeat, disconnects. */

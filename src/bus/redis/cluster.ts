@@ -1,19 +1,19 @@
 /**
- * @module bus_redis_cluster
+ * @module bus/redis/cluster
  * The Redis bus's shards on a Redis Cluster (`REDIS_CLUSTER_NODES`): commands through ioredis'
  * `Cluster` (routed by key slot, following MOVED/ASK), and per primary a probe connection of our
- * own with the health check of `bus_redis_link.ts`, for two reasons:
+ * own with the health check of `link.ts`, for two reasons:
  * - the client's own view of a primary is a pool connection that it never pings: a frozen
  *   primary (SIGSTOP, a partition) would hold every command for its slots until the command
  *   timeout, and nothing would ask for the new topology once a replica takes over. The probe
  *   finds it within interval + deadline; from then on commands for its slots fail at once, and
  *   the topology is asked for every second until a primary serves them again;
  * - `TIME` must be asked of the primary a channel lives on: the payload stamp
- *   (`bus_redis_payload.ts`) compares times of one host, never of two.
+ *   (`payload.ts`) compares times of one host, never of two.
  *
  * The topology is also asked for every 5 s (a `CLUSTER FAILOVER` or a slot migration hurts no
  * connection), after a MOVED (ioredis), and when a subscriber is told its slot moved
- * (`bus_redis_subscriptions.ts`). Every change of the primary serving a slot is reported
+ * (`subscriptions.ts`). Every change of the primary serving a slot is reported
  * (`onChange`), and so is a probe reconnecting (a primary restarted without failing over lost
  * its data): the bus reconciles presence and subscriptions for those slots.
  *

@@ -1,5 +1,5 @@
 /**
- * @module bus_redis_keys
+ * @module bus/redis/keys
  * The Redis bus's key and channel names, and the hash slot each one lives in.
  *
  * Everything about one user shares a hash tag, `{u:<id>}`, so it lives in one slot of a Redis
@@ -15,7 +15,7 @@
  *   up, user id → when the claim lapses.
  *
  * A member is one registration of a node, `<node id>#<tag>`: a node whose deadline passed is
- * dead for good, and registers again under a new member (`bus_redis_presence.ts`). So a member
+ * dead for good, and registers again under a new member (`presence.ts`). So a member
  * once seen dead never comes back, and a list of dead members may be cached and passed to the
  * user scripts without ever naming a live one. `<p>` must not contain `{` or `}`.
  */

@@ -1,9 +1,9 @@
 /**
  * @module bus/redis/link
  * One Redis connection of the bus, with a health check and a bound on waiting for replies.
- * On a Redis Cluster there is one per primary (`bus_redis_cluster.ts`: its probe connection,
+ * On a Redis Cluster there is one per primary (`cluster.ts`: its probe connection,
  * whose health gates the commands for that primary's slots) and one per primary's subscriber
- * (`bus_redis_subscriptions.ts`).
+ * (`subscriptions.ts`).
  *
  * A connection can go silent without closing (a failover, a partition that drops packets
  * instead of resetting): ioredis then waits for replies forever, and a subscriber connection

@@ -1,6 +1,6 @@
 /**
- * @module bus_redis_scripts
- * Cluster presence and connection slots in Redis as Lua scripts (keys in `bus_redis_keys.ts`).
+ * @module bus/redis/scripts
+ * Cluster presence and connection slots in Redis as Lua scripts (keys in `keys.ts`).
  * Each script is atomic and touches one hash slot through its declared keys, so it runs as is
  * on one Redis and on a Redis Cluster; scripts of several users take keys of one slot only
  * (one Redis: any keys, `RedisShards.batchKey`).
@@ -12,7 +12,7 @@
  * - user scripts (the user's slot): which members hold the user, their connection slots.
  *   They never judge liveness themselves: they are given the dead members (those the last
  *   heartbeat saw past their deadline) and drop those. A member never comes back from the
- *   dead (`bus_redis_keys.ts`), so a stale list may miss a death, never name a live member.
+ *   dead (`keys.ts`), so a stale list may miss a death, never name a live member.
  *
  * "Some member holds this user → none" happens in exactly one user script call, the one whose
  * removal leaves the user's set empty: a `leave`, a reconcile, or the sweep of a dead member

@@ -1,7 +1,7 @@
 /**
- * @module bus_redis_shards
+ * @module bus/redis/shards
  * Where the Redis bus's commands go: one Redis (`SingleRedis`, here) or the primaries of a
- * Redis Cluster (`ClusterShards`, `bus_redis_cluster.ts`), behind one interface, so that
+ * Redis Cluster (`ClusterShards`, `cluster.ts`), behind one interface, so that
  * presence, slots, publishing and subscriptions are the same code on both.
  *
  * One Redis is a cluster of one shard that serves every slot: its command connection is the

@@ -1,7 +1,7 @@
 /**
- * @module bus_redis_slots
+ * @module bus/redis/slots
  * A user's connection slots counted across the cluster (`MAX_CONNECTIONS_PER_USER`), in
- * Redis next to the user's presence, in the user's hash slot (keys in `bus_redis_keys.ts`).
+ * Redis next to the user's presence, in the user's hash slot (keys in `keys.ts`).
  *
  * `<p>{u:<id>}:conn` maps member → slots held there. A member's slots count until it is seen
  * dead, like its presence: a dead member's field is deleted by the next acquire of that user

@@ -1,7 +1,7 @@
 /**
- * @module bus_redis_subscriptions
+ * @module bus/redis/subscriptions
  * The Redis bus's shard channel subscriptions: one subscriber connection per primary, each with
- * the health check of `bus_redis_link.ts` (a PING every second answered within the deadline,
+ * the health check of `link.ts` (a PING every second answered within the deadline,
  * else the socket is reset and ioredis reconnects), and every wanted channel subscribed
  * (`SSUBSCRIBE`) on the connection of the primary serving its slot.
  *
