@@ -12,14 +12,12 @@
  * The output is Markdown; the "Query plans" section of docs/protocol.md holds a run of it.
  */
 
-import postgres, { type Sql } from "postgres";
+import postgres from "postgres";
 import * as mailbox from "../src/store/postgres/mailbox_queries.ts";
 import { insertRows } from "../src/store/postgres/message_insert.ts";
 import { migrate } from "../src/store/postgres/migrations.ts";
 import { adminUrl } from "../tests/support/db.ts";
-
-/** Thrown to roll a transaction back on purpose. */
-class RollBack extends Error {}
+import { explainer } from "../tests/support/explain.ts";
 
 const ROWS = Number(Deno.args[0] ?? 1_000_000);
 const MAILBOX = Number(Deno.args[1] ?? 100_000);
@@ -32,15 +30,8 @@ await root.unsafe(`create database ${name}`);
 const url = new URL(admin);
 url.pathname = `/${name}`;
 
-/** The last statement postgres.js sent, with its parameters, so it can be EXPLAINed as sent. */
-let last: { query: string; parameters: unknown[] } | undefined;
-const sql = postgres(url.href, {
-  max: 2,
-  onnotice: () => {},
-  debug: (_connection, query, parameters) => {
-    last = { query, parameters };
-  },
-});
+const plans = explainer(url.href);
+const sql = plans.sql;
 const out: string[] = [];
 const print = (line = "") => {
   out.push(line);
@@ -162,7 +153,7 @@ try {
     );
   }
 } finally {
-  await sql.end();
+  await plans.end();
   await root.unsafe(`drop database if exists ${name} with (force)`);
   await root.end();
 }
@@ -171,37 +162,12 @@ function seconds(since: number): string {
   return ((performance.now() - since) / 1000).toFixed(1);
 }
 
-/**
- * Runs `call` in a transaction that is rolled back, to capture the statement
- * it sends, then EXPLAINs that statement with its parameters (rolled back too).
- */
-async function explain(title: string, call: (q: Sql) => Promise<unknown>) {
-  let captured: typeof last;
-  await rolledBack(async (tx) => {
-    await call(tx);
-    captured = last;
-  });
-  let plan: string[] = [];
-  await rolledBack(async (tx) => {
-    const rows = await tx.unsafe<{ "QUERY PLAN": string }[]>(
-      `explain (analyze, buffers, costs off) ${captured!.query}`,
-      captured!.parameters as never[],
-    );
-    plan = rows.map((row) => row["QUERY PLAN"]);
-  });
+async function explain(title: string, call: Parameters<typeof plans.plan>[0]) {
+  const plan = await plans.plan(call, "analyze, buffers, costs off");
   print(`## ${title}`);
   print();
   print("```");
   for (const line of plan) print(line);
   print("```");
   print();
-}
-
-async function rolledBack(work: (tx: Sql) => Promise<void>): Promise<void> {
-  await sql.begin(async (tx) => {
-    await work(tx as unknown as Sql);
-    throw new RollBack();
-  }).catch((err) => {
-    if (!(err instanceof RollBack)) throw err;
-  });
 }

@@ -67,6 +67,7 @@ Deno.test("migrations on a backend's existing tables add only what is missing an
                                 where table_schema = 'public' order by table_name`;
     assert.deepEqual(tables.map((r) => r.table_name), [
       "blocks",
+      "chat_read_marks",
       MIGRATIONS_TABLE,
       "friendships",
       "messages",
@@ -212,7 +213,10 @@ Deno.test("MIGRATE=off touches nothing and refuses a schema that is not current,
   try {
     await db.sql.unsafe(GAME_TABLES);
     await assert.rejects(connect(db.url, "off"), (err: Error) => {
-      assert.match(err.message, /lacks migrations 1,2,3 and MIGRATE=off: run `deno task migrate`/);
+      assert.match(
+        err.message,
+        /lacks migrations 1,2,3,4 and MIGRATE=off: run `deno task migrate`/,
+      );
       assert.ok(!err.message.includes("\n"));
       return true;
     });

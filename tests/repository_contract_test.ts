@@ -248,6 +248,30 @@ for (const [name, make] of Object.entries(implementations)) {
     assert.equal((await f.repository.mailboxSummary(3)).lastMessageId, ids[5]);
   });
 
+  contract(
+    "a read up to an id above every message covers those stored before it only",
+    async (f) => {
+      const [first] = await seed(f, [[2, 1]]);
+      const readAt = await f.repository.markRead(1, 2, Number.MAX_SAFE_INTEGER);
+      assert.ok(readAt instanceof Date);
+      const { message: { messageId: later } } = await f.repository.storeMessage({
+        senderUserId: 2,
+        recipientUserId: 1,
+        messageText: "after the read",
+        clientMessageId: undefined,
+      });
+      assert.deepEqual((await f.repository.mailboxSummary(1)).unreadBySender, new Map([[2, 1]]));
+      const history = await f.repository.conversationBefore(1, 2, undefined, 10);
+      assert.deepEqual(history.messages.map((m) => [m.messageId, m.isRead]), [
+        [later, false],
+        [first, true],
+      ]);
+      const again = await f.repository.markRead(1, 2, Number.MAX_SAFE_INTEGER);
+      assert.ok(again instanceof Date, "the later message was read by the second read");
+      assert.equal((await f.repository.mailboxSummary(1)).unreadCount, 0);
+    },
+  );
+
   contract("summaries asked for together are each the user's own", async (f) => {
     const ids = await seed(f, [[2, 1], [3, 1], [1, 2], [3, 2], [3, 2], [1, 4]]);
     const alone = [];

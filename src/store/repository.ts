@@ -125,8 +125,14 @@ export interface ChatRepository {
   ): Promise<MessagePage>;
   /**
    * `read`: marks the messages from `friendUserId` to `readerUserId` with an id
-   * up to `upToMessageId` and `is_read = false` as read now. Resolves with the
-   * `read_at` it set when at least one row changed, `undefined` when none did.
+   * up to `upToMessageId` and `is_read = false` as read now, in one small
+   * write whatever their number: from its answer on, `mailboxSummary`,
+   * `messagesAfter` and `conversationBefore` report them read (with this
+   * `read_at`); their stored `is_read`/`read_at` may follow later (Postgres
+   * sets them behind a per-conversation mark, `read_flags.ts`). Messages
+   * stored after it stay unread. Resolves with the `read_at` it set when it
+   * covered at least one unread message an earlier `read` had not, `undefined`
+   * when it covered none.
    */
   markRead(readerUserId: number, friendUserId: number, upToMessageId: number): Promise<
     Date | undefined

@@ -5,9 +5,25 @@
  * of a postgres.js client. `repository.ts` wraps each in its deadline.
  *
  * Each query is an index scan for a user with millions of messages (the
- * indexes are in `migrations.ts`, the plans in the "Query plans" section of docs/protocol.md):
- * "to or from a user" is two ordered scans, one per direction, merged and cut
- * to the limit; the unread counts scan a partial index of unread rows only.
+ * indexes are in `schema.ts`, the plans in the "Query plans" section of
+ * docs/protocol.md): "to or from a user" is two ordered scans, one per
+ * direction, merged and cut to the limit; the unread counts scan a partial
+ * index of unread rows only.
+ *
+ * A user's (or conversation's) rows are selected as one key range of the
+ * index that holds them, written as row comparisons:
+ * `(recipient_user_id, message_id) > (u, after) and … < (u, bound)` rather
+ * than `recipient_user_id = u and message_id > after`. With the equality the
+ * planner may instead walk the primary key from `after` and filter by user,
+ * expecting the user's rows to be spread evenly; for a user whose rows are
+ * all old (a heavy user who went quiet) that walk reads every newer row of
+ * the table and finds nothing. A key range of the per-user index is the only
+ * path that returns rows in that order, whatever the statistics say.
+ *
+ * `read` writes a per-conversation mark, "read up to" (`chat_read_marks`,
+ * migration 4), and the rows' own flags follow in small batches
+ * (`read_flags.ts`): every query here counts a row at or below its
+ * conversation's mark as read, whether or not its flag is set yet.
  */
 
 import type { Sql } from "postgres";
@@ -17,6 +33,9 @@ import { rowsOf } from "./pg_rows.ts";
 
 /** Above every id (bigint's maximum): "the latest" for `history` without `before`. */
 const NO_UPPER_BOUND = "9223372036854775807";
+
+/** bigint's minimum: the lower end of "every id" in a key range (compared with `>=`). */
+const NO_LOWER_BOUND = "-9223372036854775808";
 
 interface MessageRow {
   message_id: string;
@@ -51,16 +70,48 @@ function page(rows: MessageRow[], limit: number): MessagePage {
 
 export async function mailboxSummary(sql: Sql, userId: number): Promise<MailboxSummary> {
   // One round trip: the first row carries the last id, the others the unread counts.
+  // The senders of unread rows are found one index probe each (`senders`), then
+  // each sender's rows above its mark are counted: the cost follows the senders
+  // and the rows still unread, not rows a mark covers whose flags are not set yet.
   const rows = rowsOf(
     await sql<{ sender: string | null; n: string }[]>`
-    select null::text as sender, coalesce(greatest(
-      (select max(message_id) from messages where recipient_user_id = ${userId}),
-      (select max(message_id) from messages where sender_user_id = ${userId})
-    ), 0)::text as n
+    with recursive senders (s) as (
+      (select sender_user_id from messages
+       where (recipient_user_id, sender_user_id) >= (${userId}, ${NO_LOWER_BOUND}::bigint)
+         and (recipient_user_id, sender_user_id) < (${userId}, ${NO_UPPER_BOUND}::bigint)
+         and not is_read
+       order by recipient_user_id, sender_user_id limit 1)
+      union all
+      select (select m.sender_user_id from messages m
+              where (m.recipient_user_id, m.sender_user_id) > (${userId}, senders.s)
+                and (m.recipient_user_id, m.sender_user_id) < (${userId}, ${NO_UPPER_BOUND}::bigint)
+                and not m.is_read
+              order by m.recipient_user_id, m.sender_user_id limit 1)
+      from senders where senders.s is not null
+    )
+    select null::text as sender, greatest(
+      (select message_id from messages
+       where (recipient_user_id, message_id) >= (${userId}, ${NO_LOWER_BOUND}::bigint)
+         and (recipient_user_id, message_id) < (${userId}, ${NO_UPPER_BOUND}::bigint)
+       order by recipient_user_id desc, message_id desc limit 1),
+      (select message_id from messages
+       where (sender_user_id, message_id) >= (${userId}, ${NO_LOWER_BOUND}::bigint)
+         and (sender_user_id, message_id) < (${userId}, ${NO_UPPER_BOUND}::bigint)
+       order by sender_user_id desc, message_id desc limit 1),
+      0)::text as n
     union all
-    select sender_user_id::text, count(*)::text from messages
-    where recipient_user_id = ${userId} and not is_read
-    group by sender_user_id`,
+    select senders.s::text, unread.n::text from senders
+    cross join lateral (
+      select count(*) as n from messages m
+      where (m.recipient_user_id, m.sender_user_id, m.message_id) > (${userId}, senders.s,
+              coalesce((select r.up_to_message_id from chat_read_marks r
+                        where r.reader_user_id = ${userId} and r.friend_user_id = senders.s),
+                       ${NO_LOWER_BOUND}::bigint))
+        and (m.recipient_user_id, m.sender_user_id, m.message_id)
+          < (${userId}, senders.s, ${NO_UPPER_BOUND}::bigint)
+        and not m.is_read
+    ) unread
+    where senders.s is not null and unread.n > 0`,
   );
   const summary: MailboxSummary = { unreadCount: 0, unreadBySender: new Map(), lastMessageId: 0 };
   for (const row of rows) {
@@ -83,16 +134,20 @@ export async function messagesAfter(
   const n = limit + 1;
   const rows = rowsOf(
     await sql<MessageRow[]>`
-    select * from (
+    select ${sql.unsafe(READ_COLUMNS)} from (
       (select ${sql.unsafe(COLUMNS)} from messages
-       where recipient_user_id = ${userId} and message_id > ${afterMessageId}
-       order by message_id limit ${n})
+       where (recipient_user_id, message_id) > (${userId}, ${afterMessageId})
+         and (recipient_user_id, message_id) < (${userId}, ${NO_UPPER_BOUND}::bigint)
+       order by recipient_user_id, message_id limit ${n})
       union all
       (select ${sql.unsafe(COLUMNS)} from messages
-       where sender_user_id = ${userId} and recipient_user_id <> ${userId}
-         and message_id > ${afterMessageId}
-       order by message_id limit ${n})
-    ) m order by message_id limit ${n}`,
+       where (sender_user_id, message_id) > (${userId}, ${afterMessageId})
+         and (sender_user_id, message_id) < (${userId}, ${NO_UPPER_BOUND}::bigint)
+         and recipient_user_id <> ${userId}
+       order by sender_user_id, message_id limit ${n})
+      order by message_id limit ${n}
+    ) m ${sql.unsafe(MARK_JOIN)}
+    order by m.message_id`,
   );
   return page(rows, limit);
 }
@@ -108,17 +163,22 @@ export async function conversationBefore(
   const before = beforeMessageId === undefined ? NO_UPPER_BOUND : String(beforeMessageId);
   const rows = rowsOf(
     await sql<MessageRow[]>`
-    select * from (
+    select ${sql.unsafe(READ_COLUMNS)} from (
       (select ${sql.unsafe(COLUMNS)} from messages
-       where recipient_user_id = ${friendUserId} and sender_user_id = ${userId}
-         and message_id < ${before}::bigint
-       order by message_id desc limit ${n})
+       where (recipient_user_id, sender_user_id, message_id) >= (${friendUserId}, ${userId}, ${NO_LOWER_BOUND}::bigint)
+         and (recipient_user_id, sender_user_id, message_id)
+           < (${friendUserId}, ${userId}, ${before}::bigint)
+       order by recipient_user_id desc, sender_user_id desc, message_id desc limit ${n})
       union all
       (select ${sql.unsafe(COLUMNS)} from messages
-       where recipient_user_id = ${userId} and sender_user_id = ${friendUserId}
-         and ${userId}::bigint <> ${friendUserId}::bigint and message_id < ${before}::bigint
-       order by message_id desc limit ${n})
-    ) m order by message_id desc limit ${n}`,
+       where (recipient_user_id, sender_user_id, message_id) >= (${userId}, ${friendUserId}, ${NO_LOWER_BOUND}::bigint)
+         and (recipient_user_id, sender_user_id, message_id)
+           < (${userId}, ${friendUserId}, ${before}::bigint)
+         and ${userId}::bigint <> ${friendUserId}::bigint
+       order by recipient_user_id desc, sender_user_id desc, message_id desc limit ${n})
+      order by message_id desc limit ${n}
+    ) m ${sql.unsafe(MARK_JOIN)}
+    order by m.message_id desc`,
   );
   return page(rows, limit);
 }
@@ -130,18 +190,39 @@ export async function markRead(
   upToMessageId: number,
   notAfter: Date,
 ): Promise<Date | undefined> {
-  // `gate` is evaluated once (materialized): the update and the verdict agree.
+  // One small upsert, whatever the backlog: the mark rises to the newest unread
+  // row this read covers above the current mark (`target`), or nothing changes.
+  // Raising it only to a row that exists keeps later messages unread: ids are
+  // drawn in commit order (migration 3), so a row not yet visible here gets a
+  // larger id. Two reads at once: the second waits for the first's row lock,
+  // then its `where` sees the first's mark, so only a read that covered an
+  // unread row above it changes anything (and is announced).
+  // `gate` is evaluated once (materialized): the upsert and the verdict agree.
   const [row] = rowsOf(
     await sql<{ read_at: Date | null; in_time: boolean }[]>`
     with gate as materialized (select clock_timestamp() < ${notAfter}::timestamptz as in_time),
-    changed as (
-      update messages set is_read = true, read_at = now()
-      where recipient_user_id = ${readerUserId} and sender_user_id = ${friendUserId}
-        and message_id <= ${upToMessageId} and not is_read
-        and (select in_time from gate)
+    target as materialized (
+      select message_id from messages
+      where (recipient_user_id, sender_user_id, message_id) > (${readerUserId}, ${friendUserId},
+              coalesce((select up_to_message_id from chat_read_marks
+                        where reader_user_id = ${readerUserId}
+                          and friend_user_id = ${friendUserId}), ${NO_LOWER_BOUND}::bigint))
+        and (recipient_user_id, sender_user_id, message_id)
+          <= (${readerUserId}, ${friendUserId}, ${upToMessageId})
+        and not is_read
+      order by recipient_user_id desc, sender_user_id desc, message_id desc limit 1
+    ),
+    marked as (
+      insert into chat_read_marks as r (reader_user_id, friend_user_id, up_to_message_id, read_at)
+      select ${readerUserId}, ${friendUserId}, message_id, now() from target
+      where (select in_time from gate)
+      on conflict (reader_user_id, friend_user_id) do update
+        set up_to_message_id = excluded.up_to_message_id, read_at = excluded.read_at,
+            pending = true
+        where r.up_to_message_id < excluded.up_to_message_id
       returning read_at
     )
-    select max(read_at) as read_at, (select in_time from gate) as in_time from changed`,
+    select (select read_at from marked) as read_at, (select in_time from gate) as in_time`,
   );
   if (row?.in_time !== true) throw new UnavailableError(LATE);
   return row.read_at ?? undefined;
@@ -193,3 +274,17 @@ export async function inactiveUsers(sql: Sql, userIds: readonly number[]): Promi
 /** bigint columns arrive as decimal strings (postgres.js's default for int8). */
 const COLUMNS = `message_id, sender_user_id, recipient_user_id, message_text, sent_at,
   client_message_id, is_read, read_at, delivered_at`;
+
+/**
+ * The mark of each unread row's conversation (at most one probe of its
+ * primary key per row of the page; a read row needs none).
+ */
+const MARK_JOIN = `left join chat_read_marks r on not m.is_read
+  and r.reader_user_id = m.recipient_user_id and r.friend_user_id = m.sender_user_id`;
+
+/** A row at or below its conversation's mark is read then, its flag set or not. */
+const READ_COLUMNS = `m.message_id, m.sender_user_id, m.recipient_user_id, m.message_text,
+  m.sent_at, m.client_message_id, m.delivered_at,
+  m.is_read or coalesce(r.up_to_message_id >= m.message_id, false) as is_read,
+  case when not m.is_read and r.up_to_message_id >= m.message_id then r.read_at
+       else m.read_at end as read_at`;

@@ -10,6 +10,8 @@
  *   a few round trips.
  * - Messages are written by a group-commit writer (see `message_writer.ts`);
  *   the v1.1 read-back and receipt queries are in `mailbox_queries.ts`.
+ * - A `read` raises a per-conversation mark and returns; the rows' flags are
+ *   set behind it in small batches (`read_flags.ts`), from start to `close`.
  * - Every call has a deadline; a database that is down, unreachable or
  *   frozen surfaces as `UnavailableError`, never as a hang.
  */
@@ -34,6 +36,7 @@ import { TtlCache } from "./ttl_cache.ts";
 import { BatchLoader } from "./batch_loader.ts";
 import * as mailbox from "./mailbox_queries.ts";
 import { rowsOf } from "./pg_rows.ts";
+import { ReadFlagSweeper } from "./read_flags.ts";
 
 export interface PostgresOptions {
   url: string;
@@ -50,6 +53,8 @@ export interface PostgresOptions {
    * schema and refuses to connect when a migration is missing (MIGRATE).
    */
   migrate?: "auto" | "off";
+  /** How often marks whose rows' flags are not all set are looked for (default 30 s). */
+  readFlagsIntervalMs?: number | undefined;
 }
 
 export class PostgresRepository implements ChatRepository {
@@ -59,6 +64,7 @@ export class PostgresRepository implements ChatRepository {
   readonly #relations: TtlCache<string, Relation>;
   readonly #friends: TtlCache<number, readonly number[]>;
   readonly #writer: MessageWriter;
+  readonly #readFlags: ReadFlagSweeper;
   /** The database's clock, learnt from the writer's replies; receipts carry deadlines in it. */
   readonly #clock = new DbClock();
   readonly #activeUsers: BatchLoader<number, boolean>;
@@ -129,6 +135,10 @@ export class PostgresRepository implements ChatRepository {
         }),
       [],
     );
+    this.#readFlags = new ReadFlagSweeper(sql, {
+      intervalMs: options.readFlagsIntervalMs,
+      logger: options.logger,
+    });
     this.#writer = new MessageWriter(
       () => open(options, 1, WRITER_SETTINGS),
       sql,
@@ -163,9 +173,13 @@ export class PostgresRepository implements ChatRepository {
       }
       repository = new PostgresRepository(sql, options);
       await repository.#writer.start();
+      repository.#readFlags.start();
       return repository;
     } catch (err) {
-      if (repository !== undefined) await repository.#writer.close();
+      if (repository !== undefined) {
+        await repository.#readFlags.close();
+        await repository.#writer.close();
+      }
       await sql.end({ timeout: 1 });
       throw err;
     }
@@ -212,7 +226,10 @@ export class PostgresRepository implements ChatRepository {
   > {
     return this.#deadline(() =>
       mailbox.markRead(this.#sql, readerUserId, friendUserId, upToMessageId, this.#notAfter())
-    );
+    ).then((readAt) => {
+      if (readAt !== undefined) this.#readFlags.wake(readerUserId, friendUserId);
+      return readAt;
+    });
   }
 
   markDelivered(recipientUserId: number, messageId: number): Promise<DeliveredResult> {
@@ -239,6 +256,7 @@ export class PostgresRepository implements ChatRepository {
   }
 
   async close(): Promise<void> {
+    await this.#readFlags.close();
     await this.#writer.close();
     await this.#sql.end({ timeout: 5 });
   }

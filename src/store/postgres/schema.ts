@@ -182,4 +182,30 @@ export const MIGRATIONS: readonly Migration[] = [
       $body$;
     `,
   },
+  {
+    // v1.1 reads that take effect at once (docs/protocol.md, "Receipts"): a `read`
+    // writes one row here, "read up to", instead of updating every row it covers;
+    // unread counts, `sync` and `history` read the mark, and the rows' own
+    // `is_read`/`read_at` (which the game backend reads) are set behind it in
+    // small batches (`read_marks.ts`). `pending`: some rows at or below the mark
+    // may still lack their flags; a node finds such marks at start and periodically.
+    version: 4,
+    name: "read marks",
+    sql: `
+      create table if not exists chat_read_marks (
+        reader_user_id bigint not null,
+        friend_user_id bigint not null,
+        up_to_message_id bigint not null,
+        read_at timestamptz not null,
+        pending boolean not null default true,
+        primary key (reader_user_id, friend_user_id)
+      );
+    `,
+    indexes: [
+      {
+        name: "chat_read_marks_pending_idx",
+        on: "chat_read_marks (reader_user_id, friend_user_id) where pending",
+      },
+    ],
+  },
 ];
