@@ -121,6 +121,56 @@ Deno.test("in one batch each message gets its own row: identical texts without a
   }
 });
 
+Deno.test("a repeat of a row another transaction is updating is answered without waiting for it, and the batch with it commits", async () => {
+  const db = await createTestDatabase();
+  const repository = await connect(db.url, 1500);
+  const other = (await import("postgres")).default(db.url, { max: 1, onnotice: () => {} });
+  try {
+    const original = await repository.storeMessage({
+      senderUserId: 1,
+      recipientUserId: 2,
+      messageText: "hello",
+      clientMessageId: "d1",
+    });
+    // A long update of that row (the game marking a backlog read), open past the deadline.
+    const updating = Promise.withResolvers<void>();
+    const holder = other.begin(async (tx) => {
+      await tx`update messages set is_read = true where client_message_id = 'd1'`;
+      await updating.promise;
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    try {
+      // One batch: the repeat and another user's message, while the row lock is held.
+      const [repeat, fresh] = await Promise.all([
+        repository.storeMessage({
+          senderUserId: 1,
+          recipientUserId: 2,
+          messageText: "hello",
+          clientMessageId: "d1",
+        }),
+        repository.storeMessage({
+          senderUserId: 3,
+          recipientUserId: 4,
+          messageText: "other",
+          clientMessageId: "o1",
+        }),
+      ]);
+      assert.deepEqual([repeat.duplicate, repeat.message.messageId], [
+        true,
+        original.message.messageId,
+      ]);
+      assert.equal(fresh.duplicate, false);
+    } finally {
+      updating.resolve();
+      await holder;
+    }
+  } finally {
+    await other.end();
+    await repository.close();
+    await db.drop();
+  }
+});
+
 Deno.test("a server clock an hour behind the database's still stores messages", async () => {
   const db = await createTestDatabase();
   const realNow = Date.now;

@@ -15,8 +15,10 @@
  *   frozen network or a long lock wait, and already answered `unavailable`,
  *   never commits later.
  * - A repeated `(sender, client id)` stores nothing; its original row is read
- *   in the same statement when the statement's snapshot sees it, else by one
- *   more query after the commit. If that query fails, only the repeats are
+ *   in the same statement when the statement's snapshot sees it (and then the
+ *   message is not offered to the insert at all, whose conflict check would
+ *   wait, holding the id lock, for whatever transaction is updating the
+ *   original), else by one more query after the commit. If that query fails, only the repeats are
  *   answered `unavailable`: a committed row is always acknowledged.
  * - A repeat with another recipient or another text is
  *   `ClientMessageIdReusedError`.
@@ -68,11 +70,29 @@ export async function insertRows(
         ${sql.array(messages.map((m) => m.messageText))}::text[],
         ${sql.array(messages.map((m) => m.clientMessageId ?? null))}::text[]
       ) with ordinality as t(sender, recipient, body, cmid, ord)
+    ), known as materialized (
+      -- Repeats whose original this statement's snapshot sees: answered from
+      -- here and never offered to the insert, so the insert never waits on the
+      -- original row while it holds the id lock (its on conflict check would
+      -- wait for any transaction still updating that row, a read receipt's
+      -- flags or the game backend's). One probe of the unique key per message:
+      -- a lateral join with a limit cannot become a hash join over the whole
+      -- table, whatever the statistics say.
+      select input.ord, m.* from input
+      cross join lateral (
+        select * from messages m
+        where m.sender_user_id = input.sender and m.client_message_id = input.cmid
+        limit 1
+      ) m
+      where input.in_time and input.cmid is not null
     ), inserted as (
       insert into messages (message_id, sender_user_id, recipient_user_id, message_text,
                             client_message_id)
       select chat_next_message_id(), sender, recipient, body, cmid
-      from (select * from input where in_time order by ord) ordered
+      from (select * from input
+            where in_time and not exists (select 1 from known where known.ord = input.ord)
+            order by ord) ordered
+      -- a repeat committed after the snapshot, or within this batch
       on conflict (sender_user_id, client_message_id) do nothing
       returning message_id, sender_user_id, recipient_user_id, message_text, client_message_id,
                 sent_at
@@ -82,21 +102,9 @@ export async function insertRows(
            null::boolean as in_time
     from inserted i
     union all
-    select 'existing', m.message_id::text, m.sender_user_id::text, m.recipient_user_id::text,
-           m.message_text, m.client_message_id, m.sent_at, null
-    from input
-    -- One probe of the unique key per message the insert skipped (a repeat): a
-    -- lateral join with a limit cannot become a hash join over the whole
-    -- table, whatever the statistics say. Rows this statement inserted are
-    -- not in its snapshot, so probing for them would find nothing.
-    cross join lateral (
-      select * from messages m
-      where m.sender_user_id = input.sender and m.client_message_id = input.cmid
-      limit 1
-    ) m
-    where input.in_time and input.cmid is not null
-      and not exists (select 1 from inserted i
-                      where i.sender_user_id = input.sender and i.client_message_id = input.cmid)
+    select 'existing', k.message_id::text, k.sender_user_id::text, k.recipient_user_id::text,
+           k.message_text, k.client_message_id, k.sent_at, null
+    from known k
     union all
     select 'clock', null, null, null, null, null, clock_timestamp(), (select in_time from locked)`,
   );
