@@ -58,6 +58,12 @@ export interface Config {
   chatRatePerS: number;
   typingRatePerS: number;
   frameRatePerS: number;
+  /** Frames one connection may have received and not yet handled; more are refused at once. */
+  maxQueuedFrames: number;
+  /** Frames reading or writing one user's mailbox handled at once on this node. */
+  maxDbFramesPerUser: number;
+  /** Such frames of one user waiting beyond those; more are refused at once. */
+  maxQueuedDbFramesPerUser: number;
   sendBufferMaxBytes: number;
   sendBufferShedBytes: number;
   shutdownTimeoutS: number;
@@ -130,6 +136,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     chatRatePerS: read.num("CHAT_RATE_PER_S", 5, 0.01, 1_000_000),
     typingRatePerS: read.num("TYPING_RATE_PER_S", 5, 0.01, 1_000_000),
     frameRatePerS: read.num("FRAME_RATE_PER_S", 50, 1, 1_000_000),
+    maxQueuedFrames: read.int("MAX_QUEUED_FRAMES", 64, 1, 100_000),
+    maxDbFramesPerUser: read.int("MAX_DB_FRAMES_PER_USER", 2, 1, 500),
+    maxQueuedDbFramesPerUser: read.int("MAX_QUEUED_DB_FRAMES_PER_USER", 4, 0, 100_000),
     sendBufferMaxBytes: read.int("SEND_BUFFER_MAX_BYTES", 1024 * 1024, 1024, 1024 ** 3),
     sendBufferShedBytes: read.int("SEND_BUFFER_SHED_BYTES", 256 * 1024, 512, 1024 ** 3),
     shutdownTimeoutS: read.int("SHUTDOWN_TIMEOUT_S", 30, 1, 3600),
@@ -146,6 +155,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     throw new RangeError(
       `REDIS_KEY_PREFIX must not contain '{' or '}' (they mark Redis Cluster hash tags), got '${config.redisKeyPrefix}'`,
     );
+  }
+  if (config.maxDbFramesPerUser > config.dbPoolSize) {
+    throw new RangeError("MAX_DB_FRAMES_PER_USER must not exceed DB_POOL_SIZE");
   }
   if (config.sendBufferShedBytes > config.sendBufferMaxBytes) {
     throw new RangeError("SEND_BUFFER_SHED_BYTES must not exceed SEND_BUFFER_MAX_BYTES");

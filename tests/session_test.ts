@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { SessionHarness } from "./support/session_harness.ts";
+import { type FakeSocket, SessionHarness } from "./support/session_harness.ts";
 
 async function withHarness(
   fn: (h: SessionHarness) => Promise<void>,
@@ -145,3 +145,92 @@ Deno.test("read of one's own id is refused; a read receipt reaches the friend", 
     const receipt = await alice.next("read");
     assert.deepEqual([receipt.user_id, receipt.up_to_message_id], [2, data.message_id]);
   }));
+
+/**
+ * Runs `body` while every `sync` of the memory repository waits for
+ * `release()` (counted in `started`); all are let through at the end, so a
+ * failed assertion cannot leave a session waiting forever.
+ */
+async function holdingSyncs(
+  h: SessionHarness,
+  body: (syncs: { readonly started: number; release(): void }) => Promise<void>,
+): Promise<void> {
+  const held: (() => void)[] = [];
+  const original = h.repository.messagesAfter.bind(h.repository);
+  let started = 0;
+  let holding = true;
+  h.repository.messagesAfter = async (...args) => {
+    started++;
+    if (holding) await new Promise<void>((resolve) => held.push(resolve));
+    return original(...args);
+  };
+  const release = () => {
+    for (const resume of held.splice(0)) resume();
+  };
+  try {
+    await body({
+      get started() {
+        return started;
+      },
+      release,
+    });
+  } finally {
+    holding = false;
+    release();
+  }
+}
+
+Deno.test("a user's database frames beyond 2 in flight and 2 waiting are refused rate_limited at once, from any socket", () =>
+  withHarness(async (h) => {
+    const sockets: FakeSocket[] = [];
+    for (let i = 0; i < 6; i++) sockets.push(await h.join(1));
+    await holdingSyncs(h, async (syncs) => {
+      for (const socket of sockets) socket.push({ type: "sync", after_message_id: 0 });
+      for (const socket of sockets.slice(4)) {
+        const error = await socket.next("error");
+        assert.deepEqual([error.code, error.message], [
+          "rate_limited",
+          "Too many requests in progress, slow down",
+        ]);
+      }
+      assert.equal(syncs.started, 2, "two run; two wait without touching the database");
+      for (const socket of sockets.slice(0, 4)) assert.deepEqual(await socket.unread(), []);
+      syncs.release();
+      await sockets[0]!.next("sync_result");
+      await sockets[1]!.next("sync_result");
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(syncs.started, 4, "the waiting two ran once slots were free");
+      syncs.release();
+      await sockets[2]!.next("sync_result");
+      await sockets[3]!.next("sync_result");
+    });
+    assert.equal(h.context.userWork.users, 0, "nothing is kept for a user with no work");
+    // Another user is not held up by user 1's share.
+    const bob = await h.join(2);
+    bob.push({ type: "read", friend_user_id: 1, up_to_message_id: 1 });
+    bob.push({ type: "ping" });
+    assert.equal((await bob.next()).type, "pong");
+  }, { MAX_DB_FRAMES_PER_USER: "2", MAX_QUEUED_DB_FRAMES_PER_USER: "2" }));
+
+Deno.test("frames a connection sends beyond MAX_QUEUED_FRAMES unhandled are refused rate_limited at once, not queued", () =>
+  withHarness(async (h) => {
+    const alice = await h.join(1);
+    alice.push({ type: "ping" });
+    // authenticate and the ping answered and off the queue
+    assert.deepEqual((await alice.unread()).map((f) => f.type), ["pong"]);
+    await holdingSyncs(h, async (syncs) => {
+      alice.push({ type: "sync", after_message_id: 0 }); // handled, held
+      for (let i = 0; i < 10; i++) alice.push({ type: "ping" });
+      const refused = (await alice.unread()).map((f) => `${f.type}:${f.code}:${f.message}`);
+      assert.deepEqual(
+        refused,
+        Array(3).fill("error:rate_limited:Too many frames waiting, slow down"),
+        "the sync and 7 pings fill the queue of 8; 3 pings are refused",
+      );
+      syncs.release();
+      assert.equal((await alice.next()).type, "sync_result");
+      for (let i = 0; i < 7; i++) assert.equal((await alice.next()).type, "pong");
+    });
+    alice.push({ type: "ping" });
+    assert.equal((await alice.next()).type, "pong", "room again once handled");
+  }, { MAX_QUEUED_FRAMES: "8" }));

@@ -13,7 +13,7 @@ import { Hub } from "../hub/mod.ts";
 import type { Logger } from "../log.ts";
 import { ServerMetrics } from "../metrics.ts";
 import type { ChatRepository } from "../store/mod.ts";
-import { DeadlineQueue, Session, type SessionContext } from "../session/mod.ts";
+import { DeadlineQueue, Session, type SessionContext, UserWork } from "../session/mod.ts";
 import { importTokenKey } from "../token.ts";
 import { startActiveCheck } from "./active_check.ts";
 import { startOperatorWatch, statusData } from "./operator.ts";
@@ -80,6 +80,7 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
     now,
     monotonic,
     expiries,
+    userWork: new UserWork(config.maxDbFramesPerUser, config.maxQueuedDbFramesPerUser),
   };
   const sessions = new Set<Session>();
   const unauthByIp = new Map<string, number>();

@@ -30,6 +30,7 @@ export type SessionLimits = Pick<
   | "chatRatePerS"
   | "typingRatePerS"
   | "frameRatePerS"
+  | "maxQueuedFrames"
   | "sendBufferMaxBytes"
   | "sendBufferShedBytes"
 >;
@@ -113,15 +114,24 @@ export interface LifetimeContext extends HandlerContext {
   extendSession(expiresAt: number): void;
 }
 
-/** How one frame type is handled: whether it needs authentication, and by what. */
+/**
+ * How one frame type is handled: whether it needs authentication, whether it
+ * is database work of the user's, and by what.
+ */
 export type FrameHandler<F extends ClientFrame> =
   | {
     auth: boolean;
+    /**
+     * Reads or writes the user's mailbox: handled within the user's share of
+     * database work on this node (`user_work.ts`), refused `rate_limited` beyond it.
+     */
+    db?: true;
     lifetime?: false;
     handle(ctx: HandlerContext, frame: F): Reply | Promise<Reply>;
   }
   | {
     auth: boolean;
+    db?: false;
     /** Changes the session's state, so it gets the wider context. */
     lifetime: true;
     handle(ctx: LifetimeContext, frame: F): Reply | Promise<Reply>;

@@ -11,6 +11,12 @@
  * handler becomes `error` `internal` for that frame and never reaches other
  * connections.
  *
+ * What a connection and a user may make the server hold is bounded
+ * (docs/protocol.md, "Limits"): at most `MAX_QUEUED_FRAMES` frames received
+ * and not yet handled per connection, and frames that are database work of
+ * the user's run within the user's share on this node (`user_work.ts`); a
+ * frame beyond either is refused `rate_limited` at once, not queued.
+ *
  * While joining (between a valid `authenticate` and the `authenticated`
  * answer) frames the hub routes to the user are held, so nothing, presence
  * included, reaches the client before `authenticated`.
@@ -35,6 +41,7 @@ import { type DeadlineQueue, DeadlineTimer } from "./deadline_timer.ts";
 import { DISPATCH } from "./handlers/dispatch.ts";
 import { Outbox } from "./outbox.ts";
 import { type AbuseMeter, ConnectionRates } from "./rate_limit.ts";
+import type { UserWork } from "./user_work.ts";
 
 export type { SessionLimits } from "./context.ts";
 
@@ -51,6 +58,8 @@ export interface SessionContext extends HandlerServices {
   monotonic: () => number;
   /** Where every session's expiry waits (one timer for all; its clock is `now`). */
   expiries: DeadlineQueue;
+  /** Each user's share of database work on this node. */
+  userWork: UserWork;
 }
 
 /** What the server is told of one session (the context above is shared by all of them). */
@@ -62,6 +71,8 @@ export interface SessionHooks {
 }
 
 const UNAVAILABLE_MESSAGE = "Service temporarily unavailable, try again";
+const QUEUE_FULL_MESSAGE = "Too many frames waiting, slow down";
+const USER_WORK_FULL_MESSAGE = "Too many requests in progress, slow down";
 
 export class Session implements Peer, WsHandlers, LifetimeContext {
   #userId = 0;
@@ -73,6 +84,8 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
   #endAfterJoin: string | undefined;
   readonly #out: Outbox;
   #chain: Promise<void> = Promise.resolve();
+  /** Frames on `#chain` not yet answered. */
+  #queued = 0;
   /** Stores queued and not yet answered. */
   readonly #inFlight = new Set<Promise<void>>();
   #draining = false;
@@ -151,9 +164,15 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
     const cmid = frame.type === "chat_message" || frame.type === "error"
       ? frame.clientMessageId
       : undefined;
-    this.#chain = this.#chain.then(() => this.#dispatch(frame)).then(
-      (reply) => this.#answer(reply, cmid),
-      (err) => this.#answer(err, cmid),
+    if (this.#queued >= limits.maxQueuedFrames) {
+      this.#refuse("rate_limited", QUEUE_FULL_MESSAGE, cmid, this.#rates.frameAbuse);
+      return;
+    }
+    this.#enqueue(() =>
+      Promise.resolve().then(() => this.#dispatch(frame, cmid)).then(
+        (reply) => this.#answer(reply, cmid),
+        (err) => this.#answer(err, cmid),
+      )
     );
   }
 
@@ -164,8 +183,12 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
       this.#refuse("rate_limited", "Too many frames", undefined, this.#rates.frameAbuse);
       return;
     }
+    if (this.#queued >= this.#ctx.limits.maxQueuedFrames) {
+      this.#refuse("rate_limited", QUEUE_FULL_MESSAGE, undefined, this.#rates.frameAbuse);
+      return;
+    }
     // Answered in turn, after the frames received before it.
-    this.#chain = this.#chain.then(() => {
+    this.#enqueue(() => {
       if (this.#state !== "closed") {
         this.#sendError("invalid_frame", "Invalid message format", undefined);
       }
@@ -294,7 +317,13 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
 
   // --- dispatch and answers ---------------------------------------------------
 
-  #dispatch(frame: ClientFrame | FrameError): Reply | Promise<Reply> {
+  /** Handles a frame after those received before it; it counts as queued until answered. */
+  #enqueue(handle: () => void | Promise<void>): void {
+    this.#queued++;
+    this.#chain = this.#chain.then(handle).finally(() => this.#queued--);
+  }
+
+  #dispatch(frame: ClientFrame | FrameError, cmid: string | undefined): Reply | Promise<Reply> {
     if (this.#state === "closed") return;
     if (frame.type === "error") {
       if (
@@ -308,7 +337,13 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
     if (handler.auth && !this.isAuthenticated) {
       return new Refusal("not_authenticated", "Not authenticated");
     }
-    return handler.lifetime ? handler.handle(this, frame) : handler.handle(this, frame);
+    if (handler.lifetime) return handler.handle(this, frame);
+    if (!handler.db) return handler.handle(this, frame);
+    const work = this.#ctx.userWork.run(this.#userId, () => handler.handle(this, frame));
+    if (work === undefined) {
+      this.#refuse("rate_limited", USER_WORK_FULL_MESSAGE, cmid, this.#rates.frameAbuse);
+    }
+    return work;
   }
 
   /**

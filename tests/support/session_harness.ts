@@ -17,7 +17,7 @@ import { loadConfig } from "../../src/config.ts";
 import { Hub, TypingExpiry } from "../../src/hub/mod.ts";
 import { silentLogger } from "../../src/log.ts";
 import { ServerMetrics } from "../../src/metrics.ts";
-import { DeadlineQueue, Session, type SessionContext } from "../../src/session/mod.ts";
+import { DeadlineQueue, Session, type SessionContext, UserWork } from "../../src/session/mod.ts";
 import { MemoryRepository } from "../../src/store/mod.ts";
 import { importTokenKey, signToken } from "../../src/token.ts";
 import type { WsConnection } from "../../src/transport/mod.ts";
@@ -139,6 +139,7 @@ export class SessionHarness {
       now: Date.now,
       monotonic: () => performance.now(),
       expiries: new DeadlineQueue(Date.now),
+      userWork: new UserWork(config.maxDbFramesPerUser, config.maxQueuedDbFramesPerUser),
     };
     return new SessionHarness(context, hub, repository, metrics);
   }

@@ -14,8 +14,8 @@ export const catchUpHandlers: {
   sync: FrameHandler<SyncFrame>;
   history: FrameHandler<HistoryFrame>;
 } = {
-  sync: { auth: true, handle: sync },
-  history: { auth: true, handle: history },
+  sync: { auth: true, db: true, handle: sync },
+  history: { auth: true, db: true, handle: history },
 };
 
 async function sync(ctx: HandlerContext, frame: SyncFrame): Promise<void> {

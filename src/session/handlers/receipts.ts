@@ -15,8 +15,8 @@ export const receiptHandlers: {
   read: FrameHandler<ReadFrame>;
   delivered: FrameHandler<DeliveredFrame>;
 } = {
-  read: { auth: true, handle: read },
-  delivered: { auth: true, handle: delivered },
+  read: { auth: true, db: true, handle: read },
+  delivered: { auth: true, db: true, handle: delivered },
 };
 
 async function read(ctx: HandlerContext, frame: ReadFrame): Promise<Reply> {
