@@ -1,10 +1,12 @@
 /**
  * @module mailbox_plans
  * Builds a `messages` table of a million rows (user 1 has a large mailbox:
- * `MAILBOX` of them are to or from user 1), applies the migrations to it as
- * to a live game database, then prints `EXPLAIN (ANALYZE, BUFFERS)` of every
- * v1.1 query and of the writer's insert, and times paging through user 1's
- * whole mailbox with `sync` pages of 500. Writes nothing but its own
+ * `MAILBOX` of them are to or from user 1, spread over the whole table; users
+ * 20001 and 20002 wrote the first tenth of the table to each other and
+ * nothing since, a heavy user who went quiet), applies the migrations to it
+ * as to a live game database, then prints `EXPLAIN (ANALYZE, BUFFERS)` of
+ * every v1.1 query for both kinds of user and of the writer's insert, and
+ * times paging through user 1's whole mailbox with `sync` pages of 500. Writes nothing but its own
  * database, which it drops at the end.
  *
  *   deno run -A bench/mailbox_plans.ts [rows=1000000] [mailbox=100000]
@@ -15,13 +17,18 @@
 import postgres from "postgres";
 import * as mailbox from "../src/store/postgres/mailbox_queries.ts";
 import { insertRows } from "../src/store/postgres/message_insert.ts";
+import { flagBatch } from "../src/store/postgres/read_flags.ts";
 import { migrate } from "../src/store/postgres/migrations.ts";
 import { adminUrl } from "../tests/support/db.ts";
 import { explainer } from "../tests/support/explain.ts";
+import { POOL_SETTINGS } from "../src/store/postgres/repository.ts";
 
 const ROWS = Number(Deno.args[0] ?? 1_000_000);
 const MAILBOX = Number(Deno.args[1] ?? 100_000);
 const FRIENDS = 50;
+/** The quiet pair: their rows are the first tenth of the table (every one but user 1's). */
+const QUIET = 20001;
+const QUIET_FRIEND = 20002;
 
 const admin = await adminUrl();
 const name = `mailbox_plans_${crypto.randomUUID().slice(0, 8)}`;
@@ -30,7 +37,7 @@ await root.unsafe(`create database ${name}`);
 const url = new URL(admin);
 url.pathname = `/${name}`;
 
-const plans = explainer(url.href);
+const plans = explainer(url.href, POOL_SETTINGS);
 const sql = plans.sql;
 const out: string[] = [];
 const print = (line = "") => {
@@ -52,8 +59,9 @@ try {
       sent_at timestamptz not null default now(), read_at timestamptz);`);
   const t0 = performance.now();
   // Spread over time: every 10th row is user 1's (to or from one of 50 friends) until
-  // MAILBOX of them exist; the rest are between 10 000 other users. All read but the
-  // last 2 000 of user 1's incoming ones.
+  // MAILBOX of them exist; the others of the first tenth are between the quiet pair;
+  // the rest between 10 000 other users. All read but the last 2 000 of user 1's
+  // incoming ones and of the quiet user's.
   await sql.unsafe(`
     insert into users (user_id, username) select g, 'user' || g from generate_series(1, 11000) g;
     insert into messages (sender_user_id, recipient_user_id, message_text, is_read, sent_at)
@@ -61,21 +69,38 @@ try {
     from (select g,
             case when g % 10 = 0 and g / 10 <= ${MAILBOX}
               then case when g % 20 = 0 then 1 else 2 + (g / 20) % ${FRIENDS} end
+              when g <= ${ROWS / 10}
+              then case when g % 2 = 0 then ${QUIET} else ${QUIET_FRIEND} end
               else 1000 + g % 10000 end as s,
             case when g % 10 = 0 and g / 10 <= ${MAILBOX}
               then case when g % 20 = 0 then 2 + (g / 20) % ${FRIENDS} else 1 end
+              when g <= ${ROWS / 10}
+              then case when g % 2 = 0 then ${QUIET_FRIEND} else ${QUIET} end
               else 1000 + (g * 7) % 10000 end as r
           from generate_series(1, ${ROWS}) g) x;
     update messages set is_read = false where message_id in (
-      select message_id from messages where recipient_user_id = 1
-      order by message_id desc limit 2000);`);
-  print(`# ${ROWS} messages, ${MAILBOX} of them to or from user 1`);
+      (select message_id from messages where recipient_user_id = 1
+       order by message_id desc limit 2000)
+      union all
+      (select message_id from messages where recipient_user_id = ${QUIET}
+       order by message_id desc limit 2000));`);
+  print(
+    `# ${ROWS} messages, ${MAILBOX} of them to or from user 1, ` +
+      `the first ${ROWS / 10} but user 1's between ${QUIET} and ${QUIET_FRIEND}`,
+  );
   print();
   print(`- seeded in ${seconds(t0)} s`);
   const t1 = performance.now();
   const applied = await migrate(sql);
   print(`- migrations ${applied.join(",")} on the filled table: ${seconds(t1)} s`);
+  // A read of the quiet user's, whose flags are not all set yet: half its unread rows.
+  await sql.unsafe(`
+    insert into chat_read_marks (reader_user_id, friend_user_id, up_to_message_id, read_at)
+    select ${QUIET}, ${QUIET_FRIEND}, message_id, now() from messages
+    where recipient_user_id = ${QUIET} and not is_read order by message_id offset 1000 limit 1`);
   await sql.unsafe("vacuum analyze messages");
+  const [{ quietId }] = await sql<[{ quietId: string }]>`
+    select max(message_id)::text as "quietId" from messages where sender_user_id = ${QUIET}`;
   const [{ maxId }] = await sql<[{ maxId: string }]>`
     select max(message_id)::text as "maxId" from messages where recipient_user_id = 1 or sender_user_id = 1`;
   const [{ midId }] = await sql<[{ midId: string }]>`
@@ -107,6 +132,26 @@ try {
   await explain(
     `markRead(1, 2, ${maxId}) (rolled back)`,
     (q) => mailbox.markRead(q, 1, 2, Number(maxId), new Date(Date.now() + 3600_000)),
+  );
+  await explain(
+    `mailboxSummary(${QUIET}): the quiet user's unread counts and last id`,
+    (q) => mailbox.mailboxSummary(q, QUIET),
+  );
+  await explain(
+    `messagesAfter(${QUIET}, ${quietId}, 500): the quiet user's sync after its last message`,
+    (q) => mailbox.messagesAfter(q, QUIET, Number(quietId), 500),
+  );
+  await explain(
+    `conversationBefore(${QUIET}, ${QUIET_FRIEND}, latest, 50): the quiet user's history`,
+    (q) => mailbox.conversationBefore(q, QUIET, QUIET_FRIEND, undefined, 50),
+  );
+  await explain(
+    `markRead(${QUIET}, ${QUIET_FRIEND}, ${maxId}): the quiet user's read (rolled back)`,
+    (q) => mailbox.markRead(q, QUIET, QUIET_FRIEND, Number(maxId), new Date(Date.now() + 3600_000)),
+  );
+  await explain(
+    `flagBatch(${QUIET}, ${QUIET_FRIEND}, 0, 200): one batch of read flags (rolled back)`,
+    (q) => flagBatch(q, QUIET, QUIET_FRIEND, 0, 200),
   );
   await explain(
     `markDelivered(1, ${maxId}) (rolled back)`,

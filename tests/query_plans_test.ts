@@ -12,6 +12,7 @@ import * as mailbox from "../src/store/postgres/mailbox_queries.ts";
 import { flagBatch } from "../src/store/postgres/read_flags.ts";
 import { connectRepository, createTestDatabase } from "./support/db.ts";
 import { explainer } from "./support/explain.ts";
+import { POOL_SETTINGS } from "../src/store/postgres/repository.ts";
 
 const ROWS = 200_000;
 /** Users 201 and 202 wrote the first tenth of the table to each other, then nothing. */
@@ -21,7 +22,7 @@ Deno.test("sync, history, unread counts and read of a user whose messages are al
   const db = await createTestDatabase();
   const repository = await connectRepository(db.url); // applies the migrations
   await repository.close();
-  const plans = explainer(db.url);
+  const plans = explainer(db.url, POOL_SETTINGS);
   try {
     await db.sql.begin(async (tx) => {
       await tx`set local chat.message_ids_locked = 'on'`;
@@ -58,6 +59,10 @@ Deno.test("sync, history, unread counts and read of a user whose messages are al
       });
       for (const [, removed] of plan.matchAll(/Rows Removed by Filter: (\d+)/g)) {
         assert.ok(Number(removed) <= 1000, `${name} filtered ${removed} rows:\n${plan}`);
+      }
+      // and no scan reads more of the table than a page (or a batch, or the unread rows)
+      for (const [, rows, loops] of plan.matchAll(/Scan.* on messages .*rows=(\d+) loops=(\d+)/g)) {
+        assert.ok(Number(rows) * Number(loops) <= 1001, `${name} read ${rows} rows:\n${plan}`);
       }
     }
   } finally {

@@ -20,11 +20,13 @@ export interface Explainer {
 /** Thrown to roll a transaction back on purpose. */
 class RollBack extends Error {}
 
-export function explainer(url: string): Explainer {
+/** `settings`: the connection parameters of the client whose plans are wanted. */
+export function explainer(url: string, settings: Record<string, string> = {}): Explainer {
   let last: { query: string; parameters: unknown[] } | undefined;
   const sql = postgres(url, {
     max: 2,
     onnotice: () => {},
+    connection: settings,
     debug: (_connection, query, parameters) => {
       last = { query, parameters };
     },

@@ -11,14 +11,19 @@
  * index of unread rows only.
  *
  * A user's (or conversation's) rows are selected as one key range of the
- * index that holds them, written as row comparisons:
- * `(recipient_user_id, message_id) > (u, after) and … < (u, bound)` rather
- * than `recipient_user_id = u and message_id > after`. With the equality the
- * planner may instead walk the primary key from `after` and filter by user,
- * expecting the user's rows to be spread evenly; for a user whose rows are
- * all old (a heavy user who went quiet) that walk reads every newer row of
- * the table and finds nothing. A key range of the per-user index is the only
- * path that returns rows in that order, whatever the statistics say.
+ * index that holds them, written as a row comparison and ordered by the
+ * index's whole key: `(recipient_user_id, message_id) > (u, after) and … <
+ * (u, bound)`, not `recipient_user_id = u and message_id > after order by
+ * message_id`. With the equality the planner may walk the primary key from
+ * `after` and filter by user, expecting the user's rows to be spread evenly;
+ * for a user whose rows are all old (a heavy user who went quiet) that walk
+ * reads every newer row of the table and finds nothing. Ordered by a key
+ * the primary key does not hold, the per-user index is the only path that
+ * returns the rows in order, whatever the statistics say. (Another index
+ * on the comparison's first column alone would do with a sort of all the
+ * user's rows: the pool prices sorts out, `repository.ts`.) A count, which
+ * has no order and no limit, keeps plain equalities: no walk can look
+ * cheaper than the range.
  *
  * `read` writes a per-conversation mark, "read up to" (`chat_read_marks`,
  * migration 4), and the rows' own flags follow in small batches
@@ -103,13 +108,10 @@ export async function mailboxSummary(sql: Sql, userId: number): Promise<MailboxS
     select senders.s::text, unread.n::text from senders
     cross join lateral (
       select count(*) as n from messages m
-      where (m.recipient_user_id, m.sender_user_id, m.message_id) > (${userId}, senders.s,
-              coalesce((select r.up_to_message_id from chat_read_marks r
-                        where r.reader_user_id = ${userId} and r.friend_user_id = senders.s),
-                       ${NO_LOWER_BOUND}::bigint))
-        and (m.recipient_user_id, m.sender_user_id, m.message_id)
-          < (${userId}, senders.s, ${NO_UPPER_BOUND}::bigint)
-        and not m.is_read
+      where m.recipient_user_id = ${userId} and m.sender_user_id = senders.s and not m.is_read
+        and m.message_id > coalesce((select r.up_to_message_id from chat_read_marks r
+                                     where r.reader_user_id = ${userId}
+                                       and r.friend_user_id = senders.s), 0)
     ) unread
     where senders.s is not null and unread.n > 0`,
   );
@@ -165,13 +167,15 @@ export async function conversationBefore(
     await sql<MessageRow[]>`
     select ${sql.unsafe(READ_COLUMNS)} from (
       (select ${sql.unsafe(COLUMNS)} from messages
-       where (recipient_user_id, sender_user_id, message_id) >= (${friendUserId}, ${userId}, ${NO_LOWER_BOUND}::bigint)
+       where (recipient_user_id, sender_user_id, message_id)
+           >= (${friendUserId}, ${userId}, ${NO_LOWER_BOUND}::bigint)
          and (recipient_user_id, sender_user_id, message_id)
            < (${friendUserId}, ${userId}, ${before}::bigint)
        order by recipient_user_id desc, sender_user_id desc, message_id desc limit ${n})
       union all
       (select ${sql.unsafe(COLUMNS)} from messages
-       where (recipient_user_id, sender_user_id, message_id) >= (${userId}, ${friendUserId}, ${NO_LOWER_BOUND}::bigint)
+       where (recipient_user_id, sender_user_id, message_id)
+           >= (${userId}, ${friendUserId}, ${NO_LOWER_BOUND}::bigint)
          and (recipient_user_id, sender_user_id, message_id)
            < (${userId}, ${friendUserId}, ${before}::bigint)
          and ${userId}::bigint <> ${friendUserId}::bigint
@@ -276,11 +280,16 @@ const COLUMNS = `message_id, sender_user_id, recipient_user_id, message_text, se
   client_message_id, is_read, read_at, delivered_at`;
 
 /**
- * The mark of each unread row's conversation (at most one probe of its
- * primary key per row of the page; a read row needs none).
+ * The mark of each unread row's conversation: one probe of its primary key
+ * per unread row of the page, none for a read row (a lateral subquery with a
+ * limit is never turned into a join over the whole table).
  */
-const MARK_JOIN = `left join chat_read_marks r on not m.is_read
-  and r.reader_user_id = m.recipient_user_id and r.friend_user_id = m.sender_user_id`;
+const MARK_JOIN = `left join lateral (
+    select r.up_to_message_id, r.read_at from chat_read_marks r
+    where not m.is_read
+      and r.reader_user_id = m.recipient_user_id and r.friend_user_id = m.sender_user_id
+    limit 1
+  ) r on true`;
 
 /** A row at or below its conversation's mark is read then, its flag set or not. */
 const READ_COLUMNS = `m.message_id, m.sender_user_id, m.recipient_user_id, m.message_text,

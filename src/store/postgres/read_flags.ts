@@ -52,7 +52,7 @@ interface Conversation {
  */
 const BATCH_PLANNER_SETTINGS = `set local enable_seqscan = off; set local enable_sort = off;
   set local enable_incremental_sort = off;
-  set local enable_hashjoin = off; set local enable_mergejoin = off`;
+  set local enable_hashjoin = off; set local enable_mergejoin = off; set local jit = off`;
 
 /** Marks looked up per sweep of pending ones; the next sweep finds the rest. */
 const PENDING_PAGE = 1000;
