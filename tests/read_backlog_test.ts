@@ -100,15 +100,10 @@ Deno.test("while a backlog's flags are being set, a re-sent client_message_id of
     const [alice, bob, carol] = [await t.connectAs(1), await t.connectAs(2), await t.connectAs(3)];
     alice.send({ type: "read", friend_user_id: 2, up_to_message_id: last });
     await bob.next("read");
+    // Bob's client re-sends five backlog messages (their texts and client ids as stored).
     const resent = [1, 25_000, 50_000, 75_000, 99_999];
-    for (const k of resent) {
-      bob.send({
-        type: "chat_message",
-        recipient_user_id: 1,
-        message_text: `backlog ${k}`,
-        client_message_id: `c${k}`,
-      });
-    }
+    const again = (k: number) => ({ message_text: `backlog ${k}`, client_message_id: `c${k}` });
+    for (const k of resent) bob.send({ type: "chat_message", recipient_user_id: 1, ...again(k) });
     carol.send({ type: "chat_message", recipient_user_id: 4, message_text: "unrelated" });
     const acks = [];
     for (const _ of resent) acks.push(await bob.next(["message_sent", "error"]));
