@@ -177,7 +177,7 @@ Deno.test("rounds of 2,000 sockets that never authenticate are closed at the aut
 });
 
 Deno.test("SIGTERM drains: every message acknowledged is stored, every stored one acknowledged, sockets close with 1001, exit 0", async () => {
-  const env = { CHAT_RATE_BURST: "1000", FRAME_RATE_PER_S: "1000" };
+  const env = { CHAT_RATE_BURST: "1000", FRAME_RATE_PER_S: "1000", MAX_QUEUED_FRAMES: "1000" };
   await withServerProcess({ env, ...FRIENDS }, async (server, db) => {
     const url = `ws://127.0.0.1:${server.publicPort}/ws`;
     const alice = await connectAs(url, 1);

@@ -56,6 +56,8 @@ export function serverEnv(secret: string, databaseUrl: string): Record<string, s
       "TLS_CERT_FILE",
       "TLS_KEY_FILE",
       "NOTIFY_SECRET",
+      "MAX_DB_FRAMES_PER_USER",
+      "MAX_QUEUED_DB_FRAMES_PER_USER",
     ].map((name) => [name, ""]),
   );
   return {
@@ -71,6 +73,7 @@ export function serverEnv(secret: string, databaseUrl: string): Record<string, s
     CHAT_RATE_BURST: "1000000",
     CHAT_RATE_PER_S: "1000000",
     FRAME_RATE_PER_S: "1000000",
+    MAX_QUEUED_FRAMES: "1000000",
     TYPING_RATE_PER_S: "1000000",
     MAX_UNAUTH_PER_IP: "1000000",
     MAX_CONNECTIONS: "1000000",
