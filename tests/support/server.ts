@@ -11,7 +11,11 @@ import type { Bus } from "../../src/bus/bus.ts";
 import { type Config, loadConfig } from "../../src/config.ts";
 import { silentLogger } from "../../src/log.ts";
 import { ServerMetrics } from "../../src/metrics.ts";
-import { type ChatRepository, MemoryRepository } from "../../src/store/mod.ts";
+import {
+  type ChatRepository,
+  logUnhandledDatabaseErrors,
+  MemoryRepository,
+} from "../../src/store/mod.ts";
 import { PostgresRepository } from "../../src/store/postgres/repository.ts";
 import { type ChatServer, startChatServer } from "../../src/server/server.ts";
 import { nativeTransport } from "../../src/transport/native.ts";
@@ -63,6 +67,9 @@ export interface TestServer {
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
+  // As main.ts does for a node: postgres.js leaves the failure of its own type query on a new
+  // connection unhandled (store/postgres/background_errors.ts), which must not end the process.
+  const stopGuard = logUnhandledDatabaseErrors(silentLogger);
   const db = options.db ?? (await createTestDatabase());
   const config = testConfig(options, options.databaseUrl?.(db.url) ?? db.url);
   const metrics = new ServerMetrics();
@@ -90,6 +97,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       await node.close();
       await repository.close();
       if (options.db === undefined) await db.drop();
+      stopGuard();
     },
   };
 }
