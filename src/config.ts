@@ -66,6 +66,11 @@ export interface Config {
   maxQueuedDbFramesPerUser: number;
   sendBufferMaxBytes: number;
   sendBufferShedBytes: number;
+  /**
+   * Largest `sync_result` / `history_result` frame: a page holds fewer than
+   * `limit` messages rather than pass it (at most `sendBufferMaxBytes`).
+   */
+  pageMaxBytes: number;
   shutdownTimeoutS: number;
   logLevel: LogLevel;
   demoPage: boolean;
@@ -141,6 +146,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     maxQueuedDbFramesPerUser: read.int("MAX_QUEUED_DB_FRAMES_PER_USER", 4, 0, 100_000),
     sendBufferMaxBytes: read.int("SEND_BUFFER_MAX_BYTES", 1024 * 1024, 1024, 1024 ** 3),
     sendBufferShedBytes: read.int("SEND_BUFFER_SHED_BYTES", 256 * 1024, 512, 1024 ** 3),
+    pageMaxBytes: read.int("PAGE_MAX_BYTES", 256 * 1024, 1024, 1024 ** 3),
     shutdownTimeoutS: read.int("SHUTDOWN_TIMEOUT_S", 30, 1, 3600),
     logLevel: read.oneOf("LOG_LEVEL", ["debug", "info", "warn", "error"] as const, "info"),
     demoPage: read.bool("DEMO_PAGE", false),
@@ -161,6 +167,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   }
   if (config.sendBufferShedBytes > config.sendBufferMaxBytes) {
     throw new RangeError("SEND_BUFFER_SHED_BYTES must not exceed SEND_BUFFER_MAX_BYTES");
+  }
+  if (config.pageMaxBytes > config.sendBufferMaxBytes) {
+    throw new RangeError("PAGE_MAX_BYTES must not exceed SEND_BUFFER_MAX_BYTES");
   }
   return config;
 }

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import type { Frame, TestClient } from "./support/client.ts";
 import { CLUSTER_KINDS, nodesTest } from "./support/cluster.ts";
+import type { TestDatabase } from "./support/db.ts";
 
 const [memory] = CLUSTER_KINDS;
 
@@ -177,5 +178,83 @@ nodesTest(
       alice.send(frame);
       assert.equal((await alice.next()).type, `${frame.type}_result`);
     }
+  },
+);
+
+/** 260 messages between users 1 and 2, each 1000 U+0001 (6 bytes each once JSON-escaped). */
+async function escapeHeavyConversation(db: TestDatabase): Promise<number[]> {
+  const rows = await db.sql<{ message_id: string }[]>`
+    insert into messages (sender_user_id, recipient_user_id, message_text, client_message_id)
+    select 1 + g % 2, 2 - g % 2, repeat(chr(1), 1000), 'c' || g || repeat(chr(1), 60)
+    from generate_series(1, 260) g
+    returning message_id`;
+  return rows.map((row) => Number(row.message_id)).sort((a, b) => a - b);
+}
+
+/** The UTF-8 size of every `type` frame `client` receives from now on, in order. */
+function frameSizes(client: TestClient, type: string): number[] {
+  const sizes: number[] = [];
+  client.ws.addEventListener("message", (event) => {
+    const text = String(event.data);
+    if (text.startsWith(`{"type":"${type}"`)) sizes.push(new TextEncoder().encode(text).length);
+  });
+  return sizes;
+}
+
+const PAGE_MAX_BYTES = 256 * 1024;
+
+nodesTest(
+  memory!,
+  "sync over escape-heavy messages answers pages within PAGE_MAX_BYTES with has_more, and paging to the end returns every message once, in order",
+  { nodes: 1 },
+  async ([t], db) => {
+    const ids = await escapeHeavyConversation(db);
+    const alice = await t!.connectAs(1);
+    const sizes = frameSizes(alice, "sync_result");
+    const seen: number[] = [];
+    const more: boolean[] = [];
+    for (let after = 0, page = 0; page < 50; page++) {
+      alice.send({ type: "sync", after_message_id: after, limit: 500 });
+      const result = await alice.next("sync_result");
+      const messages = result.messages as { message_id: number; message_text: string }[];
+      assert.ok(messages.length > 0, "every page moves on");
+      assert.ok(messages.every((m) => m.message_text === "\u0001".repeat(1000)));
+      seen.push(...messages.map((m) => m.message_id));
+      more.push(result.has_more as boolean);
+      if (!result.has_more) break;
+      after = messages.at(-1)!.message_id;
+    }
+    assert.equal(sizes.length, more.length);
+    for (const size of sizes) assert.ok(size <= PAGE_MAX_BYTES, `a page of ${size} bytes`);
+    assert.deepEqual(seen, ids, "every message once, oldest first");
+    assert.ok(more.length > 1, `one page of ${ids.length} messages of about 6 KiB each`);
+    assert.deepEqual(more, [...more.slice(0, -1).map(() => true), false]);
+    // Pages are filled, not cut short: the next message would not have fitted.
+    for (const size of sizes.slice(0, -1)) assert.ok(size > PAGE_MAX_BYTES - 8 * 1024, `${size}`);
+  },
+);
+
+nodesTest(
+  memory!,
+  "history over escape-heavy messages answers pages within PAGE_MAX_BYTES with has_more, and scrolling back returns every message once, newest first",
+  { nodes: 1 },
+  async ([t], db) => {
+    const ids = await escapeHeavyConversation(db);
+    const alice = await t!.connectAs(1);
+    const sizes = frameSizes(alice, "history_result");
+    const seen: number[] = [];
+    let before: number | undefined;
+    for (let page = 0; page < 50; page++) {
+      alice.send({ type: "history", friend_user_id: 2, limit: 100, before_message_id: before });
+      const result = await alice.next("history_result");
+      const messages = result.messages as { message_id: number }[];
+      assert.ok(messages.length > 0, "every page moves on");
+      if (result.has_more) assert.ok(messages.length < 100, "cut by bytes before the limit");
+      seen.push(...messages.map((m) => m.message_id));
+      if (!result.has_more) break;
+      before = messages.at(-1)!.message_id;
+    }
+    assert.deepEqual(seen, ids.toReversed(), "every message once, newest first");
+    for (const size of sizes) assert.ok(size <= PAGE_MAX_BYTES, `a page of ${size} bytes`);
   },
 );

@@ -94,6 +94,7 @@ Deno.test("an unusable secret or a bad value is a one-line RangeError naming the
     PRESENCE_GRACE_S: "-1",
     TYPING_TIMEOUT_S: "0",
     ACTIVE_CHECK_INTERVAL_S: "61",
+    PAGE_MAX_BYTES: "2097152", // more than SEND_BUFFER_MAX_BYTES
     MAX_QUEUED_FRAMES: "0",
     MAX_DB_FRAMES_PER_USER: "11", // above DB_POOL_SIZE (10)
     MAX_QUEUED_DB_FRAMES_PER_USER: "-1",

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { type ErrorCode, parseClientFrame, serverFrames } from "../src/protocol/mod.ts";
 import { messageData } from "../src/protocol/mod.ts";
+import type { MessageRecord } from "../src/store/mod.ts";
 import { importTokenKey, signToken, verifyToken } from "../src/token.ts";
 
 const limits = { maxMessageChars: 1000 };
@@ -234,6 +235,58 @@ Deno.test("a message's chat_message and message_sent frames are its fields seria
         assert.deepEqual(JSON.parse(frames.messageSent), { type: "message_sent", data });
         assert.equal(frames.chatMessage, JSON.stringify({ type: "chat_message", ...data }));
         assert.equal(frames.messageSent, JSON.stringify({ type: "message_sent", data }));
+      },
+    ),
+  );
+});
+
+Deno.test("a sync_result or history_result page holds the leading messages that fit in its byte budget, and has_more when any was left out", () => {
+  const encoder = new TextEncoder();
+  const record = (id: number, text: string): MessageRecord => ({
+    messageId: id,
+    senderUserId: 1,
+    recipientUserId: 2,
+    messageText: text,
+    sentAt: new Date(1_700_000_000_000 + id),
+    clientMessageId: id % 2 === 0 ? `c${id}\u0001` : undefined,
+    isRead: id % 3 === 0,
+    readAt: id % 3 === 0 ? new Date(1_700_000_100_000) : undefined,
+    deliveredAt: undefined,
+  });
+  fc.assert(
+    fc.property(
+      fc.array(fc.string({ unit: "binary", maxLength: 300 }), { maxLength: 20 }),
+      fc.boolean(),
+      fc.integer({ min: 100, max: 6000 }),
+      fc.boolean(),
+      (texts, hasMore, maxBytes, history) => {
+        const records = texts.map((text, i) => record(i + 1, text));
+        const text = history
+          ? serverFrames.historyResult(2, records, hasMore, maxBytes)
+          : serverFrames.syncResult(records, hasMore, maxBytes);
+        const frame = JSON.parse(text);
+        const held = frame.messages.length;
+        const whole = (more: boolean, messages: unknown[]) =>
+          JSON.stringify(
+            history
+              ? { type: "history_result", friend_user_id: 2, messages, has_more: more }
+              : { type: "sync_result", messages, has_more: more },
+          );
+        const wire = records.map((r) => ({
+          ...messageData(r),
+          is_read: r.isRead,
+          ...(r.readAt === undefined ? {} : { read_at: r.readAt.toISOString() }),
+        }));
+        assert.equal(text, whole(frame.has_more, wire.slice(0, held)), "one JSON text");
+        assert.ok(records.length === 0 || held > 0, "the first always goes");
+        if (held > 1) assert.ok(encoder.encode(text).length <= maxBytes, "within the budget");
+        if (held < records.length) {
+          assert.equal(frame.has_more, true);
+          const withNext = whole(false, wire.slice(0, held + 1));
+          assert.ok(encoder.encode(withNext).length > maxBytes, "the next did not fit");
+        } else {
+          assert.equal(frame.has_more, hasMore);
+        }
       },
     ),
   );

@@ -9,6 +9,7 @@
  * cannot drift apart without a compile error.
  */
 
+import { Buffer } from "node:buffer";
 import type * as Wire from "../../client/frames.ts";
 import type { ErrorCode } from "./codes.ts";
 import type { MailboxSummary, MessageRecord, StoredMessage } from "../store/mod.ts";
@@ -68,22 +69,37 @@ export const serverFrames = {
     ),
   presence: (userId: number, status: "online" | "offline") =>
     JSON.stringify({ type: "presence", user_id: userId, status } satisfies Wire.PresenceFrame),
-  syncResult: (messages: readonly MessageRecord[], hasMore: boolean) =>
-    JSON.stringify(
-      {
-        type: "sync_result",
-        messages: messages.map(recordData),
-        has_more: hasMore,
-      } satisfies Wire.SyncResultFrame,
+  /**
+   * One `sync` page: the leading `messages` whose frame stays within
+   * `maxBytes` (the first always goes), `has_more` true when any was left out
+   * or `hasMore` says more match. Each message is serialized once.
+   */
+  syncResult: (messages: readonly MessageRecord[], hasMore: boolean, maxBytes: number) =>
+    pageFrame(
+      (more) =>
+        ({ type: "sync_result", messages: [], has_more: more }) satisfies Wire.SyncResultFrame,
+      messages,
+      hasMore,
+      maxBytes,
     ),
-  historyResult: (friendUserId: number, messages: readonly MessageRecord[], hasMore: boolean) =>
-    JSON.stringify(
-      {
-        type: "history_result",
-        friend_user_id: friendUserId,
-        messages: messages.map(recordData),
-        has_more: hasMore,
-      } satisfies Wire.HistoryResultFrame,
+  /** One `history` page, cut to `maxBytes` as `syncResult` is. */
+  historyResult: (
+    friendUserId: number,
+    messages: readonly MessageRecord[],
+    hasMore: boolean,
+    maxBytes: number,
+  ) =>
+    pageFrame(
+      (more) =>
+        ({
+          type: "history_result",
+          friend_user_id: friendUserId,
+          messages: [],
+          has_more: more,
+        }) satisfies Wire.HistoryResultFrame,
+      messages,
+      hasMore,
+      maxBytes,
     ),
   read: (readerUserId: number, friendUserId: number, upToMessageId: number, readAt: Date) =>
     JSON.stringify(
@@ -114,6 +130,41 @@ export const serverFrames = {
       }) satisfies Wire.ErrorFrame,
     ),
 };
+
+/** The UTF-8 size of a frame: what it adds to the socket's send buffer. */
+export function utf8Length(text: string): number {
+  return Buffer.byteLength(text, "utf8");
+}
+
+const MESSAGES_FIELD = '"messages":[';
+
+/**
+ * A page frame (docs/protocol.md "Catch-up"): `envelope(hasMore)` is the frame
+ * with no messages; the records are serialized one by one, in order, until
+ * the next would take the frame past `maxBytes`, and spliced into its
+ * `messages` array. A single message always goes (its size is bounded by
+ * `MAX_MESSAGE_CHARS`), so paging always moves on.
+ */
+function pageFrame(
+  envelope: (hasMore: boolean) => { messages: readonly MessageRecordData[] },
+  records: readonly MessageRecord[],
+  hasMore: boolean,
+  maxBytes: number,
+): string {
+  // `false` is the longer of the two values, so the frame never ends up larger than counted.
+  let bytes = utf8Length(JSON.stringify(envelope(false)));
+  const parts: string[] = [];
+  for (const record of records) {
+    const part = JSON.stringify(recordData(record));
+    const added = utf8Length(part) + (parts.length > 0 ? 1 : 0);
+    if (parts.length > 0 && bytes + added > maxBytes) break;
+    parts.push(part);
+    bytes += added;
+  }
+  const text = JSON.stringify(envelope(hasMore || parts.length < records.length));
+  const at = text.indexOf(MESSAGES_FIELD) + MESSAGES_FIELD.length;
+  return text.slice(0, at) + parts.join(",") + text.slice(at);
+}
 
 const PONG = JSON.stringify({ type: "pong" } satisfies Wire.PongFrame);
 

@@ -33,6 +33,7 @@ export type SessionLimits = Pick<
   | "maxQueuedFrames"
   | "sendBufferMaxBytes"
   | "sendBufferShedBytes"
+  | "pageMaxBytes"
 >;
 
 /**

@@ -4,6 +4,10 @@
  * newest first), docs/protocol.md "Catch-up, history, unread, receipts".
  * Both read only the user's own messages, so they need no friendship: a
  * former friend's conversation stays readable.
+ *
+ * A page is cut to `PAGE_MAX_BYTES` as well as to `limit` (docs/protocol.md
+ * "Catch-up"): a page of escape-heavy texts can serialize to several times
+ * its stored size, and one frame must not fill the send buffer on its own.
  */
 
 import type { HistoryFrame, SyncFrame } from "../../protocol/mod.ts";
@@ -24,7 +28,7 @@ async function sync(ctx: HandlerContext, frame: SyncFrame): Promise<void> {
     frame.afterMessageId,
     frame.limit,
   );
-  ctx.send(serverFrames.syncResult(page.messages, page.hasMore));
+  ctx.send(serverFrames.syncResult(page.messages, page.hasMore, ctx.limits.pageMaxBytes));
 }
 
 async function history(ctx: HandlerContext, frame: HistoryFrame): Promise<void> {
@@ -34,5 +38,12 @@ async function history(ctx: HandlerContext, frame: HistoryFrame): Promise<void> 
     frame.beforeMessageId,
     frame.limit,
   );
-  ctx.send(serverFrames.historyResult(frame.friendUserId, page.messages, page.hasMore));
+  ctx.send(
+    serverFrames.historyResult(
+      frame.friendUserId,
+      page.messages,
+      page.hasMore,
+      ctx.limits.pageMaxBytes,
+    ),
+  );
 }
