@@ -6,7 +6,9 @@
  */
 
 import assert from "node:assert/strict";
+import { slowSubscribe } from "./support/cluster.ts";
 import { type FakeSocket, SessionHarness } from "./support/session_harness.ts";
+import { sleep } from "./support/wait.ts";
 
 async function withHarness(
   fn: (h: SessionHarness) => Promise<void>,
@@ -234,3 +236,77 @@ Deno.test("frames a connection sends beyond MAX_QUEUED_FRAMES unhandled are refu
     alice.push({ type: "ping" });
     assert.equal((await alice.next()).type, "pong", "room again once handled");
   }, { MAX_QUEUED_FRAMES: "8" }));
+
+Deno.test("a client that stops reading is closed as a slow consumer instead of being sent a frame that would take its queue past SEND_BUFFER_MAX_BYTES", () =>
+  withHarness(async (h) => {
+    const max = 64 * 1024;
+    h.repository.befriend(1, 2);
+    const escaped = "\u0001".repeat(1000); // 6 bytes a character once JSON-escaped
+    for (let i = 0; i < 20; i++) {
+      await h.repository.storeMessage({
+        senderUserId: 2,
+        recipientUserId: 1,
+        messageText: escaped,
+        clientMessageId: undefined,
+      });
+    }
+    const alice = await h.join(1);
+    const bob = await h.join(2);
+    alice.stopReading();
+    for (let i = 0; i < 5; i++) {
+      bob.push({ type: "chat_message", recipient_user_id: 1, message_text: escaped });
+      await alice.next("chat_message");
+    }
+    const queued = alice.bufferedAmount;
+    assert.ok(queued > 0 && queued < max / 2, `${queued} bytes queued before the sync`);
+    // One page of up to PAGE_MAX_BYTES: more than the room left in the queue.
+    alice.push({ type: "sync", after_message_id: 0, limit: 500 });
+    for (let i = 0; i < 100 && alice.closed === undefined; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.equal(alice.closed?.code, 1013, "closed as a slow consumer");
+    assert.equal(alice.closed?.reason, "slow consumer");
+    assert.match(await h.metrics.render(), /chat_slow_consumer_closes_total 1\b/);
+    assert.ok(alice.peakBuffered <= max, `${alice.peakBuffered} bytes queued, the cap is ${max}`);
+    assert.deepEqual(
+      alice.sent.filter((f) => f.type === "sync_result"),
+      [],
+      "the page was not queued",
+    );
+  }, {
+    SEND_BUFFER_MAX_BYTES: String(64 * 1024),
+    SEND_BUFFER_SHED_BYTES: String(16 * 1024),
+    PAGE_MAX_BYTES: String(64 * 1024),
+  }));
+
+Deno.test("frames routed to a session while it joins are held up to SEND_BUFFER_MAX_BYTES; one more closes it as a slow consumer", async () => {
+  const max = 64 * 1024;
+  const h = await SessionHarness.start({
+    env: {
+      SEND_BUFFER_MAX_BYTES: String(max),
+      SEND_BUFFER_SHED_BYTES: String(16 * 1024),
+      PAGE_MAX_BYTES: String(max),
+    },
+    wrapBus: (bus) => slowSubscribe(bus, 500), // a join that takes half a second
+  });
+  try {
+    h.repository.befriend(1, 2);
+    h.repository.addUser(1);
+    const bob = await h.join(2);
+    const alice = h.connect();
+    alice.push({ type: "authenticate", auth_token: await h.token(1) });
+    for (let i = 0; i < 100 && h.hub.connectionCount < 2; i++) await sleep(5);
+    assert.equal(h.hub.connectionCount, 2, "alice is joining");
+    const escaped = "\u0001".repeat(1000); // a chat_message of about 6 KiB
+    for (let i = 0; i < 20; i++) {
+      bob.push({ type: "chat_message", recipient_user_id: 1, message_text: escaped });
+      await bob.next("message_sent");
+    }
+    for (let i = 0; i < 200 && alice.closed === undefined; i++) await sleep(10);
+    assert.deepEqual(alice.closed, { code: 1013, reason: "slow consumer" });
+    assert.deepEqual(alice.sent.map((f) => f.type), [], "nothing held reached the socket");
+    assert.match(await h.metrics.render(), /chat_slow_consumer_closes_total 1\b/);
+  } finally {
+    await h.close();
+  }
+});

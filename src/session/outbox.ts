@@ -2,12 +2,14 @@
  * @module session/outbox
  * What one connection sends, with backpressure: a droppable frame (typing,
  * presence) is shed above `SEND_BUFFER_SHED_BYTES` queued on the socket, and
- * above `SEND_BUFFER_MAX_BYTES` the peer is closed as a slow consumer. While
- * the session joins, frames routed to it are held and sent after the
- * `authenticated` answer.
+ * a frame that would take the queued bytes past `SEND_BUFFER_MAX_BYTES`
+ * closes the peer as a slow consumer instead of being queued: a frame's
+ * bytes are counted before it is queued, so one large frame cannot take the
+ * queue far past the cap. While the session joins, frames routed to it are
+ * held and sent after the `authenticated` answer.
  */
 
-import { CloseCode } from "../protocol/mod.ts";
+import { CloseCode, utf8Length } from "../protocol/mod.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import type { WsConnection } from "../transport/mod.ts";
@@ -25,6 +27,7 @@ export interface OutboxOptions {
 
 export class Outbox {
   #held: [frame: string, droppable: boolean][] | undefined;
+  #heldBytes = 0;
   #killTimer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
 
@@ -35,22 +38,42 @@ export class Outbox {
     private readonly userId: () => number,
   ) {}
 
-  /** Sends now, unless the socket is closed, shedding or closing as the buffer requires. */
+  /**
+   * Sends now, unless the socket is closed, shedding or closing as the buffer
+   * requires. A frame goes into an empty buffer whatever its size (one frame
+   * is the least a peer must take), else only while the queue stays within
+   * the cap: the bytes queued never pass `SEND_BUFFER_MAX_BYTES` by more than
+   * one frame's.
+   */
   send(frame: string, droppable: boolean): void {
     if (this.#closed) return;
     const buffered = this.conn.bufferedAmount;
     const { limits, metrics } = this.options;
     if (buffered > limits.sendBufferMaxBytes) return this.#slowConsumer();
     if (droppable && buffered > limits.sendBufferShedBytes) return metrics.frameDropped();
+    if (buffered > 0 && buffered + utf8Length(frame) > limits.sendBufferMaxBytes) {
+      return this.#slowConsumer();
+    }
     this.conn.send(frame);
     metrics.frameOut(frame);
   }
 
-  /** A frame routed to the user: held while holding, else sent. */
+  /**
+   * A frame routed to the user: held while holding, else sent. What is held
+   * goes to the socket at `release`, so it is bounded like the socket's queue:
+   * a frame that would take it past `SEND_BUFFER_MAX_BYTES` (or
+   * `MAX_HELD_FRAMES`) closes the peer as a slow consumer, or is shed.
+   */
   deliver(frame: string, droppable: boolean): void {
     if (this.#held === undefined) return this.send(frame, droppable);
-    if (this.#held.length < MAX_HELD_FRAMES) this.#held.push([frame, droppable]);
-    else if (!droppable) this.#slowConsumer();
+    const bytes = utf8Length(frame);
+    if (
+      this.#held.length < MAX_HELD_FRAMES &&
+      this.#heldBytes + bytes <= this.options.limits.sendBufferMaxBytes
+    ) {
+      this.#held.push([frame, droppable]);
+      this.#heldBytes += bytes;
+    } else if (!droppable) this.#slowConsumer();
   }
 
   /** From now on, routed frames wait for `release`. */
@@ -62,6 +85,7 @@ export class Outbox {
   release(): void {
     const held = this.#held ?? [];
     this.#held = undefined;
+    this.#heldBytes = 0;
     for (const [frame, droppable] of held) this.send(frame, droppable);
   }
 
@@ -69,6 +93,7 @@ export class Outbox {
   closed(): void {
     this.#closed = true;
     this.#held = undefined;
+    this.#heldBytes = 0;
     clearTimeout(this.#killTimer);
     this.#killTimer = undefined;
   }

@@ -12,7 +12,7 @@
  *     await alice.next("message_sent");
  */
 
-import { MemoryCluster } from "../../src/bus/mod.ts";
+import { type Bus, MemoryCluster } from "../../src/bus/mod.ts";
 import { loadConfig } from "../../src/config.ts";
 import { Hub, TypingExpiry } from "../../src/hub/mod.ts";
 import { silentLogger } from "../../src/log.ts";
@@ -31,13 +31,26 @@ export class FakeSocket implements WsConnection {
   readonly sent: Frame[] = [];
   /** Set once the session closed the connection. */
   closed: { code: number; reason: string | undefined } | undefined;
+  /** Bytes queued and not taken by the peer: stays 0 until `stopReading`. */
   bufferedAmount = 0;
+  /** The most `bufferedAmount` has been. */
+  peakBuffered = 0;
+  #reading = true;
   #read = 0;
   #waiters: (() => void)[] = [];
   session!: Session;
 
+  /** The peer stops reading: every frame sent from now on stays queued (`bufferedAmount`). */
+  stopReading(): void {
+    this.#reading = false;
+  }
+
   send(text: string): void {
     if (this.closed) return;
+    if (!this.#reading) {
+      this.bufferedAmount += new TextEncoder().encode(text).length;
+      this.peakBuffered = Math.max(this.peakBuffered, this.bufferedAmount);
+    }
     this.sent.push(JSON.parse(text));
     for (const wake of this.#waiters.splice(0)) wake();
   }
@@ -96,6 +109,8 @@ export class FakeSocket implements WsConnection {
 export interface HarnessOptions {
   /** Environment overrides for the limits (`CHAT_RATE_PER_S`, …). */
   env?: Record<string, string>;
+  /** Wraps the hub's bus (e.g. to slow a join down). */
+  wrapBus?: (bus: Bus) => Bus;
 }
 
 export class SessionHarness {
@@ -117,7 +132,7 @@ export class SessionHarness {
     });
     const repository = new MemoryRepository();
     const hub: Hub = new Hub({
-      bus: new MemoryCluster().node(),
+      bus: (options.wrapBus ?? ((bus) => bus))(new MemoryCluster().node()),
       repository,
       logger: silentLogger,
       maxConnectionsPerUser: config.maxConnectionsPerUser,
