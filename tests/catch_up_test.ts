@@ -191,70 +191,83 @@ async function escapeHeavyConversation(db: TestDatabase): Promise<number[]> {
   return rows.map((row) => Number(row.message_id)).sort((a, b) => a - b);
 }
 
-/** The UTF-8 size of every `type` frame `client` receives from now on, in order. */
-function frameSizes(client: TestClient, type: string): number[] {
+/** One page as the client received it. */
+interface Page {
+  ids: number[];
+  texts: string[];
+  hasMore: boolean;
+  /** The frame's UTF-8 size as received. */
+  bytes: number;
+}
+
+/** Asks for pages of `type` (`ask(last id of the previous page)`) until `has_more` is false. */
+async function readPages(
+  client: TestClient,
+  type: string,
+  ask: (lastId: number | undefined) => Record<string, unknown>,
+): Promise<Page[]> {
   const sizes: number[] = [];
   client.ws.addEventListener("message", (event) => {
     const text = String(event.data);
     if (text.startsWith(`{"type":"${type}"`)) sizes.push(new TextEncoder().encode(text).length);
   });
-  return sizes;
+  const pages: Page[] = [];
+  let last: number | undefined;
+  while (pages.length < 50) {
+    client.send(ask(last));
+    const result = await client.next(type);
+    const messages = result.messages as { message_id: number; message_text: string }[];
+    pages.push({
+      ids: messages.map((m) => m.message_id),
+      texts: messages.map((m) => m.message_text),
+      hasMore: result.has_more as boolean,
+      bytes: sizes[pages.length]!,
+    });
+    if (!result.has_more || messages.length === 0) break;
+    last = messages.at(-1)!.message_id;
+  }
+  return pages;
 }
 
 const PAGE_MAX_BYTES = 256 * 1024;
 
-nodesTest(
-  memory!,
-  "sync over escape-heavy messages answers pages within PAGE_MAX_BYTES with has_more, and paging to the end returns every message once, in order",
-  { nodes: 1 },
-  async ([t], db) => {
-    const ids = await escapeHeavyConversation(db);
-    const alice = await t!.connectAs(1);
-    const sizes = frameSizes(alice, "sync_result");
-    const seen: number[] = [];
-    const more: boolean[] = [];
-    for (let after = 0, page = 0; page < 50; page++) {
-      alice.send({ type: "sync", after_message_id: after, limit: 500 });
-      const result = await alice.next("sync_result");
-      const messages = result.messages as { message_id: number; message_text: string }[];
-      assert.ok(messages.length > 0, "every page moves on");
-      assert.ok(messages.every((m) => m.message_text === "\u0001".repeat(1000)));
-      seen.push(...messages.map((m) => m.message_id));
-      more.push(result.has_more as boolean);
-      if (!result.has_more) break;
-      after = messages.at(-1)!.message_id;
-    }
-    assert.equal(sizes.length, more.length);
-    for (const size of sizes) assert.ok(size <= PAGE_MAX_BYTES, `a page of ${size} bytes`);
-    assert.deepEqual(seen, ids, "every message once, oldest first");
-    assert.ok(more.length > 1, `one page of ${ids.length} messages of about 6 KiB each`);
-    assert.deepEqual(more, [...more.slice(0, -1).map(() => true), false]);
-    // Pages are filled, not cut short: the next message would not have fitted.
-    for (const size of sizes.slice(0, -1)) assert.ok(size > PAGE_MAX_BYTES - 8 * 1024, `${size}`);
-  },
-);
+const BY_BYTES: {
+  name: string;
+  type: string;
+  limit: number;
+  ask: (last: number | undefined) => Record<string, unknown>;
+  order: (ids: number[]) => number[];
+}[] = [{
+  name: "sync over escape-heavy messages answers pages within PAGE_MAX_BYTES with has_more, " +
+    "and paging to the end returns every message once, oldest first",
+  type: "sync_result",
+  limit: 500,
+  ask: (last) => ({ type: "sync", after_message_id: last ?? 0, limit: 500 }),
+  order: (ids) => ids,
+}, {
+  name: "history over escape-heavy messages answers pages within PAGE_MAX_BYTES with has_more, " +
+    "and scrolling back returns every message once, newest first",
+  type: "history_result",
+  limit: 100,
+  ask: (last) => ({ type: "history", friend_user_id: 2, limit: 100, before_message_id: last }),
+  order: (ids) => ids.toReversed(),
+}];
 
-nodesTest(
-  memory!,
-  "history over escape-heavy messages answers pages within PAGE_MAX_BYTES with has_more, and scrolling back returns every message once, newest first",
-  { nodes: 1 },
-  async ([t], db) => {
+for (const { name, type, limit, ask, order } of BY_BYTES) {
+  nodesTest(memory!, name, { nodes: 1 }, async ([t], db) => {
     const ids = await escapeHeavyConversation(db);
-    const alice = await t!.connectAs(1);
-    const sizes = frameSizes(alice, "history_result");
-    const seen: number[] = [];
-    let before: number | undefined;
-    for (let page = 0; page < 50; page++) {
-      alice.send({ type: "history", friend_user_id: 2, limit: 100, before_message_id: before });
-      const result = await alice.next("history_result");
-      const messages = result.messages as { message_id: number }[];
-      assert.ok(messages.length > 0, "every page moves on");
-      if (result.has_more) assert.ok(messages.length < 100, "cut by bytes before the limit");
-      seen.push(...messages.map((m) => m.message_id));
-      if (!result.has_more) break;
-      before = messages.at(-1)!.message_id;
+    const pages = await readPages(await t!.connectAs(1), type, ask);
+    for (const page of pages) {
+      assert.ok(page.bytes <= PAGE_MAX_BYTES, `a page of ${page.bytes} bytes`);
     }
-    assert.deepEqual(seen, ids.toReversed(), "every message once, newest first");
-    for (const size of sizes) assert.ok(size <= PAGE_MAX_BYTES, `a page of ${size} bytes`);
-  },
-);
+    assert.ok(pages.length > 1, "260 messages of about 6 KiB each in more than one page");
+    assert.deepEqual(pages.map((page) => page.hasMore), pages.map((_, i) => i < pages.length - 1));
+    for (const page of pages.slice(0, -1)) {
+      assert.ok(page.ids.length > 0 && page.ids.length < limit, "cut by bytes, not by limit");
+      // Filled, not cut short: the next message would not have fitted.
+      assert.ok(page.bytes > PAGE_MAX_BYTES - 8 * 1024, `${page.bytes}`);
+    }
+    assert.deepEqual(pages.flatMap((page) => page.ids), order(ids), "every message once");
+    assert.ok(pages.every((page) => page.texts.every((text) => text === "\u0001".repeat(1000))));
+  });
+}
