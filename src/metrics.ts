@@ -91,6 +91,7 @@ export class ServerMetrics implements Metrics {
   readonly #oldestHeartbeat: Gauge;
   /** The largest event-loop lag seen since the last scrape, in seconds. */
   readonly #lag = { max: 0 };
+  readonly #evicted: Counter;
 
   constructor() {
     const registers = [this.registry];
@@ -168,7 +169,8 @@ export class ServerMetrics implements Metrics {
     });
     this.#slow = new Counter({
       name: "chat_slow_consumer_closes_total",
-      help: "Connections closed because their outgoing buffer passed its limit.",
+      help:
+        "Connections closed because a frame would have taken their outgoing buffer past its limit.",
       registers,
     });
     this.#errors = new Counter({
@@ -208,7 +210,14 @@ export class ServerMetrics implements Metrics {
     });
     this.#refused = new Counter({
       name: "chat_connections_refused_per_address_total",
-      help: "TCP connections closed at once: their address held MAX_UNAUTH_PER_IP already.",
+      help:
+        "TCP connections closed at once: their address held MAX_UNAUTH_PER_IP already, none of them unfinished.",
+      registers,
+    });
+    this.#evicted = new Counter({
+      name: "chat_connections_evicted_per_address_total",
+      help:
+        "Unfinished TCP connections dropped for a newer one from their address at MAX_UNAUTH_PER_IP.",
       registers,
     });
     new Gauge({
@@ -312,6 +321,10 @@ export class ServerMetrics implements Metrics {
   /** A TCP connection refused because its address was at its limit. */
   connectionRefusedPerAddress(): void {
     this.#refused.inc();
+  }
+  /** An address at its limit lost its oldest unfinished connection to a new one. */
+  connectionEvictedPerAddress(): void {
+    this.#evicted.inc();
   }
 
   /** The Prometheus text exposition of every metric. */

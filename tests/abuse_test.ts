@@ -12,6 +12,7 @@ import nodeTls from "node:tls";
 import { WebSocket as NodeWebSocket } from "ws";
 import { connectAs, type TestClient } from "./support/client.ts";
 import { type ServerProcess, withServerProcess } from "./support/process.ts";
+import { openTcp, type Tcp } from "./support/raw_tcp.ts";
 import { TEST_CERT, TEST_KEY } from "./support/test_cert.ts";
 import { eventually, sleep, within } from "./support/wait.ts";
 
@@ -45,47 +46,6 @@ async function withFriends(
       for (const c of clients) c.ws.close();
     }
   });
-}
-
-/** A raw TCP connection that reads everything until the server ends it. */
-interface Tcp {
-  /** Resolves with all the server sent, once the server closed (or reset) the connection. */
-  ended: Promise<string>;
-  isEnded(): boolean;
-  /** Writes `text`; false once the connection is gone. */
-  write(text: string): Promise<boolean>;
-  close(): void;
-}
-
-async function openTcp(port: number, first = ""): Promise<Tcp> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  let ended = false;
-  let closed = false;
-  const write = (text: string) => conn.write(encoder.encode(text)).then(() => true, () => false);
-  if (first !== "") await write(first);
-  const reading = (async () => {
-    let received = "";
-    const buf = new Uint8Array(16 * 1024);
-    try {
-      for (let n; (n = await conn.read(buf)) !== null;) {
-        received += decoder.decode(buf.subarray(0, n));
-      }
-    } catch { /* reset by the server, or closed by the test */ }
-    ended = true;
-    return received;
-  })();
-  return {
-    ended: reading,
-    isEnded: () => ended,
-    write,
-    close() {
-      if (closed) return;
-      closed = true;
-      try {
-        conn.close();
-      } catch { /* already closed */ }
-    },
-  };
 }
 
 /** The value of one unlabelled or labelled sample on the internal `/metrics`. */
@@ -164,33 +124,91 @@ Deno.test("request headers not complete at HEADERS_TIMEOUT_MS are answered 408 a
   );
 });
 
-Deno.test("not-yet-upgraded sockets count against MAX_UNAUTH_PER_IP: the sixth from one address is answered 429 at once, chat goes on", async () => {
+/** Opens `count` TCP connections one after another (`first` written on each), oldest first. */
+async function openInOrder(server: ServerProcess, count: number, first = ""): Promise<Tcp[]> {
+  const sockets: Tcp[] = [];
+  const base = await metric(server, "chat_pending_connections");
+  for (let i = 1; i <= count; i++) {
+    sockets.push(await openTcp(server.publicPort, first));
+    await metricReaches(server, "chat_pending_connections", base + i); // accepted in this order
+  }
+  return sockets;
+}
+
+const OVER_LIMIT_ANSWER =
+  /^HTTP\/1\.1 429 [\s\S]*\{"error":"Too many unauthenticated connections from this address"\}$/;
+
+Deno.test("at MAX_UNAUTH_PER_IP a new connection drops its address's oldest unfinished one with 429; with sessions in every slot it is answered 429 at once", async () => {
   await withFriends(
-    { MAX_UNAUTH_PER_IP: "5", HEADERS_TIMEOUT_MS: "60000" },
+    { MAX_UNAUTH_PER_IP: "5", HEADERS_TIMEOUT_MS: "60000", AUTH_TIMEOUT_MS: "60000" },
     async (server, chat) => {
       const port = server.publicPort;
       const held = [
-        ...await Promise.all(Array.from({ length: 4 }, () => openTcp(port))),
-        await openTcp(port, "GET /ws HTTP/1.1\r\nHost: x\r\n"), // half a request
+        ...await openInOrder(server, 4),
+        ...await openInOrder(server, 1, "GET /ws HTTP/1.1\r\nHost: x\r\n"), // half a request
       ];
+      const sessions: NodeWebSocket[] = [];
       try {
+        held.push(await openTcp(port));
+        const oldest = await within(15_000, held[0]!.ended, () => "the oldest socket is open");
+        assert.match(oldest, OVER_LIMIT_ANSWER);
+        assert.deepEqual(held.map((s) => s.isEnded()), [true, false, false, false, false, false]);
+        assert.equal(await metric(server, "chat_connections_evicted_per_address_total"), 1);
         await metricReaches(server, "chat_pending_connections", 5);
-        const sixth = await openTcp(port);
-        const answer = await within(15_000, sixth.ended, () => "the sixth socket is open");
-        assert.match(answer, /^HTTP\/1\.1 429 /);
+        // Upgraded sessions that do not authenticate hold their slots: they are not dropped.
+        for (let i = 0; i < 5; i++) {
+          const ws = new NodeWebSocket(`ws://127.0.0.1:${port}/ws`);
+          sessions.push(ws);
+          await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
+        }
+        await within(15_000, Promise.all(held.map((s) => s.ended)), () => "a socket is open");
+        assert.equal(await metric(server, "chat_connections_evicted_per_address_total"), 6);
+        const refused = await openTcp(port);
         assert.match(
-          answer,
-          /\{"error":"Too many unauthenticated connections from this address"\}$/,
+          await within(15_000, refused.ended, () => "open past the limit"),
+          OVER_LIMIT_ANSWER,
         );
         assert.equal(await upgradeStatus(port), 429);
         assert.equal(await metric(server, "chat_connections_refused_per_address_total"), 2);
-        assert.deepEqual(held.map((s) => s.isEnded()), [false, false, false, false, false]);
+        assert.ok(sessions.every((ws) => ws.readyState === NodeWebSocket.OPEN));
         await chat(); // authenticated sessions hold no slot
-        held.pop()!.close();
-        await metricReaches(server, "chat_pending_connections", 4);
+        sessions.pop()!.close();
+        await metricReaches(server, 'chat_connections{state="unauthenticated"}', 4);
         assert.equal(await upgradeStatus(port), 101);
       } finally {
+        for (const ws of sessions) ws.terminate();
         for (const s of held) s.close();
+      }
+    },
+  );
+});
+
+Deno.test("with MAX_UNAUTH_PER_IP taken by slow-header sockets, a real client from the same address upgrades and authenticates at once, and the oldest slow socket is the one dropped", async () => {
+  // The slowloris from one address (a school, a carrier's NAT) that real users share.
+  await withFriends(
+    { MAX_UNAUTH_PER_IP: "20", HEADERS_TIMEOUT_MS: "60000" },
+    async (server, chat) => {
+      const dripping = await openInOrder(server, 20, "GET /ws HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+      const drip = setInterval(() => {
+        for (const s of dripping) if (!s.isEnded()) void s.write("a");
+      }, 1000);
+      let client: TestClient | undefined;
+      try {
+        client = await connectAs(`ws://127.0.0.1:${server.publicPort}/ws`, 1);
+        const oldest = await within(15_000, dripping[0]!.ended, () => "the oldest is open");
+        assert.match(oldest, OVER_LIMIT_ANSWER);
+        assert.deepEqual(
+          dripping.map((s) => s.isEnded()),
+          dripping.map((_, i) => i === 0),
+          "only the oldest was dropped",
+        );
+        assert.equal(await metric(server, "chat_connections_evicted_per_address_total"), 1);
+        assert.equal(await metric(server, "chat_connections_refused_per_address_total"), 0);
+        await chat();
+      } finally {
+        clearInterval(drip);
+        client?.ws.close();
+        for (const s of dripping) s.close();
       }
     },
   );

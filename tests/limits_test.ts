@@ -132,7 +132,7 @@ limitTest("a connection past MAX_CONNECTIONS_PER_USER gets too_many_connections 
 });
 
 limitTest(
-  "unauthenticated connections per address are capped with 429, counted per forwarded address behind a trusted proxy",
+  "unauthenticated sessions per address are capped with 429, counted per forwarded address behind a trusted proxy",
   {
     MAX_UNAUTH_PER_IP: "2",
     TRUSTED_PROXIES: "127.0.0.1",

@@ -12,6 +12,7 @@ import { nativeTransport } from "../src/transport/native.ts";
 import { wsTransport } from "../src/transport/ws.ts";
 import { eventually, sleep, within } from "./support/wait.ts";
 import { type FrameSpec, RawWs } from "./raw_ws.ts";
+import { openTcp, type Tcp } from "./support/raw_tcp.ts";
 
 const MAX_PAYLOAD = 16384;
 const MiB = 1024 * 1024;
@@ -272,3 +273,55 @@ for (const [what, frame, expected] of violations) {
     assert.deepEqual(closes, [expected]);
   });
 }
+
+Deno.test("ws transport: evictOldest drops the address's oldest connection with no request in progress, answers it 429 and frees its slot first", async () => {
+  const LIMIT = 3;
+  const held: string[] = []; // one entry per slot taken
+  let admissions = 0;
+  let requests = 0;
+  let finishSlow!: () => void;
+  const slow = new Promise<void>((resolve) => finishSlow = resolve);
+  const h = await start(wsTransport, {
+    headersTimeoutMs: 60_000,
+    admitConnection(address, evictOldest) {
+      admissions++;
+      if (held.length >= LIMIT && !evictOldest()) return null;
+      held.push(address);
+      return () => held.splice(held.indexOf(address), 1);
+    },
+    async fetch() {
+      requests++;
+      await slow;
+      return Response.json({ ok: true });
+    },
+  });
+  const port = h.listener.port;
+  const sockets: Tcp[] = [];
+  const open = async (first = "") => {
+    const count = admissions;
+    sockets.push(await openTcp(port, first));
+    await until(() => admissions > count, "accepted");
+  };
+  try {
+    await open("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"); // 0: a request in progress
+    await open(); // 1: silent
+    await open("GET /ws HTTP/1.1\r\nHost: x\r\n"); // 2: headers not complete
+    await open(); // 3: takes 1's slot
+    assert.match(await within(sockets[1]!.ended, 5000, "1 dropped"), /^HTTP\/1\.1 429 /);
+    await open(); // 4: takes 2's slot
+    assert.match(await within(sockets[2]!.ended, 5000, "2 dropped"), /^HTTP\/1\.1 429 /);
+    assert.deepEqual(sockets.map((s) => s.isEnded()), [false, true, true, false, false]);
+    assert.equal(held.length, LIMIT);
+    // 3 and 4 send requests too: with every slot's request in progress, nothing is dropped.
+    for (const s of sockets.slice(3)) await s.write("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+    await until(() => requests === 3, "three requests in progress");
+    await open(); // 5: refused
+    assert.match(await within(sockets[5]!.ended, 5000, "5 refused"), /^HTTP\/1\.1 429 /);
+    assert.deepEqual(sockets.map((s) => s.isEnded()), [false, true, true, false, false, true]);
+    assert.equal(held.length, LIMIT);
+  } finally {
+    finishSlow();
+    for (const s of sockets) s.close();
+    await within(h.listener.close(), 5000, "listener close");
+  }
+});

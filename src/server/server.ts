@@ -112,17 +112,28 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
    * one until it authenticates) or closes, so half-open sockets count too. A
    * trusted proxy carries many clients: those are counted by
    * `X-Forwarded-For` at the upgrade instead.
+   *
+   * At the limit, the address's oldest unfinished connection is dropped for
+   * the new one (docs/protocol.md "Connecting"): slow headers from one
+   * address cannot lock that address's other users out. Only when every slot
+   * is a session or a request in progress is the new connection refused.
    */
-  const admitConnection = (address: string): (() => void) | null => {
+  const admitConnection = (
+    address: string,
+    evictOldest: () => boolean,
+  ): (() => void) | null => {
     if (config.trustedProxies.has(address)) {
       pendingConnections++;
       return () => pendingConnections--;
     }
-    const held = unauthByIp.get(address) ?? 0;
-    if (held >= config.maxUnauthPerIp) {
-      metrics.connectionRefusedPerAddress();
-      return null;
+    if ((unauthByIp.get(address) ?? 0) >= config.maxUnauthPerIp) {
+      if (!evictOldest()) {
+        metrics.connectionRefusedPerAddress();
+        return null;
+      }
+      metrics.connectionEvictedPerAddress();
     }
+    const held = unauthByIp.get(address) ?? 0;
     unauthByIp.set(address, held + 1);
     pendingConnections++;
     return () => {

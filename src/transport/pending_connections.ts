@@ -5,6 +5,12 @@
  * has a deadline for complete request headers, so a peer cannot hold sockets
  * open by never finishing a request (slowloris) or by opening many of them.
  *
+ * An address at its limit loses its oldest unfinished connection to a new
+ * one (`evictOldest`) rather than refusing the new one: a real handshake takes
+ * milliseconds, so the oldest unfinished one is the slow one, and many users
+ * behind one address (a school, a carrier's NAT) are not locked out by
+ * someone dripping headers from the same address.
+ *
  * Node's own `headersTimeout` (honoured by Deno's `node:http`) is checked only
  * every 30 s and answers without a body; this timer is exact per connection
  * and answers like the rest of the server.
@@ -14,12 +20,13 @@ import type http from "node:http";
 import type https from "node:https";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
+import type { ListenOptions } from "./transport.ts";
 
 export interface PendingConnectionsOptions {
   /** Deadline for the first request's headers, and idle time allowed between requests. */
   headersTimeoutMs?: number | undefined;
   /** See `ListenOptions.admitConnection`. */
-  admitConnection?: ((remoteAddress: string) => (() => void) | null) | undefined;
+  admitConnection?: ListenOptions["admitConnection"];
   /** The address the admission counts, from the TCP peer's. */
   addressOf(remoteAddress: string | undefined): string;
   /** Writes a complete HTTP response on a not-upgraded socket, then drops it. */
@@ -28,6 +35,8 @@ export interface PendingConnectionsOptions {
 
 /** One connection that has not been upgraded. */
 interface Pending {
+  /** Its admission address (`addressOf` of the TCP peer). */
+  address: string;
   /** Where HTTP is spoken: the TCP socket, or its TLS socket once the handshake is done. */
   http: Duplex;
   /** Whether `http` speaks HTTP yet (false until a TLS handshake completes). */
@@ -43,7 +52,10 @@ interface Pending {
   onClose?: (() => void) | undefined;
 }
 
-/** The JSON error of a connection refused because its address is at its limit (as at the upgrade). */
+/**
+ * The JSON error of a connection refused because its address is at its limit
+ * (as at the upgrade), and of the oldest unfinished one dropped for a newer one.
+ */
 export const OVER_LIMIT_ERROR = "Too many unauthenticated connections from this address";
 
 /** The JSON error a peer too slow with its headers receives. */
@@ -60,6 +72,8 @@ function keyOf(socket: Socket): string {
  */
 export class PendingConnections {
   readonly #pending = new Map<string, Pending>();
+  /** The keys of each address's pending connections, oldest first. */
+  readonly #byAddress = new Map<string, Set<string>>();
   readonly #options: PendingConnectionsOptions;
 
   constructor(
@@ -103,7 +117,8 @@ export class PendingConnections {
   #connected(socket: Socket, tls: boolean): void {
     const key = keyOf(socket);
     const admit = this.#options.admitConnection;
-    const release = admit ? admit(this.#options.addressOf(socket.remoteAddress)) : () => {};
+    const address = this.#options.addressOf(socket.remoteAddress);
+    const release = admit ? admit(address, () => this.#evictOldest(address)) : () => {};
     if (release === null) {
       // Answered without waiting for the request (clients read it as the
       // answer to theirs), nothing read, and dropped once it is written.
@@ -113,6 +128,7 @@ export class PendingConnections {
     }
     let released = false;
     const entry: Pending = {
+      address,
       http: socket,
       ready: !tls,
       release: () => {
@@ -125,6 +141,8 @@ export class PendingConnections {
       served: false,
     };
     this.#pending.set(key, entry);
+    const keys = this.#byAddress.get(address) ?? new Set();
+    this.#byAddress.set(address, keys.add(key));
     const onClose = () => {
       if (this.#pending.get(key) === entry) this.#done(key);
     };
@@ -139,23 +157,46 @@ export class PendingConnections {
     clearTimeout(entry.timer);
     entry.timer = setTimeout(() => {
       if (this.#pending.get(key) !== entry || entry.inFlight > 0) return;
-      if (entry.served || !entry.ready) {
-        // An idle keep-alive connection, or a TLS handshake that never ended:
-        // there is no request to answer.
-        entry.http.destroy();
-        return;
-      }
-      this.#options.refuse(
-        entry.http,
-        Response.json({ error: HEADERS_TIMEOUT_ERROR }, { status: 408 }),
-      );
+      this.#cut(entry, Response.json({ error: HEADERS_TIMEOUT_ERROR }, { status: 408 }));
     }, ms);
+  }
+
+  /**
+   * Drops `address`'s oldest connection with no request in progress (headers
+   * not complete, a TLS handshake not done, or an idle keep-alive), answering
+   * it 429 when it has a request to answer; its slot is free on return. False
+   * when every pending connection of the address has a request in progress.
+   */
+  #evictOldest(address: string): boolean {
+    for (const key of this.#byAddress.get(address) ?? []) {
+      const entry = this.#pending.get(key);
+      if (entry === undefined || entry.inFlight > 0) continue;
+      this.#done(key);
+      // Nothing more is read from it: the answer goes out and the socket is dropped.
+      entry.http.pause();
+      this.#cut(entry, Response.json({ error: OVER_LIMIT_ERROR }, { status: 429 }));
+      return true;
+    }
+    return false;
+  }
+
+  /** Ends a connection with `response`, or drops it when it has no request to answer. */
+  #cut(entry: Pending, response: Response): void {
+    if (entry.served || !entry.ready) {
+      // An idle keep-alive connection, or a TLS handshake that never ended.
+      entry.http.destroy();
+      return;
+    }
+    this.#options.refuse(entry.http, response);
   }
 
   #done(key: string): void {
     const entry = this.#pending.get(key);
     if (entry === undefined) return;
     this.#pending.delete(key);
+    const keys = this.#byAddress.get(entry.address);
+    keys?.delete(key);
+    if (keys?.size === 0) this.#byAddress.delete(entry.address);
     clearTimeout(entry.timer);
     entry.release();
     // An upgraded socket lives on; nothing of its pending entry should live with it.

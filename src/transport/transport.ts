@@ -66,12 +66,22 @@ export interface ListenOptions {
   /**
    * Called once per accepted TCP connection, with the peer's address, before
    * anything is read from it. `null` refuses it: it is answered HTTP 429 at
-   * once, without reading the request, and closed. Otherwise the returned function is called exactly once, when
-   * the connection is upgraded (before `checkUpgrade`) or closes, whichever
-   * comes first. (The `ws` transport only; `Deno.serve` shows no connection
-   * before its first request.)
+   * once, without reading the request, and closed. Otherwise the returned
+   * function is called exactly once, when the connection is upgraded (before
+   * `checkUpgrade`) or closes, or is evicted, whichever comes first.
+   *
+   * `evictOldest` drops the oldest connection from the same address that is
+   * not upgraded and has no request in progress (headers not complete, TLS
+   * handshake not done, idle keep-alive): it is answered HTTP 429 when it has
+   * a request to answer, else just closed, and its release function has run
+   * when `evictOldest` returns true. False: there is none to drop.
+   *
+   * (The `ws` transport only; `Deno.serve` shows no connection before its
+   * first request.)
    */
-  admitConnection?: ((remoteAddress: string) => (() => void) | null) | undefined;
+  admitConnection?:
+    | ((remoteAddress: string, evictOldest: () => boolean) => (() => void) | null)
+    | undefined;
   /** Paths on which an upgrade request is accepted, e.g. `["/", "/ws"]`. */
   wsPaths: readonly string[];
   /** Answers every request that is not a WebSocket upgrade. */
