@@ -16,9 +16,6 @@ import { openTcp, type Tcp } from "./support/raw_tcp.ts";
 import { TEST_CERT, TEST_KEY } from "./support/test_cert.ts";
 import { eventually, sleep, within } from "./support/wait.ts";
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
 /** A server process on a fresh database with users 1 and 2, friends, connected and chatting. */
 async function withFriends(
   env: Record<string, string>,
