@@ -300,28 +300,28 @@ Deno.test("ws transport: evictOldest drops the address's oldest connection with 
   const open = async (first = "") => {
     const count = admissions;
     sockets.push(await openTcp(port, first));
-    await until(() => admissions > count, "accepted");
+    await eventually("accepted", () => admissions > count);
   };
   try {
     await open("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"); // 0: a request in progress
     await open(); // 1: silent
     await open("GET /ws HTTP/1.1\r\nHost: x\r\n"); // 2: headers not complete
     await open(); // 3: takes 1's slot
-    assert.match(await within(sockets[1]!.ended, 5000, "1 dropped"), /^HTTP\/1\.1 429 /);
+    assert.match(await within(5000, sockets[1]!.ended, "1 dropped"), /^HTTP\/1\.1 429 /);
     await open(); // 4: takes 2's slot
-    assert.match(await within(sockets[2]!.ended, 5000, "2 dropped"), /^HTTP\/1\.1 429 /);
+    assert.match(await within(5000, sockets[2]!.ended, "2 dropped"), /^HTTP\/1\.1 429 /);
     assert.deepEqual(sockets.map((s) => s.isEnded()), [false, true, true, false, false]);
     assert.equal(held.length, LIMIT);
     // 3 and 4 send requests too: with every slot's request in progress, nothing is dropped.
     for (const s of sockets.slice(3)) await s.write("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
-    await until(() => requests === 3, "three requests in progress");
+    await eventually("three requests in progress", () => requests === 3);
     await open(); // 5: refused
-    assert.match(await within(sockets[5]!.ended, 5000, "5 refused"), /^HTTP\/1\.1 429 /);
+    assert.match(await within(5000, sockets[5]!.ended, "5 refused"), /^HTTP\/1\.1 429 /);
     assert.deepEqual(sockets.map((s) => s.isEnded()), [false, true, true, false, false, true]);
     assert.equal(held.length, LIMIT);
   } finally {
     finishSlow();
     for (const s of sockets) s.close();
-    await within(h.listener.close(), 5000, "listener close");
+    await within(5000, h.listener.close(), "listener close");
   }
 });
