@@ -36,6 +36,19 @@ export interface AuthenticatedFrame {
   last_message_id?: number;
   /** v1.1: ISO 8601 UTC; the session ends then unless `reauthenticate` extends it. */
   session_expires_at?: string;
+  /** v1.2: the connection's limits as configured (the SDK paces its messages to them). */
+  limits?: ChatLimits;
+}
+/** The limits of one connection (`authenticated.limits`, v1.2). */
+export interface ChatLimits {
+  /** Chat messages per second, on average (`CHAT_RATE_PER_S`). */
+  chat_per_s: number;
+  /** Chat messages accepted at once (`CHAT_RATE_BURST`). */
+  chat_burst: number;
+  /** Frames of any type per second (`FRAME_RATE_PER_S`). */
+  frames_per_s: number;
+  /** Longest text in Unicode code points, after trimming (`MAX_MESSAGE_CHARS`). */
+  max_message_chars: number;
 }
 export interface AuthErrorFrame {
   type: "auth_error";
@@ -67,6 +80,8 @@ export interface ErrorFrame {
   code: string;
   message: string;
   client_message_id?: string;
+  /** v1.2, with `rate_limited`: milliseconds until the next such frame would be accepted. */
+  retry_after_ms?: number;
 }
 /**
  * A failure inside the client, emitted as an `error` event beside the server's `error` frames:

@@ -310,3 +310,57 @@ Deno.test("frames routed to a session while it joins are held up to SEND_BUFFER_
     await h.close();
   }
 });
+
+Deno.test("authenticated carries the connection's limits as configured", () =>
+  withHarness(async (h) => {
+    const alice = h.connect();
+    h.repository.addUser(1);
+    alice.push({ type: "authenticate", auth_token: await h.token(1) });
+    assert.deepEqual((await alice.next("authenticated")).limits, {
+      chat_per_s: 2.5,
+      chat_burst: 7,
+      frames_per_s: 30,
+      max_message_chars: 500,
+    });
+  }, {
+    CHAT_RATE_PER_S: "2.5",
+    CHAT_RATE_BURST: "7",
+    FRAME_RATE_PER_S: "30",
+    MAX_MESSAGE_CHARS: "500",
+  }));
+
+Deno.test("rate_limited says in retry_after_ms when the next message is accepted, and it is", () =>
+  withHarness(async (h) => {
+    h.repository.befriend(1, 2);
+    const alice = await h.join(1);
+    const chat = (id: string) => ({
+      type: "chat_message",
+      recipient_user_id: 2,
+      message_text: id,
+      client_message_id: id,
+    });
+    alice.push(chat("a"));
+    assert.equal((await alice.next()).type, "message_sent");
+    alice.push(chat("b"));
+    const refused = await alice.next();
+    assert.equal(refused.code, "rate_limited");
+    assert.equal(refused.client_message_id, "b");
+    // One token every 400 ms, just spent: the next one is at most 400 ms away.
+    const wait = refused.retry_after_ms as number;
+    assert.ok(Number.isInteger(wait) && wait > 0 && wait <= 400, `retry_after_ms ${wait}`);
+    await new Promise((resolve) => setTimeout(resolve, wait));
+    alice.push(chat("b"));
+    assert.equal((await alice.next()).type, "message_sent");
+    assert.equal(h.repository.messages.length, 2);
+  }, { CHAT_RATE_BURST: "1", CHAT_RATE_PER_S: "2.5" }));
+
+Deno.test("a frame over the frame rate is refused rate_limited with retry_after_ms", () =>
+  withHarness(async (h) => {
+    const alice = await h.join(1);
+    for (let i = 0; i < 3; i++) alice.push({ type: "ping" });
+    const answers = [await alice.next(), await alice.next(), await alice.next()];
+    const refused = answers.find((frame) => frame.type === "error")!;
+    assert.equal(refused.code, "rate_limited");
+    const wait = refused.retry_after_ms as number;
+    assert.ok(Number.isInteger(wait) && wait > 0 && wait <= 500, `retry_after_ms ${wait}`);
+  }, { FRAME_RATE_PER_S: "2" }));

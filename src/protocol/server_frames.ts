@@ -20,11 +20,21 @@ export type MessageData = Wire.ChatMessage;
 /** A message inside `sync_result` / `history_result`: `MessageData` plus its receipts. */
 export type MessageRecordData = Wire.StoredMessage;
 
-/** What `authenticated` says beyond the user id (v1.1). */
+/** What `authenticated` says beyond the user id (v1.1, and `limits` of v1.2). */
 export interface AuthenticatedInfo {
   onlineFriends: readonly number[];
   mailbox: MailboxSummary;
   sessionExpiresAt: Date;
+  /** The connection's limits as configured, so that a client can pace itself. */
+  limits: ClientLimits;
+}
+
+/** The settings `authenticated.limits` reports (see `Config` for their meaning). */
+export interface ClientLimits {
+  chatRatePerS: number;
+  chatBurst: number;
+  frameRatePerS: number;
+  maxMessageChars: number;
 }
 
 export const serverFrames = {
@@ -43,6 +53,12 @@ export const serverFrames = {
         ),
         last_message_id: info.mailbox.lastMessageId,
         session_expires_at: info.sessionExpiresAt.toISOString(),
+        limits: {
+          chat_per_s: info.limits.chatRatePerS,
+          chat_burst: info.limits.chatBurst,
+          frames_per_s: info.limits.frameRatePerS,
+          max_message_chars: info.limits.maxMessageChars,
+        },
       } satisfies Wire.AuthenticatedFrame,
     ),
   authError: (message: "Auth token required" | "Invalid auth token") =>
@@ -120,15 +136,13 @@ export const serverFrames = {
       } satisfies Wire.DeliveredFrame,
     ),
   pong: () => PONG,
-  error: (code: ErrorCode, message: string, clientMessageId?: string) =>
-    JSON.stringify(
-      (clientMessageId === undefined ? { type: "error", code, message } : {
-        type: "error",
-        code,
-        message,
-        client_message_id: clientMessageId,
-      }) satisfies Wire.ErrorFrame,
-    ),
+  /** `retryAfterMs`: with `rate_limited`, when the next frame of that kind would be accepted. */
+  error: (code: ErrorCode, message: string, clientMessageId?: string, retryAfterMs?: number) => {
+    const frame: Wire.ErrorFrame = { type: "error", code, message };
+    if (clientMessageId !== undefined) frame.client_message_id = clientMessageId;
+    if (retryAfterMs !== undefined) frame.retry_after_ms = retryAfterMs;
+    return JSON.stringify(frame);
+  },
 };
 
 /** The UTF-8 size of a frame: what it adds to the socket's send buffer. */

@@ -39,12 +39,15 @@ export type SessionLimits = Pick<
 /**
  * A frame refused: answered as `error` with this code and message (and the
  * frame's `client_message_id`), then, with `closeAfter`, the connection closes.
+ * `retryAfterMs` is the `retry_after_ms` of a `rate_limited` answer; left out,
+ * the session fills it in from the connection's chat rate.
  */
 export class Refusal {
   constructor(
     readonly code: ErrorCode,
     readonly message: string,
     readonly closeAfter?: { code: number; reason: string },
+    readonly retryAfterMs?: number,
   ) {}
 }
 
@@ -53,8 +56,9 @@ export function refuse(
   code: ErrorCode,
   message: string,
   closeAfter?: { code: number; reason: string },
+  retryAfterMs?: number,
 ): Refusal {
-  return new Refusal(code, message, closeAfter);
+  return new Refusal(code, message, closeAfter, retryAfterMs);
 }
 
 /** What a handler answers: nothing more to send, or a refusal. */

@@ -33,6 +33,18 @@ export class TokenBucket {
     this.#tokens -= 1;
     return true;
   }
+
+  /**
+   * Milliseconds until `take()` would succeed, as of the last `take()` (0 when a token is left):
+   * what a refusal tells the client as `retry_after_ms` (docs/protocol.md, "Chat messages").
+   * Rounded up, so a client that waits exactly this long is not refused again.
+   */
+  msUntilToken(): number {
+    if (this.#tokens >= 1) return 0;
+    const waited = Math.max(0, this.now() - this.#last);
+    const missing = 1 - this.#tokens - (waited / 1000) * this.ratePerS;
+    return missing <= 0 ? 0 : Math.ceil((missing / this.ratePerS) * 1000);
+  }
 }
 
 /**

@@ -40,7 +40,7 @@ import {
 import { type DeadlineQueue, DeadlineTimer } from "./deadline_timer.ts";
 import { DISPATCH } from "./handlers/dispatch.ts";
 import { Outbox } from "./outbox.ts";
-import { type AbuseMeter, ConnectionRates } from "./rate_limit.ts";
+import { type AbuseMeter, ConnectionRates, type TokenBucket } from "./rate_limit.ts";
 import type { UserWork } from "./user_work.ts";
 
 export type { SessionLimits } from "./context.ts";
@@ -73,6 +73,8 @@ export interface SessionHooks {
 const UNAVAILABLE_MESSAGE = "Service temporarily unavailable, try again";
 const QUEUE_FULL_MESSAGE = "Too many frames waiting, slow down";
 const USER_WORK_FULL_MESSAGE = "Too many requests in progress, slow down";
+/** The retry hint of a refusal for work waiting rather than for a rate: a round trip or a few. */
+const BUSY_RETRY_MS = 1000;
 
 export class Session implements Peer, WsHandlers, LifetimeContext {
   #userId = 0;
@@ -156,7 +158,7 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
     const { metrics, limits } = this.#ctx;
     if (!this.#rates.frames.take()) {
       metrics.frameIn("refused");
-      this.#refuse("rate_limited", "Too many frames", undefined, this.#rates.frameAbuse);
+      this.#refuse("Too many frames", undefined, this.#rates.frames, this.#rates.frameAbuse);
       return;
     }
     const frame = parseClientFrame(text, limits);
@@ -165,7 +167,8 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
       ? frame.clientMessageId
       : undefined;
     if (this.#queued >= limits.maxQueuedFrames) {
-      this.#refuse("rate_limited", QUEUE_FULL_MESSAGE, cmid, this.#rates.frameAbuse);
+      const { frames, frameAbuse } = this.#rates;
+      this.#refuse(QUEUE_FULL_MESSAGE, cmid, frames, frameAbuse, BUSY_RETRY_MS);
       return;
     }
     this.#enqueue(() =>
@@ -180,11 +183,12 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
     if (this.#state === "closed" || this.#closing) return;
     this.#ctx.metrics.frameIn("binary");
     if (!this.#rates.frames.take()) {
-      this.#refuse("rate_limited", "Too many frames", undefined, this.#rates.frameAbuse);
+      this.#refuse("Too many frames", undefined, this.#rates.frames, this.#rates.frameAbuse);
       return;
     }
     if (this.#queued >= this.#ctx.limits.maxQueuedFrames) {
-      this.#refuse("rate_limited", QUEUE_FULL_MESSAGE, undefined, this.#rates.frameAbuse);
+      const { frames, frameAbuse } = this.#rates;
+      this.#refuse(QUEUE_FULL_MESSAGE, undefined, frames, frameAbuse, BUSY_RETRY_MS);
       return;
     }
     // Answered in turn, after the frames received before it.
@@ -341,21 +345,24 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
     if (!handler.db) return handler.handle(this, frame);
     const work = this.#ctx.userWork.run(this.#userId, () => handler.handle(this, frame));
     if (work === undefined) {
-      this.#refuse("rate_limited", USER_WORK_FULL_MESSAGE, cmid, this.#rates.frameAbuse);
+      const { frames, frameAbuse } = this.#rates;
+      this.#refuse(USER_WORK_FULL_MESSAGE, cmid, frames, frameAbuse, BUSY_RETRY_MS);
     }
     return work;
   }
 
   /**
    * The one place a frame's outcome becomes its answer: a refusal is sent as
-   * `error` (a chat `rate_limited` also counts toward the abuse close), storage
-   * that did not answer in time as `unavailable`, anything else as `internal`.
+   * `error` (a chat `rate_limited` also counts toward the abuse close and says
+   * when the next message would be accepted), storage that did not answer in
+   * time as `unavailable`, anything else as `internal`.
    */
   #answer(outcome: unknown, cmid: string | undefined): void {
     if (outcome === undefined || this.#state === "closed") return;
     if (outcome instanceof Refusal) {
       if (outcome.code === "rate_limited") {
-        this.#refuse(outcome.code, outcome.message, cmid, this.#rates.chatAbuse);
+        const { chat, chatAbuse } = this.#rates;
+        this.#refuse(outcome.message, cmid, chat, chatAbuse, outcome.retryAfterMs);
       } else {
         this.#sendError(outcome.code, outcome.message, cmid);
       }
@@ -377,17 +384,32 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
     }
   }
 
-  #refuse(code: ErrorCode, message: string, cmid: string | undefined, meter: AbuseMeter): void {
-    this.#sendError(code, message, cmid);
+  /**
+   * `rate_limited` with `retry_after_ms` (docs/protocol.md, "Chat messages",
+   * check 8): when `bucket` has its next token, unless the refusal named a time.
+   */
+  #refuse(
+    message: string,
+    cmid: string | undefined,
+    bucket: TokenBucket,
+    meter: AbuseMeter,
+    retryAfterMs = bucket.msUntilToken(),
+  ): void {
+    this.#sendError("rate_limited", message, cmid, retryAfterMs);
     if (meter.refused()) {
       this.#ctx.logger.warn("rate_abuse_closed", { user_id: this.#userId || null });
       this.close(CloseCode.policy, "rate limit exceeded");
     }
   }
 
-  #sendError(code: ErrorCode, message: string, cmid: string | undefined): void {
+  #sendError(
+    code: ErrorCode,
+    message: string,
+    cmid: string | undefined,
+    retryAfterMs?: number,
+  ): void {
     this.#ctx.metrics.errorSent(code);
-    this.#out.send(serverFrames.error(code, message, cmid), false);
+    this.#out.send(serverFrames.error(code, message, cmid, retryAfterMs), false);
   }
 
   #releaseSlot(): void {

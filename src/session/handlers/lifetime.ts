@@ -60,6 +60,7 @@ async function authenticate(ctx: LifetimeContext, frame: AuthenticateFrame): Pro
     onlineFriends,
     mailbox,
     sessionExpiresAt: new Date(ctx.expiresAt),
+    limits: ctx.limits,
   }));
   logger.debug("authenticated", { user_id: userId });
 }
