@@ -4,7 +4,7 @@
  * shutdown order. Nothing here decides behaviour; every part is in `src/`.
  */
 
-import { type Config, loadConfig } from "./src/config.ts";
+import { type Config, loadConfig, secretWarning } from "./src/config.ts";
 import { createLogger, errorMessage, type Logger } from "./src/log.ts";
 import { logUnhandledDatabaseErrors } from "./src/store/mod.ts";
 import type { Bus } from "./src/bus/mod.ts";
@@ -23,6 +23,8 @@ import { nativeTransport } from "./src/transport/mod.ts";
 export interface MainHooks {
   /** Called once the listeners are up (signals already handled), before the wait for a signal. */
   onStarted?(server: ChatServer): void | Promise<void>;
+  /** `deno task dev`: accept the public dev-only secret, which `deno task start` refuses. */
+  allowDevOnlySecret?: boolean;
 }
 
 /** Runs one node configured by `env` until SIGINT or SIGTERM; resolves with the exit code. */
@@ -32,13 +34,15 @@ export async function main(
 ): Promise<number> {
   let config;
   try {
-    config = loadConfig(env);
+    config = loadConfig(env, { allowDevOnlySecret: hooks.allowDevOnlySecret === true });
   } catch (err) {
     // One JSON line like every other: the level is not configured yet, so errors show.
     createLogger("error").error("startup_failed", { error: errorMessage(err) });
     return 78; // EX_CONFIG
   }
   const logger = createLogger(config.logLevel);
+  const weakSecret = secretWarning(config);
+  if (weakSecret !== undefined) logger.warn("auth_secret_short", { note: weakSecret });
   const stopLoggingDbErrors = logUnhandledDatabaseErrors(logger);
   try {
     return await run(config, logger, hooks);

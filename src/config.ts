@@ -82,20 +82,100 @@ export type MigrateMode = "auto" | "off" | "only";
 
 export const DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres";
 
-/** Secrets that must never sign tokens: the old server's shipped default among them. */
-const UNUSABLE_SECRETS = new Set(["", "default_secret"]);
+/**
+ * The secret `deno task dev` signs tokens with when `AUTH_SECRET` is unset. It is public (it is
+ * right here), so a token signed with it proves nothing: only `deno task dev` accepts it
+ * (`LoadOptions.allowDevOnlySecret`); `deno task start` refuses it like any placeholder.
+ */
+export const DEV_ONLY_SECRET = "geobeasts-chat-dev-only-secret-never-use-in-production";
+
+/**
+ * The shortest `AUTH_SECRET` accepted, in bytes: below 16 bytes (128 bits) an HMAC-SHA256 key is
+ * within reach of a guessing attack on one captured token, offline.
+ */
+export const MIN_SECRET_BYTES = 16;
+/** Below this a warning at start: 32 bytes, SHA-256's output, is the key length RFC 2104 advises. */
+export const RECOMMENDED_SECRET_BYTES = 32;
+
+/**
+ * Secrets that must never sign tokens, compared without case or surrounding space: the old
+ * server's shipped default, and the placeholders of examples (this README's `change-me` once).
+ */
+const PLACEHOLDER_SECRETS = new Set([
+  "default_secret",
+  "change-me",
+  "changeme",
+  "change_me",
+  "secret",
+  "your-secret",
+  "your_secret",
+  "replace-me",
+  "...",
+]);
+
+const HOW_TO_GET_ONE =
+  `at least ${MIN_SECRET_BYTES} bytes, better ${RECOMMENDED_SECRET_BYTES} random ones (e.g. \`openssl rand -hex 32\`)`;
+
+/** What a caller of `loadConfig` may allow beyond the environment. */
+export interface LoadOptions {
+  /** `deno task dev` only: accept `DEV_ONLY_SECRET`, which every other start refuses. */
+  allowDevOnlySecret?: boolean;
+}
+
+/**
+ * Why `secret` cannot sign tokens, as the one-line message start-up fails with; undefined when
+ * it can. The secret itself is never part of the message.
+ */
+function unusableSecret(secret: string, options: LoadOptions): string | undefined {
+  if (secret === DEV_ONLY_SECRET) {
+    if (options.allowDevOnlySecret) return undefined;
+    return "AUTH_SECRET is the public dev-only secret of `deno task dev` (anyone can sign tokens " +
+      `with it): set it to the game backend's token secret, ${HOW_TO_GET_ONE}`;
+  }
+  if (secret.trim() === "") {
+    return `AUTH_SECRET is unset or empty: set it to the game backend's token secret, ${HOW_TO_GET_ONE}`;
+  }
+  if (PLACEHOLDER_SECRETS.has(secret.trim().toLowerCase())) {
+    return `AUTH_SECRET is a well-known placeholder ('${secret.trim()}'): set it to the game ` +
+      `backend's token secret, ${HOW_TO_GET_ONE}`;
+  }
+  const bytes = secretBytes(secret);
+  if (bytes < MIN_SECRET_BYTES) {
+    return `AUTH_SECRET is ${bytes} byte${
+      bytes === 1 ? "" : "s"
+    } long, too short for HMAC-SHA256 ` +
+      `to mean anything: it must be ${HOW_TO_GET_ONE}`;
+  }
+  return undefined;
+}
+
+/** The length of `secret` as the HMAC key it becomes (UTF-8 bytes). */
+function secretBytes(secret: string): number {
+  return new TextEncoder().encode(secret).length;
+}
+
+/**
+ * A usable but weak `AUTH_SECRET` (under `RECOMMENDED_SECRET_BYTES`): the warning to log at
+ * start, without the secret; undefined for a strong one, or when no tokens are signed.
+ */
+export function secretWarning(config: Config): string | undefined {
+  const bytes = secretBytes(config.authSecret);
+  if (config.migrate === "only" || bytes >= RECOMMENDED_SECRET_BYTES) return undefined;
+  return `AUTH_SECRET is ${bytes} bytes long; ${RECOMMENDED_SECRET_BYTES} random bytes are ` +
+    "recommended (e.g. `openssl rand -hex 32`)";
+}
 
 /** Reads the configuration; throws `RangeError` with a one-line message for a bad value. */
-export function loadConfig(env: Record<string, string | undefined>): Config {
+export function loadConfig(
+  env: Record<string, string | undefined>,
+  options: LoadOptions = {},
+): Config {
   const read = reader(env);
   const authSecret = env.AUTH_SECRET ?? "";
   const migrate = read.oneOf("MIGRATE", ["auto", "off", "only"] as const, "auto");
   // MIGRATE=only signs no tokens: it needs the database and nothing else.
-  if (migrate !== "only" && UNUSABLE_SECRETS.has(authSecret.trim())) {
-    throw new RangeError(
-      "AUTH_SECRET is unset, empty or 'default_secret': set it to the game backend's token secret",
-    );
-  }
+  const unusable = migrate === "only" ? undefined : unusableSecret(authSecret, options);
+  if (unusable !== undefined) throw new RangeError(unusable);
   const portAlias = env.PORT === undefined && env.WEBSOCKET_PORT !== undefined;
   const tlsCertFile = nonEmpty(env.TLS_CERT_FILE);
   const tlsKeyFile = nonEmpty(env.TLS_KEY_FILE);

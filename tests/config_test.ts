@@ -1,11 +1,13 @@
 /** `loadConfig`: documented defaults, aliases and one-line errors. */
 
 import assert from "node:assert/strict";
-import { type Config, loadConfig } from "../src/config.ts";
+import { type Config, DEV_ONLY_SECRET, loadConfig, secretWarning } from "../src/config.ts";
 
 const README = new URL("../README.md", import.meta.url);
+/** A secret the checks accept without a warning (32 bytes). */
+const SECRET = "0123456789abcdef0123456789abcdef";
 /** The least a server starts with: every other setting takes its default. */
-const MINIMAL = { AUTH_SECRET: "s" };
+const MINIMAL = { AUTH_SECRET: SECRET };
 /** Settings whose names are not their variable's in camel case. */
 const FIELD_OF: Record<string, keyof Config> = { CHAT_RATE_BURST: "chatBurst" };
 
@@ -71,8 +73,11 @@ Deno.test("the README's configuration table lists every setting, each with the d
 });
 
 Deno.test("WEBSOCKET_PORT is an alias of PORT, and PORT wins when both are set", () => {
-  assert.equal(loadConfig({ AUTH_SECRET: "s", WEBSOCKET_PORT: "9000" }).port, 9000);
-  assert.equal(loadConfig({ AUTH_SECRET: "s", WEBSOCKET_PORT: "9000", PORT: "9001" }).port, 9001);
+  assert.equal(loadConfig({ AUTH_SECRET: SECRET, WEBSOCKET_PORT: "9000" }).port, 9000);
+  assert.equal(
+    loadConfig({ AUTH_SECRET: SECRET, WEBSOCKET_PORT: "9000", PORT: "9001" }).port,
+    9001,
+  );
 });
 
 Deno.test("an unusable secret or a bad value is a one-line RangeError naming the variable", () => {
@@ -105,7 +110,7 @@ Deno.test("an unusable secret or a bad value is a one-line RangeError naming the
   };
   for (const [name, value] of Object.entries(bad)) {
     assert.throws(
-      () => loadConfig({ AUTH_SECRET: "s", [name]: value }),
+      () => loadConfig({ AUTH_SECRET: SECRET, [name]: value }),
       (e: Error) =>
         e instanceof RangeError && e.message.includes(name) && !e.message.includes("\n"),
       name,
@@ -114,13 +119,16 @@ Deno.test("an unusable secret or a bad value is a one-line RangeError naming the
 });
 
 Deno.test("REDIS_CLUSTER_NODES lists the cluster's seeds, and with REDIS_URL it is a one-line error", () => {
-  const c = loadConfig({ AUTH_SECRET: "s", REDIS_CLUSTER_NODES: " 10.0.0.1:7000, redis-2:7001 " });
+  const c = loadConfig({
+    AUTH_SECRET: SECRET,
+    REDIS_CLUSTER_NODES: " 10.0.0.1:7000, redis-2:7001 ",
+  });
   assert.deepEqual(c.redisClusterNodes, ["10.0.0.1:7000", "redis-2:7001"]);
   assert.equal(c.redisUrl, undefined);
   assert.throws(
     () =>
       loadConfig({
-        AUTH_SECRET: "s",
+        AUTH_SECRET: SECRET,
         REDIS_URL: "redis://127.0.0.1:6379",
         REDIS_CLUSTER_NODES: "10.0.0.1:7000",
       }),
@@ -132,8 +140,50 @@ Deno.test("REDIS_CLUSTER_NODES lists the cluster's seeds, and with REDIS_URL it 
 
 Deno.test("allowed origins are compared case-insensitively without a trailing slash", () => {
   const c = loadConfig({
-    AUTH_SECRET: "s",
+    AUTH_SECRET: SECRET,
     ALLOWED_ORIGINS: "https://Game.example.com/, https://b.example",
   });
   assert.deepEqual([...c.allowedOrigins!], ["https://game.example.com", "https://b.example"]);
+});
+
+Deno.test("AUTH_SECRET: placeholders, the dev-only secret and secrets under 16 bytes are refused in one line saying how long it must be", () => {
+  for (
+    const secret of [
+      "x",
+      "change-me",
+      " Change-Me ",
+      "default_secret",
+      "fifteen-bytes!!",
+      "ü".repeat(7), // 14 bytes in UTF-8
+      DEV_ONLY_SECRET,
+    ]
+  ) {
+    assert.throws(
+      () => loadConfig({ AUTH_SECRET: secret }),
+      (e: Error) =>
+        e instanceof RangeError && /^AUTH_SECRET /.test(e.message) &&
+        e.message.includes("at least 16 bytes") && !e.message.includes("\n") &&
+        (secret.length < 3 || !e.message.includes(secret) || /placeholder/.test(e.message)),
+      JSON.stringify(secret),
+    );
+  }
+  // `deno task dev` keeps its dev-only secret; MIGRATE=only signs nothing and needs none.
+  assert.equal(
+    loadConfig({ AUTH_SECRET: DEV_ONLY_SECRET }, { allowDevOnlySecret: true }).authSecret,
+    DEV_ONLY_SECRET,
+  );
+  assert.equal(loadConfig({ AUTH_SECRET: "x", MIGRATE: "only" }).migrate, "only");
+});
+
+Deno.test("AUTH_SECRET of 16 to 31 bytes is accepted with a warning; 32 bytes or more without", () => {
+  const sixteen = loadConfig({ AUTH_SECRET: "sixteen-bytes-ok" });
+  const warning = secretWarning(sixteen);
+  assert.match(warning ?? "", /AUTH_SECRET is 16 bytes long; 32 random bytes are recommended/);
+  assert.ok(!warning!.includes("sixteen-bytes-ok"), "the warning does not show the secret");
+  assert.equal(secretWarning(loadConfig({ AUTH_SECRET: "a".repeat(31) }))?.includes("31"), true);
+  assert.equal(secretWarning(loadConfig({ AUTH_SECRET: SECRET })), undefined);
+  assert.equal(
+    secretWarning(loadConfig({ AUTH_SECRET: DEV_ONLY_SECRET }, { allowDevOnlySecret: true })),
+    undefined,
+  );
 });

@@ -6,8 +6,9 @@
  */
 
 import assert from "node:assert/strict";
+import { DEV_ONLY_SECRET } from "../src/config.ts";
 import { floodFragments, MiB } from "./support/flood.ts";
-import { connectAs, TestClient } from "./support/client.ts";
+import { connectAs, TEST_SECRET, TestClient } from "./support/client.ts";
 import type { Seed } from "./support/db.ts";
 import {
   runServerExpectingFailure,
@@ -32,13 +33,40 @@ Deno.test("the server refuses to start without a usable AUTH_SECRET, in one line
   }
 });
 
+Deno.test("a placeholder, the dev-only secret or an AUTH_SECRET under 16 bytes is refused in one line saying how long it must be", async () => {
+  for (const secret of ["x", "change-me", "fifteen-bytes!!", DEV_ONLY_SECRET]) {
+    const { code, stderr } = await runServerExpectingFailure({ PATH, AUTH_SECRET: secret });
+    assert.equal(code, 78, stderr);
+    const lines = stderr.trim().split("\n");
+    assert.equal(lines.length, 1, stderr);
+    const line = JSON.parse(lines[0]!);
+    assert.equal(line.event, "startup_failed");
+    assert.match(line.error, /^AUTH_SECRET .*at least 16 bytes/);
+  }
+});
+
+Deno.test("an AUTH_SECRET of 16 to 31 bytes starts, with a warning that 32 bytes are recommended", async () => {
+  await withServerProcess({ env: { AUTH_SECRET: "twenty-byte-secret!!" } }, (server) => {
+    const warnings = server.lines.filter((line) => line.includes('"auth_secret_short"'));
+    assert.equal(warnings.length, 1, server.lines.join("\n"));
+    assert.match(warnings[0]!, /"level":"warn"/);
+    assert.match(warnings[0]!, /20 bytes long; 32 random bytes are recommended/);
+    assert.ok(!warnings[0]!.includes("twenty-byte-secret"), "the secret is not logged");
+    return Promise.resolve();
+  });
+  await withServerProcess({}, (server) => {
+    assert.equal(server.lines.filter((line) => line.includes("auth_secret_short")).length, 0);
+    return Promise.resolve();
+  });
+});
+
 Deno.test("a bad setting is refused at start with a one-line message naming it", async () => {
   for (
     const [name, value] of [["PORT", "http"], ["WS_TRANSPORT", "uws"], ["MAX_FRAME_BYTES", "-1"]]
   ) {
     const { code, stderr } = await runServerExpectingFailure({
       PATH,
-      AUTH_SECRET: "x",
+      AUTH_SECRET: TEST_SECRET,
       [name!]: value!,
     });
     assert.notEqual(code, 0);
@@ -50,7 +78,7 @@ Deno.test("a bad setting is refused at start with a one-line message naming it",
 Deno.test("REDIS_URL and REDIS_CLUSTER_NODES both set: the server refuses to start, in one line naming both", async () => {
   const { code, stderr } = await runServerExpectingFailure({
     PATH,
-    AUTH_SECRET: "x",
+    AUTH_SECRET: TEST_SECRET,
     REDIS_URL: "redis://127.0.0.1:6379",
     REDIS_CLUSTER_NODES: "127.0.0.1:7000,127.0.0.1:7001",
   });

@@ -43,6 +43,16 @@ async function messages(db: TestDatabase) {
     from messages order by message_id`;
 }
 
+/** A word of an `export` line as a shell expands it: `$(command)` is the command's output. */
+async function shellValue(word: string): Promise<string> {
+  const command = /^\$\((.*)\)$/.exec(word);
+  if (command === null) return word;
+  const output = await new Deno.Command("sh", { args: ["-c", command[1]!], stderr: "inherit" })
+    .output();
+  assert.equal(output.code, 0, `'${command[1]}' failed`);
+  return new TextDecoder().decode(output.stdout).trim();
+}
+
 Deno.test("the README's by-hand example works as written: seed, start, token, then a message", async () => {
   const db = await createTestDatabase();
   const env = taskEnv({ PORT: "0" });
@@ -55,9 +65,8 @@ Deno.test("the README's by-hand example works as written: seed, start, token, th
       if (line === "") continue;
       const exported = /^export\s+(.+)$/.exec(line);
       if (exported) {
-        for (const assignment of exported[1]!.split(/\s+/)) {
-          const [name, ...value] = assignment.split("=");
-          env[name!] = value.join("=");
+        for (const [, name, value] of exported[1]!.matchAll(/(\w+)=(\$\([^)]*\)|\S+)/g)) {
+          env[name!] = await shellValue(value!);
         }
         assert.ok(env.AUTH_SECRET && env.DATABASE_URL, "the example exports both");
         env.DATABASE_URL = db.url; // the test's own database, not the shared one

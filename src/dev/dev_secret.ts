@@ -1,8 +1,8 @@
 /**
- * @module dev/dev_secret
- * The secret `deno task dev` signs tokens with when `AUTH_SECRET` is unset. It is public (it is
- * right here), so a token signed with it proves nothing: the dev server listens on loopback only,
- * and `deno task start` never falls back to it.
+ * @module dev_secret
+ * The secret `deno task dev` signs tokens with when `AUTH_SECRET` is unset. It is public, so a
+ * token signed with it proves nothing: the dev server listens on loopback only, and only
+ * `deno task dev` accepts it (`src/config.ts` refuses it for every other start).
  */
 
-export const DEV_ONLY_SECRET = "geobeasts-chat-dev-only-secret";
+export { DEV_ONLY_SECRET } from "../config.ts";

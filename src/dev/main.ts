@@ -80,6 +80,7 @@ async function dev(): Promise<number> {
     }
     const secret = env.AUTH_SECRET ?? DEV_ONLY_SECRET; // set above
     return await main(env, {
+      allowDevOnlySecret: true,
       onStarted: async (server) => {
         if (database !== undefined) {
           await writeDevRecord(database.dataDir, {

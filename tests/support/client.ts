@@ -9,7 +9,7 @@ import { importTokenKey, signToken } from "../../src/token.ts";
 import { sleep, within } from "./wait.ts";
 
 /** The secret the servers of the tests sign tokens with. */
-export const TEST_SECRET = "test-secret-for-geobeasts-chat";
+export const TEST_SECRET = "test-secret-for-geobeasts-chat-32b+";
 
 /** A token for `userId` signed with `secret`, issued at `timestamp` (Unix seconds, now by default). */
 export async function testToken(
