@@ -1,7 +1,9 @@
 /**
  * @module main
- * The composition root: configuration → repository → bus → server, and the
- * shutdown order. Nothing here decides behaviour; every part is in `src/`.
+ * The composition root: configuration → free ports → bus (Redis) → repository
+ * (migrations) → server, so that what fails cheaply fails before the database
+ * is changed; and the shutdown order. Nothing here decides behaviour; every
+ * part is in `src/`.
  */
 
 import { type Config, loadConfig, secretWarning } from "./src/config.ts";
@@ -14,7 +16,7 @@ import { ServerMetrics } from "./src/metrics.ts";
 import { PostgresRepository } from "./src/store/mod.ts";
 import { migrateOnly } from "./src/store/mod.ts";
 import { type ChatServer, startChatServer } from "./src/server/mod.ts";
-import { healthcheck } from "./src/server/mod.ts";
+import { busyAddresses, describeBusy, healthcheck } from "./src/server/mod.ts";
 import { renderDemoPage } from "./src/demo_page/mod.ts";
 import { wsTransport } from "./src/transport/mod.ts";
 import { nativeTransport } from "./src/transport/mod.ts";
@@ -72,22 +74,17 @@ async function run(config: Config, logger: Logger, hooks: MainHooks): Promise<nu
 
   if (config.migrate === "only") return await migrateOnly(config.databaseUrl, logger);
 
-  const metrics = new ServerMetrics();
-  let repository;
-  try {
-    repository = await PostgresRepository.connect({
-      url: config.databaseUrl,
-      poolSize: config.dbPoolSize,
-      statementTimeoutMs: config.dbStatementTimeoutMs,
-      relationCacheMs: config.relationCacheMs,
-      logger,
-      migrate: config.migrate === "off" ? "off" : "auto",
-      onBatch: (size, ms) => metrics.batchCommitted(size, ms),
-    });
-  } catch (err) {
-    logger.error("startup_failed", { error: `database: ${errorMessage(err)}` });
+  // What can fail cheaply is checked before the database is touched (the migrations run when the
+  // repository connects): a start that cannot listen or reach Redis leaves the database as it was.
+  const busy = busyAddresses([
+    { hostname: config.host, port: config.port, setting: "PORT" },
+    { hostname: config.internalHost, port: config.internalPort, setting: "INTERNAL_PORT" },
+  ]);
+  if (busy.length > 0) {
+    logger.error("startup_failed", { error: `cannot listen: ${describeBusy(busy)}` });
     return 1;
   }
+  const metrics = new ServerMetrics();
   let bus: Bus;
   try {
     const redis = { url: config.redisUrl, clusterNodes: config.redisClusterNodes };
@@ -102,7 +99,22 @@ async function run(config: Config, logger: Logger, hooks: MainHooks): Promise<nu
       });
   } catch (err) {
     logger.error("startup_failed", { error: errorMessage(err) });
-    await repository.close();
+    return 1;
+  }
+  let repository;
+  try {
+    repository = await PostgresRepository.connect({
+      url: config.databaseUrl,
+      poolSize: config.dbPoolSize,
+      statementTimeoutMs: config.dbStatementTimeoutMs,
+      relationCacheMs: config.relationCacheMs,
+      logger,
+      migrate: config.migrate === "off" ? "off" : "auto",
+      onBatch: (size, ms) => metrics.batchCommitted(size, ms),
+    });
+  } catch (err) {
+    logger.error("startup_failed", { error: `database: ${errorMessage(err)}` });
+    await bus.close();
     return 1;
   }
 

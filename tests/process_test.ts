@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { DEV_ONLY_SECRET } from "../src/config.ts";
 import { floodFragments, MiB } from "./support/flood.ts";
 import { connectAs, TEST_SECRET, TestClient } from "./support/client.ts";
-import type { Seed } from "./support/db.ts";
+import { createTestDatabase, type Seed } from "./support/db.ts";
 import {
   runServerExpectingFailure,
   type ServerProcess,
@@ -91,6 +91,58 @@ Deno.test("REDIS_URL and REDIS_CLUSTER_NODES both set: the server refuses to sta
 
 /** Users 1–2 friends. */
 const FRIENDS: Seed = { users: [1, 2], friends: [[1, 2]] };
+
+/** The tables of `db`'s public schema: none until the server's migrations ran. */
+async function tableCount(db: Awaited<ReturnType<typeof createTestDatabase>>): Promise<number> {
+  const [row] = await db.sql`select count(*)::int as n from pg_tables where schemaname = 'public'`;
+  return row!.n;
+}
+
+Deno.test("with its port taken the server stops at start, in one line, before touching the database", async () => {
+  const db = await createTestDatabase();
+  const held = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (held.addr as Deno.NetAddr).port;
+  try {
+    const { code, stderr } = await runServerExpectingFailure({
+      PATH,
+      AUTH_SECRET: TEST_SECRET,
+      DATABASE_URL: db.url,
+      PORT: String(port),
+    });
+    assert.equal(code, 1, stderr);
+    const lines = stderr.trim().split("\n");
+    assert.equal(lines.length, 1, stderr);
+    assert.match(lines[0]!, /"event":"startup_failed"/);
+    assert.match(lines[0]!, new RegExp(`PORT ${port} on 127\\.0\\.0\\.1 is in use`));
+    assert.equal(await tableCount(db), 0, "no migration ran");
+  } finally {
+    held.close();
+    await db.drop();
+  }
+});
+
+Deno.test("with Redis unreachable the server stops at start, in one line, before touching the database", async () => {
+  const db = await createTestDatabase();
+  // A port that refuses connections: bound, then closed.
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const deadPort = (probe.addr as Deno.NetAddr).port;
+  probe.close();
+  try {
+    const { code, stderr } = await runServerExpectingFailure({
+      PATH,
+      AUTH_SECRET: TEST_SECRET,
+      DATABASE_URL: db.url,
+      REDIS_URL: `redis://127.0.0.1:${deadPort}`,
+    });
+    assert.equal(code, 1, stderr);
+    const failed = stderr.trim().split("\n").filter((line) => line.includes("startup_failed"));
+    assert.equal(failed.length, 1, stderr);
+    assert.match(failed[0]!, /Cannot connect to Redis/);
+    assert.equal(await tableCount(db), 0, "no migration ran");
+  } finally {
+    await db.drop();
+  }
+});
 
 /**
  * Runs `flood` against the server and returns its result with the server's

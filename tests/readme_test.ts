@@ -58,17 +58,30 @@ Deno.test("the README's by-hand example works as written: seed, start, token, th
   const env = taskEnv({ PORT: "0" });
   let server: Background | undefined;
   let token = "";
+  let created: string | undefined;
   try {
     // The shell block, line by line, the way a shell would run it.
     for (const raw of (await readmeBlock("by-hand-shell")).split("\n")) {
       const line = raw.replace(/\s+#.*$/, "").trim();
       if (line === "") continue;
+      // `createdb NAME`: the test's own database stands in for it.
+      const createdb = /^createdb(?:\s+-\S+\s+\S+)*\s+(\w+)$/.exec(line);
+      if (createdb) {
+        created = createdb[1];
+        continue;
+      }
       const exported = /^export\s+(.+)$/.exec(line);
       if (exported) {
         for (const [, name, value] of exported[1]!.matchAll(/(\w+)=(\$\([^)]*\)|\S+)/g)) {
           env[name!] = await shellValue(value!);
         }
         assert.ok(env.AUTH_SECRET && env.DATABASE_URL, "the example exports both");
+        const name = new URL(env.DATABASE_URL).pathname.slice(1);
+        assert.ok(
+          created !== undefined && name === created,
+          "the example uses the database it made",
+        );
+        assert.notEqual(name, "postgres", "not the shared postgres database");
         env.DATABASE_URL = db.url; // the test's own database, not the shared one
         continue;
       }

@@ -20,6 +20,7 @@
 import postgres from "postgres";
 import { main } from "../../main.ts";
 import { errorMessage } from "../log.ts";
+import { busyAddresses } from "../server/mod.ts";
 import { migrate } from "../store/mod.ts";
 import { importTokenKey, signToken } from "../token.ts";
 import { DEV_ONLY_SECRET } from "./dev_secret.ts";
@@ -188,16 +189,14 @@ async function alreadyRunning(dataDir: string, devDbDir: string, postmaster: num
 function portsInUse(env: Record<string, string>): string | undefined {
   const host = env.HOST || "127.0.0.1";
   const ports = [env.PORT || env.WEBSOCKET_PORT || "8443", env.INTERNAL_PORT || "8444"];
-  const taken = ports.filter((port) => {
-    if (!/^[1-9][0-9]*$/.test(port)) return false; // 0 or invalid: the server decides
-    try {
-      Deno.listen({ hostname: host === "0.0.0.0" ? "127.0.0.1" : host, port: Number(port) })
-        .close();
-      return false;
-    } catch (err) {
-      return err instanceof Deno.errors.AddrInUse;
-    }
-  });
+  const taken = busyAddresses(
+    // 0 or invalid: the server decides.
+    ports.filter((port) => /^[1-9][0-9]*$/.test(port)).map((port) => ({
+      hostname: host === "0.0.0.0" ? "127.0.0.1" : host,
+      port: Number(port),
+      setting: "port",
+    })),
+  ).filter((busy) => busy.reason === "in use").map((busy) => busy.port);
   if (taken.length === 0) return undefined;
   const [publicPort] = ports;
   return [
