@@ -53,7 +53,7 @@ async function shellValue(word: string): Promise<string> {
   return new TextDecoder().decode(output.stdout).trim();
 }
 
-Deno.test("the README's by-hand example works as written: seed, start, token, then a message", async () => {
+Deno.test("the README's by-hand example works as written: seed, start, token, then a new message per run, and says what failed", async () => {
   const db = await createTestDatabase();
   const env = taskEnv({ PORT: "0" });
   let server: Background | undefined;
@@ -109,26 +109,47 @@ Deno.test("the README's by-hand example works as written: seed, start, token, th
       .replace('"<token>"', JSON.stringify(token))
       .replace("ws://localhost:8443/", `ws://localhost:${listening.public_port}/`);
     const dir = await Deno.makeTempDir({ prefix: "gb-readme-" });
+    const byHand = async (source: string) => {
+      await Deno.writeTextFile(`${dir}/by-hand.js`, source);
+      return await runDeno(["run", "--allow-net", `${dir}/by-hand.js`], env);
+    };
     try {
-      await Deno.writeTextFile(`${dir}/by-hand.js`, script);
       for (const attempt of [1, 2]) {
-        const result = await runDeno(["run", "--allow-net", `${dir}/by-hand.js`], env);
+        const result = await byHand(script);
         assert.equal(result.code, 0, result.stderr);
         assert.match(result.stdout, /type: "authenticated"/, `run ${attempt}: ${result.stdout}`);
         assert.match(result.stdout, /type: "message_sent"/, `run ${attempt}: ${result.stdout}`);
       }
+      // Another text works too (a fresh client_message_id per run); a recipient who is no friend
+      // is refused, said so, exit 1, no hang.
+      const other = await byHand(script.replace('"hi bob"', '"hi again"'));
+      assert.equal(other.code, 0, other.stderr);
+      const stranger = await byHand(script.replace("recipient_user_id: 2", "recipient_user_id: 4"));
+      assert.equal(stranger.code, 1, stranger.stdout);
+      assert.match(stranger.stderr, /^refused: not_friends: You can only message friends$/m);
+
+      // Each run is a new message, alice to bob.
+      const rows = await messages(db);
+      assert.deepEqual(rows.map(({ sender, recipient, text }) => ({ sender, recipient, text })), [
+        { sender: "1", recipient: "2", text: "hi bob" },
+        { sender: "1", recipient: "2", text: "hi bob" },
+        { sender: "1", recipient: "2", text: "hi again" },
+      ]);
+      // `kill %1`: the server drains and exits 0.
+      const code = await stopTask(server, "SIGTERM");
+      server = undefined;
+      assert.equal(code, 0);
+
+      // With no server up the script says so and exits 1 instead of printing nothing.
+      const down = await byHand(script);
+      assert.equal(down.code, 1, down.stdout);
+      assert.match(
+        down.stderr,
+        /^cannot connect to ws:\/\/localhost:\d+\/ws: is the server running \(deno task start\)\?$/m,
+      );
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
-    // Two runs with the same client_message_id: stored once, alice to bob.
-    const rows = await messages(db);
-    assert.deepEqual(rows.map(({ sender, recipient, text }) => ({ sender, recipient, text })), [
-      { sender: "1", recipient: "2", text: "hi bob" },
-    ]);
-    // `kill %1`: the server drains and exits 0.
-    const code = await stopTask(server, "SIGTERM");
-    server = undefined;
-    assert.equal(code, 0);
   } finally {
     if (server) await stopTask(server, "SIGKILL");
     await db.drop();
