@@ -76,7 +76,7 @@ export class ChatAuth {
         message: "The server refused the refreshed token; the session keeps its expiry",
       });
       this.#refresh.retry();
-    } else this.#link.socket?.close(4001, "authentication failed");
+    } else this.#link.closeSocket(4001, "authentication failed");
   }
 
   /** The socket is gone or the client stopped: a refresh waits for the next session. */

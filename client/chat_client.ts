@@ -22,6 +22,7 @@ import type {
 import { ChatAuth } from "./auth.ts";
 import { ChatCatchUp } from "./catch_up.ts";
 import { ChatConnection } from "./connection.ts";
+import { ChatFailures } from "./failures.ts";
 import { ChatDispatcher, type ChatParts } from "./dispatch.ts";
 import { ChatEmitter, type ChatHandler } from "./emitter.ts";
 import { ChatSendError } from "./errors.ts";
@@ -40,6 +41,7 @@ export {
   ChatConnection,
   ChatDispatcher,
   ChatEmitter,
+  ChatFailures,
   ChatKeepAlive,
   ChatMailbox,
   ChatOutbox,
@@ -277,6 +279,7 @@ export const SDK_CLASSES: readonly (abstract new (...args: never[]) => unknown)[
   ChatReceipts,
   ChatRefreshTimer,
   ChatKeepAlive,
+  ChatFailures,
   ChatConnection,
   ChatAuth,
   ChatCatchUp,

@@ -9,7 +9,8 @@
  */
 
 import type { ChatEmitter } from "./emitter.ts";
-import type { ConnectionState } from "./frames.ts";
+import { ChatFailures } from "./failures.ts";
+import type { ClientErrorEvent, ConnectionState } from "./frames.ts";
 import { ChatKeepAlive } from "./keep_alive.ts";
 import type { ChatLink } from "./link.ts";
 import type { ChatClientOptions, Timers, WebSocketConstructor, WebSocketLike } from "./options.ts";
@@ -27,6 +28,8 @@ export interface ChatConnectionHooks {
 /** One socket at a time, replaced until `close()` or `session_expired`. */
 export class ChatConnection implements ChatLink {
   readonly #url: string;
+  /** `host:port` of the URL, for messages. */
+  readonly #host: string;
   readonly #WebSocket: WebSocketConstructor;
   readonly #random: () => number;
   readonly #timers: Timers;
@@ -39,6 +42,8 @@ export class ChatConnection implements ChatLink {
   #socket: WebSocketLike | undefined;
   #attempt = 0;
   #retryTimer: unknown;
+  /** A socket this client is closing itself (a refused sign-in): its close is no failure. */
+  #closedByUs: WebSocketLike | undefined;
   #closed: Promise<void> | undefined;
   #closedResolve: (() => void) | undefined;
 
@@ -49,6 +54,7 @@ export class ChatConnection implements ChatLink {
     hooks: ChatConnectionHooks,
   ) {
     this.#url = String(options.url);
+    this.#host = ChatFailures.hostOf(this.#url);
     this.#WebSocket = options.WebSocket ??
       (globalThis.WebSocket as unknown as WebSocketConstructor);
     this.#random = options.random ?? Math.random;
@@ -102,14 +108,28 @@ export class ChatConnection implements ChatLink {
     this.#keepAlive.pong();
   }
 
-  abandon(ws: WebSocketLike, reason: string): void {
+  abandon(ws: WebSocketLike, reason: string, dead = false): void {
     ws.onopen = ws.onmessage = ws.onclose = null;
     try {
       ws.close(4000, reason.slice(0, 100));
     } catch { /* already closed */ }
     this.#socket = undefined;
     this.#lost();
-    this.#retry(reason);
+    if (!dead) return this.#retry(reason);
+    this.#fail({
+      type: "error",
+      code: "connection_lost",
+      message: `connection to ${this.#host} lost: ${reason}`,
+    });
+  }
+
+  closeSocket(code: number, reason: string): void {
+    const ws = this.#socket;
+    if (ws === undefined) return;
+    this.#closedByUs = ws;
+    try {
+      ws.close(code, reason);
+    } catch { /* already closed */ }
   }
 
   /**
@@ -151,26 +171,40 @@ export class ChatConnection implements ChatLink {
     try {
       ws = new this.#WebSocket(this.#url);
     } catch (err) {
-      return this.#retry(`cannot connect: ${err instanceof Error ? err.message : String(err)}`);
+      const detail = err instanceof Error ? err.message : String(err);
+      return this.#fail(ChatFailures.connectFailed(this.#url, this.#host, detail));
     }
     this.#socket = ws;
+    let opened = false;
+    /** What the runtime said about a failure (Deno and Node say it in the error event). */
+    let detail: string | undefined;
     const current = () => ws === this.#socket && this.#state !== "closed";
     ws.onopen = () => {
       if (!current()) return;
+      opened = true;
       this.#setState("authenticating");
       this.#keepAlive.schedule();
       this.#hooks.opened(ws);
     };
     ws.onmessage = (event) => void (current() && this.#hooks.receive(event.data));
-    ws.onerror = () => {};
+    ws.onerror = (event) => void (detail ??= ChatFailures.errorText(event));
     ws.onclose = (event) => {
       if (ws !== this.#socket) return;
       this.#lost();
       if (this.#state === "closed") this.#closedResolve?.();
-      else if (this.#state !== "expired") {
-        this.#retry(`closed with ${event.code}${event.reason ? `: ${event.reason}` : ""}`);
-      }
+      else if (this.#state === "expired") return;
+      else if (this.#closedByUs === ws) {
+        this.#retry(`closed: ${event.reason || event.code}`);
+      } else if (!opened) {
+        this.#fail(ChatFailures.connectFailed(this.#url, this.#host, detail));
+      } else this.#fail(ChatFailures.connectionLost(this.#host, event.code, event.reason));
     };
+  }
+
+  /** A connection failure: an `error` event that says what failed, then a reconnect. */
+  #fail(failure: ClientErrorEvent): void {
+    this.#emitter.emit("error", failure);
+    this.#retry(failure.message);
   }
 
   #retry(reason: string): void {

@@ -86,15 +86,35 @@ export interface ErrorFrame {
 /**
  * A failure inside the client, emitted as an `error` event beside the server's `error` frames:
  * `get_token_failed` (getToken threw or returned no string), `reauth_failed` (the server refused
- * the refreshed token), `sync_failed` (a catch-up page was refused; the client reconnects).
+ * the refreshed token), `sync_failed` (a catch-up page was refused; the client reconnects),
+ * `connect_failed` (the socket closed before it opened: `failure` says why, as far as the runtime
+ * tells), `connection_lost` (an open connection closed without `close()`: `close_code` and
+ * `close_reason`, or it stopped answering pings). Each connection failure is followed by a
+ * reconnect, and its `message` is also the `state` event's `reason`.
  */
 export interface ClientErrorEvent {
   type: "error";
-  code: "get_token_failed" | "reauth_failed" | "sync_failed";
+  code: "get_token_failed" | "reauth_failed" | "sync_failed" | "connect_failed" | "connection_lost";
   message: string;
-  /** What was thrown, when something was. */
+  /** What was thrown, or what the runtime said of a connection failure, when anything was. */
   cause?: unknown;
+  /** `connect_failed`: what failed, as far as the runtime says. */
+  failure?: ConnectFailure;
+  /** `connect_failed`: the URL it could not connect to. */
+  url?: string;
+  /** `connect_failed` with `failure: "upgrade_refused"`: the HTTP status the upgrade got. */
+  http_status?: number;
+  /** `connection_lost`: the WebSocket close code (1006: no close frame came). */
+  close_code?: number;
+  /** `connection_lost`: the close frame's reason, "" when none. */
+  close_reason?: string;
 }
+/**
+ * Why a connection could not be opened: `refused` (nothing listens there, or unreachable), `dns`
+ * (the name did not resolve), `tls` (handshake or certificate), `upgrade_refused` (an HTTP answer
+ * instead of the upgrade: `http_status`), `unknown` (a browser, which tells nothing).
+ */
+export type ConnectFailure = "refused" | "dns" | "tls" | "upgrade_refused" | "unknown";
 
 export interface SyncResultFrame {
   type: "sync_result";

@@ -37,7 +37,9 @@ export class ChatKeepAlive {
       this.#link.write(JSON.stringify({ type: "ping" }));
       this.#pongTimer = this.#timers.setTimeout(() => {
         this.#pongTimer = undefined;
-        if (ws === this.#link.socket) this.#link.abandon(ws, `no pong within ${this.#pongMs} ms`);
+        if (ws === this.#link.socket) {
+          this.#link.abandon(ws, `no pong within ${this.#pongMs} ms`, true);
+        }
       }, this.#pongMs);
     }, this.#pingMs);
   }

@@ -18,6 +18,11 @@ export interface ChatLink {
    * what needs an answer is kept by its owner and re-sent after the next authentication.
    */
   write(frame: string): void;
-  /** Gives up on `ws`, which may be dead, without waiting for its closing handshake; reconnects. */
-  abandon(ws: WebSocketLike, reason: string): void;
+  /**
+   * Gives up on `ws`, which may be dead, without waiting for its closing handshake; reconnects.
+   * `dead`: the connection stopped answering, an `error` event `connection_lost` says so.
+   */
+  abandon(ws: WebSocketLike, reason: string, dead?: boolean): void;
+  /** Closes the socket in use on purpose (a refused sign-in); a reconnect follows. */
+  closeSocket(code: number, reason: string): void;
 }

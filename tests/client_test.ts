@@ -6,7 +6,12 @@
 
 import assert from "node:assert/strict";
 import * as typedSdk from "../client/chat_client.ts";
-import type { ChatClient, ChatClientOptions, WebSocketLike } from "../client/chat_client.ts";
+import type {
+  ChatClient,
+  ChatClientOptions,
+  ClientErrorEvent,
+  WebSocketLike,
+} from "../client/chat_client.ts";
 import { CLIENT_JS } from "../src/demo_page/page.ts";
 import { countMessages, createTestDatabase } from "./support/db.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
@@ -173,13 +178,135 @@ function sdkSuite(variant: string, sdk: Sdk): void {
     });
     const reasons: string[] = [];
     client.on("state", (change) => change.reason && reasons.push(change.reason));
+    const lost: string[] = [];
+    client.on("error", (e) => e.code === "connection_lost" && lost.push(e.message));
     const pongs: unknown[] = [];
     client.on("pong", (frame) => pongs.push(frame));
     client.connect();
     await eventually("reconnect, then pongs", () => stats.authenticated === 2 && pongs.length > 0);
-    assert.equal(reasons[0], "no pong within 300 ms");
+    assert.equal(
+      reasons[0],
+      `connection to 127.0.0.1:${t.server.publicPort} lost: no pong within 300 ms`,
+    );
+    assert.deepEqual(lost, [reasons[0]], "an error event says so too");
     await client.close();
   });
+
+  /** A client of `url` that records its `error` events and `state` reasons. */
+  function failingClient(url: string, options: Partial<ChatClientOptions> = {}) {
+    const errors: ClientErrorEvent[] = [];
+    const reasons: string[] = [];
+    const client: ChatClient = new sdk.ChatClient({
+      url,
+      getToken: () => Promise.resolve("1:0:unused"),
+      reconnectBaseMs: 50,
+      reconnectCapMs: 100,
+      pingIntervalMs: 0,
+      ...options,
+    });
+    client.on("error", (e) => "failure" in e || "close_code" in e ? errors.push(e) : undefined);
+    client.on("state", (change) => change.reason && reasons.push(change.reason));
+    return { client, errors, reasons };
+  }
+
+  Deno.test(`with nothing listening, an error event connect_failed says the connection was refused and names the host (${variant})`, async () => {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    listener.close(); // nothing listens on this port now
+    const host = `127.0.0.1:${listener.addr.port}`;
+    const { client, errors, reasons } = failingClient(`ws://${host}/ws`);
+    client.connect();
+    await eventually("an error event per attempt", () => errors.length >= 2);
+    await client.close();
+    assert.equal(errors[0]!.code, "connect_failed");
+    assert.equal(errors[0]!.failure, "refused");
+    assert.equal(
+      errors[0]!.message,
+      `cannot connect to ${host}: connection refused or unreachable: is the server running and listening there?`,
+    );
+    assert.equal(reasons[0], errors[0]!.message, "the state event says the same");
+  });
+
+  Deno.test(`a name that does not resolve, wss:// to a server without TLS, and an upgrade answered 404 are each told apart (${variant})`, async () => {
+    const t = await startTestServer();
+    try {
+      const cases = [
+        ["ws://no-such-host.invalid/ws", "dns", /the host name did not resolve/],
+        [`wss://127.0.0.1:${t.server.publicPort}/ws`, "tls", /TLS failed/],
+        [
+          `ws://127.0.0.1:${t.server.publicPort}/nowhere`,
+          "upgrade_refused",
+          /HTTP 404 \(404: wrong path/,
+        ],
+      ] as const;
+      for (const [url, failure, message] of cases) {
+        const { client, errors } = failingClient(url);
+        client.connect();
+        await eventually(`an error event for ${url}`, () => errors.length >= 1);
+        await client.close();
+        assert.equal(errors[0]!.code, "connect_failed", url);
+        assert.equal(errors[0]!.failure, failure, `${url}: ${errors[0]!.message}`);
+        assert.match(errors[0]!.message, message);
+        assert.equal(errors[0]!.url, url);
+        if (failure === "upgrade_refused") assert.equal(errors[0]!.http_status, 404);
+      }
+    } finally {
+      await t.close();
+    }
+  });
+
+  Deno.test(`a browser's bare error event still gives connect_failed, saying what it may have been (${variant})`, async () => {
+    let socket: WebSocketLike | undefined;
+    const { client, errors, reasons } = failingClient("wss://chat.example.com/ws", {
+      reconnectBaseMs: 60_000,
+      WebSocket: class {
+        onopen = null;
+        onmessage = null;
+        onclose = null;
+        onerror = null;
+        constructor() {
+          socket = this;
+        }
+        send() {}
+        close() {}
+      },
+    });
+    client.connect();
+    socket!.onerror!(new Event("error")); // what a browser gives: no message
+    socket!.onclose!({ code: 1006, reason: "" });
+    assert.equal(errors[0]!.code, "connect_failed");
+    assert.equal(errors[0]!.failure, "unknown");
+    assert.match(
+      errors[0]!.message,
+      /^cannot connect to chat\.example\.com: closed before the WebSocket upgrade/,
+    );
+    assert.match(errors[0]!.message, /refused|down/);
+    assert.equal(reasons[0], errors[0]!.message);
+    await client.close();
+  });
+
+  clientTest(
+    "a server restart is connection_lost with its close code and reason, then connect_failed while it is down",
+    async (t, restart) => {
+      const { client, stats } = clientFor(t, 1);
+      const errors: ClientErrorEvent[] = [];
+      client.on("error", (e) => ("failure" in e || "close_code" in e) && errors.push(e));
+      client.connect();
+      await client.once("authenticated");
+      const host = `127.0.0.1:${t.server.publicPort}`;
+      await restart(() => eventually("connection_lost, connect_failed", () => errors.length >= 2));
+      await eventually("back once the server is", () => stats.authenticated === 2);
+      await client.close();
+      assert.equal(errors[0]!.code, "connection_lost");
+      assert.equal(errors[0]!.close_code, 1001);
+      assert.equal(errors[0]!.close_reason, "server shutting down");
+      assert.equal(
+        errors[0]!.message,
+        `connection to ${host} closed by the server with 1001 (the server is shutting down or restarting): server shutting down`,
+      );
+      assert.equal(errors[1]!.code, "connect_failed");
+      assert.equal(errors[1]!.failure, "refused");
+    },
+  );
 
   Deno.test(`a full offline queue rejects with queue_full; close() rejects the rest (${variant})`, async () => {
     const client = new sdk.ChatClient({
