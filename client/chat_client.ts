@@ -29,6 +29,7 @@ import { ChatSendError } from "./errors.ts";
 import { ChatMailbox } from "./mailbox.ts";
 import { ChatKeepAlive } from "./keep_alive.ts";
 import { ChatOutbox } from "./outbox.ts";
+import { ChatPacer } from "./pacer.ts";
 import { ChatReceipts } from "./receipts.ts";
 import { ChatRefreshTimer } from "./refresh.ts";
 import { ChatRequests } from "./requests.ts";
@@ -45,6 +46,7 @@ export {
   ChatKeepAlive,
   ChatMailbox,
   ChatOutbox,
+  ChatPacer,
   ChatReceipts,
   ChatRefreshTimer,
   ChatRequests,
@@ -76,12 +78,18 @@ export class ChatClient {
       opened: (ws) => void this.#auth.signIn(ws),
       receive: (data) => this.#dispatcher.receive(data),
       lost: () => {
+        this.#outbox.lost();
         this.#catchUp.abort();
         this.#auth.stop();
         this.#receipts.pause();
       },
     });
-    this.#outbox = new ChatOutbox(this.#connection, options.maxQueue ?? 100);
+    this.#outbox = new ChatOutbox(
+      this.#connection,
+      options.maxQueue ?? 100,
+      timers,
+      options.now ?? Date.now,
+    );
     const pageSize = options.syncPageSize ?? 100;
     if (!ChatClient.#isCount(pageSize, 500)) {
       throw new RangeError("syncPageSize must be an integer from 1 to 500");
@@ -274,6 +282,7 @@ export const SDK_CLASSES: readonly (abstract new (...args: never[]) => unknown)[
   ChatSendError,
   ChatEmitter,
   ChatMailbox,
+  ChatPacer,
   ChatOutbox,
   ChatRequests,
   ChatReceipts,

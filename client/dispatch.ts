@@ -87,9 +87,11 @@ export class ChatDispatcher {
   #authenticated(frame: AuthenticatedFrame): void {
     const { connection, auth, outbox, requests, mailbox, emitter } = this.#parts;
     auth.signedIn(frame.user_id);
-    for (const waiting of [...outbox.frames, ...requests.frames]) connection.write(waiting);
+    outbox.signedIn(frame.limits);
+    for (const waiting of requests.frames) connection.write(waiting);
     const after = mailbox.authenticated(frame);
     connection.signedIn();
+    outbox.pump(); // unanswered messages go out again, one at a time, paced
     auth.expiresAt(frame.session_expires_at);
     emitter.emitFrame(frame as unknown as UnknownFrame);
     if (frame.last_message_id !== undefined) emitter.emit("unread", mailbox.unread());
@@ -116,11 +118,20 @@ export class ChatDispatcher {
     this.#parts.emitter.emitFrame(frame);
   }
 
-  /** A refusal of one of our messages, else of the catch-up, else of the oldest request. */
+  /**
+   * A refusal of one of our messages, else of the catch-up, else of the oldest request. A
+   * message refused only for the rate is sent again by the outbox: that is no `error` event.
+   */
   #error(frame: UnknownFrame): void {
-    this.#parts.emitter.emitFrame(frame);
     const error = frame as unknown as ErrorFrame;
-    if (this.#parts.outbox.refuse(error)) return;
+    const { outbox, emitter } = this.#parts;
+    if (outbox.retries(error)) {
+      emitter.emit("frame", frame);
+      outbox.refuse(error);
+      return;
+    }
+    emitter.emitFrame(frame);
+    if (outbox.refuse(error)) return;
     if (!ChatDispatcher.#REQUEST_ERRORS.includes(error.code)) return;
     if (!this.#catchUp.refused(error)) {
       this.#parts.requests.failOldest(error.code, error.message);

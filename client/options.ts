@@ -53,7 +53,7 @@ export interface ChatClientOptions {
   /** Returns [0, 1); used for the reconnect jitter. */
   random?: () => number;
   timers?: Timers;
-  /** Milliseconds since the epoch (default `Date.now`); used to time the token refresh. */
+  /** Milliseconds since the epoch (default `Date.now`); times the token refresh and the pacing. */
   now?: () => number;
   /** Generates `client_message_id`s (default `crypto.randomUUID()`). */
   newId?: () => string;

@@ -34,6 +34,35 @@ function tamperingWebSocket(
   });
 }
 
+/** A real WebSocket whose incoming frames `rewrite` may change, and whose sent frames are kept. */
+function rewritingWebSocket(
+  rewrite: (frame: Record<string, unknown>) => Record<string, unknown>,
+  sent: Record<string, unknown>[],
+): new (url: string) => WebSocketLike {
+  return class implements WebSocketLike {
+    onopen: WebSocketLike["onopen"] = null;
+    onmessage: WebSocketLike["onmessage"] = null;
+    onclose: WebSocketLike["onclose"] = null;
+    onerror: WebSocketLike["onerror"] = null;
+    #ws: WebSocket;
+    constructor(url: string) {
+      this.#ws = new WebSocket(url);
+      this.#ws.onopen = (event) => this.onopen?.(event);
+      this.#ws.onerror = (event) => this.onerror?.(event);
+      this.#ws.onclose = (event) => this.onclose?.(event);
+      this.#ws.onmessage = (event) =>
+        this.onmessage?.({ data: JSON.stringify(rewrite(JSON.parse(event.data))) });
+    }
+    send(data: string) {
+      sent.push(JSON.parse(data));
+      this.#ws.send(data);
+    }
+    close(code?: number, reason?: string) {
+      this.#ws.close(code, reason);
+    }
+  };
+}
+
 /** Every test below, for one form of the SDK. */
 function sdkSuite(variant: string, sdk: Sdk): void {
   /** A client for `userId` with quick reconnects; counts its token requests. */
@@ -190,6 +219,185 @@ function sdkSuite(variant: string, sdk: Sdk): void {
     );
     assert.deepEqual(lost, [reasons[0]], "an error event says so too");
     await client.close();
+  });
+
+  /** Runs `body` on a server with a small chat burst (users 1 and 2 friends). */
+  function pacedTest(
+    name: string,
+    env: Record<string, string>,
+    body: (t: TestServer) => Promise<void>,
+  ) {
+    Deno.test(`${name} (${variant})`, async () => {
+      const t = await startTestServer({ env });
+      try {
+        for (const id of [1, 2]) await t.db.addUser(id);
+        await t.db.befriend(1, 2);
+        await body(t);
+      } finally {
+        await t.close();
+      }
+    });
+  }
+
+  /** The texts stored, in message_id order. */
+  async function storedTexts(t: TestServer): Promise<string[]> {
+    const rows = await t.db.sql`select message_text from messages order by message_id`;
+    return rows.map((row) => row.message_text);
+  }
+
+  pacedTest(
+    "a burst of 50 sends is paced to authenticated.limits: every one stored, in order, none refused",
+    { CHAT_RATE_BURST: "5", CHAT_RATE_PER_S: "20" },
+    async (t) => {
+      const bob = await t.connectAs(2);
+      const { client } = clientFor(t, 1);
+      const refusals: unknown[] = [];
+      client.on("frame", (frame) => frame.type === "error" && refusals.push(frame));
+      client.connect();
+      await client.once("authenticated");
+      const texts = Array.from({ length: 50 }, (_, i) => `burst ${i + 1}`);
+      const stored = await Promise.all(texts.map((text) => client.send(2, text)));
+      assert.deepEqual(stored.map((m) => m.message_text), texts);
+      assert.deepEqual(refusals, [], "the server refused nothing");
+      assert.deepEqual(await storedTexts(t), texts);
+      const received = [];
+      for (let i = 0; i < texts.length; i++) {
+        received.push((await bob.next("chat_message")).message_text);
+      }
+      assert.deepEqual(received, texts, "bob gets them in the order they were sent");
+      await client.close();
+    },
+  );
+
+  pacedTest(
+    "a message refused rate_limited is sent again after retry_after_ms by itself, and later ones wait behind it",
+    { CHAT_RATE_BURST: "2", CHAT_RATE_PER_S: "5" },
+    async (t) => {
+      // The client is told limits far above the server's, so the server refuses some.
+      const sent: Record<string, unknown>[] = [];
+      const lying = (frame: Record<string, unknown>) =>
+        frame.type === "authenticated"
+          ? {
+            ...frame,
+            limits: {
+              chat_per_s: 1000,
+              chat_burst: 1000,
+              frames_per_s: 1000,
+              max_message_chars: 1000,
+            },
+          }
+          : frame;
+      const { client } = clientFor(t, 1, { WebSocket: rewritingWebSocket(lying, sent) });
+      const refused: { client_message_id: string; retry_after_ms: number }[] = [];
+      client.on("frame", (frame) => {
+        if (frame.type === "error") refused.push(frame as unknown as (typeof refused)[number]);
+      });
+      const errors: unknown[] = [];
+      client.on("error", (e) => errors.push(e));
+      client.connect();
+      await client.once("authenticated");
+      const texts = Array.from({ length: 6 }, (_, i) => `m${i + 1}`);
+      const ids = texts.map((text) => `id-${text}`);
+      const stored = await Promise.all(
+        texts.map((text, i) => client.send(2, text, { clientMessageId: ids[i] })),
+      );
+      assert.deepEqual(stored.map((m) => m.message_text), texts);
+      assert.deepEqual(await storedTexts(t), texts, "stored in the order sent");
+      assert.ok(refused.length > 0, "the server refused some for its rate");
+      assert.ok(refused.every((r) => r.retry_after_ms > 0));
+      assert.deepEqual(errors, [], "a paced retry is no error event");
+      // On the wire: each refused message is the next one written again, never a later one.
+      const written = sent.filter((f) => f.type === "chat_message").map((f) => f.client_message_id);
+      let expected = 0;
+      for (const id of written) {
+        assert.ok(
+          id === ids[expected] || id === ids[expected + 1],
+          `${id} out of turn: ${written}`,
+        );
+        if (id === ids[expected + 1]) expected++;
+      }
+      assert.equal(written.length, texts.length + refused.length);
+      await client.close();
+    },
+  );
+
+  Deno.test(`with limits of burst 3 and 2 per s the client writes 2 messages at once, then one every 500 ms (${variant})`, async () => {
+    let now = 1_000_000;
+    const timers: { at: number; run: () => void }[] = [];
+    const written: string[] = [];
+    let socket: WebSocketLike | undefined;
+    const client = new sdk.ChatClient({
+      url: "ws://fake/ws",
+      getToken: () => Promise.resolve("1:0:sig"),
+      pingIntervalMs: 0,
+      now: () => now,
+      timers: {
+        setTimeout: (run, ms) => timers.push({ at: now + ms, run }),
+        clearTimeout: () => {},
+      },
+      WebSocket: class {
+        onopen = null;
+        onmessage = null;
+        onclose = null;
+        onerror = null;
+        constructor() {
+          socket = this;
+        }
+        send(data: string) {
+          const frame = JSON.parse(data);
+          if (frame.type === "chat_message") written.push(frame.client_message_id);
+        }
+        close() {}
+      },
+    });
+    client.connect();
+    socket!.onopen!({});
+    await new Promise((resolve) => setTimeout(resolve, 0)); // getToken
+    const limits = { chat_per_s: 2, chat_burst: 3, frames_per_s: 50, max_message_chars: 1000 };
+    socket!.onmessage!({
+      data: JSON.stringify({ type: "authenticated", user_id: 1, online_friends: [], limits }),
+    });
+    const ids = ["a", "b", "c", "d"];
+    for (const id of ids) client.send(2, id, { clientMessageId: id }).catch(() => {});
+    /** The server acknowledges what was written last. */
+    const ack = (id: string) =>
+      socket!.onmessage!({
+        data: JSON.stringify({
+          type: "message_sent",
+          data: {
+            message_id: ids.indexOf(id) + 1,
+            sender_user_id: 1,
+            recipient_user_id: 2,
+            message_text: id,
+            sent_at: new Date(now).toISOString(),
+            client_message_id: id,
+          },
+        }),
+      });
+    const runDue = () => {
+      for (const timer of timers.splice(0).sort((x, y) => x.at - y.at)) {
+        if (timer.at <= now) timer.run();
+        else timers.push(timer);
+      }
+    };
+    assert.deepEqual(written, ["a"], "one at a time");
+    ack("a");
+    assert.deepEqual(written, ["a", "b"], "the second token of the burst (one is kept in hand)");
+    ack("b");
+    assert.deepEqual(written, ["a", "b"], "no token left");
+    now += 499;
+    runDue();
+    assert.deepEqual(written, ["a", "b"]);
+    now += 1;
+    runDue();
+    assert.deepEqual(written, ["a", "b", "c"], "500 ms later");
+    ack("c");
+    now += 500;
+    runDue();
+    assert.deepEqual(written, ["a", "b", "c", "d"]);
+    const closing = client.close();
+    socket!.onclose!({ code: 1000, reason: "" });
+    await closing;
   });
 
   /** A client of `url` that records its `error` events and `state` reasons. */
