@@ -27,6 +27,8 @@ export interface MainHooks {
   onStarted?(server: ChatServer): void | Promise<void>;
   /** `deno task dev`: accept the public dev-only secret, which `deno task start` refuses. */
   allowDevOnlySecret?: boolean;
+  /** `deno task dev` with the dev-only secret: mints `GET /dev/token` (expired demo links renew). */
+  devTokens?: (userId: number) => Promise<string>;
 }
 
 /** Runs one node configured by `env` until SIGINT or SIGTERM; resolves with the exit code. */
@@ -129,8 +131,13 @@ async function run(config: Config, logger: Logger, hooks: MainHooks): Promise<nu
       tls,
       metrics,
       demoPage: config.demoPage
-        ? renderDemoPage({ maxMessageChars: config.maxMessageChars })
+        ? renderDemoPage({
+          maxMessageChars: config.maxMessageChars,
+          tokenTtlSeconds: config.tokenTtlSeconds,
+          devTokens: hooks.devTokens !== undefined,
+        })
         : undefined,
+      devTokens: hooks.devTokens,
     });
   } catch (err) {
     logger.error("startup_failed", { error: errorMessage(err) });

@@ -1,9 +1,11 @@
 /**
  * @module browser_test
  * The demo page in a real browser (Debian's chromium, driven by playwright-core): two users chat;
- * the page on a phone-sized screen; a refused message kept and retried; the input limit; grey
- * presence while the page itself is reconnecting; and the v1.1 mailbox: unread badges, delivered
- * and read ticks, scroll-back history, and what was missed while closed or offline.
+ * the page on a phone-sized screen; a refused message kept and retried; the input limit, a blank
+ * send and a reload; grey presence, what failed and a live countdown while the page itself is
+ * reconnecting; the v1.1 mailbox: unread badges, delivered and read ticks, scroll-back history,
+ * and what was missed while closed or offline; an expired link (stopped, or renewed by deno task
+ * dev); and a quick burst paced to the server's limits.
  */
 
 import assert from "node:assert/strict";
@@ -47,6 +49,12 @@ interface OpenOptions {
   friends?: number[];
   /** Open in this browser context (its storage kept across pages) instead of a new one. */
   context?: BrowserContext;
+  /** The token in the link (a fresh one by default). */
+  token?: string;
+  /** Script run in the page before its own (e.g. a fixed `Math.random`). */
+  init?: string;
+  /** Wait until the page is online (default true). */
+  waitOpen?: boolean;
 }
 
 async function openAs(
@@ -61,6 +69,7 @@ async function openAs(
     ? await options.context.newPage()
     : await browser.newPage({ viewport });
   await page.setViewportSize(viewport);
+  if (options.init !== undefined) await page.addInitScript(options.init);
   page.on("pageerror", (err) => errors.push(`page ${userId}: ${err.message}`));
   page.on("console", (msg) => {
     // Chromium logs every failed WebSocket attempt itself; the tests that cut the connection
@@ -69,7 +78,7 @@ async function openAs(
       errors.push(`page ${userId}: ${msg.text()}`);
     }
   });
-  const token = encodeURIComponent(await t.token(userId));
+  const token = encodeURIComponent(options.token ?? await t.token(userId));
   const friends = (options.friends ?? [1, 2, 3].filter((id) => id !== userId))
     .map((id) => `${id}:${nameOf(id)}`).join(",");
   await page.goto(
@@ -77,7 +86,7 @@ async function openAs(
       nameOf(userId)
     }&token=${token}&friends=${friends}`,
   );
-  await page.locator("#status.open").waitFor();
+  if (options.waitOpen ?? true) await page.locator("#status.open").waitFor();
   return page;
 }
 
@@ -101,10 +110,12 @@ browserTest(
     });
     const proxy = startTcpProxy({ hostname: "127.0.0.1", port: t.server.publicPort });
     try {
-      // Alice's page goes through a proxy that the test can cut.
+      // Alice's page goes through a proxy that the test can cut; its reconnect delays are the
+      // longest the jitter allows, so that a countdown has time to count.
       const one = await openAs(browser, t, 1, errors, {
         baseUrl: `http://127.0.0.1:${proxy.port}`,
         friends: [2],
+        init: "Math.random = () => 0.99;",
       });
       assert.equal(await one.locator("#me").textContent(), "alice");
       assert.equal(await one.locator("#status").textContent(), "online as alice");
@@ -149,9 +160,28 @@ browserTest(
       await dot(one, 2, "unknown").waitFor();
       assert.equal(await dot(one, 2, "online").count(), 0);
       assert.match((await one.locator("#status").textContent())!, /reconnecting/);
+      // It says what failed, and the countdown to the next attempt counts down.
+      const host = `127.0.0.1:${proxy.port}`;
+      await one.locator("#problem", { hasText: `cannot connect to ${host}` }).waitFor();
+      assert.match((await one.locator("#problem").textContent())!, /^Not connected: /);
+      const seconds = async () =>
+        Number(
+          /reconnecting in (\d+\.\d) s/.exec(await one.locator("#status").textContent() ?? "")?.[1],
+        );
+      let first = NaN;
+      for (let i = 0; i < 300 && !(first >= 1.5); i++) {
+        first = await seconds();
+        if (!(first >= 1.5)) await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.ok(first >= 1.5, `a wait of 1.5 s or more: ${first}`);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const later = await seconds();
+      assert.ok(later < first && later >= first - 1.5, `counts down: ${first} s, then ${later} s`);
+      await saveScreenshot(browser, [one], "browser-offline.png");
       proxy.restore();
       await dot(one, 2, "online").waitFor({ timeout: 60_000 });
       await one.locator("#status.open").waitFor();
+      assert.ok(await one.locator("#problem").isHidden(), "no problem shown once online");
     } finally {
       await closePages(browser);
       await proxy.close();
@@ -210,18 +240,43 @@ browserTest(
       }
       assert.ok(await page.locator("#send").isVisible());
 
-      // The input takes at most MAX_MESSAGE_CHARS code points, with a counter near the limit.
+      // A 5,000-character paste is kept whole and marked, not cut: the page says it is over the
+      // limit, and Send says by how much to shorten it instead of sending it.
+      await page.locator("#text").fill("y".repeat(5000));
+      assert.equal((await page.locator("#text").inputValue()).length, 5000);
+      assert.equal(await page.locator("#count.over").textContent(), "5000 / 1000");
+      assert.equal(
+        await page.locator("#notice").textContent(),
+        "5,000 characters: 4,000 over the limit of 1,000. Shorten it before sending.",
+      );
+      await page.press("#text", "Enter");
+      assert.equal(
+        await page.locator("#notice").textContent(),
+        "Too long to send: 5,000 characters, the limit is 1,000. Shorten it by 4,000.",
+      );
+      assert.equal(await page.locator("#log .msg").count(), 0, "nothing sent");
+      assert.equal((await page.locator("#text").inputValue()).length, 5000, "the text is kept");
+      // Code points, as the server counts them, with a counter from 90 % of the limit.
       await page.locator("#text").fill("😀".repeat(1001));
-      assert.equal([...await page.locator("#text").inputValue()].length, 1000);
-      assert.equal(await page.locator("#count").textContent(), "1000 / 1000");
+      assert.equal(await page.locator("#count.over").textContent(), "1001 / 1000");
       await page.locator("#text").fill("x".repeat(899));
       assert.equal(await page.locator("#count").textContent(), "", "no counter far from the limit");
+      assert.equal(await page.locator("#notice").textContent(), "", "back under the limit");
       await page.locator("#text").fill("x".repeat(900));
       assert.equal(await page.locator("#count").textContent(), "900 / 1000");
+      // A blank send says so.
+      await page.locator("#text").fill("   ");
+      await page.press("#text", "Enter");
+      assert.equal(
+        await page.locator("#notice").textContent(),
+        "Nothing to send: type a message first.",
+      );
+      assert.equal(await page.locator("#log .msg").count(), 0);
       await page.locator("#text").fill("😀".repeat(1000));
       await page.press("#text", "Enter");
       await page.locator("#log .msg.mine .tick:not(.pending)").waitFor();
       assert.equal(await page.locator("#count").textContent(), "");
+      assert.equal(await page.locator("#notice").textContent(), "");
 
       // Carol is no friend yet: the message is refused, kept on screen with the reason and a Retry.
       await page.click('#friends li[data-user-id="3"]');
@@ -248,6 +303,15 @@ browserTest(
       await page.locator("#log .msg.mine.failed button.edit").click();
       assert.equal(await page.locator("#text").inputValue(), "still friends?");
       assert.equal(await page.locator("#log .msg.failed").count(), 0);
+
+      // A reload keeps the open conversation and the draft.
+      await page.locator("#text").fill("a half-written reply");
+      await page.reload();
+      await page.locator("#status.open").waitFor();
+      assert.equal(await page.locator("#peer").textContent(), "carol");
+      assert.ok(await page.locator('#friends li[data-user-id="3"].selected').isVisible());
+      assert.equal(await page.locator("#text").inputValue(), "a half-written reply");
+      await page.locator("#log .msg", { hasText: "carol, are we friends?" }).waitFor();
     } finally {
       await closePages(browser);
       await t.close();
@@ -306,15 +370,28 @@ browserTest(
       const bobTick = (text: string, state: string) =>
         b.locator("#log .msg.mine", { hasText: text }).locator(`.tick.${state}`);
       await bobTick("hello alice", "delivered").waitFor();
+      const delivered = await tickLook(bobTick("hello alice", "delivered"));
       // She opens the conversation: it is read, the badge goes, bob's tick turns "read".
       await a.click('#friends li[data-user-id="2"]');
       await a.locator("#log .msg", { hasText: "hello alice" }).waitFor();
       await textIs(badge(), "");
       await bobTick("hello alice", "read").waitFor();
+      const read = await tickLook(bobTick("hello alice", "read"));
 
       // Alice closes her page; bob sends three; she opens it again: the three are there, in order.
       await a.close();
       for (const text of ["one", "two", "three"]) await send(text);
+      const sent = await tickLook(bobTick("one", "sent"));
+      // Sent, delivered and read differ at a glance (not by a faint tint), each with a tooltip.
+      assert.deepEqual([sent.text, delivered.text, read.text], ["✓", "✓✓", "✓✓ read"]);
+      assert.deepEqual([sent.title, delivered.title, read.title], [
+        "Sent: stored by the server, not on alice's device yet",
+        "Delivered to alice's device, not read yet",
+        "Read by alice",
+      ]);
+      assert.notEqual(sent.color, delivered.color);
+      assert.notEqual(read.background, delivered.background, "read stands out by its background");
+      assert.equal(delivered.background, "rgba(0, 0, 0, 0)");
       a = await openAs(browser, t, 1, errors, viaProxy);
       await badge().filter({ hasText: /^3$/ }).waitFor();
       for (const text of ["one", "two", "three"]) await bobTick(text, "delivered").waitFor();
@@ -344,6 +421,140 @@ browserTest(
     }
   },
 );
+
+browserTest(
+  "a link whose token expired says so and how to get a fresh one, and stops retrying; from deno task dev it renews itself",
+  async (browser, errors) => {
+    const old = Math.floor(Date.now() / 1000) - 86400 - 60; // a day and a minute ago
+    // A server with a real secret hands out no tokens.
+    const t = await startTestServer({ demoPage: renderDemoPage({ maxMessageChars: 1000 }) });
+    // deno task dev, with tokens that last 125 s: the SDK refreshes 2 minutes before the end.
+    const dev = await startTestServer({
+      demoPage: renderDemoPage({ maxMessageChars: 1000, devTokens: true, tokenTtlSeconds: 125 }),
+      devTokens: true,
+      env: { TOKEN_TTL_SECONDS: "125" },
+    });
+    try {
+      for (const server of [t, dev]) {
+        for (const id of [1, 2]) await server.db.addUser(id, { username: nameOf(id) });
+        await server.db.befriend(1, 2);
+      }
+      const expired = await openAs(browser, t, 1, errors, {
+        token: await t.token(1, old),
+        waitOpen: false,
+      });
+      let sockets = 0;
+      expired.on("websocket", () => sockets++);
+      await expired.locator("#status.stopped").waitFor();
+      assert.equal(await expired.locator("#status").textContent(), "stopped: link expired");
+      const help = (await expired.locator("#problem").textContent())!;
+      assert.match(
+        help,
+        /^This link's token has expired: tokens last 24 h \(TOKEN_TTL_SECONDS\)\. /,
+      );
+      assert.match(help, /run deno task dev again/);
+      assert.match(help, /deno task token --dev 1/);
+      await saveScreenshot(browser, [expired], "browser-expired.png");
+      // No more attempts: the status stays, and no socket opens for three reconnect delays' worth.
+      const opened = sockets;
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      assert.equal(sockets, opened, "no new connection attempts");
+      assert.equal(await expired.locator("#status").textContent(), "stopped: link expired");
+
+      // A token signed with another secret, not expired: refused, said so, stopped.
+      const { importTokenKey, signToken } = await import("../src/token.ts");
+      const foreign = await signToken(
+        await importTokenKey("another-secret-of-thirty-two-bytes!"),
+        1,
+        Math.floor(Date.now() / 1000),
+      );
+      const refused = await openAs(browser, t, 1, errors, { token: foreign, waitOpen: false });
+      await refused.locator("#status.stopped").waitFor();
+      assert.match(
+        (await refused.locator("#problem").textContent())!,
+        /^The server refused this link's token \(Invalid auth token\): it was signed with another secret/,
+      );
+
+      // The same expired link on deno task dev: the page fetches a fresh token and goes online,
+      // and the address carries it for a reload.
+      const devOld = Math.floor(Date.now() / 1000) - 125 - 60;
+      const renewed = await openAs(browser, dev, 1, errors, { token: await dev.token(1, devOld) });
+      assert.ok(await renewed.locator("#problem").isHidden());
+      const tokenTime = () => {
+        const [user, time] = new URL(renewed.url()).searchParams.get("token")!.split(":");
+        assert.equal(user, "1");
+        return Number(time);
+      };
+      const first = tokenTime();
+      assert.ok(first > devOld + 125, `a fresh token, signed at ${first}`);
+      // And while open, before the session ends, it renews again: the page stays online.
+      for (let i = 0; i < 200 && tokenTime() === first; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.ok(tokenTime() > first, "renewed again while open");
+      assert.equal(await renewed.locator("#status").textContent(), "online as alice");
+    } finally {
+      await closePages(browser);
+      await t.close();
+      await dev.close();
+    }
+  },
+);
+
+browserTest(
+  "fifteen messages sent in one go are paced to the server's limits, not refused: each arrives once, in order",
+  async (browser, errors) => {
+    const t = await startTestServer({
+      demoPage: DEMO_PAGE,
+      env: { CHAT_RATE_BURST: "3", CHAT_RATE_PER_S: "4" },
+    });
+    try {
+      for (const id of [1, 2]) await t.db.addUser(id, { username: nameOf(id) });
+      await t.db.befriend(1, 2);
+      const a = await openAs(browser, t, 1, errors);
+      const b = await openAs(browser, t, 2, errors);
+      await a.click('#friends li[data-user-id="2"]');
+      await b.click('#friends li[data-user-id="1"]');
+      const texts = Array.from({ length: 15 }, (_, i) => `quick ${i + 1}`);
+      // All fifteen submitted in one go, faster than the server's burst and rate allow.
+      await a.evaluate(`(() => {
+        for (const text of ${JSON.stringify(texts)}) {
+          document.getElementById("text").value = text;
+          document.getElementById("compose").requestSubmit();
+        }
+      })()`);
+      await b.locator("#log .msg.theirs .text", { hasText: "quick 15" }).waitFor();
+      assert.deepEqual(await b.locator("#log .msg.theirs .text").allTextContents(), texts);
+      await a.locator("#log .msg.mine", { hasText: "quick 15" }).locator(".tick:not(.pending)")
+        .waitFor();
+      assert.equal(await a.locator("#log .msg.failed").count(), 0, "no message refused");
+      const rows = await t.db.sql`select message_text from messages order by message_id`;
+      assert.deepEqual(rows.map((r) => r.message_text), texts);
+    } finally {
+      await closePages(browser);
+      await t.close();
+    }
+  },
+);
+
+/** What a tick looks like: its text, tooltip, colour and background. */
+async function tickLook(locator: Locator): Promise<TickLook> {
+  // Run in the page, written as text (the test's own type-check has no DOM types).
+  const look = new Function(
+    "tick",
+    `const style = getComputedStyle(tick);
+     return { text: tick.textContent.trim(), title: tick.title, color: style.color,
+              background: style.backgroundColor };`,
+  ) as (tick: unknown) => TickLook;
+  return await locator.evaluate(look);
+}
+
+interface TickLook {
+  text: string;
+  title: string;
+  color: string;
+  background: string;
+}
 
 /** Waits until `locator`'s text is `text` (also for an element that is hidden when empty). */
 async function textIs(locator: Locator, text: string): Promise<void> {

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { TestClient } from "./support/client.ts";
 import { createTestDatabase } from "./support/db.ts";
 import { freePort, runDeno, spawnTask, stopTask, taskEnv } from "./support/process.ts";
+import { startTestServer } from "./support/server.ts";
 import { sleep, within } from "./support/wait.ts";
 
 const READY_TIMEOUT_MS = 90_000; // a first run type-checks and runs initdb
@@ -81,6 +82,22 @@ Deno.test("deno task dev without DATABASE_URL serves the demo users and exits 0 
     const authenticated = await client.next("authenticated");
     assert.equal(authenticated.user_id, 1);
 
+    // A page opened from a link renews its token here: GET /dev/token, dev-only secret only.
+    const renewal = await fetch(`http://127.0.0.1:${port}/dev/token?user=2`);
+    assert.equal(renewal.status, 200);
+    assert.equal(renewal.headers.get("cache-control"), "no-store");
+    const bob = await TestClient.open(`ws://127.0.0.1:${port}/ws`);
+    try {
+      bob.send({ type: "authenticate", auth_token: (await renewal.text()).trim() });
+      assert.equal((await bob.next("authenticated")).user_id, 2);
+    } finally {
+      await bob.close();
+    }
+    const bad = await fetch(`http://127.0.0.1:${port}/dev/token?user=bob`);
+    assert.equal(bad.status, 400);
+    assert.deepEqual(await bad.json(), { error: "user must be a positive user id" });
+    assert.match(out.lines.join("\n"), /The pages renew their tokens from this server/);
+
     // The printed way to mint a token works for this server.
     const minted = await runDeno(["task", "token", "--dev", "3"], devEnv);
     const carol = await TestClient.open(`ws://127.0.0.1:${port}/ws`);
@@ -151,5 +168,16 @@ Deno.test("deno task dev on ports that are taken says so and how to run beside t
   } finally {
     held.close();
     await db.drop();
+  }
+});
+
+Deno.test("GET /dev/token is deno task dev's alone: a server started any other way answers 404", async () => {
+  const t = await startTestServer();
+  try {
+    const response = await fetch(`${t.httpUrl}/dev/token?user=1`);
+    await response.body?.cancel();
+    assert.equal(response.status, 404);
+  } finally {
+    await t.close();
   }
 });

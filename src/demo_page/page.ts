@@ -40,8 +40,12 @@ export const SDK_JS: string = sdk.SDK_CLASSES.map((cls) => {
 export const CLIENT_JS: string = `${SDK_JS}export { ChatClient, ChatSendError };\n`;
 
 export interface DemoPageOptions {
-  /** The server's `MAX_MESSAGE_CHARS`: the page's input accepts no more code points. */
+  /** The server's `MAX_MESSAGE_CHARS`: longer texts are not sent (the page says so). */
   maxMessageChars: number;
+  /** The server's `TOKEN_TTL_SECONDS` (default 86400): the page tells an expired link by it. */
+  tokenTtlSeconds?: number;
+  /** The server answers `GET /dev/token` (`deno task dev` with its dev-only secret). */
+  devTokens?: boolean;
 }
 
 /** The whole page, for a server with these settings. */
@@ -55,8 +59,11 @@ export function renderDemoPage(options: DemoPageOptions): string {
 <link rel="icon" href="data:,">
 <style>${STYLE}</style>
 </head>
-<body data-max-chars="${Math.trunc(options.maxMessageChars)}">
+<body data-max-chars="${Math.trunc(options.maxMessageChars)}" data-token-ttl="${
+    Math.trunc(options.tokenTtlSeconds ?? 86400)
+  }"${options.devTokens ? ' data-dev-tokens="true"' : ""}>
 <header><h1>GeoBeasts chat</h1><span id="me"></span><span id="status" class="status">starting…</span></header>
+<div id="problem" role="alert" hidden></div>
 <div id="help" hidden>
   <h2>Demo chat</h2>
   <p>This page needs a user and a token in its address:
@@ -77,6 +84,7 @@ export function renderDemoPage(options: DemoPageOptions): string {
     <ol id="log" class="log"></ol>
     <p id="typing" aria-live="polite"></p>
     <form id="compose"><input id="text" autocomplete="off" placeholder="Message" aria-label="message" disabled><span id="count" aria-live="polite"></span><button id="send" disabled>Send</button></form>
+    <p id="notice" aria-live="polite"></p>
   </section>
 </main>
 <script type="module">

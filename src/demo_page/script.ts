@@ -8,13 +8,21 @@
  *
  * Page address: `/?user=1&name=alice&token=TOKEN&friends=2:bob,3:carol` (the links printed by
  * `deno task dev`); the protocol carries no names, so they come from the address ("User 7" for an
- * id without one). The body's `data-max-chars` is the server's `MAX_MESSAGE_CHARS`.
+ * id without one). The body's `data-max-chars` is the server's `MAX_MESSAGE_CHARS`,
+ * `data-token-ttl` its `TOKEN_TTL_SECONDS`, and `data-dev-tokens` is set when the server is
+ * `deno task dev` with its dev-only secret, which hands out fresh tokens (`GET /dev/token`): the
+ * page then renews its token before it expires or once it was refused. A token that cannot be
+ * renewed and is refused stops the page, saying why and how to get a fresh link; any other
+ * failure is shown with a live countdown to the next attempt. The open conversation and the draft
+ * survive a reload (`sessionStorage`).
  */
 
 export const PAGE_JS: string = String.raw`
 const params = new URLSearchParams(location.search);
-const token = params.get("token");
+let token = params.get("token");
 const MAX_CHARS = Number(document.body.dataset.maxChars) || 1000;
+const TOKEN_TTL_S = Number(document.body.dataset.tokenTtl) || 86400;
+const DEV_TOKENS = document.body.dataset.devTokens === "true";
 const HISTORY_PAGE = 20;
 const $ = (id) => document.getElementById(id);
 const el = (tag, className, text) => {
@@ -54,9 +62,35 @@ if (!token) {
     }
   })();
   const savedCursor = Number(storage?.getItem(cursorKey)) || 0;
+
+  // The link's token: renewed from deno task dev before it expires (the SDK asks again two minutes
+  // before the session ends) and once refused; the renewed one goes into the address too.
+  const tokenUser = Number(String(token).split(":")[0]) || me;
+  const tokenExpiresAt = (t) => (Number(String(t).split(":")[1]) + TOKEN_TTL_S) * 1000;
+  let refusedToken;
+  let refusals = 0; // sign-ins refused since the last one that worked
+  const renewToken = async () => {
+    if (!DEV_TOKENS) return;
+    try {
+      const response = await fetch("/dev/token?user=" + tokenUser, { cache: "no-store" });
+      const fresh = response.ok ? (await response.text()).trim() : "";
+      if (!/^[0-9]+:[0-9]+:[0-9a-f]{64}$/.test(fresh)) return;
+      token = fresh;
+      const address = new URL(location.href);
+      address.searchParams.set("token", fresh);
+      history.replaceState(history.state, "", address);
+    } catch {
+      // No dev server (any more): the token is used as it is, and a refusal says what to do.
+    }
+  };
   const client = new ChatClient({
     url: (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws",
-    getToken: async () => token,
+    getToken: async () => {
+      if (token === refusedToken || tokenExpiresAt(token) - Date.now() < 300_000) {
+        await renewToken();
+      }
+      return token;
+    },
     ...(me && savedCursor > 0 ? { lastMessageId: savedCursor } : {}),
   });
   const v11 = typeof client.history === "function" && typeof client.markRead === "function";
@@ -69,7 +103,34 @@ if (!token) {
   let selected;
   let connected = false;
   let typingTimer;
-  let problem;
+  let problem; // the last failure the client reported, shown while not connected
+  let stopped = false; // the token cannot work: no more attempts
+  let countdown;
+  let composer;
+
+  // The open conversation and the draft, kept across a reload of this tab.
+  const pageKey = "geobeasts-chat:page:" + (me ?? "");
+  const tabStorage = (() => {
+    try {
+      return window.sessionStorage;
+    } catch {
+      return undefined;
+    }
+  })();
+  const remember = () => {
+    try {
+      tabStorage?.setItem(pageKey, JSON.stringify({ selected, draft: $("text").value }));
+    } catch {
+      // storage full or disabled: a reload starts afresh
+    }
+  };
+  const remembered = () => {
+    try {
+      return JSON.parse(tabStorage?.getItem(pageKey) ?? "null") ?? {};
+    } catch {
+      return {};
+    }
+  };
 
   const friend = (id) => {
     let f = friends.get(id);
@@ -122,6 +183,7 @@ if (!token) {
     $("text").disabled = false;
     $("send").disabled = false;
     $("text").focus();
+    remember();
     renderTyping();
     toEnd(f.log);
     if (!v11) {
@@ -157,7 +219,7 @@ if (!token) {
     f.log.insertBefore(li, before);
   };
 
-  const bubble = (mine, text) => {
+  const bubble = (mine, text, peer) => {
     const li = el("li", "msg " + (mine ? "mine" : "theirs"));
     const meta = el("span", "meta");
     const time = el("span", "time");
@@ -165,21 +227,23 @@ if (!token) {
     meta.append(time);
     if (mine) meta.append(tick);
     li.append(el("span", "text", text), meta);
-    return { li, meta, time, tick, mine, text, id: undefined };
+    return { li, meta, time, tick, mine, text, peer, id: undefined };
   };
 
+  // Three states told apart at a glance (one check, two checks, a bright "read" badge), each
+  // with a tooltip that says it in words.
   const TICKS = {
-    pending: [" …", "sending"],
-    sent: [" ✓", "stored by the server"],
-    delivered: [" ✓✓", "delivered to a device"],
-    read: [" ✓✓", "read"],
+    pending: [" …", () => "Sending…"],
+    sent: [" ✓", (name) => "Sent: stored by the server, not on " + name + "'s device yet"],
+    delivered: [" ✓✓", (name) => "Delivered to " + name + "'s device, not read yet"],
+    read: [" ✓✓ read", (name) => "Read by " + name],
   };
   const RANK = { pending: 0, sent: 1, delivered: 2, read: 3 };
   const setTick = (entry, state) => {
     if (entry.tickState && RANK[entry.tickState] >= RANK[state]) return;
     entry.tickState = state;
     entry.tick.textContent = TICKS[state][0];
-    entry.tick.title = TICKS[state][1];
+    entry.tick.title = TICKS[state][1](nameOf(entry.peer));
     entry.tick.className = "tick " + state;
   };
 
@@ -189,7 +253,7 @@ if (!token) {
     const f = friend(mine ? m.recipient_user_id : m.sender_user_id);
     let entry = f.byId.get(m.message_id) ?? (mine ? byClientId.get(m.client_message_id) : undefined);
     const fresh = entry === undefined;
-    if (fresh) entry = bubble(mine, m.message_text);
+    if (fresh) entry = bubble(mine, m.message_text, f.id);
     if (entry.id === undefined) {
       entry.id = m.message_id;
       f.byId.set(m.message_id, entry);
@@ -244,29 +308,83 @@ if (!token) {
     $("status").textContent = text;
     $("status").className = "status " + state;
   };
+  const showProblem = (text) => {
+    $("problem").textContent = text ?? "";
+    $("problem").hidden = !text;
+  };
+  const freshLink = "Get a fresh link: run deno task dev again (it prints new links), or put a " +
+    "new token in this address: deno task token --dev " + tokenUser + " (with your own secret: " +
+    "AUTH_SECRET=… deno task token " + tokenUser + "), then reload.";
+  // Retrying with a token that was refused and cannot be renewed cannot help: stop, say what to do.
+  const stop = (status, why) => {
+    stopped = true;
+    clearInterval(countdown);
+    void client.close();
+    renderStatus("stopped", status);
+    showProblem(why + " " + freshLink);
+  };
   client.on("state", (s) => {
+    clearInterval(countdown);
     if (s.state !== "open") {
       connected = false;
       for (const f of friends.values()) renderDot(f);
+    }
+    if (stopped) return;
+    if (s.state === "waiting") {
+      // A real countdown to the next attempt, and what went wrong.
+      const at = Date.now() + (s.delayMs ?? 0);
+      const tick = () =>
+        renderStatus("waiting", "offline: reconnecting in " +
+          (Math.max(0, at - Date.now()) / 1000).toFixed(1) + " s…");
+      tick();
+      countdown = setInterval(tick, 100);
+      showProblem("Not connected: " + (problem ?? s.reason ?? "the connection was lost"));
+      return;
+    }
+    if (s.state === "expired") {
+      showProblem("The server ended this session" + (s.reason ? " (" + s.reason + ")" : "") +
+        ". " + freshLink);
     }
     const text = {
       connecting: "connecting…",
       authenticating: "signing in…",
       open: "online as " + nameOf(client.userId),
-      waiting: (problem ? problem + "; " : "") + "reconnecting in " +
-        ((s.delayMs ?? 0) / 1000).toFixed(1) + " s…",
       expired: "signed out (session ended)",
       closed: "closed",
     }[s.state] ?? s.state;
     renderStatus(s.state, text);
   });
-  client.on("auth_error", (f) => (problem = "token refused (" + f.message + ")"));
+  client.on("auth_error", (f) => {
+    if (client.state === "open") return; // a refused refresh: the session keeps its expiry
+    refusedToken = token;
+    if (DEV_TOKENS && ++refusals === 1) {
+      // Once: the reconnect asks deno task dev for a fresh token.
+      problem = "the server refused this page's token (" + f.message + "); renewing it";
+      return;
+    }
+    if (tokenExpiresAt(token) <= Date.now()) {
+      const ttl = TOKEN_TTL_S % 3600 === 0
+        ? TOKEN_TTL_S / 3600 + " h"
+        : TOKEN_TTL_S % 60 === 0
+        ? TOKEN_TTL_S / 60 + " min"
+        : TOKEN_TTL_S + " s";
+      stop("stopped: link expired", "This link's token has expired: tokens last " + ttl +
+        " (TOKEN_TTL_SECONDS).");
+    } else {
+      stop("stopped: token refused", "The server refused this link's token (" + f.message +
+        "): it was signed with another secret, or user " + tokenUser +
+        " does not exist or is inactive.");
+    }
+  });
   client.on("error", (e) => {
     if (e.client_message_id === undefined && e.code) problem = e.message;
   });
   client.on("authenticated", (f) => {
     me = f.user_id;
     problem = undefined;
+    refusedToken = undefined;
+    refusals = 0;
+    showProblem();
     connected = true;
     $("me").textContent = nameOf(me);
     const online = new Set(f.online_friends);
@@ -318,8 +436,8 @@ if (!token) {
     for (const [id, entry] of f.byId) if (entry.mine && id <= f.readUpTo) setTick(entry, "read");
   });
 
-  startComposer({ client, maxChars: MAX_CHARS, selected: () => selected, select, friend, bubble,
-    place, setTick, show, byClientId });
+  composer = startComposer({ client, maxChars: MAX_CHARS, selected: () => selected, select,
+    friend, bubble, place, setTick, show, byClientId, remember });
 
   $("add").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -330,6 +448,9 @@ if (!token) {
 
   for (const id of friendIds) friend(id);
   if (me) $("me").textContent = nameOf(me);
+  const restored = remembered();
+  if (Number.isSafeInteger(restored.selected) && restored.selected > 0) select(restored.selected);
+  if (typeof restored.draft === "string") composer.setDraft(restored.draft);
   client.connect();
 }
 `;

@@ -42,8 +42,11 @@ ul { list-style: none; margin: 0 0 1rem; padding: 0; }
 .msg.mine { align-self: flex-end; background: #2f6fde; color: #fff; }
 .msg.failed { background: #b3261e; }
 .meta { display: block; font-size: .7rem; opacity: .8; text-align: right; }
-.tick.delivered { opacity: .75; }
-.tick.read { color: #8ff3ff; font-weight: 800; }
+.tick { white-space: nowrap; }
+.tick.pending { opacity: .7; }
+.tick.sent { color: #bccbe8; }
+.tick.delivered { color: #fff; font-weight: 700; }
+.tick.read { color: #0b3a75; background: #8ff3ff; border-radius: 6px; padding: 0 .35rem; margin-left: .25rem; font-weight: 800; }
 .actions { display: flex; gap: .4rem; justify-content: flex-end; margin-top: .3rem; }
 .actions button { font-size: .75rem; padding: .1rem .5rem; }
 #typing { min-height: 1.4em; margin: .3rem 0; font-size: .85rem; color: #5a6475; font-style: italic; }
@@ -53,6 +56,11 @@ ul { list-style: none; margin: 0 0 1rem; padding: 0; }
 #count { flex: none; font-size: .75rem; color: #5a6475; }
 #count:empty { display: none; }
 #count.full { color: #b3261e; font-weight: 600; }
+#count.over { color: #fff; background: #b3261e; border-radius: 4px; padding: 0 .3rem; }
+#notice { margin: .3rem 0 0; font-size: .85rem; color: #b3261e; }
+#notice:empty { display: none; }
+#problem { flex: none; margin: .6rem 1rem 0; padding: .5rem .8rem; border-radius: 8px; background: #fff4e5;
+  color: #6b3b00; border: 1px solid #f0b46b; font-size: .9rem; overflow-wrap: anywhere; }
 input, button { font: inherit; }
 #help { max-width: 40rem; margin: 2rem auto; background: #fff; padding: 1rem 1.5rem; border-radius: 10px; }
 code { background: #eef1f6; padding: 0 .25rem; border-radius: 4px; overflow-wrap: anywhere; }
@@ -60,6 +68,7 @@ code { background: #eef1f6; padding: 0 .25rem; border-radius: 4px; overflow-wrap
 @media (max-width: 640px) {
   header { gap: .6rem; padding: .5rem .8rem; }
   header h1 { font-size: 1rem; }
+  #problem { margin: .4rem .5rem 0; font-size: .8rem; }
   main { display: flex; flex-direction: column; gap: .5rem; padding: .5rem; }
   aside { flex: none; display: flex; gap: .5rem; align-items: center; padding: .4rem; overflow: visible; }
   aside h2 { display: none; }

@@ -80,8 +80,14 @@ async function dev(): Promise<number> {
       return 1;
     }
     const secret = env.AUTH_SECRET ?? DEV_ONLY_SECRET; // set above
+    const key = await importTokenKey(secret);
     return await main(env, {
       allowDevOnlySecret: true,
+      // Anyone can sign with the public dev-only secret, so handing its tokens out costs nothing;
+      // with the user's own secret there is no such route.
+      ...(devSecret
+        ? { devTokens: (userId: number) => signToken(key, userId, Math.floor(Date.now() / 1000)) }
+        : {}),
       onStarted: async (server) => {
         if (database !== undefined) {
           await writeDevRecord(database.dataDir, {
@@ -126,12 +132,19 @@ async function instructions(port: number, secret: string, devSecret: boolean): P
     "Demo users (open each link in its own browser tab):",
     ...await links(port, secret),
     "",
+    devSecret
+      ? "The pages renew their tokens from this server (GET /dev/token, dev-only secret only)."
+      : "The links' tokens expire after TOKEN_TTL_SECONDS (a day): run deno task dev again for new ones.",
     `More tokens for this server: ${mint}`,
   ];
   return lines.join("\n") + "\n";
 }
 
-/** One ready link per demo user; the tokens last TOKEN_TTL_SECONDS (a day by default). */
+/**
+ * One ready link per demo user; the tokens last TOKEN_TTL_SECONDS (a day by default), and a page
+ * opened from one renews its token from `GET /dev/token` while the server signs with the dev-only
+ * secret.
+ */
 async function links(port: number, secret: string): Promise<string[]> {
   const key = await importTokenKey(secret);
   const now = Math.floor(Date.now() / 1000);

@@ -17,6 +17,7 @@ import { DeadlineQueue, Session, type SessionContext, UserWork } from "../sessio
 import { importTokenKey } from "../token.ts";
 import { startActiveCheck } from "./active_check.ts";
 import { startOperatorWatch, statusData } from "./operator.ts";
+import { withDevTokens } from "./dev_tokens.ts";
 import { CloseCode, serverFrames } from "../protocol/mod.ts";
 import { TypingExpiry } from "../hub/mod.ts";
 import type { Listener, Transport, UpgradeInfo } from "../transport/mod.ts";
@@ -34,6 +35,11 @@ export interface ChatServerOptions {
   now?: (() => number) | undefined;
   /** Shared with the repository and bus so one scrape shows them all; a fresh one by default. */
   metrics?: ServerMetrics | undefined;
+  /**
+   * `deno task dev` with its public dev-only secret only: mints the token `GET /dev/token?user=N`
+   * answers (`dev_tokens.ts`). Unset, that route does not exist.
+   */
+  devTokens?: ((userId: number) => Promise<string>) | undefined;
 }
 
 export interface ChatServer {
@@ -153,7 +159,10 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
     headersTimeoutMs: config.headersTimeoutMs,
     admitConnection,
     wsPaths: ["/", "/ws"],
-    fetch: publicApp({ isReady, logger, demoPage: options.demoPage }).fetch,
+    fetch: withDevTokens(
+      publicApp({ isReady, logger, demoPage: options.demoPage }).fetch,
+      options.devTokens,
+    ),
     checkUpgrade: admit,
     onOpen(conn, info) {
       const ip = clientIp(info, config.trustedProxies);

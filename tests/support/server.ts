@@ -43,6 +43,8 @@ export interface TestServerOptions extends Seed {
   demoPage?: string;
   /** Rewrites the database URL the server uses (e.g. to go through a TCP proxy). */
   databaseUrl?: (url: string) => string;
+  /** Serve `GET /dev/token` as `deno task dev` does with its dev-only secret (signed now). */
+  devTokens?: boolean;
 }
 
 export interface TestServer {
@@ -158,6 +160,7 @@ async function serve(
     metrics,
     now: options.now,
     demoPage: options.demoPage,
+    devTokens: options.devTokens ? (userId) => testToken(userId, TEST_SECRET) : undefined,
   });
   const clients: TestClient[] = [];
   const connect = async (path = "/ws") => {
