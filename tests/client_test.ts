@@ -15,7 +15,7 @@ import type {
 import { CLIENT_JS } from "../src/demo_page/page.ts";
 import { countMessages, createTestDatabase } from "./support/db.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
-import { steeredWebSocket } from "./support/sdk_socket.ts";
+import { fakeWebSocket, steeredWebSocket } from "./support/sdk_socket.ts";
 import { eventually } from "./support/wait.ts";
 
 type Sdk = typeof typedSdk;
@@ -39,28 +39,10 @@ function rewritingWebSocket(
   rewrite: (frame: Record<string, unknown>) => Record<string, unknown>,
   sent: Record<string, unknown>[],
 ): new (url: string) => WebSocketLike {
-  return class implements WebSocketLike {
-    onopen: WebSocketLike["onopen"] = null;
-    onmessage: WebSocketLike["onmessage"] = null;
-    onclose: WebSocketLike["onclose"] = null;
-    onerror: WebSocketLike["onerror"] = null;
-    #ws: WebSocket;
-    constructor(url: string) {
-      this.#ws = new WebSocket(url);
-      this.#ws.onopen = (event) => this.onopen?.(event);
-      this.#ws.onerror = (event) => this.onerror?.(event);
-      this.#ws.onclose = (event) => this.onclose?.(event);
-      this.#ws.onmessage = (event) =>
-        this.onmessage?.({ data: JSON.stringify(rewrite(JSON.parse(event.data))) });
-    }
-    send(data: string) {
-      sent.push(JSON.parse(data));
-      this.#ws.send(data);
-    }
-    close(code?: number, reason?: string) {
-      this.#ws.close(code, reason);
-    }
-  };
+  return steeredWebSocket({
+    rewrite: (data) => JSON.stringify(rewrite(JSON.parse(data))),
+    sent: (data) => sent.push(JSON.parse(data)),
+  });
 }
 
 /** Every test below, for one form of the SDK. */
@@ -335,20 +317,14 @@ function sdkSuite(variant: string, sdk: Sdk): void {
         setTimeout: (run, ms) => timers.push({ at: now + ms, run }),
         clearTimeout: () => {},
       },
-      WebSocket: class {
-        onopen = null;
-        onmessage = null;
-        onclose = null;
-        onerror = null;
-        constructor() {
-          socket = this;
-        }
-        send(data: string) {
+      WebSocket: fakeWebSocket((made, sent) => {
+        socket = made;
+        made.send = (data: string) => {
+          sent.push(data);
           const frame = JSON.parse(data);
           if (frame.type === "chat_message") written.push(frame.client_message_id);
-        }
-        close() {}
-      },
+        };
+      }),
     });
     client.connect();
     socket!.onopen!({});
@@ -466,17 +442,7 @@ function sdkSuite(variant: string, sdk: Sdk): void {
     let socket: WebSocketLike | undefined;
     const { client, errors, reasons } = failingClient("wss://chat.example.com/ws", {
       reconnectBaseMs: 60_000,
-      WebSocket: class {
-        onopen = null;
-        onmessage = null;
-        onclose = null;
-        onerror = null;
-        constructor() {
-          socket = this;
-        }
-        send() {}
-        close() {}
-      },
+      WebSocket: fakeWebSocket((made) => socket = made),
     });
     client.connect();
     socket!.onerror!(new Event("error")); // what a browser gives: no message
@@ -567,20 +533,7 @@ function sdkSuite(variant: string, sdk: Sdk): void {
       pingIntervalMs: 0,
       random: () => 0.5,
       timers: { setTimeout: (run) => timers.push(run), clearTimeout: () => {} },
-      WebSocket: class {
-        onopen = null;
-        onmessage = null;
-        onclose = null;
-        onerror = null;
-        sent: string[] = [];
-        constructor() {
-          sockets.push({ sent: this.sent, socket: this });
-        }
-        send(data: string) {
-          this.sent.push(data);
-        }
-        close() {}
-      },
+      WebSocket: fakeWebSocket((socket, sent) => sockets.push({ sent, socket })),
     });
     client.on("state", (change) => change.delayMs !== undefined && delays.push(change.delayMs));
     const last = () => sockets.at(-1)!.socket;

@@ -215,15 +215,8 @@ export function parseNotify(
     return parseBackendPush(body, maxFrameBytes);
   }
   const { user_ids: ids, event } = body;
-  if (!Array.isArray(ids) || ids.length < 1 || ids.length > MAX_NOTIFY_USERS) {
-    return `user_ids must be an array of 1-${MAX_NOTIFY_USERS} user ids`;
-  }
-  const userIds = new Set<number>();
-  for (const id of ids) {
-    const userId = typeof id === "number" ? parseUserId(id) : undefined;
-    if (userId === undefined) return "user_ids must hold positive integers";
-    userIds.add(userId);
-  }
+  const userIds = distinctUserIds(ids);
+  if (typeof userIds === "string") return userIds;
   if (typeof event !== "object" || event === null || Array.isArray(event)) {
     return "event must be a JSON object";
   }
@@ -234,7 +227,7 @@ export function parseNotify(
   if (new TextEncoder().encode(frame).length > maxFrameBytes) {
     return `event must be at most ${maxFrameBytes} bytes of JSON`;
   }
-  return { userIds: [...userIds], frame };
+  return { userIds, frame };
 }
 
 /**
