@@ -17,7 +17,7 @@
  */
 
 import postgres, { type Sql } from "postgres";
-import type { Logger } from "../../log.ts";
+import type { LogFields, Logger } from "../../log.ts";
 import { errorMessage } from "../../log.ts";
 import { migrate, pendingMigrations } from "./migrations.ts";
 import { MessageWriter } from "./message_writer.ts";
@@ -87,7 +87,7 @@ export class PostgresRepository implements ChatRepository {
           where user_id = any(${sql.array(ids)}::bigint[]) and active`,
         );
         return new Map(rows.map((row) => [Number(row.id), true]));
-      }), false);
+      }, { users: ids.length }), false);
     this.#relationPairs = new BatchLoader<string, Relation>((keys) =>
       this.#deadline(async () => {
         const pairs = keys.map((key) => key.split(":").map(Number) as [number, number]);
@@ -110,7 +110,7 @@ export class PostgresRepository implements ChatRepository {
           `${row.s}:${row.r}`,
           !row.friends ? "not_friends" : row.blocked ? "blocked" : "ok",
         ]));
-      }), "not_friends");
+      }, { pairs: keys.length }), "not_friends");
     this.#friendLists = new BatchLoader<number, readonly number[]>(
       (ids) =>
         this.#deadline(async () => {
@@ -132,7 +132,7 @@ export class PostgresRepository implements ChatRepository {
             link(Number(row.b), Number(row.a));
           }
           return lists;
-        }),
+        }, { users: ids.length }),
       [],
     );
     this.#readFlags = new ReadFlagSweeper(sql, {
@@ -203,11 +203,14 @@ export class PostgresRepository implements ChatRepository {
   }
 
   mailboxSummary(userId: number): Promise<MailboxSummary> {
-    return this.#deadline(() => mailbox.mailboxSummary(this.#sql, userId));
+    return this.#deadline(() => mailbox.mailboxSummary(this.#sql, userId), { user_id: userId });
   }
 
   messagesAfter(userId: number, afterMessageId: number, limit: number): Promise<MessagePage> {
-    return this.#deadline(() => mailbox.messagesAfter(this.#sql, userId, afterMessageId, limit));
+    return this.#deadline(
+      () => mailbox.messagesAfter(this.#sql, userId, afterMessageId, limit),
+      { user_id: userId },
+    );
   }
 
   conversationBefore(
@@ -216,16 +219,19 @@ export class PostgresRepository implements ChatRepository {
     beforeMessageId: number | undefined,
     limit: number,
   ): Promise<MessagePage> {
-    return this.#deadline(() =>
-      mailbox.conversationBefore(this.#sql, userId, friendUserId, beforeMessageId, limit)
+    return this.#deadline(
+      () => mailbox.conversationBefore(this.#sql, userId, friendUserId, beforeMessageId, limit),
+      { user_id: userId },
     );
   }
 
   markRead(readerUserId: number, friendUserId: number, upToMessageId: number): Promise<
     Date | undefined
   > {
-    return this.#deadline(() =>
-      mailbox.markRead(this.#sql, readerUserId, friendUserId, upToMessageId, this.#notAfter())
+    return this.#deadline(
+      () =>
+        mailbox.markRead(this.#sql, readerUserId, friendUserId, upToMessageId, this.#notAfter()),
+      { user_id: readerUserId },
     ).then((readAt) => {
       if (readAt !== undefined) this.#readFlags.wake(readerUserId, friendUserId);
       return readAt;
@@ -233,13 +239,16 @@ export class PostgresRepository implements ChatRepository {
   }
 
   markDelivered(recipientUserId: number, messageId: number): Promise<DeliveredResult> {
-    return this.#deadline(() =>
-      mailbox.markDelivered(this.#sql, recipientUserId, messageId, this.#notAfter())
+    return this.#deadline(
+      () => mailbox.markDelivered(this.#sql, recipientUserId, messageId, this.#notAfter()),
+      { user_id: recipientUserId },
     );
   }
 
   inactiveUsers(userIds: readonly number[]): Promise<number[]> {
-    return this.#deadline(() => mailbox.inactiveUsers(this.#sql, userIds));
+    return this.#deadline(() => mailbox.inactiveUsers(this.#sql, userIds), {
+      users: userIds.length,
+    });
   }
 
   queuedMessages(): number {
@@ -248,7 +257,7 @@ export class PostgresRepository implements ChatRepository {
 
   async isReady(): Promise<boolean> {
     try {
-      await this.#deadline(() => this.#sql`select 1`, Math.min(this.#timeoutMs, 2000));
+      await this.#deadline(() => this.#sql`select 1`, {}, Math.min(this.#timeoutMs, 2000));
       return true;
     } catch {
       return false;
@@ -274,11 +283,18 @@ export class PostgresRepository implements ChatRepository {
    * Runs `work` against the deadline; any database failure becomes
    * `UnavailableError`. The margin over the statement timeout lets a batch
    * the database reached in time commit and answer before it is given up.
+   * `about` names whose request it was in the failure's log line: `user_id`
+   * for one user's query, so a user whose requests keep failing is visible;
+   * the size of a batch shared by many.
    */
-  #deadline<T>(work: () => Promise<T>, ms = this.#timeoutMs + DEADLINE_MARGIN_MS): Promise<T> {
+  #deadline<T>(
+    work: () => Promise<T>,
+    about: LogFields = {},
+    ms = this.#timeoutMs + DEADLINE_MARGIN_MS,
+  ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.#logger.warn("db_deadline_exceeded", { ms });
+        this.#logger.warn("db_deadline_exceeded", { ...about, ms });
         reject(new UnavailableError("database deadline exceeded"));
       }, ms);
       work().then(
@@ -288,7 +304,7 @@ export class PostgresRepository implements ChatRepository {
         },
         (err) => {
           clearTimeout(timer);
-          this.#logger.warn("db_error", { error: errorMessage(err), code: pgCode(err) });
+          this.#logger.warn("db_error", { ...about, error: errorMessage(err), code: pgCode(err) });
           reject(err instanceof UnavailableError ? err : new UnavailableError(errorMessage(err)));
         },
       );
