@@ -108,7 +108,10 @@ export class Hub {
     return this.#bus.releaseConnection(userId);
   }
 
-  /** The user's friends online anywhere in the cluster now (a user in grace counts). */
+  /**
+   * The user's friends online anywhere in the cluster now (a user in grace
+   * counts); a friend either of the two blocked is not one (repository `friendIds`).
+   */
   async onlineFriends(userId: number): Promise<number[]> {
     return await this.onlineAmong(await this.#repository.friendIds(userId));
   }

@@ -53,12 +53,14 @@ export class MemoryRepository implements ChatRepository {
           (f.a === recipientUserId && f.b === senderUserId))
       );
       if (!friends) return "not_friends";
-      const blocked = this.blocks.some((b) =>
-        (b.blocker === recipientUserId && b.blocked === senderUserId) ||
-        (b.blocker === senderUserId && b.blocked === recipientUserId)
-      );
-      return blocked ? "blocked" : "ok";
+      return this.#blockedEitherWay(senderUserId, recipientUserId) ? "blocked" : "ok";
     });
+  }
+
+  #blockedEitherWay(a: number, b: number): boolean {
+    return this.blocks.some((x) =>
+      (x.blocker === a && x.blocked === b) || (x.blocker === b && x.blocked === a)
+    );
   }
 
   friendIds(userId: number): Promise<readonly number[]> {
@@ -69,7 +71,7 @@ export class MemoryRepository implements ChatRepository {
         if (f.a === userId) ids.add(f.b);
         if (f.b === userId) ids.add(f.a);
       }
-      return [...ids];
+      return [...ids].filter((id) => !this.#blockedEitherWay(userId, id));
     });
   }
 

@@ -96,7 +96,10 @@ export interface ChatRepository {
    * cache age stale, never more than 5 seconds.
    */
   relation(senderUserId: number, recipientUserId: number): Promise<Relation>;
-  /** The user's approved friends, as stale as `relation` at most. */
+  /**
+   * The user's approved friends, except those either of the two blocked (so
+   * neither sees the other's presence), as stale as `relation` at most.
+   */
   friendIds(userId: number): Promise<readonly number[]>;
   /**
    * Stores a message and resolves once its row is committed; rejects with

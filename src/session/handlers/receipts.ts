@@ -4,7 +4,9 @@
  * wins), docs/protocol.md "Catch-up, history, unread, receipts". A receipt is
  * stored first and announced only when the store changed something, so each
  * reaches its sockets once; when storage fails the client is told
- * `unavailable` and nothing is announced.
+ * `unavailable` and nothing is announced. The other user is told only while
+ * the two are friends and neither blocked the other: a block hides receipts
+ * both ways, as it hides chat, typing and presence.
  */
 
 import type { DeliveredFrame, ReadFrame } from "../../protocol/mod.ts";
@@ -30,7 +32,7 @@ async function read(ctx: HandlerContext, frame: ReadFrame): Promise<Reply> {
   );
   if (readAt === undefined) return; // nothing changed: nothing sent
   const receipt = serverFrames.read(ctx.userId, frame.friendUserId, frame.upToMessageId, readAt);
-  ctx.sendToUser(frame.friendUserId, receipt, false);
+  if (await mayTell(ctx, frame.friendUserId)) ctx.sendToUser(frame.friendUserId, receipt, false);
   ctx.sendToOtherDevices(receipt);
 }
 
@@ -39,11 +41,25 @@ async function delivered(ctx: HandlerContext, frame: DeliveredFrame): Promise<Re
   if (result.status === "not_recipient") {
     return refuse("invalid_field", "message_id does not name a message addressed to you");
   }
-  if (result.status === "first") {
+  if (result.status === "first" && await mayTell(ctx, result.senderUserId)) {
     ctx.sendToUser(
       result.senderUserId,
       serverFrames.delivered(frame.messageId, ctx.userId),
       false,
     );
+  }
+}
+
+/**
+ * Whether `otherUserId` may be told of this user's receipt: friends, neither
+ * blocked (the relation check of chat, as stale as 5 s). The receipt is
+ * stored already, so a check the database fails tells no one and the frame
+ * still succeeds (the failure is logged by the repository).
+ */
+async function mayTell(ctx: HandlerContext, otherUserId: number): Promise<boolean> {
+  try {
+    return (await ctx.services.repository.relation(ctx.userId, otherUserId)) === "ok";
+  } catch {
+    return false;
   }
 }

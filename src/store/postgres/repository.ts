@@ -116,10 +116,17 @@ export class PostgresRepository implements ChatRepository {
         this.#deadline(async () => {
           const rows = rowsOf(
             await sql<{ a: string; b: string }[]>`
-          select requester_user_id::text as a, recipient_user_id::text as b from friendships
-          where status = 'approved'
-            and (requester_user_id = any(${sql.array(ids)}::bigint[])
-              or recipient_user_id = any(${sql.array(ids)}::bigint[]))`,
+          select f.requester_user_id::text as a, f.recipient_user_id::text as b
+          from friendships f
+          where f.status = 'approved'
+            and (f.requester_user_id = any(${sql.array(ids)}::bigint[])
+              or f.recipient_user_id = any(${sql.array(ids)}::bigint[]))
+            and not exists (
+              select 1 from blocks b
+              where (b.blocker_user_id = f.requester_user_id
+                     and b.blocked_user_id = f.recipient_user_id)
+                 or (b.blocker_user_id = f.recipient_user_id
+                     and b.blocked_user_id = f.requester_user_id))`,
           );
           const wanted = new Set(ids);
           const lists = new Map<number, number[]>(ids.map((id) => [id, []]));
