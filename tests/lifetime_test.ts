@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { CLUSTER_KINDS, nodesTest } from "./support/cluster.ts";
+import { startTestServer } from "./support/server.ts";
 import { sleep } from "./support/wait.ts";
 
 const NOTIFY_SECRET = "lifetime-notify-secret";
@@ -139,6 +140,59 @@ for (const kind of CLUSTER_KINDS) {
     },
   );
 }
+
+nodesTest(
+  memory!,
+  "after POST /disconnect the old token is refused on both nodes and after a restart; a token issued a second later signs in",
+  { env: { NOTIFY_SECRET } },
+  async ([a, b], db) => {
+    const oldToken = await a!.token(2);
+    const first = await a!.connect();
+    first.send({ type: "authenticate", auth_token: oldToken });
+    await first.next("authenticated");
+    const res = await fetch(`${a!.internalUrl}/disconnect`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${NOTIFY_SECRET}` },
+      body: JSON.stringify({ user_ids: [2], reason: "banned" }),
+    });
+    assert.equal(res.status, 202);
+    await res.body?.cancel();
+    assert.deepEqual(await first.next("session_expired"), {
+      type: "session_expired",
+      reason: "banned",
+    });
+    // The answer is 202 Accepted: the revocation is stored just after it.
+    let revokedMs = 0;
+    for (let i = 0; i < 100 && revokedMs === 0; i++) {
+      const [row] = await db.sql`select (extract(epoch from revoked_at) * 1000)::float8 as ms
+                                 from chat_token_revocations where user_id = 2`;
+      if (row === undefined) await sleep(20);
+      else revokedMs = Number(row.ms);
+    }
+    assert.ok(revokedMs > 0, "no revocation stored");
+    const restarted = await startTestServer({ db }); // a fresh process on the same database
+    try {
+      const later = await a!.token(2, Math.floor(revokedMs / 1000) + 1);
+      for (const node of [a!, b!, restarted]) {
+        const client = await node.connect();
+        client.send({ type: "authenticate", auth_token: oldToken });
+        assert.deepEqual(await client.next(), {
+          type: "auth_error",
+          message: "Invalid auth token",
+        });
+        client.send({ type: "authenticate", auth_token: later });
+        assert.equal((await client.next()).type, "authenticated");
+        client.send({ type: "reauthenticate", auth_token: oldToken });
+        assert.deepEqual(await client.next(), {
+          type: "auth_error",
+          message: "Invalid auth token",
+        });
+      }
+    } finally {
+      await restarted.close();
+    }
+  },
+);
 
 nodesTest(
   memory!,

@@ -47,7 +47,11 @@ Deno.test("migrations on a backend's existing tables add only what is missing an
     `);
     for (let run = 0; run < 2; run++) {
       const repository = await connect(db.url);
-      assert.equal(await repository.isActiveUser(1), true, "existing users default to active");
+      assert.equal(
+        await repository.tokenAccess(1, Math.floor(Date.now() / 1000)),
+        "ok",
+        "existing users default to active",
+      );
       const stored = await repository.storeMessage({
         senderUserId: 1,
         recipientUserId: 2,
@@ -69,6 +73,7 @@ Deno.test("migrations on a backend's existing tables add only what is missing an
       "blocks",
       "chat_read_marks",
       MIGRATIONS_TABLE,
+      "chat_token_revocations",
       "friendships",
       "messages",
       "users",

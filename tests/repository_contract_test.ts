@@ -55,13 +55,30 @@ for (const [name, make] of Object.entries(implementations)) {
       }
     });
 
-  contract("only existing active users are active", async (f) => {
+  contract("only existing active users sign in", async (f) => {
     await f.addUser(1);
     await f.addUser(2, false);
-    assert.equal(await f.repository.isActiveUser(1), true);
-    assert.equal(await f.repository.isActiveUser(2), false);
-    assert.equal(await f.repository.isActiveUser(3), false);
+    const now = Math.floor(Date.now() / 1000);
+    assert.equal(await f.repository.tokenAccess(1, now), "ok");
+    assert.equal(await f.repository.tokenAccess(2, now), "inactive");
+    assert.equal(await f.repository.tokenAccess(3, now), "inactive");
   });
+
+  contract(
+    "revoked tokens: those issued at or before the revocation are refused, later ones sign in",
+    async (f) => {
+      for (const id of [1, 2, 3]) await f.addUser(id);
+      const at = new Date(1_800_000_000_500); // half a second into a token's second
+      await f.repository.revokeTokens([1, 2, 1], at);
+      await f.repository.revokeTokens([2], new Date(at.getTime() - 60_000)); // never moves back
+      for (const id of [1, 2]) {
+        assert.equal(await f.repository.tokenAccess(id, 1_799_999_000), "revoked");
+        assert.equal(await f.repository.tokenAccess(id, 1_800_000_000), "revoked", "same second");
+        assert.equal(await f.repository.tokenAccess(id, 1_800_000_001), "ok", "a second later");
+      }
+      assert.equal(await f.repository.tokenAccess(3, 1_799_999_000), "ok", "others keep theirs");
+    },
+  );
 
   contract(
     "relations: approved either way, pending is not; a block refuses and hides both ways",

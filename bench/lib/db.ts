@@ -122,8 +122,11 @@ export async function explainRepositoryQueries(db: BenchDatabase, runs = 5): Pro
   const senders = Array.from({ length: batch }, (_, i) => 2 * (i % 100) + 1);
   const queries: { name: string; text: string; params: unknown[] }[] = [
     {
-      name: "isActiveUser (batch of 64 logins)",
-      text: `select user_id::text as id from users where user_id = any($1::bigint[]) and active`,
+      name: "tokenAccess (batch of 64 logins)",
+      text: `select u.user_id::text as id,
+            (extract(epoch from r.revoked_at) * 1000)::float8 as revoked_ms
+          from users u left join chat_token_revocations r on r.user_id = u.user_id
+          where u.user_id = any($1::bigint[]) and u.active`,
       params: [senders],
     },
     {

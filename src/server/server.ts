@@ -10,7 +10,7 @@ import type { Config } from "../config.ts";
 import { normaliseOrigin } from "../config.ts";
 import { internalApp, publicApp } from "./http.ts";
 import { Hub } from "../hub/mod.ts";
-import type { Logger } from "../log.ts";
+import { errorMessage, type Logger } from "../log.ts";
 import { ServerMetrics } from "../metrics.ts";
 import type { ChatRepository } from "../store/mod.ts";
 import { DeadlineQueue, Session, type SessionContext, UserWork } from "../session/mod.ts";
@@ -207,7 +207,18 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
         metrics: () => metrics.render(),
         disconnect(userIds, reason) {
           const frame = serverFrames.sessionExpired(reason);
-          for (const userId of userIds) hub.endUser(userId, frame);
+          const signOut = () => {
+            for (const userId of userIds) hub.endUser(userId, frame);
+          };
+          signOut();
+          // The revocation makes the sign-out hold (docs/protocol.md, "POST /disconnect").
+          // A sign-in checked while it was being stored may have passed: signed out again.
+          repository.revokeTokens(userIds, new Date(now())).then(signOut, (err) => {
+            logger.error("token_revocation_failed", {
+              users: userIds.length,
+              error: errorMessage(err),
+            });
+          });
         },
         online: (userIds) => hub.onlineAmong(userIds),
         statusSecret: config.statusSecret,

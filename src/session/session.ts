@@ -219,6 +219,8 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
   }
 
   end(frame: string): void {
+    // Closing already (e.g. signed out twice by `POST /disconnect`): nothing more to send.
+    if (this.#state === "closed" || this.#closing) return;
     if (this.#state === "joining") {
       this.#endAfterJoin = frame;
       return;

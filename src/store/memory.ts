@@ -15,6 +15,7 @@ import type {
   NewMessage,
   Relation,
   StoreResult,
+  TokenAccess,
 } from "./repository.ts";
 import { ClientMessageIdReusedError, UnavailableError } from "./repository.ts";
 
@@ -22,6 +23,8 @@ export class MemoryRepository implements ChatRepository {
   readonly users = new Map<number, { active: boolean }>();
   readonly friendships: { a: number; b: number; status: string }[] = [];
   readonly blocks: { blocker: number; blocked: number }[] = [];
+  /** User id → the instant (ms) at or before which their tokens are revoked. */
+  readonly revocations = new Map<number, number>();
   /** In id order (ids are 1, 2, 3, …). */
   readonly messages: MessageRecord[] = [];
   /** While true every call rejects with `UnavailableError`, as a database outage would. */
@@ -41,8 +44,20 @@ export class MemoryRepository implements ChatRepository {
     this.blocks.push({ blocker, blocked });
   }
 
-  isActiveUser(userId: number): Promise<boolean> {
-    return this.guard(() => this.users.get(userId)?.active === true);
+  tokenAccess(userId: number, issuedAt: number): Promise<TokenAccess> {
+    return this.guard(() => {
+      if (this.users.get(userId)?.active !== true) return "inactive";
+      const revokedAt = this.revocations.get(userId);
+      return revokedAt !== undefined && issuedAt * 1000 <= revokedAt ? "revoked" : "ok";
+    });
+  }
+
+  revokeTokens(userIds: readonly number[], at: Date): Promise<void> {
+    return this.guard(() => {
+      for (const id of userIds) {
+        this.revocations.set(id, Math.max(this.revocations.get(id) ?? 0, at.getTime()));
+      }
+    });
   }
 
   relation(senderUserId: number, recipientUserId: number): Promise<Relation> {

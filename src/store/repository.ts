@@ -64,6 +64,13 @@ export type DeliveredResult =
   | { status: "not_recipient" };
 
 /**
+ * Whether a token of a user may sign in: `ok`; `inactive` (the user is unknown
+ * or has `active = false`); `revoked` (issued at or before the user's last
+ * `POST /disconnect`).
+ */
+export type TokenAccess = "ok" | "inactive" | "revoked";
+
+/**
  * Whether a sender may message (or type to) a recipient: an approved friendship in either
  * direction, and neither blocked the other (checks 6 and 7 in docs/protocol.md, "Chat messages").
  */
@@ -88,8 +95,19 @@ export class ClientMessageIdReusedError extends Error {
 }
 
 export interface ChatRepository {
-  /** Whether the user exists with `active = true`. */
-  isActiveUser(userId: number): Promise<boolean>;
+  /**
+   * Whether a token of `userId` issued at `issuedAt` (Unix seconds) signs in:
+   * the user exists with `active = true` and has no revocation at or after
+   * `issuedAt`. Asked fresh every time (no cache): a revocation or a
+   * deactivation holds for the next sign-in.
+   */
+  tokenAccess(userId: number, issuedAt: number): Promise<TokenAccess>;
+  /**
+   * `POST /disconnect`: from now on every token of these users issued at or
+   * before `at` is refused, on every node and after restarts. A later call
+   * never moves a user's revocation back.
+   */
+  revokeTokens(userIds: readonly number[], at: Date): Promise<void>;
   /**
    * Checks 6 (an approved friendship, either direction) then 7 (neither user
    * has blocked the other, v1.1). The answer may be up to the repository's

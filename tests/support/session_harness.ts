@@ -172,7 +172,12 @@ export class SessionHarness {
 
   /** A valid token for `userId`, signed now. */
   token(userId: number): Promise<string> {
-    return signToken(this.context.tokenKey, userId, Math.floor(Date.now() / 1000));
+    return this.tokenAt(userId, Math.floor(Date.now() / 1000));
+  }
+
+  /** A token for `userId` issued at `timestamp` (Unix seconds). */
+  tokenAt(userId: number, timestamp: number): Promise<string> {
+    return signToken(this.context.tokenKey, userId, timestamp);
   }
 
   /** A session authenticated as `userId` (added to the repository when unknown). */

@@ -33,8 +33,9 @@ async function authenticate(ctx: LifetimeContext, frame: AuthenticateFrame): Pro
   const token = await checkToken(ctx, frame.authToken);
   if (token === undefined) return ctx.authFailed("Invalid auth token");
   const userId = token.userId;
-  if (!(await repository.isActiveUser(userId))) {
-    logger.info("auth_failed", { reason: "inactive_or_unknown_user", user_id: userId });
+  const access = await repository.tokenAccess(userId, token.timestamp);
+  if (access !== "ok") {
+    logger.info("auth_failed", { reason: access, user_id: userId });
     return ctx.authFailed("Invalid auth token");
   }
   const [friends, mailbox] = await Promise.all([
@@ -71,7 +72,7 @@ async function reauthenticate(ctx: LifetimeContext, frame: ReauthenticateFrame):
   }
   const token = await checkToken(ctx, frame.authToken);
   const valid = token !== undefined && token.userId === ctx.userId &&
-    await ctx.services.repository.isActiveUser(ctx.userId);
+    (await ctx.services.repository.tokenAccess(ctx.userId, token.timestamp)) === "ok";
   if (!valid || !ctx.isOpen) {
     ctx.services.logger.info("reauth_failed", { user_id: ctx.userId });
     return ctx.send(serverFrames.authError("Invalid auth token"));

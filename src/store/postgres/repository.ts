@@ -30,6 +30,7 @@ import type {
   NewMessage,
   Relation,
   StoreResult,
+  TokenAccess,
 } from "../repository.ts";
 import { UnavailableError } from "../repository.ts";
 import { TtlCache } from "./ttl_cache.ts";
@@ -67,7 +68,8 @@ export class PostgresRepository implements ChatRepository {
   readonly #readFlags: ReadFlagSweeper;
   /** The database's clock, learnt from the writer's replies; receipts carry deadlines in it. */
   readonly #clock = new DbClock();
-  readonly #activeUsers: BatchLoader<number, boolean>;
+  /** User id → their latest token revocation (ms), or 0 when none; absent: not an active user. */
+  readonly #activeUsers: BatchLoader<number, number | undefined>;
   /** Keyed `sender:recipient`. */
   readonly #relationPairs: BatchLoader<string, Relation>;
   readonly #friendLists: BatchLoader<number, readonly number[]>;
@@ -79,15 +81,20 @@ export class PostgresRepository implements ChatRepository {
     const now = options.now ?? Date.now;
     this.#relations = new TtlCache(options.relationCacheMs, 100_000, now);
     this.#friends = new TtlCache(options.relationCacheMs, 100_000, now);
-    this.#activeUsers = new BatchLoader((ids) =>
-      this.#deadline(async () => {
-        const rows = rowsOf(
-          await sql<{ id: string }[]>`
-          select user_id::text as id from users
-          where user_id = any(${sql.array(ids)}::bigint[]) and active`,
-        );
-        return new Map(rows.map((row) => [Number(row.id), true]));
-      }, { users: ids.length }), false);
+    this.#activeUsers = new BatchLoader<number, number | undefined>(
+      (ids) =>
+        this.#deadline(async () => {
+          const rows = rowsOf(
+            await sql<{ id: string; revoked_ms: number | null }[]>`
+          select u.user_id::text as id,
+            (extract(epoch from r.revoked_at) * 1000)::float8 as revoked_ms
+          from users u left join chat_token_revocations r on r.user_id = u.user_id
+          where u.user_id = any(${sql.array(ids)}::bigint[]) and u.active`,
+          );
+          return new Map(rows.map((row) => [Number(row.id), row.revoked_ms ?? 0]));
+        }, { users: ids.length }),
+      undefined,
+    );
     this.#relationPairs = new BatchLoader<string, Relation>((keys) =>
       this.#deadline(async () => {
         const pairs = keys.map((key) => key.split(":").map(Number) as [number, number]);
@@ -192,8 +199,20 @@ export class PostgresRepository implements ChatRepository {
     }
   }
 
-  isActiveUser(userId: number): Promise<boolean> {
-    return this.#activeUsers.load(userId);
+  async tokenAccess(userId: number, issuedAt: number): Promise<TokenAccess> {
+    const revokedAt = await this.#activeUsers.load(userId);
+    if (revokedAt === undefined) return "inactive";
+    return issuedAt * 1000 <= revokedAt ? "revoked" : "ok";
+  }
+
+  revokeTokens(userIds: readonly number[], at: Date): Promise<void> {
+    return this.#deadline(async () => {
+      await this.#sql`
+        insert into chat_token_revocations (user_id, revoked_at)
+        select distinct unnest(${this.#sql.array([...userIds])}::bigint[]), ${at}::timestamptz
+        on conflict (user_id) do update
+          set revoked_at = greatest(chat_token_revocations.revoked_at, excluded.revoked_at)`;
+    }, { users: userIds.length });
   }
 
   relation(senderUserId: number, recipientUserId: number): Promise<Relation> {

@@ -208,4 +208,17 @@ export const MIGRATIONS: readonly Migration[] = [
       },
     ],
   },
+  {
+    // `POST /disconnect` revokes the users' tokens issued up to that instant
+    // (docs/protocol.md, "POST /disconnect"): one row per user, the latest
+    // revocation. The server's own table; the login query reads it beside `users`.
+    version: 5,
+    name: "token revocations",
+    sql: `
+      create table if not exists chat_token_revocations (
+        user_id bigint primary key,
+        revoked_at timestamptz not null
+      );
+    `,
+  },
 ];
