@@ -53,6 +53,10 @@ export interface Config {
   maxConnections: number;
   maxConnectionsPerUser: number;
   maxUnauthPerIp: number;
+  /** Sign-ins one user may start per minute on one node (a bucket of a minute's worth). */
+  loginRatePerUserPerMin: number;
+  /** Sign-ins one client address may start per minute on one node (a bucket of a minute's worth). */
+  loginRatePerIpPerMin: number;
   trustedProxies: ReadonlySet<string>;
   chatBurst: number;
   chatRatePerS: number;
@@ -216,6 +220,8 @@ export function loadConfig(
     maxConnections: read.int("MAX_CONNECTIONS", 50000, 1, 10_000_000),
     maxConnectionsPerUser: read.int("MAX_CONNECTIONS_PER_USER", 10, 1, 10_000),
     maxUnauthPerIp: read.int("MAX_UNAUTH_PER_IP", 50, 1, 10_000_000),
+    loginRatePerUserPerMin: read.int("LOGIN_RATE_PER_USER_PER_MIN", 30, 1, 1_000_000),
+    loginRatePerIpPerMin: read.int("LOGIN_RATE_PER_IP_PER_MIN", 300, 1, 10_000_000),
     trustedProxies: new Set(list(env.TRUSTED_PROXIES)),
     chatBurst: read.int("CHAT_RATE_BURST", 20, 1, 1_000_000),
     chatRatePerS: read.num("CHAT_RATE_PER_S", 5, 0.01, 1_000_000),

@@ -6,8 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { CLUSTER_KINDS } from "./support/bus_cluster.ts";
-import { nodesTest } from "./support/nodes.ts";
+import { CLUSTER_KINDS, nodesTest } from "./support/cluster.ts";
 
 for (const kind of CLUSTER_KINDS) {
   nodesTest(

@@ -11,6 +11,7 @@ import { countMessages } from "./support/db.ts";
 import { type TestServer, withTestServer } from "./support/server.ts";
 import { eventually, sleep } from "./support/wait.ts";
 import { RawWs } from "./raw_ws.ts";
+import { TestClient } from "./support/client.ts";
 
 function limitTest(
   name: string,
@@ -130,6 +131,32 @@ limitTest("a connection past MAX_CONNECTIONS_PER_USER gets too_many_connections 
   assert.equal(await third.closedWith(), 1013);
   await t.connectAs(2); // another user is not affected
 });
+
+limitTest(
+  "sign-ins from one forwarded address past LOGIN_RATE_PER_IP_PER_MIN are refused rate_limited with 1013; another address signs in",
+  { LOGIN_RATE_PER_IP_PER_MIN: "2", TRUSTED_PROXIES: "127.0.0.1" },
+  async (t) => {
+    const clients: TestClient[] = [];
+    const signIn = async (userId: number, address: string) => {
+      const client = await TestClient.open(t.wsUrl, undefined, { "x-forwarded-for": address });
+      clients.push(client);
+      client.send({ type: "authenticate", auth_token: await t.token(userId) });
+      return { client, answer: await client.next(["authenticated", "error", "auth_error"]) };
+    };
+    try {
+      for (const id of [1, 2]) {
+        assert.equal((await signIn(id, "203.0.113.7")).answer.type, "authenticated");
+      }
+      const refused = await signIn(3, "203.0.113.7");
+      assert.equal(refused.answer.code, "rate_limited");
+      assert.equal(await refused.client.closedWith(), 1013);
+      assert.equal((await signIn(3, "198.51.100.1")).answer.type, "authenticated");
+      assert.equal((await signIn(4, "198.51.100.1")).answer.type, "authenticated");
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+    }
+  },
+);
 
 limitTest(
   "unauthenticated sessions per address are capped with 429, counted per forwarded address behind a trusted proxy",

@@ -1,10 +1,11 @@
 /**
- * The per-connection limiters under a clock that goes back (a wall-clock step must not refuse a client): sessions
- * give them `performance.now`, and a step back neither refuses nor refills anything.
+ * The per-connection limiters under a clock that goes back (a wall-clock step must not refuse a
+ * client): sessions give them `performance.now`, and a step back neither refuses nor refills
+ * anything. And the sign-in buckets kept per key: what they remember stays bounded.
  */
 
 import assert from "node:assert/strict";
-import { AbuseMeter, TokenBucket } from "../src/session/rate_limit.ts";
+import { AbuseMeter, KeyedBuckets, TokenBucket } from "../src/session/rate_limit.ts";
 
 Deno.test("a clock stepped back 15 s does not refuse a client sending one chat a second", () => {
   let t = 1_000_000_000_000;
@@ -35,4 +36,20 @@ Deno.test("a clock stepped back refills nothing: the burst is still the limit", 
   t += 1_000; // one second after the step: one token, as without it
   assert.equal(bucket.take(), true);
   assert.equal(bucket.take(), false);
+});
+
+Deno.test("per-key buckets forget a key once its bucket is full again, and never hold more than maxKeys", () => {
+  let t = 0;
+  const buckets = new KeyedBuckets<string>(2, 2 / 60, () => t, 1000); // 2 a minute
+  assert.ok(buckets.take("a") && buckets.take("a"));
+  assert.equal(buckets.take("a"), false, "the third within the minute");
+  for (let i = 0; i < 5000; i++) buckets.take(`address-${i}`);
+  assert.equal(buckets.size, 1000, "the longest unused dropped past maxKeys");
+  t += 59_000;
+  buckets.take("b");
+  assert.equal(buckets.size, 1000, "nothing is full again yet: still the cap");
+  t += 1_000;
+  buckets.take("c");
+  assert.equal(buckets.size, 2, "a minute after their last use the others are forgotten");
+  assert.ok(buckets.take("b"), "a bucket kept is still there and refilling");
 });

@@ -13,7 +13,13 @@ import { Hub } from "../hub/mod.ts";
 import { errorMessage, type Logger } from "../log.ts";
 import { ServerMetrics } from "../metrics.ts";
 import type { ChatRepository } from "../store/mod.ts";
-import { DeadlineQueue, Session, type SessionContext, UserWork } from "../session/mod.ts";
+import {
+  DeadlineQueue,
+  LoginRates,
+  Session,
+  type SessionContext,
+  UserWork,
+} from "../session/mod.ts";
 import { importTokenKey } from "../token.ts";
 import { startActiveCheck } from "./active_check.ts";
 import { startOperatorWatch, statusData } from "./operator.ts";
@@ -87,6 +93,7 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
     monotonic,
     expiries,
     userWork: new UserWork(config.maxDbFramesPerUser, config.maxQueuedDbFramesPerUser),
+    logins: new LoginRates(config, monotonic),
   };
   const sessions = new Set<Session>();
   const unauthByIp = new Map<string, number>();
@@ -174,7 +181,7 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
           else unauthByIp.delete(ip);
         },
         onClosed: () => sessions.delete(session),
-      });
+      }, ip);
       sessions.add(session);
       return session;
     },

@@ -109,8 +109,18 @@ export interface LifetimeContext extends HandlerContext {
   readonly hub: Pick<Hub, "acquireSlot" | "onlineAmong">;
   /** A failed `authenticate`; the connection closes at `maxAuthFailures`. */
   authFailed(message: "Auth token required" | "Invalid auth token"): void;
-  /** Records a cluster connection slot taken for `userId`, released once when the socket closes. */
+  /**
+   * Takes one sign-in of `userId` from this connection's client address;
+   * false when the user or the address is over its sign-in rate.
+   */
+  allowLogin(userId: number): boolean;
+  /**
+   * Records a cluster connection slot taken for `userId`. It is given back
+   * exactly once: by `releaseSlot`, or when the socket closes.
+   */
   holdSlot(userId: number): void;
+  /** Gives back the slot `holdSlot` recorded, if still held (a sign-in that failed after it). */
+  releaseSlot(): void;
   /** Joins the hub as `userId`; frames for the user are held until `completeJoin`. */
   join(userId: number, expiresAt: number): Promise<void>;
   /** Sends `authenticated`, then the frames held while joining. */

@@ -7,3 +7,4 @@
 export { Session, type SessionContext, type SessionHooks, type SessionLimits } from "./session.ts";
 export { DeadlineQueue } from "./deadline_timer.ts";
 export { UserWork } from "./user_work.ts";
+export { LoginRates } from "./rate_limit.ts";

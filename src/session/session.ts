@@ -40,7 +40,12 @@ import {
 import { type DeadlineQueue, DeadlineTimer } from "./deadline_timer.ts";
 import { DISPATCH } from "./handlers/dispatch.ts";
 import { Outbox } from "./outbox.ts";
-import { type AbuseMeter, ConnectionRates, type TokenBucket } from "./rate_limit.ts";
+import {
+  type AbuseMeter,
+  ConnectionRates,
+  type LoginRates,
+  type TokenBucket,
+} from "./rate_limit.ts";
 import type { UserWork } from "./user_work.ts";
 
 export type { SessionLimits } from "./context.ts";
@@ -60,6 +65,8 @@ export interface SessionContext extends HandlerServices {
   expiries: DeadlineQueue;
   /** Each user's share of database work on this node. */
   userWork: UserWork;
+  /** This node's sign-in rates per user and per client address (clock: `monotonic`). */
+  logins: LoginRates;
 }
 
 /** What the server is told of one session (the context above is shared by all of them). */
@@ -82,7 +89,8 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
   #failures = 0;
   #authTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #expiry: DeadlineTimer;
-  #slotHeld = false;
+  /** The user whose cluster connection slot this session holds; 0 when none. */
+  #slotUserId = 0;
   #endAfterJoin: string | undefined;
   readonly #out: Outbox;
   #chain: Promise<void> = Promise.resolve();
@@ -97,11 +105,14 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
   readonly #conn: WsConnection;
   readonly #ctx: SessionContext;
   readonly #hooks: SessionHooks;
+  readonly #address: string;
 
-  constructor(conn: WsConnection, ctx: SessionContext, hooks: SessionHooks) {
+  /** `address` is the client's (the TCP peer, or as a trusted proxy forwarded it). */
+  constructor(conn: WsConnection, ctx: SessionContext, hooks: SessionHooks, address: string) {
     this.#conn = conn;
     this.#ctx = ctx;
     this.#hooks = hooks;
+    this.#address = address;
     const { limits } = ctx;
     this.#rates = new ConnectionRates(limits, ctx.monotonic);
     this.#out = new Outbox(conn, ctx, () => this.#userId);
@@ -209,7 +220,7 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
     this.#out.closed();
     if (previous === "new") this.#hooks.onUnauthenticatedEnd();
     else this.#ctx.hub.remove(this);
-    this.#releaseSlot();
+    this.releaseSlot();
     this.#ctx.logger.debug("connection_closed", { user_id: this.#userId || null, code });
     this.#hooks.onClosed();
   }
@@ -286,13 +297,24 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
     }
   }
 
+  allowLogin(userId: number): boolean {
+    return this.#ctx.logins.take(userId, this.#address);
+  }
+
   holdSlot(userId: number): void {
     if (this.#state === "closed") {
       void this.#ctx.hub.releaseSlot(userId);
       return;
     }
-    this.#userId = userId;
-    this.#slotHeld = true;
+    this.releaseSlot(); // never two at once (a sign-in is answered before the next starts)
+    this.#slotUserId = userId;
+  }
+
+  releaseSlot(): void {
+    if (this.#slotUserId === 0) return;
+    const userId = this.#slotUserId;
+    this.#slotUserId = 0;
+    void this.#ctx.hub.releaseSlot(userId);
   }
 
   /** Also stops the session counting as unauthenticated. */
@@ -412,11 +434,5 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
   ): void {
     this.#ctx.metrics.errorSent(code);
     this.#out.send(serverFrames.error(code, message, cmid, retryAfterMs), false);
-  }
-
-  #releaseSlot(): void {
-    if (!this.#slotHeld) return;
-    this.#slotHeld = false;
-    void this.#ctx.hub.releaseSlot(this.#userId);
   }
 }

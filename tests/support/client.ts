@@ -59,9 +59,18 @@ export class TestClient {
     ws.onerror = () => {};
   }
 
-  /** Opens a connection to `url`; rejects when the upgrade is refused. */
-  static open(url: string, protocols?: string[]): Promise<TestClient> {
-    const ws = new WebSocket(url, protocols);
+  /**
+   * Opens a connection to `url` (with extra request `headers`, e.g. a proxy's
+   * `X-Forwarded-For`); rejects when the upgrade is refused.
+   */
+  static open(
+    url: string,
+    protocols?: string[],
+    headers?: Record<string, string>,
+  ): Promise<TestClient> {
+    const ws = headers === undefined
+      ? new WebSocket(url, protocols)
+      : new WebSocket(url, { headers, ...(protocols === undefined ? {} : { protocols }) });
     return new Promise((resolve, reject) => {
       ws.onopen = () => resolve(new TestClient(ws));
       ws.onerror = () => reject(new Error(`could not connect to ${url}`));

@@ -17,7 +17,13 @@ import { loadConfig } from "../../src/config.ts";
 import { Hub, TypingExpiry } from "../../src/hub/mod.ts";
 import { silentLogger } from "../../src/log.ts";
 import { ServerMetrics } from "../../src/metrics.ts";
-import { DeadlineQueue, Session, type SessionContext, UserWork } from "../../src/session/mod.ts";
+import {
+  DeadlineQueue,
+  LoginRates,
+  Session,
+  type SessionContext,
+  UserWork,
+} from "../../src/session/mod.ts";
 import { MemoryRepository } from "../../src/store/mod.ts";
 import { importTokenKey, signToken } from "../../src/token.ts";
 import type { WsConnection } from "../../src/transport/mod.ts";
@@ -143,6 +149,7 @@ export class SessionHarness {
       (recipient, frame) => hub.sendToUser(recipient, frame, true),
     );
     const metrics = new ServerMetrics();
+    const monotonic = () => performance.now();
     const context: SessionContext = {
       hub,
       repository,
@@ -152,20 +159,21 @@ export class SessionHarness {
       logger: silentLogger,
       metrics,
       now: Date.now,
-      monotonic: () => performance.now(),
+      monotonic,
       expiries: new DeadlineQueue(Date.now),
       userWork: new UserWork(config.maxDbFramesPerUser, config.maxQueuedDbFramesPerUser),
+      logins: new LoginRates(config, monotonic),
     };
     return new SessionHarness(context, hub, repository, metrics);
   }
 
-  /** A session not yet authenticated. */
-  connect(): FakeSocket {
+  /** A session not yet authenticated, of a client at `address`. */
+  connect(address = "192.0.2.1"): FakeSocket {
     const socket = new FakeSocket();
     socket.session = new Session(socket, this.context, {
       onUnauthenticatedEnd() {},
       onClosed() {},
-    });
+    }, address);
     this.#sockets.push(socket);
     return socket;
   }
@@ -181,9 +189,9 @@ export class SessionHarness {
   }
 
   /** A session authenticated as `userId` (added to the repository when unknown). */
-  async join(userId: number): Promise<FakeSocket> {
+  async join(userId: number, address?: string): Promise<FakeSocket> {
     if (!this.repository.users.has(userId)) this.repository.addUser(userId);
-    const socket = this.connect();
+    const socket = this.connect(address);
     socket.push({ type: "authenticate", auth_token: await this.token(userId) });
     await socket.next("authenticated");
     return socket;

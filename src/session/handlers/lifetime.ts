@@ -5,11 +5,13 @@
  * Expiry itself is armed by the session (`extendSession`), and deactivated
  * users are found by `server/active_check.ts`.
  *
- * Login order: the cluster slot is taken, then the hub subscribes and joins
- * the user, and only then are online friends read. Of two friends logging in
- * at once the later join therefore sees the earlier, and the earlier is sent
- * the later's `presence` on a channel it already receives: neither misses
- * the other.
+ * Login order: the token is verified, the user's and the address's sign-in
+ * rates and the cluster slot are taken (no database work before them), the
+ * user is checked (active, token not revoked), then the hub subscribes and
+ * joins the user, and only then are online friends read. Of two friends
+ * logging in at once the later join therefore sees the earlier, and the
+ * earlier is sent the later's `presence` on a channel it already receives:
+ * neither misses the other.
  */
 
 import { errorMessage } from "../../log.ts";
@@ -29,11 +31,36 @@ export const lifetimeHandlers: {
 async function authenticate(ctx: LifetimeContext, frame: AuthenticateFrame): Promise<Reply> {
   if (ctx.isAuthenticated) return refuse("already_authenticated", "Already authenticated");
   if (frame.authToken === undefined) return ctx.authFailed("Auth token required");
-  const { repository, logger } = ctx.services;
   const token = await checkToken(ctx, frame.authToken);
   if (token === undefined) return ctx.authFailed("Invalid auth token");
   const userId = token.userId;
-  const access = await repository.tokenAccess(userId, token.timestamp);
+  // The limits come before any database work: a refused sign-in costs none.
+  if (!ctx.allowLogin(userId)) {
+    return refuse("rate_limited", "Too many sign-ins, try again later", {
+      code: CloseCode.tryAgainLater,
+      reason: "too many sign-ins",
+    });
+  }
+  if (!(await ctx.hub.acquireSlot(userId))) {
+    return refuse("too_many_connections", "Too many connections for this user", {
+      code: CloseCode.tryAgainLater,
+      reason: "too many connections",
+    });
+  }
+  ctx.holdSlot(userId);
+  try {
+    return await signIn(ctx, userId, token.timestamp);
+  } finally {
+    // Failed, refused or closed meanwhile: the slot goes back (once; a closed socket gave it back).
+    if (!ctx.isAuthenticated) ctx.releaseSlot();
+  }
+}
+
+/** The database's part of `authenticate`, once the limits let it through and a slot is held. */
+async function signIn(ctx: LifetimeContext, userId: number, issuedAt: number): Promise<Reply> {
+  const { repository, logger } = ctx.services;
+  if (!ctx.isOpen) return;
+  const access = await repository.tokenAccess(userId, issuedAt);
   if (access !== "ok") {
     logger.info("auth_failed", { reason: access, user_id: userId });
     return ctx.authFailed("Invalid auth token");
@@ -43,15 +70,7 @@ async function authenticate(ctx: LifetimeContext, frame: AuthenticateFrame): Pro
     repository.mailboxSummary(userId),
   ]);
   if (!ctx.isOpen) return; // closed while the database answered
-  if (!(await ctx.hub.acquireSlot(userId))) {
-    return refuse("too_many_connections", "Too many connections for this user", {
-      code: CloseCode.tryAgainLater,
-      reason: "too many connections",
-    });
-  }
-  ctx.holdSlot(userId);
-  if (!ctx.isOpen) return;
-  await ctx.join(userId, expiresAt(ctx, token.timestamp));
+  await ctx.join(userId, expiresAt(ctx, issuedAt));
   if (!ctx.isOpen) return;
   const onlineFriends = await ctx.hub.onlineAmong(friends).catch((err) => {
     logger.warn("online_friends_failed", { user_id: userId, error: errorMessage(err) });
