@@ -1,8 +1,8 @@
 /**
  * Signing in and staying signed in, in-process (tests/support/session_harness.ts): the limits a
  * sign-in meets before any database work (the user's connection cap, the per-user and
- * per-address sign-in rates), the slot it gives back when it fails, and revoked tokens. The
- * same limits over real sockets are in limits_test.ts.
+ * per-address sign-in rates), the slot it gives back when it fails, and what a failed
+ * `reauthenticate` does. The same limits over real sockets are in limits_test.ts.
  */
 
 import assert from "node:assert/strict";
@@ -78,6 +78,37 @@ Deno.test("sign-ins from one address past LOGIN_RATE_PER_IP_PER_MIN are refused 
     assert.equal(fourth.closed?.code, 1013);
     await h.join(5, "198.51.100.7");
     await h.join(4, "198.51.100.7");
+  }));
+
+Deno.test("a deactivated user's reauthenticate ends the session at once with session_expired and 1008", () =>
+  withHarness({}, async (h) => {
+    const alice = await h.join(1);
+    h.repository.addUser(1, false);
+    alice.push({ type: "reauthenticate", auth_token: await h.token(1) });
+    assert.deepEqual(await alice.next(), { type: "session_expired", reason: "deactivated" });
+    assert.deepEqual(alice.closed, { code: 1008, reason: "session expired" });
+  }));
+
+Deno.test("the fifth failed reauthenticate on one connection closes it with 1008", () =>
+  withHarness({}, async (h) => {
+    const alice = await h.join(1);
+    const attempts = [
+      { type: "reauthenticate", auth_token: "garbage" },
+      { type: "reauthenticate" },
+      { type: "reauthenticate", auth_token: await h.token(2) },
+      { type: "reauthenticate", auth_token: "1:123:deadbeef" },
+    ];
+    for (const frame of attempts) {
+      alice.push(frame);
+      assert.equal((await alice.next()).type, "auth_error");
+      assert.equal(alice.closed, undefined, `closed after ${JSON.stringify(frame)}`);
+    }
+    alice.push({ type: "reauthenticate", auth_token: "garbage" });
+    assert.equal((await alice.next()).type, "auth_error");
+    assert.deepEqual(alice.closed, {
+      code: 1008,
+      reason: "too many failed authentication attempts",
+    });
   }));
 
 Deno.test("a revoked token is refused on authenticate and reauthenticate; a token issued after the revocation is not", () =>

@@ -107,7 +107,10 @@ export interface LifetimeContext extends HandlerContext {
   readonly expiresAt: number;
   readonly tokenKey: TokenKey;
   readonly hub: Pick<Hub, "acquireSlot" | "onlineAmong">;
-  /** A failed `authenticate`; the connection closes at `maxAuthFailures`. */
+  /**
+   * A failed `authenticate` or `reauthenticate`: answers `auth_error`; the
+   * connection closes at `maxAuthFailures` failures of either.
+   */
   authFailed(message: "Auth token required" | "Invalid auth token"): void;
   /**
    * Takes one sign-in of `userId` from this connection's client address;
@@ -121,6 +124,8 @@ export interface LifetimeContext extends HandlerContext {
   holdSlot(userId: number): void;
   /** Gives back the slot `holdSlot` recorded, if still held (a sign-in that failed after it). */
   releaseSlot(): void;
+  /** Sends `frame` (a `session_expired`), then closes the connection with 1008. */
+  end(frame: string): void;
   /** Joins the hub as `userId`; frames for the user are held until `completeJoin`. */
   join(userId: number, expiresAt: number): Promise<void>;
   /** Sends `authenticated`, then the frames held while joining. */

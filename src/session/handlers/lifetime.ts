@@ -85,16 +85,28 @@ async function signIn(ctx: LifetimeContext, userId: number, issuedAt: number): P
   logger.debug("authenticated", { user_id: userId });
 }
 
+/**
+ * A fresh token extends the session. Its failures count toward
+ * `MAX_AUTH_FAILURES` like those of `authenticate`; a user found deactivated
+ * (or deleted) is signed out at once, as `server/active_check.ts` would.
+ */
 async function reauthenticate(ctx: LifetimeContext, frame: ReauthenticateFrame): Promise<Reply> {
-  if (frame.authToken === undefined) {
-    return ctx.send(serverFrames.authError("Auth token required"));
-  }
+  const { repository, logger } = ctx.services;
+  if (frame.authToken === undefined) return ctx.authFailed("Auth token required");
   const token = await checkToken(ctx, frame.authToken);
-  const valid = token !== undefined && token.userId === ctx.userId &&
-    (await ctx.services.repository.tokenAccess(ctx.userId, token.timestamp)) === "ok";
-  if (!valid || !ctx.isOpen) {
-    ctx.services.logger.info("reauth_failed", { user_id: ctx.userId });
-    return ctx.send(serverFrames.authError("Invalid auth token"));
+  if (token === undefined || token.userId !== ctx.userId) {
+    logger.info("reauth_failed", { user_id: ctx.userId });
+    return ctx.authFailed("Invalid auth token");
+  }
+  const access = await repository.tokenAccess(ctx.userId, token.timestamp);
+  if (!ctx.isOpen) return;
+  if (access === "inactive") {
+    logger.info("user_deactivated_closed", { user_id: ctx.userId });
+    return ctx.end(serverFrames.sessionExpired("deactivated"));
+  }
+  if (access === "revoked") {
+    logger.info("reauth_failed", { user_id: ctx.userId, reason: access });
+    return ctx.authFailed("Invalid auth token");
   }
   // Never shortens: an older token that is still valid keeps the later expiry.
   ctx.extendSession(Math.max(ctx.expiresAt, expiresAt(ctx, token.timestamp)));
