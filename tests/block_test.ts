@@ -8,6 +8,8 @@
 import assert from "node:assert/strict";
 import { CLUSTER_KINDS, nodesTest } from "./support/cluster.ts";
 
+const presenceOf1 = (status: string) => ({ type: "presence", user_id: 1, status });
+
 for (const kind of CLUSTER_KINDS) {
   nodesTest(
     kind,
@@ -27,11 +29,7 @@ for (const kind of CLUSTER_KINDS) {
       const alice = await b!.connect(); // the blocker
       alice.send({ type: "authenticate", auth_token: await b!.token(1) });
       assert.deepEqual((await alice.next("authenticated")).online_friends, [3]);
-      assert.deepEqual(await carol.next("presence"), {
-        type: "presence",
-        user_id: 1,
-        status: "online",
-      });
+      assert.deepEqual(await carol.next("presence"), presenceOf1("online"));
 
       alice.send({ type: "delivered", message_id: from5 });
       alice.send({ type: "read", friend_user_id: 5, up_to_message_id: from5 });
@@ -46,11 +44,7 @@ for (const kind of CLUSTER_KINDS) {
       assert.deepEqual(await alice.drainFor(300, "read"), [], "5's read does not reach 1");
 
       await alice.close();
-      assert.deepEqual(await carol.next("presence"), {
-        type: "presence",
-        user_id: 1,
-        status: "offline",
-      });
+      assert.deepEqual(await carol.next("presence"), presenceOf1("offline"));
       for (const client of [eve, second]) {
         const about1 = (await client.drainFor(300)).filter((f) => f.user_id === 1);
         assert.deepEqual(about1, [], "no presence or receipt of 1 reaches 5");
