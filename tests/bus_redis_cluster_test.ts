@@ -5,7 +5,8 @@
  * a shard's last writes), and a primary frozen with SIGSTOP past the node timeout. After each,
  * delivery across nodes resumes within `PRESENCE_TTL_S` of the promotion (or move), nothing is
  * delivered twice, presence and connection slots are right again, and nothing acknowledged is
- * lost. Each drill prints what it measured (`drill ...` lines).
+ * lost. Each drill prints what it measured (`drill ...` lines). The bus drills also hold 300 more
+ * users on every shard, whose channels must all be subscribed again (one SSUBSCRIBE per slot).
  */
 
 import assert from "node:assert/strict";
@@ -34,6 +35,9 @@ const slotOf = (userId: number) => hashSlot(`{u:${userId}}`);
 
 /** Deliveries received by a node, each with when it arrived. */
 type Received = { delivery: BusDelivery; at: number }[];
+
+/** Users b also holds, in slots of every shard: their channels are subscribed again per slot. */
+const MANY = Array.from({ length: 300 }, (_, i) => 1000 + i);
 
 interface BusDrill {
   cluster: LocalRedisCluster;
@@ -65,9 +69,18 @@ function busDrill(name: string, body: (drill: BusDrill) => Promise<void>): void 
         await b.subscribe(user);
         assert.equal(await b.join(user), true);
         assert.equal(await b.acquireConnection(user, 1), true);
+        for (const id of MANY) await b.subscribe(id);
         await probeUntilDelivered(a, got, user, performance.now(), 5000);
         const primary = await cluster.primaryOfSlot(slotOf(user));
         await body({ cluster, a, b, got, user, primary });
+        await eventually("every one of b's users gets frames again", () => {
+          const seen = new Set(got.map((r) => r.delivery.userId));
+          const missing = MANY.filter((id) => !seen.has(id));
+          for (const id of missing) {
+            a.publish({ userId: id, frame: `{"to":${id}}`, droppable: false });
+          }
+          return missing.length === 0;
+        }, 10_000);
       } finally {
         await buses.cleanup();
         await cluster.waitHealthy();
