@@ -5,7 +5,12 @@
  * bounded size, run with a bound on calls in flight.
  */
 
+import type { RedisKeys } from "./keys.ts";
 import type { RedisShards } from "./shards.ts";
+
+/** Users per script call about several users, and such calls in flight at most. */
+const USERS_PER_CALL = 500;
+const CALLS_IN_FLIGHT = 32;
 
 /** One script call's share: items of one batch key, `slot` being one of theirs. */
 export interface Call<T> {
@@ -56,4 +61,26 @@ export async function runLimited(
   };
   await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
   return errors;
+}
+
+/**
+ * Runs `call` for `users` in script calls of one batch key each, gated on the primary serving
+ * it; resolves with the failures.
+ */
+export function perUserCalls(
+  shards: RedisShards,
+  keys: RedisKeys,
+  users: Iterable<number>,
+  call: (batch: Call<number>) => Promise<void>,
+): Promise<unknown[]> {
+  const calls = callsBySlot(users, (id) => keys.slotOf(id), shards, USERS_PER_CALL);
+  return runLimited(
+    calls.map((batch) => () => shards.run(batch.slot, () => call(batch))),
+    CALLS_IN_FLIGHT,
+  );
+}
+
+/** The `at` and `conn` keys of each user, in order, as the several-user scripts take them. */
+export function userKeys(keys: RedisKeys, ids: readonly number[]): string[] {
+  return ids.flatMap((id) => [keys.at(id), keys.conn(id)]);
 }

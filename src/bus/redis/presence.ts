@@ -1,8 +1,8 @@
 /**
- * @module bus/redis/presence
+ * @module bus_redis_presence
  * One node's side of cluster presence in Redis: join/leave/online, the heartbeat that keeps
- * the node live, the sweep of dead nodes, and reconciling after failures (scripts and keys in
- * `scripts.ts` and `keys.ts`).
+ * the node live, the sweep of dead nodes (`bus_redis_sweep.ts`), and reconciling after failures
+ * (scripts and keys in `bus_redis_scripts.ts` and `bus_redis_keys.ts`).
  *
  * The node is registered as a member `<node id>#<tag>`. Every `TTL / 3` the heartbeat extends
  * the member's deadline to `TTL` ahead and learns the dead members; then this node sweeps them.
@@ -23,11 +23,12 @@
  */
 
 import type { PresenceStatus } from "../bus.ts";
-import { callsBySlot, runLimited } from "./batches.ts";
+import { perUserCalls, userKeys } from "./batches.ts";
 import type { RedisKeys } from "./keys.ts";
 import { RedisLinkDownError } from "./link.ts";
 import { type BusScripts, deadArgs, PRESENCE_SCRIPTS } from "./scripts.ts";
 import type { RedisShards } from "./shards.ts";
+import { sweepDead } from "./sweep.ts";
 import { errorMessage, type Logger } from "../../log.ts";
 
 export interface RedisPresenceOptions {
@@ -43,17 +44,8 @@ export interface RedisPresenceOptions {
   afterBeat?: ((slots: ReadonlySet<number> | undefined) => Promise<void>) | undefined;
 }
 
-/** Users of one dead member claimed per call, to keep each script call short. */
-const SWEEP_BATCH = 1000;
-/** Claim calls per heartbeat at most; more waits for the next heartbeat. */
-const SWEEP_CALLS = 100;
-/** How long a sweeper's claim holds before another sweeper takes the users over. */
-const CLAIM_MS = 30_000;
 /** Dead members a heartbeat learns at most. */
 const MAX_DEAD = 100;
-/** Users per reconcile or sweep script call, and such calls in flight at most. */
-const USERS_PER_CALL = 500;
-const CALLS_IN_FLIGHT = 32;
 /** User ids per registry write. */
 const IDS_PER_CALL = 1000;
 /**
@@ -218,8 +210,8 @@ export class RedisPresence {
         this.#shards.commands.smembers(this.#keys.users(member))
       );
       for (const id of listed) users.add(Number(id));
-      const errors = await this.#perUserCalls(users, async ({ items }) => {
-        await this.#scripts.gbForget(2 * items.length, ...this.#userKeys(items), member);
+      const errors = await perUserCalls(this.#shards, this.#keys, users, async ({ items }) => {
+        await this.#scripts.gbForget(2 * items.length, ...userKeys(this.#keys, items), member);
       });
       if (errors[0] !== undefined) throw errors[0];
       await this.#registry(() =>
@@ -252,7 +244,15 @@ export class RedisPresence {
       const { slots, complete } = await this.#reconcile();
       await this.#afterBeat(slots);
       if (slots === undefined && complete) this.#old = [];
-      await this.#sweep();
+      await sweepDead({
+        shards: this.#shards,
+        keys: this.#keys,
+        scripts: this.#scripts,
+        logger: this.#logger,
+        dead: this.#dead,
+        stopped: () => this.#stopped,
+        offline: (id) => this.onChange(id, "offline"),
+      });
     } catch (err) {
       if (!this.#stopped) this.#warn("bus_heartbeat_failed", err);
     }
@@ -305,11 +305,11 @@ export class RedisPresence {
     const member = this.#member;
     const old = this.#old;
     let complete = true;
-    await this.#perUserCalls(users, async ({ items }) => {
+    await perUserCalls(this.#shards, this.#keys, users, async ({ items }) => {
       try {
         const [on, off] = await this.#scripts.gbReconcile(
           2 * items.length,
-          ...this.#userKeys(items),
+          ...userKeys(this.#keys, items),
           member,
           deadArgs(this.#dead),
           old.length,
@@ -355,83 +355,6 @@ export class RedisPresence {
       }
     }
     return stale;
-  }
-
-  /** Cleans up after the dead members: each claimed user loses them, reported if emptied. */
-  async #sweep(): Promise<void> {
-    let calls = 0;
-    for (const dead of this.#dead) {
-      const users = this.#keys.users(dead);
-      const claimed = this.#keys.claimed(dead);
-      while (calls++ < SWEEP_CALLS && !this.#stopped) {
-        const ids = (await this.#registry(() =>
-          this.#scripts.gbClaim(this.#keys.nodes, users, claimed, dead, SWEEP_BATCH, CLAIM_MS)
-        )).map(Number);
-        if (ids.length === 0) {
-          break;
-        }
-        const offline: number[] = [];
-        const errors = await this.#perUserCalls(ids, async ({ items }) => {
-          const gone = await this.#scripts.gbSweep(
-            2 * items.length,
-            ...this.#userKeys(items),
-            dead,
-            deadArgs(this.#dead),
-          );
-          for (const u of gone) {
-            offline.push(items[u - 1]!);
-          }
-        });
-        for (const id of offline) {
-          this.onChange(id, "offline");
-        }
-        this.#logger.info("bus_node_swept", { node_id: dead, offline_users: offline.length });
-        // A failed call's users keep their claim; once it lapses a sweeper tries again.
-        if (errors[0] !== undefined) {
-          throw errors[0];
-        }
-        await this.#registry(() =>
-          this.#shards.commands.zrem(claimed, ...ids)
-        );
-      }
-    }
-  }
-
-  /** Runs `call` for `users` in script calls per batch key; resolves with the failures. */
-  #perUserCalls(
-    users: Iterable<number>,
-    call: (batch: { slot: number; items: number[] }) => Promise<void>,
-  ): Promise<unknown[]> {
-    const calls = callsBySlot(users, (id) => this.#keys.slotOf(id), this.#shards, USERS_PER_CALL);
-    return runLimited(
-      calls.map((batch) => () => this.#shards.run(batch.slot, () => call(batch))),
-      CALLS_IN_FLIGHT,
-    );
-  }
-
-  /** The `at` and `conn` keys of each user, in order. */
-  #userKeys(ids: readonly number[]): string[] {
-    return ids.flatMap((id) => [this.#keys.at(id), this.#keys.conn(id)]);
-  }
-
-  /**
-   * The members the registry lists, with when each last sent a heartbeat (ms since the epoch,
-   * on the registry primary's clock): a dead member not swept yet shows an old one.
-   */
-  async nodes(): Promise<{ nodeId: string; lastHeartbeatAt: number; self: boolean }[]> {
-    const flat = await this.#registry(() =>
-      this.#shards.commands.zrange(this.#keys.nodes, "0", "-1", "WITHSCORES")
-    );
-    const nodes = [];
-    for (let i = 0; i + 1 < flat.length; i += 2) {
-      const member = flat[i]!;
-      nodes.push({
-        nodeId: member,
-        lastHeartbeatAt: Number(flat[i + 1]) - this.#ttlMs,
-        self: member === this.#member,
-      });
-    }
-    return nodes;
   }
 
   #registry<T>(command: () => Promise<T>): Promise<T> {
