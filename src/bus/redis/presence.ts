@@ -27,16 +27,13 @@ import { perUserCalls, userKeys } from "./batches.ts";
 import type { RedisKeys } from "./keys.ts";
 import { RedisLinkDownError } from "./link.ts";
 import { type BusScripts, deadArgs, PRESENCE_SCRIPTS } from "./scripts.ts";
-import type { RedisShards } from "./shards.ts";
+import type { BusParts, RedisShards } from "./shards.ts";
 import { sweepDead } from "./sweep.ts";
 import { errorMessage, type Logger } from "../../log.ts";
 
-export interface RedisPresenceOptions {
-  shards: RedisShards;
-  keys: RedisKeys;
+export interface RedisPresenceOptions extends BusParts {
   nodeId: string;
   ttlMs: number;
-  logger: Logger;
   /**
    * Runs after every heartbeat that reached Redis, with the slots reconciled (`undefined`:
    * all): the node's other state there, its connection slots, must then be written back too.

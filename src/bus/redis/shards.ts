@@ -10,7 +10,9 @@
  */
 
 import { type Cluster, Redis, type RedisOptions } from "ioredis";
+import type { RedisKeys } from "./keys.ts";
 import { RedisLink, RedisLinkDownError, type RedisLinkOptions } from "./link.ts";
+import type { Logger } from "../../log.ts";
 
 /** ioredis connection options as the bus passes them (its reply mapping is the default). */
 export type ClientOptions = Omit<RedisOptions, "replyMapping">;
@@ -56,6 +58,13 @@ export interface RedisShards {
   close(): Promise<void>;
   /** Drops every connection at once (a crash, for tests). */
   abandon(): void;
+}
+
+/** What the bus's parts are built with: where commands go, the key names, the logger. */
+export interface BusParts {
+  shards: RedisShards;
+  keys: RedisKeys;
+  logger: Logger;
 }
 
 /** One Redis: one command connection, whose health and clock are those of the only shard. */

@@ -28,22 +28,18 @@
 
 import type { Redis } from "ioredis";
 import { RedisLink, RedisLinkDownError, type RedisLinkOptions } from "./link.ts";
-import type { RedisKeys } from "./keys.ts";
-import type { ClientOptions, LinkHealth, RedisShards, ShardAddress } from "./shards.ts";
-import { errorMessage, type Logger } from "../../log.ts";
+import type { BusParts, ClientOptions, LinkHealth, ShardAddress } from "./shards.ts";
+import { errorMessage } from "../../log.ts";
 
 /** Channels per SSUBSCRIBE when subscribing many at once. */
 const SUBSCRIBE_CHUNK = 1000;
 const TICK_MS = 1000;
 const AUDIT_EVERY_MS = 5000;
 
-export interface SubscriptionsOptions {
-  shards: RedisShards;
-  keys: RedisKeys;
+export interface SubscriptionsOptions extends BusParts {
   /** Options of every subscriber connection (the address is the shard's). */
   clientOptions: ClientOptions;
   health: LinkHealth;
-  logger: Logger;
   /** A message on a wanted channel, from the primary `primary` (for its clock). */
   onMessage(channel: string, message: string, primary: string): void;
   /** Told when a connection finished subscribing everything (readiness may change). */

@@ -10,10 +10,8 @@
  */
 
 import { perUserCalls, userKeys } from "./batches.ts";
-import type { RedisKeys } from "./keys.ts";
 import { type BusScripts, deadArgs } from "./scripts.ts";
-import type { RedisShards } from "./shards.ts";
-import type { Logger } from "../../log.ts";
+import type { BusParts } from "./shards.ts";
 
 /** Users of one dead member claimed per call, to keep each script call short. */
 const SWEEP_BATCH = 1000;
@@ -22,11 +20,8 @@ const SWEEP_CALLS = 100;
 /** How long a sweeper's claim holds before another sweeper takes the users over. */
 const CLAIM_MS = 30_000;
 
-export interface SweepOptions {
-  shards: RedisShards;
-  keys: RedisKeys;
+export interface SweepOptions extends BusParts {
   scripts: BusScripts;
-  logger: Logger;
   /** The dead members to clean up after (also dropped from every user this sweep touches). */
   dead: readonly string[];
   stopped(): boolean;
