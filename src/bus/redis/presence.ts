@@ -66,8 +66,12 @@ export class RedisPresence {
   readonly #ttlMs: number;
   readonly #logger: Logger;
   #member = "";
-  /** Earlier members of this node, dropped from its users by the next full reconcile. */
+  /**
+   * Earlier members of this node (the last 16): dead for good, so they count among the dead
+   * members every user script drops, whether or not the registry still lists them.
+   */
   #old: string[] = [];
+  /** The dead members the last heartbeat saw, and this node's earlier members. */
   #dead: string[] = [];
   /** Users present on this node: the truth Redis is reconciled to. */
   readonly #joined = new Set<number>();
@@ -107,7 +111,7 @@ export class RedisPresence {
     return this.#old;
   }
 
-  /** The dead members the last heartbeat saw. */
+  /** The dead members the last heartbeat saw, and this node's earlier members. */
   get dead(): readonly string[] {
     return this.#dead;
   }
@@ -237,10 +241,9 @@ export class RedisPresence {
         this.#scripts.gbBeat(this.#keys.nodes, this.#member, this.#ttlMs, MAX_DEAD)
       );
       if (alive !== 1) await this.#register();
-      this.#dead = dead.filter((member) => member !== this.#member);
-      const { slots, complete } = await this.#reconcile();
-      await this.#afterBeat(slots);
-      if (slots === undefined && complete) this.#old = [];
+      const old = this.#old.filter((member) => !dead.includes(member));
+      this.#dead = [...dead.filter((member) => member !== this.#member), ...old];
+      await this.#afterBeat(await this.#reconcile());
       await sweepDead({
         shards: this.#shards,
         keys: this.#keys,
@@ -261,6 +264,7 @@ export class RedisPresence {
     await this.#registry(() => this.#scripts.gbRegister(this.#keys.nodes, member, this.#ttlMs));
     const again = this.#member !== "";
     if (again) this.#old = [...this.#old, this.#member].slice(-16);
+    this.#dead = [...this.#dead, ...this.#old.slice(-1)];
     this.#member = member;
     this.#mustRegister = false;
     if (!again) return;
@@ -273,10 +277,10 @@ export class RedisPresence {
    * Makes Redis agree with this node for the dirty slots (and the registry's list of its
    * users when that is dirty); reports what changed. Slots whose calls failed stay dirty.
    */
-  async #reconcile(): Promise<{ slots: ReadonlySet<number> | undefined; complete: boolean }> {
+  async #reconcile(): Promise<ReadonlySet<number> | undefined> {
     const all = this.#dirtyAll;
     const slots = all ? undefined : new Set(this.#dirty);
-    if (!all && this.#dirty.size === 0 && !this.#registryDirty) return { slots, complete: true };
+    if (!all && this.#dirty.size === 0 && !this.#registryDirty) return slots;
     this.#dirtyAll = false;
     this.#dirty.clear();
     let stale: number[] = [];
@@ -301,7 +305,6 @@ export class RedisPresence {
     const offline: number[] = [];
     const member = this.#member;
     const old = this.#old;
-    let complete = true;
     await perUserCalls(this.#shards, this.#keys, users, async ({ items }) => {
       try {
         const [on, off] = await this.#scripts.gbReconcile(
@@ -317,7 +320,6 @@ export class RedisPresence {
         for (const u of off) offline.push(items[u - 1]!);
         for (const id of items) if (flags.get(id) === "0") this.#left.delete(id);
       } catch (err) {
-        complete = false;
         for (const id of items) this.#dirty.add(this.#keys.slotOf(id));
         throw err;
       }
@@ -327,7 +329,7 @@ export class RedisPresence {
     }
     for (const id of offline) this.onChange(id, "offline");
     this.#reportPaced(online);
-    return { slots, complete };
+    return slots;
   }
 
   /** Lists exactly this node's users under its member; returns those listed but not held. */
