@@ -1,8 +1,8 @@
 /**
- * @module bus_redis_presence
+ * @module bus/redis/presence
  * One node's side of cluster presence in Redis: join/leave/online, the heartbeat that keeps
- * the node live, the sweep of dead nodes (`bus_redis_sweep.ts`), and reconciling after failures
- * (scripts and keys in `bus_redis_scripts.ts` and `bus_redis_keys.ts`).
+ * the node live, the sweep of dead nodes (`sweep.ts`), and reconciling after failures
+ * (scripts and keys in `scripts.ts` and `keys.ts`).
  *
  * The node is registered as a member `<node id>#<tag>`. Every `TTL / 3` the heartbeat extends
  * the member's deadline to `TTL` ahead and learns the dead members; then this node sweeps them.
@@ -354,6 +354,26 @@ export class RedisPresence {
       }
     }
     return stale;
+  }
+
+  /**
+   * The members the registry lists, with when each last sent a heartbeat (ms since the epoch,
+   * on the registry primary's clock): a dead member not swept yet shows an old one.
+   */
+  async nodes(): Promise<{ nodeId: string; lastHeartbeatAt: number; self: boolean }[]> {
+    const flat = await this.#registry(() =>
+      this.#shards.commands.zrange(this.#keys.nodes, "0", "-1", "WITHSCORES")
+    );
+    const nodes = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      const member = flat[i]!;
+      nodes.push({
+        nodeId: member,
+        lastHeartbeatAt: Number(flat[i + 1]) - this.#ttlMs,
+        self: member === this.#member,
+      });
+    }
+    return nodes;
   }
 
   #registry<T>(command: () => Promise<T>): Promise<T> {

@@ -1,6 +1,6 @@
 /**
- * @module bus_redis_sweep
- * Cleaning up after dead members (`bus_redis_presence.ts` runs it after every heartbeat, with
+ * @module bus/redis/sweep
+ * Cleaning up after dead members (`presence.ts` runs it after every heartbeat, with
  * the dead members that heartbeat saw): each sweeper claims a batch of a dead member's users
  * (`gbClaim`: concurrent sweepers get disjoint batches), drops the member from each user's set
  * and slots in the user's slot (`gbSweep`, reporting the users whose set that emptied: they
