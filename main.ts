@@ -41,7 +41,8 @@ export async function main(
     config = loadConfig(env, { allowDevOnlySecret: hooks.allowDevOnlySecret === true });
   } catch (err) {
     // One JSON line like every other: the level is not configured yet, so errors show.
-    createLogger("error").error("startup_failed", { error: errorMessage(err) });
+    const error = err instanceof Error ? err.message : String(err);
+    createLogger("error").error("startup_failed", { error });
     return 78; // EX_CONFIG
   }
   const logger = createLogger(config.logLevel);
