@@ -76,9 +76,13 @@ export class ReadFlagSweeper {
     this.#logger = options.logger;
   }
 
-  /** Flags what pending marks the database holds now, and looks again every `intervalMs`. */
-  start(): void {
-    this.#findPending();
+  /**
+   * Looks for pending marks now (resolving once it has, so nothing of the
+   * sweeper's is in flight when the caller goes on) and every `intervalMs`
+   * after; their rows are flagged in the background.
+   */
+  start(): Promise<void> {
+    return this.#findPending();
   }
 
   /** A read raised the mark of `reader`'s conversation with `friend`: flag its rows. */
@@ -99,9 +103,9 @@ export class ReadFlagSweeper {
     await this.#running;
   }
 
-  #findPending(): void {
-    if (this.#closed) return;
-    this.#sql<{ reader: string; friend: string }[]>`
+  #findPending(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    return this.#sql<{ reader: string; friend: string }[]>`
       select reader_user_id::text as reader, friend_user_id::text as friend
       from chat_read_marks where pending limit ${PENDING_PAGE}`.then(
       (rows) => {

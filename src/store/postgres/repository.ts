@@ -187,7 +187,7 @@ export class PostgresRepository implements ChatRepository {
       }
       repository = new PostgresRepository(sql, options);
       await repository.#writer.start();
-      repository.#readFlags.start();
+      await repository.#readFlags.start();
       return repository;
     } catch (err) {
       if (repository !== undefined) {
