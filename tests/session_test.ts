@@ -6,6 +6,7 @@
  */
 
 import assert from "node:assert/strict";
+import { createLogger } from "../src/log.ts";
 import { slowSubscribe } from "./support/cluster.ts";
 import { type FakeSocket, SessionHarness } from "./support/session_harness.ts";
 import { sleep } from "./support/wait.ts";
@@ -364,3 +365,21 @@ Deno.test("a frame over the frame rate is refused rate_limited with retry_after_
     const wait = refused.retry_after_ms as number;
     assert.ok(Number.isInteger(wait) && wait > 0 && wait <= 500, `retry_after_ms ${wait}`);
   }, { FRAME_RATE_PER_S: "2" }));
+
+Deno.test("refused sign-ins are logged with the client's address, never the token", async () => {
+  const lines: string[] = [];
+  const logger = createLogger("info", (line) => lines.push(line));
+  const h = await SessionHarness.start({ logger });
+  try {
+    const socket = h.connect("198.51.100.23");
+    const token = "1:1764612000:" + "ab".repeat(32);
+    socket.push({ type: "authenticate", auth_token: token });
+    assert.equal((await socket.next()).type, "auth_error");
+    const failed = lines.map((line) => JSON.parse(line)).filter((l) => l.event === "auth_failed");
+    assert.equal(failed.length, 1, lines.join("\n"));
+    assert.equal(failed[0].client_ip, "198.51.100.23");
+    assert.ok(!lines.some((line) => line.includes("abab")), "no token in the log");
+  } finally {
+    await h.close();
+  }
+});

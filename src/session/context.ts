@@ -117,6 +117,8 @@ export interface LifetimeContext extends HandlerContext {
    * false when the user or the address is over its sign-in rate.
    */
   allowLogin(userId: number): boolean;
+  /** The client's address (the TCP peer, or as a trusted proxy forwarded it), for log lines. */
+  readonly clientAddress: string;
   /**
    * Records a cluster connection slot taken for `userId`. It is given back
    * exactly once: by `releaseSlot`, or when the socket closes.

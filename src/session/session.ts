@@ -297,6 +297,10 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
     }
   }
 
+  get clientAddress(): string {
+    return this.#address;
+  }
+
   allowLogin(userId: number): boolean {
     return this.#ctx.logins.take(userId, this.#address);
   }
@@ -421,7 +425,10 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
   ): void {
     this.#sendError("rate_limited", message, cmid, retryAfterMs);
     if (meter.refused()) {
-      this.#ctx.logger.warn("rate_abuse_closed", { user_id: this.#userId || null });
+      this.#ctx.logger.warn("rate_abuse_closed", {
+        user_id: this.#userId || null,
+        client_ip: this.#address,
+      });
       this.close(CloseCode.policy, "rate limit exceeded");
     }
   }

@@ -15,7 +15,7 @@
 import { type Bus, MemoryCluster } from "../../src/bus/mod.ts";
 import { loadConfig } from "../../src/config.ts";
 import { Hub, TypingExpiry } from "../../src/hub/mod.ts";
-import { silentLogger } from "../../src/log.ts";
+import { type Logger, silentLogger } from "../../src/log.ts";
 import { ServerMetrics } from "../../src/metrics.ts";
 import {
   DeadlineQueue,
@@ -115,6 +115,8 @@ export class FakeSocket implements WsConnection {
 export interface HarnessOptions {
   /** Environment overrides for the limits (`CHAT_RATE_PER_S`, …). */
   env?: Record<string, string>;
+  /** Where the sessions log (nowhere by default). */
+  logger?: Logger;
   /** Wraps the hub's bus (e.g. to slow a join down). */
   wrapBus?: (bus: Bus) => Bus;
 }
@@ -156,7 +158,7 @@ export class SessionHarness {
       typing,
       tokenKey: await importTokenKey(SECRET),
       limits: config,
-      logger: silentLogger,
+      logger: options.logger ?? silentLogger,
       metrics,
       now: Date.now,
       monotonic,

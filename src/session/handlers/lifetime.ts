@@ -36,6 +36,11 @@ async function authenticate(ctx: LifetimeContext, frame: AuthenticateFrame): Pro
   const userId = token.userId;
   // The limits come before any database work: a refused sign-in costs none.
   if (!ctx.allowLogin(userId)) {
+    ctx.services.logger.info("auth_refused", {
+      reason: "sign_in_rate",
+      user_id: userId,
+      client_ip: ctx.clientAddress,
+    });
     return refuse("rate_limited", "Too many sign-ins, try again later", {
       code: CloseCode.tryAgainLater,
       reason: "too many sign-ins",
@@ -62,7 +67,7 @@ async function signIn(ctx: LifetimeContext, userId: number, issuedAt: number): P
   if (!ctx.isOpen) return;
   const access = await repository.tokenAccess(userId, issuedAt);
   if (access !== "ok") {
-    logger.info("auth_failed", { reason: access, user_id: userId });
+    logger.info("auth_failed", { reason: access, user_id: userId, client_ip: ctx.clientAddress });
     return ctx.authFailed("Invalid auth token");
   }
   const [friends, mailbox] = await Promise.all([
@@ -95,7 +100,7 @@ async function reauthenticate(ctx: LifetimeContext, frame: ReauthenticateFrame):
   if (frame.authToken === undefined) return ctx.authFailed("Auth token required");
   const token = await checkToken(ctx, frame.authToken);
   if (token === undefined || token.userId !== ctx.userId) {
-    logger.info("reauth_failed", { user_id: ctx.userId });
+    logger.info("reauth_failed", { user_id: ctx.userId, client_ip: ctx.clientAddress });
     return ctx.authFailed("Invalid auth token");
   }
   const access = await repository.tokenAccess(ctx.userId, token.timestamp);
@@ -105,7 +110,11 @@ async function reauthenticate(ctx: LifetimeContext, frame: ReauthenticateFrame):
     return ctx.end(serverFrames.sessionExpired("deactivated"));
   }
   if (access === "revoked") {
-    logger.info("reauth_failed", { user_id: ctx.userId, reason: access });
+    logger.info("reauth_failed", {
+      user_id: ctx.userId,
+      reason: access,
+      client_ip: ctx.clientAddress,
+    });
     return ctx.authFailed("Invalid auth token");
   }
   // Never shortens: an older token that is still valid keeps the later expiry.
@@ -125,7 +134,10 @@ async function checkToken(
     ctx.limits.tokenTtlSeconds,
   );
   if (result.ok) return result;
-  ctx.services.logger.info("auth_failed", { reason: result.reason });
+  ctx.services.logger.info("auth_failed", {
+    reason: result.reason,
+    client_ip: ctx.clientAddress,
+  });
   return undefined;
 }
 
