@@ -13,7 +13,7 @@ import { Subscriptions } from "../src/bus/redis/subscriptions.ts";
 import { createLogger } from "../src/log.ts";
 import { deleteKeys, REDIS_URL, redisCluster } from "./support/cluster.ts";
 import { freePort } from "./support/process.ts";
-import { eventually } from "./support/wait.ts";
+import { eventually, sleep } from "./support/wait.ts";
 
 const ignore = REDIS_URL === undefined;
 const suffix = ignore ? " (skipped: REDIS_URL unset)" : "";
@@ -83,12 +83,10 @@ Deno.test({
   name: `a Redis outage throws nothing, and afterwards delivery and presence recover${suffix}`,
   ignore,
   async fn() {
-    const port = freePort();
-    let server = startRedis(port);
+    let { port, server } = await startOwnRedis();
     const url = `redis://127.0.0.1:${port}`;
     const cluster = redisCluster(url, 1);
     try {
-      await eventually("redis up", async () => await pingable(url), 5000);
       const [a, b] = [await cluster.node(), await cluster.node()];
       const got: BusDelivery[] = [];
       const reports: [number, PresenceStatus][] = [];
@@ -300,6 +298,27 @@ function startRedis(port: number): Deno.ChildProcess {
     stdout: "null",
     stderr: "null",
   }).spawn();
+}
+
+/**
+ * A redis-server of this test's own on a free port, answering PING. A free port can be taken by
+ * another process (another test file's Redis) between choosing and binding it: then this server
+ * exits at once, the PING was answered by the other one, and another port is tried.
+ */
+async function startOwnRedis(): Promise<{ port: number; server: Deno.ChildProcess }> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const port = freePort();
+    const server = startRedis(port);
+    const url = `redis://127.0.0.1:${port}`;
+    await eventually("redis up", async () => await pingable(url), 5000).catch(() => {});
+    const exited = await Promise.race([
+      server.status.then(() => true),
+      sleep(200).then(() => false),
+    ]);
+    if (!exited && await pingable(url)) return { port, server };
+    await stopRedis(server);
+  }
+  throw new Error("no redis-server of this test's own came up on a free port");
 }
 
 async function stopRedis(server: Deno.ChildProcess): Promise<void> {
