@@ -27,8 +27,12 @@ export interface InternalDeps extends HealthDeps {
   notify(userIds: readonly number[], frame: string): void;
   metrics(): Promise<string>;
   logger: Logger;
-  /** Sends `session_expired` with `reason` to every connection of each user, on every node, then closes them. */
-  disconnect(userIds: readonly number[], reason: string): void;
+  /**
+   * Sends `session_expired` with `reason` to every connection of each user, on every node, then
+   * closes them, and stores the revocation of their tokens. Resolves once the revocation is
+   * stored; rejects when storing it failed or timed out (the connections are closed either way).
+   */
+  disconnect(userIds: readonly number[], reason: string): Promise<void>;
   /** Which of `userIds` are online anywhere in the cluster. */
   online(userIds: readonly number[]): Promise<number[]>;
   /** The bearer a scrape of `/metrics` must send (`METRICS_SECRET`); open when undefined. */
@@ -88,7 +92,12 @@ export function internalApp(deps: InternalDeps): Hono {
   app.post("/disconnect", auth, limitBody(MAX_CONTROL_BODY_BYTES), async (c) => {
     const parsed = parseDisconnect(await c.req.text());
     if (typeof parsed === "string") return c.json({ error: parsed }, 400);
-    deps.disconnect(parsed.userIds, parsed.reason);
+    try {
+      await deps.disconnect(parsed.userIds, parsed.reason);
+    } catch {
+      // Logged where it failed (token_revocation_failed); the connections are closed already.
+      return c.json({ error: REVOCATION_FAILED }, 503);
+    }
     deps.logger.info("disconnect", { users: parsed.userIds.length });
     return c.json({ users: parsed.userIds.length }, 202);
   });
@@ -104,6 +113,8 @@ export function internalApp(deps: InternalDeps): Hono {
 const MAX_CONTROL_BODY_BYTES = MAX_NOTIFY_USERS * 20 + 2048;
 const MAX_REASON_CHARS = 200;
 const DEFAULT_DISCONNECT_REASON = "disconnected";
+const REVOCATION_FAILED =
+  "The connections were closed but the token revocation could not be stored; retry the request";
 
 /**
  * Requires `Authorization: Bearer <secret>`. Every refusal, a missing header, a malformed one
