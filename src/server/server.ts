@@ -92,7 +92,12 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
     now,
     monotonic,
     expiries,
-    userWork: new UserWork(config.maxDbFramesPerUser, config.maxQueuedDbFramesPerUser),
+    userWork: new UserWork(
+      config.maxDbFramesPerUser,
+      config.maxQueuedDbFramesPerUser,
+      config.catchUpBytesPerS,
+      monotonic,
+    ),
     logins: new LoginRates(config, monotonic),
   };
   const sessions = new Set<Session>();
