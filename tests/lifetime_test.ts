@@ -196,7 +196,7 @@ nodesTest(
 
 for (const failure of ["cut", "frozen"] as const) {
   Deno.test(`POST /disconnect with the database ${failure} closes the connections and answers 503 with a JSON error; a retry once it is back answers 202 and stores the revocation`, async () => {
-    const deadlineMs = 500;
+    const deadlineMs = 1000; // as outage_test's: a new connection's type query runs under it too
     await withDatabaseProxy(
       deadlineMs,
       { users: [1, 2], env: { NOTIFY_SECRET } },
