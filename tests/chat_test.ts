@@ -67,7 +67,8 @@ chatTest(
     assert.equal(data.recipient_user_id, 2);
     assert.equal(data.client_message_id, "c1");
     assert.match(String(data.sent_at), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
-    assert.deepEqual(received, { type: "chat_message", ...data });
+    assert.deepEqual(received, { type: "chat_message", ...data, seq: 1 });
+    assert.equal(sent.seq, 1, "the message is update 1 of alice's sequence");
     const rows = await t.db
       .sql`select message_id, sender_user_id, recipient_user_id, message_text, is_read
                                from messages`;
