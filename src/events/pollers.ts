@@ -45,7 +45,11 @@ export interface PassResult {
   enqueued: number;
 }
 
-/** Times travel as text: a `Date` would cut their microseconds, and the cursor would re-read its row. */
+/**
+ * Times travel as text, and go back as `$n::text::timestamptz`: a `Date`, or a parameter typed
+ * timestamptz (which postgres.js serialises through `Date`), would cut their microseconds, and
+ * the cursor would read its last row again.
+ */
 interface Cursor {
   at: string;
   /** `at` is before this instant. */
@@ -77,7 +81,7 @@ async function lockCursor(
 
 async function moveCursor(tx: TransactionSql, source: string, at: string, lastId: string) {
   await tx`
-    update chat_event_cursors set at = ${at}::timestamptz, last_id = ${lastId}::bigint
+    update chat_event_cursors set at = ${at}::text::timestamptz, last_id = ${lastId}::bigint
     where source = ${source}`;
 }
 
@@ -129,7 +133,7 @@ export function pollMessages(sql: Sql, settings: PollerSettings): Promise<PassRe
                               where s.user_id = m.recipient_user_id
                                 and s.dnd_until > ${cursor.now})) as unseen
       from messages m
-      where (m.sent_at, m.message_id) > (${from}::timestamptz, ${fromId}::bigint)
+      where (m.sent_at, m.message_id) > (${from}::text::timestamptz, ${fromId}::bigint)
         and m.sent_at <= ${upTo}
       order by m.sent_at, m.message_id
       limit ${settings.limit}`;
@@ -201,7 +205,7 @@ export function pollReports(sql: Sql, settings: PollerSettings): Promise<PassRes
     const rows = await tx<ReportRow[]>`
       with fresh as (
         select * from chat_reports
-        where (created_at, report_id) > (${cursor.at}::timestamptz, ${cursor.last_id}::bigint)
+        where (created_at, report_id) > (${cursor.at}::text::timestamptz, ${cursor.last_id}::bigint)
           and created_at <= ${upTo}
         order by created_at, report_id
         limit ${settings.limit}
@@ -217,8 +221,9 @@ export function pollReports(sql: Sql, settings: PollerSettings): Promise<PassRes
         from fresh r
         returning event_id
       )
+      -- qualified: unqualified, the text columns of the output would be sorted ('10' < '9')
       select report_id::text, created_at::text from fresh
-      order by created_at, report_id`;
+      order by fresh.created_at, fresh.report_id`;
     const last = rows.at(-1);
     if (last === undefined) return { read: 0, enqueued: 0 };
     await moveCursor(tx, "chat_reports", last.created_at, last.report_id);
