@@ -9,6 +9,7 @@ export * from "./repository.ts";
 export { MemoryRepository } from "./memory.ts";
 export {
   logUnhandledDatabaseErrors,
+  mailboxSummary,
   migrate,
   migrateOnly,
   type PostgresOptions,
