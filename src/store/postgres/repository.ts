@@ -38,6 +38,15 @@ import { BatchLoader } from "./batch_loader.ts";
 import * as mailbox from "./mailbox_queries.ts";
 import { rowsOf } from "./pg_rows.ts";
 import { ReadFlagSweeper } from "./read_flags.ts";
+import { LastSeenWriter } from "./last_seen.ts";
+import * as settingsQueries from "./settings_queries.ts";
+import type {
+  SeenState,
+  SettingsBody,
+  SettingsChange,
+  SettingsUpdate,
+  UserSettings,
+} from "../settings.ts";
 
 export interface PostgresOptions {
   url: string;
@@ -66,6 +75,9 @@ export class PostgresRepository implements ChatRepository {
   readonly #friends: TtlCache<number, readonly number[]>;
   readonly #writer: MessageWriter;
   readonly #readFlags: ReadFlagSweeper;
+  readonly #lastSeen: LastSeenWriter;
+  /** The schema has per-user update sequences: a settings change is appended to them. */
+  #updateSequences = false;
   /** The database's clock, learnt from the writer's replies; receipts carry deadlines in it. */
   readonly #clock = new DbClock();
   /** User id → their latest token revocation (ms), or 0 when none; absent: not an active user. */
@@ -153,6 +165,10 @@ export class PostgresRepository implements ChatRepository {
       intervalMs: options.readFlagsIntervalMs,
       logger: options.logger,
     });
+    this.#lastSeen = new LastSeenWriter(sql, {
+      logger: options.logger,
+      deadline: (work) => this.#deadline(work, {}),
+    });
     this.#writer = new MessageWriter(
       () => open(options, 1, WRITER_SETTINGS),
       sql,
@@ -186,6 +202,7 @@ export class PostgresRepository implements ChatRepository {
         }
       }
       repository = new PostgresRepository(sql, options);
+      repository.#updateSequences = await settingsQueries.hasUpdateSequences(sql);
       await repository.#writer.start();
       await repository.#readFlags.start();
       return repository;
@@ -277,6 +294,39 @@ export class PostgresRepository implements ChatRepository {
     });
   }
 
+  settings(userId: number): Promise<UserSettings> {
+    return this.#deadline(() => settingsQueries.readSettings(this.#sql, userId), {
+      user_id: userId,
+    });
+  }
+
+  updateSettings(
+    userId: number,
+    change: SettingsChange,
+    body: SettingsBody,
+  ): Promise<SettingsUpdate> {
+    return this.#deadline(
+      () => settingsQueries.updateSettings(this.#sql, userId, change, body, this.#updateSequences),
+      { user_id: userId },
+    );
+  }
+
+  seenStates(userIds: readonly number[]): Promise<Map<number, SeenState>> {
+    return this.#deadline(() => settingsQueries.seenStates(this.#sql, userIds), {
+      users: userIds.length,
+    });
+  }
+
+  appearsOffline(userId: number): Promise<boolean> {
+    return this.#deadline(() => settingsQueries.appearsOffline(this.#sql, userId), {
+      user_id: userId,
+    });
+  }
+
+  recordLastSeen(userId: number, at: Date): void {
+    this.#lastSeen.record(userId, at);
+  }
+
   queuedMessages(): number {
     return this.#writer.queued;
   }
@@ -291,6 +341,7 @@ export class PostgresRepository implements ChatRepository {
   }
 
   async close(): Promise<void> {
+    await this.#lastSeen.flush();
     await this.#readFlags.close();
     await this.#writer.close();
     await this.#sql.end({ timeout: 5 });
