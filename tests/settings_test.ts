@@ -7,9 +7,10 @@
  */
 
 import assert from "node:assert/strict";
+import { ChatClient, type ChatSendError } from "../client/chat_client.ts";
 import { type Frame, type TestClient, withoutLastSeen } from "./support/client.ts";
 import { CLUSTER_KINDS, nodesTest } from "./support/cluster.ts";
-import { withTestServer } from "./support/server.ts";
+import { type TestServer, withTestServer } from "./support/server.ts";
 import { eventually } from "./support/wait.ts";
 
 const NOTIFY_SECRET = "settings-test-notify";
@@ -235,3 +236,60 @@ for (const kind of CLUSTER_KINDS) {
     },
   );
 }
+
+/** An SDK client of `userId` on `t`. */
+function sdkFor(t: TestServer, userId: number): ChatClient {
+  return new ChatClient({ url: t.wsUrl, getToken: () => t.token(userId), pingIntervalMs: 0 });
+}
+
+Deno.test("the SDK changes settings, resolving with them, and keeps settings and last seen up to date", async () => {
+  await withTestServer({ users: [1, 2, 4], friends: [[1, 2]] }, async (t) => {
+    const bob = await t.connectAs(2);
+    await bob.close();
+    await t.server.hub.settled();
+    await eventually(
+      "bob's last seen is recorded",
+      async () =>
+        (await t.db
+          .sql`select 1 from chat_user_settings where user_id = 2 and last_seen_at is not null`)
+          .length === 1,
+    );
+    const alice = sdkFor(t, 1);
+    const other = sdkFor(t, 1);
+    try {
+      const signedIn = alice.once("authenticated");
+      alice.connect();
+      const auth = await signedIn;
+      assert.deepEqual(auth.settings, { muted: {}, dnd_until: null, appear_offline: false });
+      assert.equal(typeof auth.last_seen?.["2"], "string");
+      assert.equal(alice.lastSeen.get(2), auth.last_seen?.["2"]);
+      other.connect();
+      await other.once("authenticated");
+
+      const until = new Date(Date.now() + 3_600_000);
+      const fromOther = other.once("settings_updated");
+      const muted = await alice.mute(2, until);
+      assert.deepEqual(muted.muted, { "2": until.toISOString() });
+      assert.deepEqual((await fromOther).settings, muted);
+      assert.deepEqual(other.settings, muted);
+      const dnd = await alice.setDoNotDisturb(until);
+      assert.equal(dnd.dnd_until, until.toISOString());
+      assert.equal((await alice.setAppearOffline(true)).appear_offline, true);
+      assert.deepEqual((await alice.mute(2, null)).muted, {});
+      await assert.rejects(
+        alice.mute(4, until),
+        (err: ChatSendError) => err.code === "not_friends",
+      );
+
+      // A friend coming and going: presence keeps last seen.
+      const bobAgain = await t.connectAs(2);
+      await eventually("bob online: no last seen", () => !alice.lastSeen.has(2));
+      await bobAgain.close();
+      await eventually("bob's new last seen", () => alice.lastSeen.has(2));
+      assert.ok(Date.parse(alice.lastSeen.get(2)!) > Date.parse(auth.last_seen?.["2"] ?? ""));
+    } finally {
+      await alice.close();
+      await other.close();
+    }
+  });
+});
