@@ -71,9 +71,11 @@ Deno.test("migrations on a backend's existing tables add only what is missing an
                                 where table_schema = 'public' order by table_name`;
     assert.deepEqual(tables.map((r) => r.table_name), [
       "blocks",
+      "chat_mutes",
       "chat_read_marks",
       MIGRATIONS_TABLE,
       "chat_token_revocations",
+      "chat_user_settings",
       "friendships",
       "messages",
       "users",
