@@ -40,10 +40,18 @@ Deno.test("a settings change is stored and reaches every connection of the user;
       dnd_until: dndUntil,
     });
     const expected = { muted: { "2": muteUntil }, dnd_until: dndUntil, appear_offline: false };
+    const seqs = [];
     for (const device of [phone, laptop]) {
       const frame = await device.next("settings_updated");
       assert.deepEqual(frame.settings, expected);
+      seqs.push(frame.seq);
     }
+    // One update of the user's sequence, the same for every device, stored with its body.
+    assert.equal(typeof seqs[0], "number");
+    assert.equal(seqs[1], seqs[0]);
+    const [update] = await t.db.sql`
+      select kind, body from chat_updates where user_id = 1 and seq = ${seqs[0] as number}`;
+    assert.deepEqual({ ...update }, { kind: "settings_updated", body: expected });
     const mutes = await t.db.sql`
       select user_id::int, friend_user_id::int, until from chat_mutes`;
     assert.deepEqual(mutes.map((m) => ({ ...m, until: m.until.toISOString() })), [
@@ -56,11 +64,9 @@ Deno.test("a settings change is stored and reaches every connection of the user;
     // Only the named setting changes; an unmute deletes the row.
     laptop.send({ type: "settings", mute: { friend_user_id: 2, until: null } });
     for (const device of [phone, laptop, fresh]) {
-      assert.deepEqual((await device.next("settings_updated")).settings, {
-        muted: {},
-        dnd_until: dndUntil,
-        appear_offline: false,
-      });
+      const frame = await device.next("settings_updated");
+      assert.deepEqual(frame.settings, { muted: {}, dnd_until: dndUntil, appear_offline: false });
+      assert.equal(frame.seq, (seqs[0] as number) + 1);
     }
     assert.equal((await t.db.sql`select count(*)::int as n from chat_mutes`)[0]!.n, 0);
     // Settings of another user are their own.

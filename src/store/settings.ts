@@ -27,10 +27,7 @@ export interface SettingsChange {
 /** The outcome of `updateSettings`, once committed. */
 export interface SettingsUpdate {
   settings: UserSettings;
-  /**
-   * The change's number in the user's update sequence (`settings_updated`);
-   * undefined where the schema has no update sequences.
-   */
+  /** The change's number in the user's update sequence (`settings_updated`). */
   seq: number | undefined;
   /** `appear_offline` changed value (friends are to be told). */
   appearOfflineChanged: boolean;

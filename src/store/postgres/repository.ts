@@ -23,14 +23,19 @@ import { migrate, pendingMigrations } from "./migrations.ts";
 import { MessageWriter } from "./message_writer.ts";
 import { DbClock } from "./db_clock.ts";
 import type {
+  ChangeResult,
   ChatRepository,
   DeliveredResult,
   MailboxSummary,
   MessagePage,
+  MessageRecord,
+  ModeratorDeletion,
   NewMessage,
+  ReadResult,
   Relation,
   StoreResult,
   TokenAccess,
+  UpdatePage,
 } from "../repository.ts";
 import { UnavailableError } from "../repository.ts";
 import { TtlCache } from "./ttl_cache.ts";
@@ -47,6 +52,8 @@ import type {
   SettingsUpdate,
   UserSettings,
 } from "../settings.ts";
+import * as updates from "./updates_queries.ts";
+import { CountsBackfill } from "./counts_backfill.ts";
 
 export interface PostgresOptions {
   url: string;
@@ -76,8 +83,9 @@ export class PostgresRepository implements ChatRepository {
   readonly #writer: MessageWriter;
   readonly #readFlags: ReadFlagSweeper;
   readonly #lastSeen: LastSeenWriter;
-  /** The schema has per-user update sequences: a settings change is appended to them. */
-  #updateSequences = false;
+  readonly #backfill: CountsBackfill;
+  /** The last message id from before migration 6 (`chat_sequence_start`); read at connect. */
+  #sequenceStart = 0;
   /** The database's clock, learnt from the writer's replies; receipts carry deadlines in it. */
   readonly #clock = new DbClock();
   /** User id → their latest token revocation (ms), or 0 when none; absent: not an active user. */
@@ -169,6 +177,7 @@ export class PostgresRepository implements ChatRepository {
       logger: options.logger,
       deadline: (work) => this.#deadline(work, {}),
     });
+    this.#backfill = new CountsBackfill(sql, options.logger);
     this.#writer = new MessageWriter(
       () => open(options, 1, WRITER_SETTINGS),
       sql,
@@ -202,12 +211,16 @@ export class PostgresRepository implements ChatRepository {
         }
       }
       repository = new PostgresRepository(sql, options);
-      repository.#updateSequences = await settingsQueries.hasUpdateSequences(sql);
       await repository.#writer.start();
       await repository.#readFlags.start();
+      const [start] = await sql<{ last: string }[]>`
+        select last_message_id::text as last from chat_sequence_start`;
+      repository.#sequenceStart = Number(start?.last ?? 0);
+      repository.#backfill.start();
       return repository;
     } catch (err) {
       if (repository !== undefined) {
+        await repository.#backfill.close();
         await repository.#readFlags.close();
         await repository.#writer.close();
       }
@@ -249,11 +262,63 @@ export class PostgresRepository implements ChatRepository {
     return this.#deadline(() => mailbox.mailboxSummary(this.#sql, userId), { user_id: userId });
   }
 
-  messagesAfter(userId: number, afterMessageId: number, limit: number): Promise<MessagePage> {
+  updatesAfter(userId: number, afterSeq: number, limit: number): Promise<UpdatePage> {
     return this.#deadline(
-      () => mailbox.messagesAfter(this.#sql, userId, afterMessageId, limit),
+      () => updates.updatesAfter(this.#sql, userId, afterSeq, limit),
       { user_id: userId },
     );
+  }
+
+  messagesAfter(userId: number, afterMessageId: number, limit: number): Promise<MessagePage> {
+    return this.#deadline(
+      () => updates.messagesAfterV11(this.#sql, userId, afterMessageId, limit, this.#sequenceStart),
+      { user_id: userId },
+    );
+  }
+
+  editMessage(
+    userId: number,
+    messageId: number,
+    text: string,
+    windowS: number,
+    moderation?: "replaced" | "unchecked",
+  ): Promise<ChangeResult> {
+    return this.#deadline(
+      () =>
+        updates.changeMessage(
+          this.#sql,
+          userId,
+          messageId,
+          "edit",
+          text,
+          windowS,
+          moderation ?? null,
+        ),
+      { user_id: userId },
+    );
+  }
+
+  deleteMessage(
+    userId: number,
+    messageId: number,
+    scope: "everyone" | "me",
+  ): Promise<ChangeResult> {
+    return this.#deadline(
+      () => updates.changeMessage(this.#sql, userId, messageId, scope, null, 0, null),
+      { user_id: userId },
+    );
+  }
+
+  messageFor(userId: number, messageId: number): Promise<MessageRecord | undefined> {
+    return this.#deadline(() => updates.messageFor(this.#sql, userId, messageId), {
+      user_id: userId,
+    });
+  }
+
+  deleteAsModerator(messageIds: readonly number[]): Promise<ModeratorDeletion[]> {
+    return this.#deadline(() => updates.deleteAsModerator(this.#sql, messageIds), {
+      messages: messageIds.length,
+    });
   }
 
   conversationBefore(
@@ -269,15 +334,15 @@ export class PostgresRepository implements ChatRepository {
   }
 
   markRead(readerUserId: number, friendUserId: number, upToMessageId: number): Promise<
-    Date | undefined
+    ReadResult | undefined
   > {
     return this.#deadline(
       () =>
         mailbox.markRead(this.#sql, readerUserId, friendUserId, upToMessageId, this.#notAfter()),
       { user_id: readerUserId },
-    ).then((readAt) => {
-      if (readAt !== undefined) this.#readFlags.wake(readerUserId, friendUserId);
-      return readAt;
+    ).then((read) => {
+      if (read !== undefined) this.#readFlags.wake(readerUserId, friendUserId);
+      return read;
     });
   }
 
@@ -306,7 +371,7 @@ export class PostgresRepository implements ChatRepository {
     body: SettingsBody,
   ): Promise<SettingsUpdate> {
     return this.#deadline(
-      () => settingsQueries.updateSettings(this.#sql, userId, change, body, this.#updateSequences),
+      () => settingsQueries.updateSettings(this.#sql, userId, change, body),
       { user_id: userId },
     );
   }
@@ -342,6 +407,7 @@ export class PostgresRepository implements ChatRepository {
 
   async close(): Promise<void> {
     await this.#lastSeen.flush();
+    await this.#backfill.close();
     await this.#readFlags.close();
     await this.#writer.close();
     await this.#sql.end({ timeout: 5 });

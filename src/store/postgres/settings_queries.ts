@@ -6,9 +6,10 @@
  *
  * A change is one transaction: the user's settings row is locked, the named
  * settings change, the settings are read back (with the database's clock
- * deciding what has expired) and, where the schema has update sequences, the
- * change is appended to the user's sequence as `settings_updated`, so its
- * `seq` follows commit order like every other update of the user.
+ * deciding what has expired) and the change is appended to the user's update
+ * sequence (`chat_append_update`, migration 6) as `settings_updated`, its body
+ * the settings' wire form, so its `seq` follows commit order like every other
+ * update of the user.
  */
 
 import type { Sql, TransactionSql } from "postgres";
@@ -20,15 +21,6 @@ import type {
   UserSettings,
 } from "../settings.ts";
 import { rowsOf } from "./pg_rows.ts";
-
-/** Whether the schema has the per-user update sequences (`chat_append_update`, migration 6). */
-export async function hasUpdateSequences(sql: Sql): Promise<boolean> {
-  const [row] = rowsOf(
-    await sql<{ ok: boolean }[]>`
-      select to_regprocedure('chat_append_update(bigint,text,bigint,jsonb)') is not null as ok`,
-  );
-  return row?.ok === true;
-}
 
 /** The user's settings now (defaults when they never changed one). */
 export async function readSettings(
@@ -57,7 +49,6 @@ export async function updateSettings(
   userId: number,
   change: SettingsChange,
   body: SettingsBody,
-  withSequence: boolean,
 ): Promise<SettingsUpdate> {
   return await sql.begin(async (tx) => {
     await tx`insert into chat_user_settings (user_id) values (${userId}) on conflict do nothing`;
@@ -96,15 +87,12 @@ export async function updateSettings(
         returning last_seen_at`,
     );
     const settings = await readSettings(tx, userId);
-    let seq: number | undefined;
-    if (withSequence) {
-      const [appended] = rowsOf(
-        await tx<{ seq: string }[]>`
-          select chat_append_update(${userId}, 'settings_updated', null,
-                                    ${tx.json(body(settings) as never)})::text as seq`,
-      );
-      seq = appended === undefined ? undefined : Number(appended.seq);
-    }
+    const [appended] = rowsOf(
+      await tx<{ seq: string }[]>`
+        select chat_append_update(${userId}, 'settings_updated', null,
+                                  ${tx.json(body(settings) as never)})::text as seq`,
+    );
+    const seq = appended === undefined ? undefined : Number(appended.seq);
     return {
       settings,
       seq,
