@@ -77,6 +77,7 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
     maxConnectionsPerUser: config.maxConnectionsPerUser,
     presenceGraceMs: config.presenceGraceS * 1000,
     onUserGone: (userId) => typing.typistGone(userId),
+    now,
   });
   const monotonic = () => performance.now();
   const expiries = new DeadlineQueue(now);

@@ -6,6 +6,7 @@
  */
 
 export * from "./repository.ts";
+export * from "./settings.ts";
 export { MemoryRepository } from "./memory.ts";
 export {
   logUnhandledDatabaseErrors,

@@ -755,6 +755,28 @@ export const MIGRATIONS: readonly Migration[] = [
     ],
   },
   {
+    // v1.2 settings (docs/protocol.md, "Settings"): one row per user who changed a
+    // setting or was seen going offline, and one row per muted friend (an unmute
+    // deletes it). The events webhook reads both to skip muted and DND recipients.
+    version: 8,
+    name: "settings, mutes and last seen",
+    sql: `
+      create table if not exists chat_user_settings (
+        user_id bigint primary key,
+        dnd_until timestamptz,
+        appear_offline boolean not null default false,
+        last_seen_at timestamptz,
+        updated_at timestamptz not null default now()
+      );
+      create table if not exists chat_mutes (
+        user_id bigint not null,
+        friend_user_id bigint not null,
+        until timestamptz not null,
+        primary key (user_id, friend_user_id)
+      );
+    `,
+  },
+  {
     // v1.2 events webhook (docs/deploy.md, "Events webhook"). `chat_events` is the
     // outbox: an event waits here until a batch holding it gets a 2xx (then it is
     // deleted) or its retries run out (deleted and counted), so the table holds only
