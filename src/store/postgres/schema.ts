@@ -307,6 +307,23 @@ export const MIGRATIONS: readonly Migration[] = [
       end
       $body$;
 
+      -- The server's writer: locks those of the users no other transaction
+      -- holds, in id order, and returns them; a message of a user it could not
+      -- lock waits in another lane (message_writer.ts), so one held user never
+      -- stalls everyone's batch. A user without a state row yet is left out
+      -- too: creating it could wait for another transaction creating it.
+      create or replace function chat_try_lock_users(p_users bigint[]) returns bigint[]
+      language plpgsql as $body$
+      declare
+        got bigint[];
+      begin
+        select coalesce(array_agg(s.user_id), '{}') into got
+          from (select user_id from chat_user_state where user_id = any(p_users)
+                order by user_id for update skip locked) s;
+        return got;
+      end
+      $body$;
+
       -- Appends one update to a (locked or not yet locked) user's sequence.
       create or replace function chat_append_update(
         p_user_id bigint, p_kind text, p_message_id bigint, p_body jsonb
@@ -472,6 +489,9 @@ export const MIGRATIONS: readonly Migration[] = [
       returns table (friend_user_id bigint, n bigint)
       language plpgsql as $body$
       begin
+        -- the user's state row exists from the first login on, so the writer
+        -- can lock it without creating it (chat_try_lock_users)
+        insert into chat_user_state (user_id) values (p_user) on conflict (user_id) do nothing;
         perform chat_ensure_counts(p_user);
         return query
           select null::bigint, coalesce((select seq from chat_user_state where user_id = p_user), 0)
