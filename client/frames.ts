@@ -1,7 +1,8 @@
 /**
  * @module frames
- * The server frames of the chat protocol (docs/protocol.md, v1.1) and the client's events, as
- * types.
+ * The server frames of the chat protocol (docs/protocol.md, v1.1 and v1.2) and the client's
+ * events, as types. v1.2 fields are optional where a v1.1 server does not send them (the SDK works
+ * against both, and the server's frame builders `satisfies` these types).
  */
 
 /** A stored chat message, as in `chat_message` and `message_sent.data` (docs/protocol.md). */
@@ -13,6 +14,12 @@ export interface ChatMessage {
   /** ISO 8601 in UTC. */
   sent_at: string;
   client_message_id?: string;
+  /** v1.2: ISO 8601 in UTC, when the sender last edited the text. */
+  edited_at?: string;
+  /** v1.2: ISO 8601 in UTC, when it was deleted for everyone (`message_text` is then ""). */
+  deleted_at?: string;
+  /** v1.2: this user deleted it for themselves (`message_text` is then ""). */
+  deleted_for_me?: boolean;
 }
 
 /** A message read back from the database (`sync_result`, `history_result`), v1.1. */
@@ -38,6 +45,8 @@ export interface AuthenticatedFrame {
   session_expires_at?: string;
   /** v1.2: the connection's limits as configured (the SDK paces its messages to them). */
   limits?: ChatLimits;
+  /** v1.2: the user's latest update number (0 when none); absent from a v1.1 server. */
+  seq?: number;
 }
 /** The limits of one connection (`authenticated.limits`, v1.2). */
 export interface ChatLimits {
@@ -56,10 +65,37 @@ export interface AuthErrorFrame {
 }
 export interface ChatMessageFrame extends ChatMessage {
   type: "chat_message";
+  /** v1.2: the receiving user's update number of this message. */
+  seq?: number;
 }
 export interface MessageSentFrame {
   type: "message_sent";
   data: ChatMessage;
+  /** v1.2: the sender's update number of this message. */
+  seq?: number;
+}
+/**
+ * v1.2: a message was edited, deleted for everyone, or deleted for this user (`deleted_for_me`).
+ * Without `seq` it is the answer to a repeated edit or deletion that changed nothing.
+ */
+export interface MessageUpdatedFrame {
+  type: "message_updated";
+  /** The message in its new state (`message_text` "" once deleted). */
+  message: StoredMessage;
+  seq?: number;
+}
+/** v1.2: the user's settings (`authenticated.settings`, `settings_updated`). */
+export interface ChatSettings {
+  /** Muted friends by id, with the time each mute ends (ISO 8601 UTC), null for ever. */
+  muted: Record<string, string | null>;
+  dnd_until?: string | null;
+  appear_offline: boolean;
+}
+/** v1.2: the user's settings changed (on this device or another). */
+export interface SettingsUpdatedFrame {
+  type: "settings_updated";
+  settings: ChatSettings;
+  seq?: number;
 }
 export interface TypingFrame {
   type: "typing";
@@ -83,6 +119,28 @@ export interface ErrorFrame {
   /** v1.2, with `rate_limited`: milliseconds until the next such frame would be accepted. */
   retry_after_ms?: number;
 }
+/**
+ * Why `editMessage()` or `deleteMessage()` failed (the `code` of its `ChatSendError`), v1.2:
+ * `not_found` (no such message, or not one this user may change: the server does not tell them
+ * apart), `edit_window_passed`, `message_deleted` (an edit of a deleted message), `moderated`
+ * (the moderation hook rejected the new text), the text rules of `chat_message`
+ * (`message_empty`, `message_too_long`, `invalid_field`), `unavailable` (nothing changed),
+ * `rate_limited`; and from the client `timeout`, `closed`, `session_expired`.
+ */
+export type ChatUpdateErrorCode =
+  | "not_found"
+  | "edit_window_passed"
+  | "message_deleted"
+  | "moderated"
+  | "message_empty"
+  | "message_too_long"
+  | "invalid_field"
+  | "missing_fields"
+  | "unavailable"
+  | "rate_limited"
+  | "timeout"
+  | "closed"
+  | "session_expired";
 /**
  * A failure inside the client, emitted as an `error` event beside the server's `error` frames:
  * `get_token_failed` (getToken threw or returned no string), `reauth_failed` (the server refused
@@ -116,12 +174,28 @@ export interface ClientErrorEvent {
  */
 export type ConnectFailure = "refused" | "dns" | "tls" | "upgrade_refused" | "unknown";
 
+/**
+ * The answer to `sync`: to the v1.1 form (`after_message_id`) `messages`; to the v1.2 form
+ * (`after_seq`) `updates` and `seq`.
+ */
 export interface SyncResultFrame {
   type: "sync_result";
-  /** Oldest first. */
-  messages: StoredMessage[];
+  /** v1.1 form: oldest first. */
+  messages?: StoredMessage[];
+  /** v1.2 form: the updates after `after_seq`, oldest first, each as the live frame it was. */
+  updates?: UpdateFrame[];
   has_more: boolean;
+  /** v1.2 form: the user's latest update number when the server answered. */
+  seq?: number;
 }
+/** v1.2: an update of the user's sequence, as a live frame or inside `sync_result.updates`. */
+export type UpdateFrame =
+  | (ChatMessageFrame & Partial<StoredMessage>)
+  | MessageSentFrame
+  | MessageUpdatedFrame
+  | ReadFrame
+  | DeliveredFrame
+  | SettingsUpdatedFrame;
 export interface HistoryResultFrame {
   type: "history_result";
   friend_user_id: number;
@@ -136,12 +210,14 @@ export interface ReadFrame {
   friend_user_id: number;
   up_to_message_id: number;
   read_at: string;
+  seq?: number;
 }
 /** A device of `user_id` (the recipient) has shown message `message_id`. */
 export interface DeliveredFrame {
   type: "delivered";
   message_id: number;
   user_id: number;
+  seq?: number;
 }
 export interface ReauthenticatedFrame {
   type: "reauthenticated";
@@ -160,13 +236,19 @@ export interface UnreadEvent {
   /** By sender id, non-zero ones only. */
   by_friend: Record<string, number>;
 }
-/** Catch-up after (re)connecting is complete: every message since the last one seen was emitted. */
+/**
+ * A catch-up is complete: every message since the last one seen (v1.1), or every update since the
+ * last one applied (v1.2), was emitted. After each (re)connect, and, on a v1.2 server, after each
+ * catch-up that filled a gap in the live updates.
+ */
 export interface SyncedEvent {
   type: "synced";
-  /** Messages emitted by this catch-up (duplicates left out). */
+  /** Messages (v1.1) or updates (v1.2) emitted by this catch-up (duplicates left out). */
   count: number;
-  /** The id the next catch-up starts after. */
+  /** The id the next v1.1 catch-up starts after. */
   last_message_id: number;
+  /** v1.2: the largest update number applied (`client.lastSeq`). */
+  seq?: number;
 }
 /**
  * The game backend's own push (`chat.php`'s `{type: "chat_message", message}` through `/notify`),
@@ -230,6 +312,9 @@ export interface ChatClientEvents {
   history_result: HistoryResultFrame;
   read: ReadFrame;
   delivered: DeliveredFrame;
+  /** v1.2: edited, deleted for everyone or deleted for me, each once, in update order. */
+  message_updated: MessageUpdatedFrame;
+  settings_updated: SettingsUpdatedFrame;
   reauthenticated: ReauthenticatedFrame;
   session_expired: SessionExpiredFrame;
   unread: UnreadEvent;
