@@ -38,8 +38,12 @@ export interface ChatParts extends ChatCatchUpParts {
 export class ChatDispatcher {
   /** Refusals that carry no `client_message_id`: they answer the catch-up or a request. */
   static readonly #REQUEST_ERRORS = ["unavailable", "invalid_field", "rate_limited"];
-  /** Refusals only an edit or a deletion gets (v1.2): they answer the oldest one. */
+  /**
+   * Refusals only an edit or a deletion gets (v1.2): they answer the oldest one (`unknown_type`:
+   * a v1.1 server, which knows neither).
+   */
   static readonly #UPDATE_ERRORS = [
+    "unknown_type",
     "not_found",
     "edit_window_passed",
     "message_deleted",

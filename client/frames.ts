@@ -125,7 +125,8 @@ export interface ErrorFrame {
  * apart), `edit_window_passed`, `message_deleted` (an edit of a deleted message), `moderated`
  * (the moderation hook rejected the new text), the text rules of `chat_message`
  * (`message_empty`, `message_too_long`, `invalid_field`), `unavailable` (nothing changed),
- * `rate_limited`; and from the client `timeout`, `closed`, `session_expired`.
+ * `rate_limited`, `unknown_type` (a v1.1 server, which cannot edit or delete); and from the
+ * client `timeout`, `closed`, `session_expired`.
  */
 export type ChatUpdateErrorCode =
   | "not_found"
@@ -138,6 +139,7 @@ export type ChatUpdateErrorCode =
   | "missing_fields"
   | "unavailable"
   | "rate_limited"
+  | "unknown_type"
   | "timeout"
   | "closed"
   | "session_expired";

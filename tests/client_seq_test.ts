@@ -276,6 +276,9 @@ function sdkSuite(variant: string, sdk: Sdk): void {
     t.receive(chat(3, 2, "three"));
     t.receive(chat(3, 2, "three"));
     t.receive({ type: "delivered", message_id: 9, user_id: 2 });
+    const editing = t.client.editMessage(3, "cannot");
+    t.receive({ type: "error", code: "unknown_type", message: "Unknown message type" });
+    assert.equal((await editing.catch((e) => e)).code, "unknown_type", "a v1.1 server cannot edit");
     assert.deepEqual(t.log, ["chat 2 two", "synced 1 seq 4", "chat 3 three", "delivered 9"]);
     assert.equal(t.client.lastMessageId, 3);
     assert.equal(t.sent("sync").length, 1);
