@@ -29,6 +29,7 @@ import type {
   ReadFrame,
   StoredMessage,
   SyncResultFrame,
+  SyncUpdatesResultFrame,
   UpdateFrame,
 } from "./frames.ts";
 import type { ChatMailbox } from "./mailbox.ts";
@@ -116,8 +117,9 @@ export class ChatCatchUp {
   }
 
   /** One `sync_result` page; ignored outside a catch-up. */
-  page(page: SyncResultFrame): void {
-    if (Array.isArray(page.updates)) return this.#seqPage(page, page.updates);
+  page(page: SyncResultFrame | SyncUpdatesResultFrame): void {
+    if ("updates" in page && Array.isArray(page.updates)) return this.#seqPage(page, page.updates);
+    if (!("messages" in page)) return;
     const { mailbox } = this.#parts;
     const me = this.#parts.auth.userId;
     if (!mailbox.syncing || me === undefined) return;
@@ -184,7 +186,7 @@ export class ChatCatchUp {
    * on the last, the held updates (a gap still open below them is asked for again, unless the
    * server's answer already covered them: then it cannot be filled and they are applied).
    */
-  #seqPage(page: SyncResultFrame, updates: unknown[]): void {
+  #seqPage(page: SyncUpdatesResultFrame, updates: unknown[]): void {
     const sequence = this.#sequence;
     if (!sequence.syncing) return;
     const apply = (u: UpdateFrame) => (this.#count++, this.#apply(u));

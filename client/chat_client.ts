@@ -16,7 +16,6 @@ import type {
   ChatMessage,
   ConnectionState,
   HistoryResultFrame,
-  StoredMessage,
   UnknownFrame,
   UnreadEvent,
 } from "./frames.ts";
@@ -227,7 +226,7 @@ export class ChatClient {
    * `code` is a `ChatUpdateErrorCode` (`not_found`, `edit_window_passed`, `message_deleted`,
    * `moderated`, ..., `timeout`, `closed`).
    */
-  editMessage(messageId: number, text: string): Promise<StoredMessage> {
+  editMessage(messageId: number, text: string): Promise<ChatMessage> {
     if (!ChatClient.#isId(messageId)) {
       return Promise.reject(new RangeError("messageId must be a positive integer"));
     }
@@ -237,7 +236,7 @@ export class ChatClient {
       message_id: messageId,
       message_text: text,
     });
-    return this.#request<StoredMessage>("update", messageId, frame);
+    return this.#request<ChatMessage>("update", messageId, frame);
   }
 
   /**
@@ -246,7 +245,7 @@ export class ChatClient {
    * this user's devices get it with `deleted_for_me`). Resolves with the message as deleted;
    * rejects as `editMessage()` does.
    */
-  deleteMessage(messageId: number, scope: "everyone" | "me"): Promise<StoredMessage> {
+  deleteMessage(messageId: number, scope: "everyone" | "me"): Promise<ChatMessage> {
     if (!ChatClient.#isId(messageId)) {
       return Promise.reject(new RangeError("messageId must be a positive integer"));
     }
@@ -254,7 +253,7 @@ export class ChatClient {
       return Promise.reject(new RangeError('scope must be "everyone" or "me"'));
     }
     const frame = JSON.stringify({ type: "delete_message", message_id: messageId, for: scope });
-    return this.#request<StoredMessage>("update", messageId, frame);
+    return this.#request<ChatMessage>("update", messageId, frame);
   }
 
   /**

@@ -22,6 +22,7 @@ import type {
   ReadFrame,
   ReauthenticatedFrame,
   SyncResultFrame,
+  SyncUpdatesResultFrame,
   UnknownFrame,
   UpdateFrame,
 } from "./frames.ts";
@@ -68,7 +69,7 @@ export class ChatDispatcher {
       ["error", (frame) => this.#error(frame)],
       ["sync_result", (frame) => {
         emitter.emitFrame(frame);
-        catchUp.page(frame as unknown as SyncResultFrame);
+        catchUp.page(frame as unknown as SyncResultFrame | SyncUpdatesResultFrame);
       }],
       ["history_result", (frame) => {
         const result = frame as unknown as HistoryResultFrame;

@@ -14,11 +14,11 @@ export interface ChatMessage {
   /** ISO 8601 in UTC. */
   sent_at: string;
   client_message_id?: string;
-  /** v1.2: ISO 8601 in UTC, when the sender last edited the text. */
+  /** v1.2: ISO 8601 in UTC, when the sender last edited it. */
   edited_at?: string;
   /** v1.2: ISO 8601 in UTC, when it was deleted for everyone (`message_text` is then ""). */
   deleted_at?: string;
-  /** v1.2: this user deleted it for themselves (`message_text` is then ""). */
+  /** v1.2: deleted by this user for themselves (`message_text` is then ""). */
   deleted_for_me?: boolean;
 }
 
@@ -45,7 +45,7 @@ export interface AuthenticatedFrame {
   session_expires_at?: string;
   /** v1.2: the connection's limits as configured (the SDK paces its messages to them). */
   limits?: ChatLimits;
-  /** v1.2: the user's latest update number (0 when none); absent from a v1.1 server. */
+  /** v1.2: the user's latest update number, 0 when none. */
   seq?: number;
 }
 /** The limits of one connection (`authenticated.limits`, v1.2). */
@@ -65,37 +65,51 @@ export interface AuthErrorFrame {
 }
 export interface ChatMessageFrame extends ChatMessage {
   type: "chat_message";
-  /** v1.2: the receiving user's update number of this message. */
+  /** v1.2: this update's number in the receiving user's sequence. */
   seq?: number;
 }
 export interface MessageSentFrame {
   type: "message_sent";
   data: ChatMessage;
-  /** v1.2: the sender's update number of this message. */
+  /** v1.2: the update's number in the sender's sequence. */
   seq?: number;
 }
 /**
- * v1.2: a message was edited, deleted for everyone, or deleted for this user (`deleted_for_me`).
- * Without `seq` it is the answer to a repeated edit or deletion that changed nothing.
+ * v1.2: a message was edited, deleted for everyone, or deleted for this user (`deleted_for_me`),
+ * in its new state (`message_text` "" once deleted). Without `seq` it is the answer to an edit or
+ * deletion that changed nothing.
  */
 export interface MessageUpdatedFrame {
   type: "message_updated";
-  /** The message in its new state (`message_text` "" once deleted). */
-  message: StoredMessage;
+  message: ChatMessage;
+  /** Absent on the answer to an edit or deletion that changed nothing. */
   seq?: number;
 }
-/** v1.2: the user's settings (`authenticated.settings`, `settings_updated`). */
-export interface ChatSettings {
-  /** Muted friends by id, with the time each mute ends (ISO 8601 UTC), null for ever. */
-  muted: Record<string, string | null>;
-  dnd_until?: string | null;
-  appear_offline: boolean;
-}
-/** v1.2: the user's settings changed (on this device or another). */
+/** v1.2: the user's settings changed. */
 export interface SettingsUpdatedFrame {
   type: "settings_updated";
-  settings: ChatSettings;
+  settings: Record<string, unknown>;
   seq?: number;
+}
+/**
+ * v1.2: one update of the user's sequence, live or as `sync {after_seq}` returns it (the live frame
+ * it was).
+ */
+export type UpdateFrame =
+  | (ChatMessageFrame & Partial<StoredMessage>)
+  | MessageSentFrame
+  | MessageUpdatedFrame
+  | ReadFrame
+  | DeliveredFrame
+  | SettingsUpdatedFrame;
+/** v1.2: the answer to `sync {after_seq}`. */
+export interface SyncUpdatesResultFrame {
+  type: "sync_result";
+  /** Oldest first, each with its `seq`. */
+  updates: UpdateFrame[];
+  has_more: boolean;
+  /** The user's latest seq when the page was read. */
+  seq: number;
 }
 export interface TypingFrame {
   type: "typing";
@@ -176,28 +190,13 @@ export interface ClientErrorEvent {
  */
 export type ConnectFailure = "refused" | "dns" | "tls" | "upgrade_refused" | "unknown";
 
-/**
- * The answer to `sync`: to the v1.1 form (`after_message_id`) `messages`; to the v1.2 form
- * (`after_seq`) `updates` and `seq`.
- */
+/** The answer to the v1.1 form of `sync` (`after_message_id`); v1.2's is `SyncUpdatesResultFrame`. */
 export interface SyncResultFrame {
   type: "sync_result";
-  /** v1.1 form: oldest first. */
-  messages?: StoredMessage[];
-  /** v1.2 form: the updates after `after_seq`, oldest first, each as the live frame it was. */
-  updates?: UpdateFrame[];
+  /** Oldest first. */
+  messages: StoredMessage[];
   has_more: boolean;
-  /** v1.2 form: the user's latest update number when the server answered. */
-  seq?: number;
 }
-/** v1.2: an update of the user's sequence, as a live frame or inside `sync_result.updates`. */
-export type UpdateFrame =
-  | (ChatMessageFrame & Partial<StoredMessage>)
-  | MessageSentFrame
-  | MessageUpdatedFrame
-  | ReadFrame
-  | DeliveredFrame
-  | SettingsUpdatedFrame;
 export interface HistoryResultFrame {
   type: "history_result";
   friend_user_id: number;
@@ -212,6 +211,7 @@ export interface ReadFrame {
   friend_user_id: number;
   up_to_message_id: number;
   read_at: string;
+  /** v1.2: this update's number in the receiving user's sequence. */
   seq?: number;
 }
 /** A device of `user_id` (the recipient) has shown message `message_id`. */
@@ -219,6 +219,7 @@ export interface DeliveredFrame {
   type: "delivered";
   message_id: number;
   user_id: number;
+  /** v1.2: this update's number in the receiving user's sequence. */
   seq?: number;
 }
 export interface ReauthenticatedFrame {
@@ -310,7 +311,7 @@ export interface ChatClientEvents {
   presence: PresenceFrame;
   pong: PongFrame;
   error: ErrorFrame | ClientErrorEvent;
-  sync_result: SyncResultFrame;
+  sync_result: SyncResultFrame | SyncUpdatesResultFrame;
   history_result: HistoryResultFrame;
   read: ReadFrame;
   delivered: DeliveredFrame;

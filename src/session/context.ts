@@ -34,6 +34,7 @@ export type SessionLimits = Pick<
   | "sendBufferMaxBytes"
   | "sendBufferShedBytes"
   | "pageMaxBytes"
+  | "editWindowS"
 >;
 
 /**

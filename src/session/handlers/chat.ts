@@ -42,15 +42,24 @@ async function chatMessage(ctx: HandlerContext, frame: ChatMessageFrame): Promis
   ctx.track(answered, cmid);
 }
 
-function stored(ctx: HandlerContext, { message, duplicate }: StoreResult, started: number): void {
+function stored(
+  ctx: HandlerContext,
+  { message, duplicate, seqs }: StoreResult,
+  started: number,
+): void {
   const { services } = ctx;
   const frames = serverFrames.messageFrames(messageData(message));
+  const senderSeq = seqs.get(message.senderUserId);
   if (!duplicate) {
     services.metrics.messageAcknowledged(services.now() - started);
-    ctx.sendToUser(message.recipientUserId, frames.chatMessage, false);
-    ctx.sendToOtherDevices(frames.chatMessage);
+    ctx.sendToUser(
+      message.recipientUserId,
+      frames.chatMessage(seqs.get(message.recipientUserId)),
+      false,
+    );
+    ctx.sendToOtherDevices(frames.chatMessage(senderSeq));
   }
-  ctx.send(frames.messageSent);
+  ctx.send(frames.messageSent(senderSeq));
 }
 
 async function typing(ctx: HandlerContext, frame: TypingFrame): Promise<Reply> {
