@@ -54,10 +54,14 @@ export class ChatCatchUp {
   readonly #autoDelivered: boolean;
   /** Live messages that came during a catch-up, emitted after it in id order. */
   #held: ChatMessage[] = [];
-  /** Messages (v1.1) or updates (v1.2) emitted by the current catch-up, for `synced`. */
+  /** Messages emitted by the current catch-up, for `synced`. */
   #count = 0;
+  /** v1.2: updates applied by the current catch-up, for `synced`. */
+  #updates = 0;
   /** v1.2: the updates applied, held and synced. */
   readonly #sequence: ChatSequence;
+  /** v1.2: the server of this session numbers updates (it sent `authenticated.seq`). */
+  #sequenced = false;
   /** v1.2: the `after_seq` of the `sync` page asked last. */
   #askedAfter = 0;
 
@@ -78,9 +82,9 @@ export class ChatCatchUp {
     return this.#sequence.last;
   }
 
-  /** v1.2: updates are numbered (the server sent `authenticated.seq`): `update()` takes them. */
+  /** v1.2: this session's updates are numbered (`authenticated.seq`): `update()` takes them. */
   get sequenced(): boolean {
-    return this.#sequence.last !== undefined;
+    return this.#sequenced;
   }
 
   /**
@@ -90,6 +94,8 @@ export class ChatCatchUp {
    */
   start(after: number | undefined, announce: boolean, seq?: number): void {
     this.#count = 0;
+    this.#updates = 0;
+    this.#sequenced = seq !== undefined;
     if (seq !== undefined) {
       const from = this.#sequence.authenticated(seq);
       if (from !== undefined) this.#syncSeq(from);
@@ -108,12 +114,14 @@ export class ChatCatchUp {
   }
 
   /** A live `chat_message`: held during a catch-up, else emitted unless seen before. */
-  live(message: ChatMessage): void {
+  live(message: ChatMessage): boolean {
     const me = this.#parts.auth.userId;
     if (this.#parts.mailbox.syncing) this.#held.push(message);
     else if (me !== undefined && this.#parts.mailbox.accept(message, me, true)) {
       this.#incoming(message);
+      return true;
     }
+    return false;
   }
 
   /** One `sync_result` page; ignored outside a catch-up. */
@@ -189,7 +197,10 @@ export class ChatCatchUp {
   #seqPage(page: SyncUpdatesResultFrame, updates: unknown[]): void {
     const sequence = this.#sequence;
     if (!sequence.syncing) return;
-    const apply = (u: UpdateFrame) => (this.#count++, this.#apply(u));
+    const apply = (u: UpdateFrame) => {
+      this.#updates++;
+      if (this.#apply(u)) this.#count++;
+    };
     let after = sequence.last!;
     for (const update of updates as UpdateFrame[]) {
       if (!ChatCatchUp.#hasSeq(update)) continue;
@@ -209,31 +220,35 @@ export class ChatCatchUp {
     this.#synced(true);
   }
 
-  /** Applies one update of the sequence (its `seq` is `lastSeq` now): what it changes is emitted. */
-  #apply(update: UpdateFrame): void {
+  /**
+   * Applies one update of the sequence (its `seq` is `lastSeq` now): what it changes is emitted.
+   * True when it was a message emitted as `chat_message`.
+   */
+  #apply(update: UpdateFrame): boolean {
     const { emitter, mailbox, auth } = this.#parts;
     switch (update.type) {
       case "chat_message": {
         const me = auth.userId;
-        if (me !== undefined && this.#ownPending(update, me)) {
-          mailbox.accept(update, me, true);
-          this.#parts.outbox.acknowledge(update);
-        } else this.live(update);
-        return;
+        if (me === undefined || !this.#ownPending(update, me)) return this.live(update);
+        mailbox.accept(update, me, true);
+        this.#parts.outbox.acknowledge(update);
+        return false;
       }
       case "message_sent": // acknowledged when it came: nothing more to show
-        return;
+        return false;
       case "message_updated": {
         const { message } = update as MessageUpdatedFrame;
         const changed = message !== undefined && mailbox.deleted(message);
         emitter.emit("message_updated", update);
         if (changed) emitter.emit("unread", mailbox.unread());
-        return;
+        return false;
       }
       case "read":
-        return this.read(update);
+        this.read(update);
+        return false;
       default:
         emitter.emit(update.type, update);
+        return false;
     }
   }
 
@@ -250,14 +265,15 @@ export class ChatCatchUp {
   #synced(announce: boolean): void {
     this.#parts.connection.caughtUp();
     if (!announce) return;
-    const seq = this.#sequence.last;
+    const seq = this.#sequenced ? this.#sequence.last : undefined;
     this.#parts.emitter.emit("synced", {
       type: "synced",
       count: this.#count,
       last_message_id: this.#parts.mailbox.cursor ?? 0,
-      ...(seq === undefined ? {} : { seq }),
+      ...(seq === undefined ? {} : { seq, updates: this.#updates }),
     });
     this.#count = 0;
+    this.#updates = 0;
   }
 
   /** An own message whose `send()` still waits: the catch-up acknowledges it. */

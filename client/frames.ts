@@ -246,12 +246,14 @@ export interface UnreadEvent {
  */
 export interface SyncedEvent {
   type: "synced";
-  /** Messages (v1.1) or updates (v1.2) emitted by this catch-up (duplicates left out). */
+  /** Messages emitted by this catch-up as `chat_message` (duplicates left out). */
   count: number;
   /** The id the next v1.1 catch-up starts after. */
   last_message_id: number;
   /** v1.2: the largest update number applied (`client.lastSeq`). */
   seq?: number;
+  /** v1.2: updates applied by this catch-up (messages, edits, deletions, receipts, settings). */
+  updates?: number;
 }
 /**
  * The game backend's own push (`chat.php`'s `{type: "chat_message", message}` through `/notify`),

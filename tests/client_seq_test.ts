@@ -75,7 +75,11 @@ function sdkSuite(variant: string, sdk: Sdk): void {
     );
     client.on("read", (r) => log.push(`read ${r.up_to_message_id}`));
     client.on("delivered", (d) => log.push(`delivered ${d.message_id}`));
-    client.on("synced", (s) => log.push(`synced ${s.count} seq ${s.seq}`));
+    client.on(
+      "synced",
+      (s) =>
+        log.push(`synced ${s.count}${s.seq === undefined ? "" : `/${s.updates} seq ${s.seq}`}`),
+    );
     const receive = (frame: Frame) =>
       sockets.at(-1)!.socket.onmessage!({ data: JSON.stringify(frame) });
     /** The frames of `type` the client sent, on every socket, oldest first. */
@@ -114,7 +118,7 @@ function sdkSuite(variant: string, sdk: Sdk): void {
     t.receive(updated({ ...message(1, 2, "one, edited"), edited_at: SENT_AT }, 3));
     t.receive(read(5, 3));
     assert.deepEqual(t.log, [
-      "synced 0 seq 0",
+      "synced 0/0 seq 0",
       "chat 1 one",
       "chat 2 two",
       'updated 1 "one, edited"',
@@ -129,7 +133,7 @@ function sdkSuite(variant: string, sdk: Sdk): void {
     await t.signIn({ seq: 0, last_message_id: 0 });
     t.receive(chat(1, 2, "one", 1));
     t.receive(chat(5, 2, "five", 5)); // 2, 3 and 4 were lost on the way
-    assert.deepEqual(t.log, ["synced 0 seq 0", "chat 1 one"], "seq 5 waits for the gap");
+    assert.deepEqual(t.log, ["synced 0/0 seq 0", "chat 1 one"], "seq 5 waits for the gap");
     assert.deepEqual(t.sent("sync"), [{ type: "sync", after_seq: 1, limit: 2 }]);
     t.receive(chat(6, 2, "six", 6)); // also held: one sync is enough
     assert.equal(t.sent("sync").length, 1);
@@ -149,14 +153,14 @@ function sdkSuite(variant: string, sdk: Sdk): void {
     assert.deepEqual(t.sent("sync").at(-1), { type: "sync", after_seq: 5, limit: 2 });
     t.receive({ type: "sync_result", updates: [chat(6, 2, "six", 6)], has_more: false, seq: 6 });
     assert.deepEqual(t.log, [
-      "synced 0 seq 0",
+      "synced 0/0 seq 0",
       "chat 1 one",
       "chat 2 two",
       "read 2",
       'updated 2 ""',
       "chat 5 five",
       "chat 6 six",
-      "synced 5 seq 6",
+      "synced 3/5 seq 6",
     ]);
     assert.equal(t.client.lastSeq, 6);
     t.receive(chat(7, 2, "seven", 7));
@@ -177,7 +181,7 @@ function sdkSuite(variant: string, sdk: Sdk): void {
       has_more: false,
       seq: 8,
     });
-    assert.deepEqual(t.log, ["chat 6 six", "chat 7 seven", "chat 8 eight", "synced 2 seq 8"]);
+    assert.deepEqual(t.log, ["chat 6 six", "chat 7 seven", "chat 8 eight", "synced 2/2 seq 8"]);
     await t.close();
   });
 
@@ -197,11 +201,11 @@ function sdkSuite(variant: string, sdk: Sdk): void {
       seq: 13,
     });
     assert.deepEqual(t.log, [
-      "synced 0 seq 10",
+      "synced 0/0 seq 10",
       "chat 41 live",
       "chat 42 missed",
       "read 42",
-      "synced 2 seq 13",
+      "synced 1/2 seq 13",
     ]);
     await t.drop();
     await t.signIn({ seq: 13, last_message_id: 43 });
@@ -228,7 +232,7 @@ function sdkSuite(variant: string, sdk: Sdk): void {
       "chat 4 four",
       "chat 5 five",
       "chat 6 six",
-      "synced 3 seq 6",
+      "synced 3/3 seq 6",
     ]);
     await t.close();
   });
@@ -240,7 +244,7 @@ function sdkSuite(variant: string, sdk: Sdk): void {
     t.receive({ type: "sync_result", updates: [chat(2, 2, "two", 2)], has_more: false, seq: 2 });
     assert.deepEqual(t.sent("sync").map((f) => f.after_seq), [1, 2], "seq 4 is newer: again");
     t.receive({ type: "sync_result", updates: [], has_more: false, seq: 4 });
-    assert.deepEqual(t.log, ["synced 0 seq 1", "chat 2 two", "chat 4 four", "synced 2 seq 4"]);
+    assert.deepEqual(t.log, ["synced 0/0 seq 1", "chat 2 two", "chat 4 four", "synced 2/2 seq 4"]);
     assert.equal(t.client.lastSeq, 4);
     await t.close();
   });
@@ -259,7 +263,7 @@ function sdkSuite(variant: string, sdk: Sdk): void {
       has_more: false,
       seq: 2,
     });
-    assert.deepEqual(t.log, ["synced 0 seq 0", "chat 2 theirs", "synced 2 seq 2"]);
+    assert.deepEqual(t.log, ["synced 0/0 seq 0", "chat 2 theirs", "synced 1/2 seq 2"]);
     assert.equal(t.client.lastSeq, 2);
     await t.close();
   });
@@ -279,7 +283,7 @@ function sdkSuite(variant: string, sdk: Sdk): void {
     const editing = t.client.editMessage(3, "cannot");
     t.receive({ type: "error", code: "unknown_type", message: "Unknown message type" });
     assert.equal((await editing.catch((e) => e)).code, "unknown_type", "a v1.1 server cannot edit");
-    assert.deepEqual(t.log, ["chat 2 two", "synced 1 seq 4", "chat 3 three", "delivered 9"]);
+    assert.deepEqual(t.log, ["chat 2 two", "synced 1", "chat 3 three", "delivered 9"]);
     assert.equal(t.client.lastMessageId, 3);
     assert.equal(t.sent("sync").length, 1);
     await t.close();
@@ -320,7 +324,7 @@ function sdkSuite(variant: string, sdk: Sdk): void {
     t.receive(updated({ ...message(7, 2, ""), deleted_for_me: true }, 2));
     assert.equal((await forMe).deleted_for_me, true);
     assert.deepEqual(t.log, [
-      "synced 0 seq 0",
+      "synced 0/0 seq 0",
       'updated 5 "better"',
       'updated 5 "better"',
       'updated 7 ""',

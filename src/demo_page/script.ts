@@ -441,9 +441,10 @@ if (!token) {
     }
   });
   client.on("delivered", (d) => {
+    saveCursor();
+    if (d.user_id === me) return; // our other device showed a message (v1.2): no tick of ours
     const entry = friend(d.user_id).byId.get(d.message_id);
     if (entry?.mine) setTick(entry, "delivered");
-    saveCursor();
   });
   client.on("read", (r) => {
     saveCursor();
