@@ -19,18 +19,23 @@ import type {
   HistoryResultFrame,
   MessageSentFrame,
   MessageUpdatedFrame,
+  PresenceFrame,
   ReadFrame,
   ReauthenticatedFrame,
+  SettingsUpdatedFrame,
   SyncResultFrame,
   SyncUpdatesResultFrame,
   UnknownFrame,
   UpdateFrame,
 } from "./frames.ts";
 import type { ChatRequests } from "./requests.ts";
+import type { ChatSettingsRequests } from "./settings.ts";
 
 /** The parts of the client that server frames reach. */
 export interface ChatParts extends ChatCatchUpParts {
   readonly requests: ChatRequests;
+  /** The settings, friends' last seen times, and the settings changes waiting (v1.2). */
+  readonly settings: ChatSettingsRequests;
   /** Sends the receipts waiting, when connected. */
   flushReceipts(): void;
 }
@@ -40,8 +45,8 @@ export class ChatDispatcher {
   /** Refusals that carry no `client_message_id`: they answer the catch-up or a request. */
   static readonly #REQUEST_ERRORS = ["unavailable", "invalid_field", "rate_limited"];
   /**
-   * Refusals only an edit or a deletion gets (v1.2): they answer the oldest one (`unknown_type`:
-   * a v1.1 server, which knows neither).
+   * Refusals only an edit or a deletion gets (v1.2): they answer the oldest one, else go on (`unknown_type`:
+   * a v1.1 server, which knows neither, and no settings either).
    */
   static readonly #UPDATE_ERRORS = [
     "unknown_type",
@@ -51,8 +56,9 @@ export class ChatDispatcher {
     "moderated",
     "message_empty",
     "message_too_long",
-    "missing_fields",
   ];
+  /** Refusals only a `settings` change gets. */
+  static readonly #SETTINGS_ERRORS = ["not_friends", "missing_fields"];
   readonly #parts: ChatParts;
   readonly #catchUp: ChatCatchUp;
   readonly #handlers: ReadonlyMap<string, (frame: UnknownFrame) => void>;
@@ -83,12 +89,22 @@ export class ChatDispatcher {
       }],
       ["delivered", (frame) => this.#update(frame) || emitter.emitFrame(frame)],
       ["message_updated", (frame) => this.#messageUpdated(frame)],
-      ["settings_updated", (frame) => this.#update(frame) || emitter.emitFrame(frame)],
       ["reauthenticated", (frame) => {
         auth.expiresAt((frame as unknown as ReauthenticatedFrame).session_expires_at);
         emitter.emitFrame(frame);
       }],
       ["session_expired", (frame) => this.#sessionExpired(frame)],
+      ["settings_updated", (frame) => {
+        // The state and a waiting change follow the frame when it comes; the event comes when
+        // the update is applied (in seq order). A synced one is older than what `authenticated`
+        // said, so it changes only the event stream, not the state.
+        parts.settings.updated((frame as unknown as SettingsUpdatedFrame).settings);
+        if (!this.#update(frame)) emitter.emitFrame(frame);
+      }],
+      ["presence", (frame) => {
+        parts.settings.presence(frame as unknown as PresenceFrame);
+        emitter.emitFrame(frame);
+      }],
       ["pong", (frame) => (connection.pong(), emitter.emitFrame(frame))],
     ]);
   }
@@ -116,6 +132,8 @@ export class ChatDispatcher {
     auth.signedIn(frame.user_id);
     outbox.signedIn(frame.limits);
     for (const waiting of requests.frames) connection.write(waiting);
+    for (const waiting of this.#parts.settings.frames) connection.write(waiting);
+    this.#parts.settings.signedIn(frame.settings, frame.last_seen);
     const after = mailbox.authenticated(frame);
     connection.signedIn();
     outbox.pump(); // unanswered messages go out again, one at a time, paced
@@ -195,13 +213,19 @@ export class ChatDispatcher {
     }
     emitter.emitFrame(frame);
     if (outbox.refuse(error)) return;
-    const { requests } = this.#parts;
-    if (ChatDispatcher.#UPDATE_ERRORS.includes(error.code)) {
-      requests.failOldest(error.code, error.message, "update");
+    const { settings, requests } = this.#parts;
+    if (
+      ChatDispatcher.#UPDATE_ERRORS.includes(error.code) &&
+      requests.failOldest(error.code, error.message, "update")
+    ) return;
+    if (ChatDispatcher.#SETTINGS_ERRORS.includes(error.code) || error.code === "unknown_type") {
+      settings.failOldest(error.code, error.message);
       return;
     }
     if (!ChatDispatcher.#REQUEST_ERRORS.includes(error.code)) return;
-    if (!this.#catchUp.refused(error)) requests.failOldest(error.code, error.message);
+    if (!this.#catchUp.refused(error) && !requests.failOldest(error.code, error.message)) {
+      settings.failOldest(error.code, error.message);
+    }
   }
 
   #sessionExpired(frame: UnknownFrame): void {

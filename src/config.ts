@@ -82,6 +82,18 @@ export interface Config {
   demoPage: boolean;
   /** `auto`: apply migrations at start; `off`: require a current schema; `only`: apply, then exit. */
   migrate: MigrateMode;
+  /** Where the events webhook posts its batches; no events are made when unset. */
+  eventsUrl: string | undefined;
+  /** HMAC key of the webhook's `X-Chat-Signature` (set whenever `eventsUrl` is). */
+  eventsSecret: string | undefined;
+  /** Most events in one webhook batch. */
+  eventsBatchMax: number;
+  /** Longest an event waits for companions before its batch is sent. */
+  eventsBatchMs: number;
+  /** How long a failing batch is retried (from its first attempt) before its events are dropped. */
+  eventsRetryForS: number;
+  /** A message no device reported `delivered` within this becomes `message.unseen`. */
+  unseenDelayS: number;
 }
 
 export type MigrateMode = "auto" | "off" | "only";
@@ -240,7 +252,18 @@ export function loadConfig(
     logLevel: read.oneOf("LOG_LEVEL", ["debug", "info", "warn", "error"] as const, "info"),
     demoPage: read.bool("DEMO_PAGE", false),
     migrate,
+    eventsUrl: webhookUrl(env, "EVENTS_URL"),
+    eventsSecret: nonEmpty(env.EVENTS_SECRET),
+    eventsBatchMax: read.int("EVENTS_BATCH_MAX", 50, 1, 1000),
+    eventsBatchMs: read.int("EVENTS_BATCH_MS", 500, 10, 60_000),
+    eventsRetryForS: read.int("EVENTS_RETRY_FOR_S", 600, 1, 7 * 86400),
+    unseenDelayS: read.num("UNSEEN_DELAY_S", 15, 0.1, 86400),
   };
+  if (config.eventsUrl !== undefined && config.eventsSecret === undefined) {
+    throw new RangeError(
+      "EVENTS_SECRET must be set when EVENTS_URL is: the receiver checks each batch's signature with it",
+    );
+  }
   if (config.redisUrl !== undefined && config.redisClusterNodes !== undefined) {
     throw new RangeError(
       "REDIS_URL and REDIS_CLUSTER_NODES are both set: set REDIS_URL for one Redis or REDIS_CLUSTER_NODES for a Redis Cluster",
@@ -316,6 +339,23 @@ function bearerSecret(env: Record<string, string | undefined>, name: string): st
     throw new RangeError(
       `${name} must be a bearer token: letters, digits and -._~+/ with optional trailing =`,
     );
+  }
+  return value;
+}
+
+/** An absolute http(s) URL, or undefined when unset. */
+function webhookUrl(env: Record<string, string | undefined>, name: string): string | undefined {
+  const value = nonEmpty(env[name]?.trim());
+  if (value === undefined) return undefined;
+  let url: URL | undefined;
+  try {
+    url = new URL(value);
+  } catch {
+    url = undefined;
+  }
+  if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:")) {
+    // The value is not echoed: a URL may carry credentials.
+    throw new RangeError(`${name} must be an absolute http:// or https:// URL`);
   }
   return value;
 }

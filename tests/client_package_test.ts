@@ -140,6 +140,7 @@ Deno.test("the packed SDK installs offline, chats under Node, type-checks, and c
       "dist/refresh.d.ts",
       "dist/requests.d.ts",
       "dist/sequence.d.ts",
+      "dist/settings.d.ts",
       "package.json",
     ]);
 

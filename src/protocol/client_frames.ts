@@ -10,6 +10,9 @@
  */
 
 import type { ErrorCode } from "./codes.ts";
+import { parseSettings, type SettingsFrame } from "./settings_frame.ts";
+
+export type { SettingsFrame } from "./settings_frame.ts";
 
 export interface AuthenticateFrame {
   type: "authenticate";
@@ -96,6 +99,7 @@ export type ClientFrame =
   | ReadFrame
   | DeliveredFrame
   | ReauthenticateFrame
+  | SettingsFrame
   | EditMessageFrame
   | DeleteMessageFrame;
 
@@ -157,6 +161,10 @@ export function parseClientFrame(text: string, limits: ParseLimits): ClientFrame
         type: "reauthenticate",
         authToken: typeof value.auth_token === "string" ? value.auth_token : undefined,
       };
+    case "settings": {
+      const parsed = parseSettings(value);
+      return "code" in parsed ? frameError(parsed.code, parsed.message, "settings") : parsed;
+    }
     default:
       return frameError("unknown_type", "Unknown message type");
   }

@@ -13,6 +13,7 @@ import { changeHandlers } from "./changes.ts";
 import { chatHandlers } from "./chat.ts";
 import { lifetimeHandlers } from "./lifetime.ts";
 import { receiptHandlers } from "./receipts.ts";
+import { settingsHandlers } from "./settings.ts";
 
 export type DispatchTable = {
   [T in ClientFrame["type"]]: FrameHandler<Extract<ClientFrame, { type: T }>>;
@@ -24,5 +25,6 @@ export const DISPATCH: DispatchTable = {
   ...chatHandlers,
   ...catchUpHandlers,
   ...receiptHandlers,
+  ...settingsHandlers,
   ...changeHandlers,
 };
