@@ -181,19 +181,12 @@ export function parseMessageDeletion(text: string): { messageIds: number[] } | s
   const body = jsonObject(text);
   if (typeof body === "string") return body;
   const { message_ids: ids, reason } = body;
-  if (!Array.isArray(ids) || ids.length < 1 || ids.length > MAX_NOTIFY_USERS) {
-    return `message_ids must be an array of 1-${MAX_NOTIFY_USERS} message ids`;
-  }
-  const messageIds = new Set<number>();
-  for (const id of ids) {
-    const messageId = typeof id === "number" ? parseUserId(id) : undefined;
-    if (messageId === undefined) return "message_ids must hold positive integers";
-    messageIds.add(messageId);
-  }
+  const messageIds = distinctIds(ids, "message");
+  if (typeof messageIds === "string") return messageIds;
   if (reason !== undefined && (typeof reason !== "string" || reason.length > MAX_REASON_CHARS)) {
     return `reason must be a string of at most ${MAX_REASON_CHARS} characters`;
   }
-  return { messageIds: [...messageIds] };
+  return { messageIds };
 }
 
 /** Validates `user_ids=1,2,3` of `/presence`: 1–1000 positive integers. */
@@ -206,16 +199,21 @@ export function parseIdList(query: string | undefined): number[] | string {
 }
 
 function distinctUserIds(ids: unknown): number[] | string {
+  return distinctIds(ids, "user");
+}
+
+/** 1–1000 positive integers, without repeats, or what is wrong with them (`<what>_ids`). */
+function distinctIds(ids: unknown, what: "user" | "message"): number[] | string {
   if (!Array.isArray(ids) || ids.length < 1 || ids.length > MAX_NOTIFY_USERS) {
-    return `user_ids must be an array of 1-${MAX_NOTIFY_USERS} user ids`;
+    return `${what}_ids must be an array of 1-${MAX_NOTIFY_USERS} ${what} ids`;
   }
-  const userIds = new Set<number>();
+  const distinct = new Set<number>();
   for (const id of ids) {
-    const userId = typeof id === "number" ? parseUserId(id) : undefined;
-    if (userId === undefined) return "user_ids must hold positive integers";
-    userIds.add(userId);
+    const parsed = typeof id === "number" ? parseUserId(id) : undefined;
+    if (parsed === undefined) return `${what}_ids must hold positive integers`;
+    distinct.add(parsed);
   }
-  return [...userIds];
+  return [...distinct];
 }
 
 function base(logger: Logger): Hono {

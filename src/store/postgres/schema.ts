@@ -804,9 +804,9 @@ export const MIGRATIONS: readonly Migration[] = [
     // events from committed rows have read: `messages` (message.unseen) and
     // `chat_reports` (report.created), each in (time, id) order.
     //
-    // The reports, settings and mutes tables belong to other parts (migrations 7
-    // and 8); they are created here too, with exactly their schema, when this
-    // migration runs on a database that lacks them, as is `messages.deleted_at`.
+    // The reports table belongs to the moderation part; it is created here too,
+    // with exactly its schema, when this migration runs on a database that lacks it.
+    // Settings and mutes (migration 8) and `messages.deleted_at` (6) come before.
     version: 9,
     name: "events webhook",
     sql: `
@@ -821,20 +821,6 @@ export const MIGRATIONS: readonly Migration[] = [
         created_at timestamptz not null default now(),
         unique (reporter_user_id, message_id)
       );
-      create table if not exists chat_user_settings (
-        user_id bigint primary key,
-        dnd_until timestamptz,
-        appear_offline boolean not null default false,
-        last_seen_at timestamptz,
-        updated_at timestamptz not null default now()
-      );
-      create table if not exists chat_mutes (
-        user_id bigint not null,
-        friend_user_id bigint not null,
-        until timestamptz not null,
-        primary key (user_id, friend_user_id)
-      );
-      ${addColumn("messages", "deleted_at", "timestamptz")}
 
       create table if not exists chat_events (
         event_id bigserial primary key,
