@@ -423,3 +423,25 @@ Deno.test("sync answers a bad after_seq with invalid_field and an unauthenticate
     });
   });
 });
+
+Deno.test("the v1.1 sync after an id also returns a message with a smaller id that committed later", async () => {
+  await withServer(async (t) => {
+    const alice = await t.connectAs(1);
+    const bob = await t.connectAs(2);
+    await t.db.sql`select setval(pg_get_serial_sequence('messages', 'message_id'), 100)`;
+    const seenLast = idOf(await say(alice, 2, "101"));
+    await bob.next("chat_message");
+    // An id drawn earlier whose row commits after 101's (here: the game backend's own id).
+    await t.db
+      .sql`insert into messages (message_id, sender_user_id, recipient_user_id, message_text)
+                   values (50, 1, 2, 'late')`;
+    const newer = idOf(await say(alice, 2, "102"));
+    bob.send({ type: "sync", after_message_id: seenLast });
+    const page = await bob.next("sync_result");
+    assert.deepEqual((page.messages as Frame[]).map((m) => [m.message_id, m.message_text]), [
+      [50, "late"],
+      [newer, "102"],
+    ]);
+    assert.equal(page.has_more, false);
+  });
+});
