@@ -14,6 +14,7 @@
 import type {
   ChatClientEvents,
   ChatMessage,
+  ChatSettings,
   ConnectionState,
   HistoryResultFrame,
   UnknownFrame,
@@ -33,6 +34,8 @@ import { ChatPacer } from "./pacer.ts";
 import { ChatReceipts } from "./receipts.ts";
 import { ChatRefreshTimer } from "./refresh.ts";
 import { ChatRequests } from "./requests.ts";
+import { ChatSequence } from "./sequence.ts";
+import { ChatSettingsRequests, type SettingsRequest } from "./settings.ts";
 import type { ChatClientOptions, SendOptions } from "./options.ts";
 export type * from "./frames.ts";
 export type * from "./options.ts";
@@ -51,6 +54,8 @@ export {
   ChatRefreshTimer,
   ChatRequests,
   ChatSendError,
+  ChatSequence,
+  ChatSettingsRequests,
 };
 
 /** A chat connection that re-authenticates, reconnects, catches up and re-sends on its own. */
@@ -64,6 +69,8 @@ export class ChatClient {
   readonly #mailbox: ChatMailbox;
   /** Unanswered `history` requests, oldest first: all are (re)sent after authentication. */
   readonly #requests: ChatRequests;
+  /** Settings and last seen as known, and unanswered settings changes (re-sent after auth). */
+  readonly #settings: ChatSettingsRequests;
   readonly #receipts: ChatReceipts;
   readonly #catchUp: ChatCatchUp;
   readonly #dispatcher: ChatDispatcher;
@@ -96,12 +103,21 @@ export class ChatClient {
     }
     this.#auth = new ChatAuth(options, timers, this.#emitter, this.#connection);
     this.#requests = new ChatRequests(timers, options.requestTimeoutMs ?? 15_000);
+    this.#settings = new ChatSettingsRequests(
+      timers,
+      options.requestTimeoutMs ?? 15_000,
+      options.now ?? Date.now,
+    );
     this.#receipts = new ChatReceipts(timers);
     const last = options.lastMessageId;
     if (last !== undefined && !(Number.isSafeInteger(last) && last >= 0)) {
       throw new RangeError("lastMessageId must be a non-negative integer");
     }
     this.#mailbox = new ChatMailbox(last);
+    const lastSeq = options.lastSeq;
+    if (lastSeq !== undefined && !(Number.isSafeInteger(lastSeq) && lastSeq >= 0)) {
+      throw new RangeError("lastSeq must be a non-negative integer");
+    }
     const parts: ChatParts = {
       emitter: this.#emitter,
       connection: this.#connection,
@@ -109,10 +125,11 @@ export class ChatClient {
       mailbox: this.#mailbox,
       outbox: this.#outbox,
       requests: this.#requests,
+      settings: this.#settings,
       markDelivered: (messageId) => this.markDelivered(messageId),
       flushReceipts: () => this.#flushReceipts(),
     };
-    this.#catchUp = new ChatCatchUp(parts, pageSize, options.autoDelivered ?? true);
+    this.#catchUp = new ChatCatchUp(parts, pageSize, options.autoDelivered ?? true, lastSeq);
     this.#dispatcher = new ChatDispatcher(parts, this.#catchUp);
   }
 
@@ -131,9 +148,25 @@ export class ChatClient {
   get lastMessageId(): number | undefined {
     return this.#mailbox.cursor;
   }
+  /**
+   * v1.2: the largest update number applied (every update up to it was emitted, in order): save it
+   * and pass it as `lastSeq` to resume a later page without a gap. Undefined against a v1.1 server.
+   */
+  get lastSeq(): number | undefined {
+    return this.#catchUp.lastSeq;
+  }
   /** Unread counts as known now (the same as the last `unread` event). */
   get unread(): UnreadEvent {
     return this.#mailbox.unread();
+  }
+
+  /** The user's settings as last reported by the server (v1.2); undefined before it said. */
+  get settings(): ChatSettings | undefined {
+    return this.#settings.settings;
+  }
+  /** Friend id → when last seen (ISO 8601 UTC), for friends offline now, as far as known (v1.2). */
+  get lastSeen(): ReadonlyMap<number, string> {
+    return this.#settings.lastSeen;
   }
 
   /** Subscribes to an event; returns the function that unsubscribes. */
@@ -197,18 +230,50 @@ export class ChatClient {
     if (!ChatClient.#isCount(limit, 100)) {
       return Promise.reject(new RangeError("limit must be an integer from 1 to 100"));
     }
-    if (this.#connection.state === "closed") {
-      return Promise.reject(new ChatSendError("closed", "The chat client is closed", ""));
-    }
     const frame = JSON.stringify({
       type: "history",
       friend_user_id: friendId,
       ...(beforeMessageId === undefined ? {} : { before_message_id: beforeMessageId }),
       limit,
     });
-    const answer = this.#requests.add(friendId, frame);
-    if (this.#connection.state === "open") this.#write(frame);
-    return answer;
+    return this.#request<HistoryResultFrame>("history", friendId, frame);
+  }
+
+  /**
+   * v1.2: replaces the text of one of this user's messages (within the server's edit window).
+   * Resolves with the message as edited (`edited_at` set); both users' devices get a
+   * `message_updated` event. Waits for the connection; rejects with a `ChatSendError` whose
+   * `code` is a `ChatUpdateErrorCode` (`not_found`, `edit_window_passed`, `message_deleted`,
+   * `moderated`, ..., `timeout`, `closed`).
+   */
+  editMessage(messageId: number, text: string): Promise<ChatMessage> {
+    if (!ChatClient.#isId(messageId)) {
+      return Promise.reject(new RangeError("messageId must be a positive integer"));
+    }
+    if (typeof text !== "string") return Promise.reject(new TypeError("text must be a string"));
+    const frame = JSON.stringify({
+      type: "edit_message",
+      message_id: messageId,
+      message_text: text,
+    });
+    return this.#request<ChatMessage>("update", messageId, frame);
+  }
+
+  /**
+   * v1.2: deletes a message for `"everyone"` (only the sender's own; the text is erased, both
+   * users' devices get `message_updated` with `deleted_at`) or for `"me"` (sender or recipient:
+   * this user's devices get it with `deleted_for_me`). Resolves with the message as deleted;
+   * rejects as `editMessage()` does.
+   */
+  deleteMessage(messageId: number, scope: "everyone" | "me"): Promise<ChatMessage> {
+    if (!ChatClient.#isId(messageId)) {
+      return Promise.reject(new RangeError("messageId must be a positive integer"));
+    }
+    if (scope !== "everyone" && scope !== "me") {
+      return Promise.reject(new RangeError('scope must be "everyone" or "me"'));
+    }
+    const frame = JSON.stringify({ type: "delete_message", message_id: messageId, for: scope });
+    return this.#request<ChatMessage>("update", messageId, frame);
   }
 
   /**
@@ -238,6 +303,34 @@ export class ChatClient {
     this.#flushReceipts();
   }
 
+  /**
+   * Mutes a friend until `until` (the events webhook sends no push for them meanwhile), or
+   * unmutes with `null`. Resolves with the settings once the server applied it; rejects with a
+   * `ChatSendError` (`not_friends`, `timeout`, `closed`, …). Sent after the next authentication
+   * when offline.
+   */
+  mute(friendId: number, until: Date | null): Promise<ChatSettings> {
+    if (!ChatClient.#isId(friendId)) {
+      return Promise.reject(new RangeError("friendId must be a positive integer"));
+    }
+    const at = ChatClient.#time(until);
+    if (at === undefined) return Promise.reject(new RangeError("until must be a valid Date"));
+    return this.#changeSettings({ mute: { friend_user_id: friendId, until: at } });
+  }
+
+  /** Do-not-disturb until `until`, or off with `null`; resolves like `mute`. */
+  setDoNotDisturb(until: Date | null): Promise<ChatSettings> {
+    const at = ChatClient.#time(until);
+    if (at === undefined) return Promise.reject(new RangeError("until must be a valid Date"));
+    return this.#changeSettings({ dnd_until: at });
+  }
+
+  /** While on, friends see this user as offline (presence, online lists, typing); like `mute`. */
+  setAppearOffline(on: boolean): Promise<ChatSettings> {
+    if (typeof on !== "boolean") return Promise.reject(new TypeError("on must be a boolean"));
+    return this.#changeSettings({ appear_offline: on });
+  }
+
   /** Closes for good: stops every timer, rejects unacknowledged sends, resolves once closed. */
   close(): Promise<void> {
     return this.#connection.close(() => {
@@ -245,7 +338,27 @@ export class ChatClient {
       this.#receipts.pause();
       this.#outbox.failAll();
       this.#requests.failAll("closed", "The chat client was closed before the answer came");
+      this.#settings.failAll("closed", "The chat client was closed before the answer came");
     });
+  }
+
+  /** Sends a request now when open, else after the next authentication; rejects once closed. */
+  #request<T>(kind: "history" | "update", key: number, frame: string): Promise<T> {
+    if (this.#connection.state === "closed") {
+      return Promise.reject(new ChatSendError("closed", "The chat client is closed", ""));
+    }
+    const answer = this.#requests.add<T>(kind, key, frame);
+    if (this.#connection.state === "open") this.#write(frame);
+    return answer;
+  }
+
+  #changeSettings(request: SettingsRequest): Promise<ChatSettings> {
+    if (this.#connection.state === "closed") {
+      return Promise.reject(new ChatSendError("closed", "The chat client is closed", ""));
+    }
+    const { frame, answer } = this.#settings.add(request);
+    if (this.#connection.state === "open") this.#write(frame);
+    return answer;
   }
 
   #flushReceipts(): void {
@@ -258,6 +371,12 @@ export class ChatClient {
 
   static #isId(value: number): boolean {
     return Number.isSafeInteger(value) && value > 0;
+  }
+
+  /** A time as the wire carries it (null stays null); undefined for an invalid Date. */
+  static #time(at: Date | null): string | null | undefined {
+    if (at === null) return null;
+    return at instanceof Date && !Number.isNaN(at.getTime()) ? at.toISOString() : undefined;
   }
 
   static #isCount(value: number, max: number): boolean {
@@ -291,7 +410,9 @@ export const SDK_CLASSES: readonly (abstract new (...args: never[]) => unknown)[
   ChatFailures,
   ChatConnection,
   ChatAuth,
+  ChatSequence,
   ChatCatchUp,
+  ChatSettingsRequests,
   ChatDispatcher,
   ChatClient,
 ];

@@ -1,7 +1,8 @@
 /**
  * @module frames
- * The server frames of the chat protocol (docs/protocol.md, v1.1) and the client's events, as
- * types.
+ * The server frames of the chat protocol (docs/protocol.md, v1.1 and v1.2) and the client's
+ * events, as types. v1.2 fields are optional where a v1.1 server does not send them (the SDK works
+ * against both, and the server's frame builders `satisfies` these types).
  */
 
 /** A stored chat message, as in `chat_message` and `message_sent.data` (docs/protocol.md). */
@@ -13,6 +14,12 @@ export interface ChatMessage {
   /** ISO 8601 in UTC. */
   sent_at: string;
   client_message_id?: string;
+  /** v1.2: ISO 8601 in UTC, when the sender last edited it. */
+  edited_at?: string;
+  /** v1.2: ISO 8601 in UTC, when it was deleted for everyone (`message_text` is then ""). */
+  deleted_at?: string;
+  /** v1.2: deleted by this user for themselves (`message_text` is then ""). */
+  deleted_for_me?: boolean;
 }
 
 /** A message read back from the database (`sync_result`, `history_result`), v1.1. */
@@ -38,6 +45,28 @@ export interface AuthenticatedFrame {
   session_expires_at?: string;
   /** v1.2: the connection's limits as configured (the SDK paces its messages to them). */
   limits?: ChatLimits;
+  /** v1.2: the user's settings (mute, do-not-disturb, appear offline). */
+  settings?: ChatSettings;
+  /** v1.2: friend id → when last seen (ISO 8601 UTC), for friends offline and seen since v1.2. */
+  last_seen?: Record<string, string>;
+  /** v1.2: the user's latest update number, 0 when none. */
+  seq?: number;
+}
+/**
+ * A user's settings (v1.2): muted friends by id with until when, do-not-disturb until when
+ * (`null`: not in it), and whether friends see the user as offline. Expired ones are left out.
+ */
+export interface ChatSettings {
+  muted: Record<string, string>;
+  dnd_until: string | null;
+  appear_offline: boolean;
+}
+/** The user's settings changed (on this device or another): v1.2. */
+export interface SettingsUpdatedFrame {
+  type: "settings_updated";
+  settings: ChatSettings;
+  /** The change's number in the user's update sequence. */
+  seq?: number;
 }
 /** The limits of one connection (`authenticated.limits`, v1.2). */
 export interface ChatLimits {
@@ -56,10 +85,45 @@ export interface AuthErrorFrame {
 }
 export interface ChatMessageFrame extends ChatMessage {
   type: "chat_message";
+  /** v1.2: this update's number in the receiving user's sequence. */
+  seq?: number;
 }
 export interface MessageSentFrame {
   type: "message_sent";
   data: ChatMessage;
+  /** v1.2: the update's number in the sender's sequence. */
+  seq?: number;
+}
+/**
+ * v1.2: a message was edited, deleted for everyone, or deleted for this user (`deleted_for_me`),
+ * in its new state (`message_text` "" once deleted). Without `seq` it is the answer to an edit or
+ * deletion that changed nothing.
+ */
+export interface MessageUpdatedFrame {
+  type: "message_updated";
+  message: ChatMessage;
+  /** Absent on the answer to an edit or deletion that changed nothing. */
+  seq?: number;
+}
+/**
+ * v1.2: one update of the user's sequence, live or as `sync {after_seq}` returns it (the live frame
+ * it was).
+ */
+export type UpdateFrame =
+  | (ChatMessageFrame & Partial<StoredMessage>)
+  | MessageSentFrame
+  | MessageUpdatedFrame
+  | ReadFrame
+  | DeliveredFrame
+  | SettingsUpdatedFrame;
+/** v1.2: the answer to `sync {after_seq}`. */
+export interface SyncUpdatesResultFrame {
+  type: "sync_result";
+  /** Oldest first, each with its `seq`. */
+  updates: UpdateFrame[];
+  has_more: boolean;
+  /** The user's latest seq when the page was read. */
+  seq: number;
 }
 export interface TypingFrame {
   type: "typing";
@@ -71,6 +135,8 @@ export interface PresenceFrame {
   type: "presence";
   user_id: number;
   status: "online" | "offline";
+  /** v1.2, with `offline`: ISO 8601 UTC, when the friend was last seen. */
+  last_seen_at?: string;
 }
 export interface PongFrame {
   type: "pong";
@@ -83,6 +149,30 @@ export interface ErrorFrame {
   /** v1.2, with `rate_limited`: milliseconds until the next such frame would be accepted. */
   retry_after_ms?: number;
 }
+/**
+ * Why `editMessage()` or `deleteMessage()` failed (the `code` of its `ChatSendError`), v1.2:
+ * `not_found` (no such message, or not one this user may change: the server does not tell them
+ * apart), `edit_window_passed`, `message_deleted` (an edit of a deleted message), `moderated`
+ * (the moderation hook rejected the new text), the text rules of `chat_message`
+ * (`message_empty`, `message_too_long`, `invalid_field`), `unavailable` (nothing changed),
+ * `rate_limited`, `unknown_type` (a v1.1 server, which cannot edit or delete); and from the
+ * client `timeout`, `closed`, `session_expired`.
+ */
+export type ChatUpdateErrorCode =
+  | "not_found"
+  | "edit_window_passed"
+  | "message_deleted"
+  | "moderated"
+  | "message_empty"
+  | "message_too_long"
+  | "invalid_field"
+  | "missing_fields"
+  | "unavailable"
+  | "rate_limited"
+  | "unknown_type"
+  | "timeout"
+  | "closed"
+  | "session_expired";
 /**
  * A failure inside the client, emitted as an `error` event beside the server's `error` frames:
  * `get_token_failed` (getToken threw or returned no string), `reauth_failed` (the server refused
@@ -116,6 +206,7 @@ export interface ClientErrorEvent {
  */
 export type ConnectFailure = "refused" | "dns" | "tls" | "upgrade_refused" | "unknown";
 
+/** The answer to the v1.1 form of `sync` (`after_message_id`); v1.2's is `SyncUpdatesResultFrame`. */
 export interface SyncResultFrame {
   type: "sync_result";
   /** Oldest first. */
@@ -136,12 +227,16 @@ export interface ReadFrame {
   friend_user_id: number;
   up_to_message_id: number;
   read_at: string;
+  /** v1.2: this update's number in the receiving user's sequence. */
+  seq?: number;
 }
 /** A device of `user_id` (the recipient) has shown message `message_id`. */
 export interface DeliveredFrame {
   type: "delivered";
   message_id: number;
   user_id: number;
+  /** v1.2: this update's number in the receiving user's sequence. */
+  seq?: number;
 }
 export interface ReauthenticatedFrame {
   type: "reauthenticated";
@@ -160,13 +255,21 @@ export interface UnreadEvent {
   /** By sender id, non-zero ones only. */
   by_friend: Record<string, number>;
 }
-/** Catch-up after (re)connecting is complete: every message since the last one seen was emitted. */
+/**
+ * A catch-up is complete: every message since the last one seen (v1.1), or every update since the
+ * last one applied (v1.2), was emitted. After each (re)connect, and, on a v1.2 server, after each
+ * catch-up that filled a gap in the live updates.
+ */
 export interface SyncedEvent {
   type: "synced";
-  /** Messages emitted by this catch-up (duplicates left out). */
+  /** Messages emitted by this catch-up as `chat_message` (duplicates left out). */
   count: number;
-  /** The id the next catch-up starts after. */
+  /** The id the next v1.1 catch-up starts after. */
   last_message_id: number;
+  /** v1.2: the largest update number applied (`client.lastSeq`). */
+  seq?: number;
+  /** v1.2: updates applied by this catch-up (messages, edits, deletions, receipts, settings). */
+  updates?: number;
 }
 /**
  * The game backend's own push (`chat.php`'s `{type: "chat_message", message}` through `/notify`),
@@ -226,12 +329,16 @@ export interface ChatClientEvents {
   presence: PresenceFrame;
   pong: PongFrame;
   error: ErrorFrame | ClientErrorEvent;
-  sync_result: SyncResultFrame;
+  sync_result: SyncResultFrame | SyncUpdatesResultFrame;
   history_result: HistoryResultFrame;
   read: ReadFrame;
   delivered: DeliveredFrame;
+  /** v1.2: edited, deleted for everyone or deleted for me, each once, in update order. */
+  message_updated: MessageUpdatedFrame;
   reauthenticated: ReauthenticatedFrame;
   session_expired: SessionExpiredFrame;
+  /** v1.2: the user's settings changed (on any device); `client.settings` has them too. */
+  settings_updated: SettingsUpdatedFrame;
   unread: UnreadEvent;
   synced: SyncedEvent;
   state: StateChange;

@@ -80,11 +80,25 @@ export interface Config {
    * seconds of it at once); past that their next page waits.
    */
   catchUpBytesPerS: number;
+  /** How long after `sent_at` a message may be edited, in seconds; 0 turns editing off (v1.2). */
+  editWindowS: number;
   shutdownTimeoutS: number;
   logLevel: LogLevel;
   demoPage: boolean;
   /** `auto`: apply migrations at start; `off`: require a current schema; `only`: apply, then exit. */
   migrate: MigrateMode;
+  /** Where the events webhook posts its batches; no events are made when unset. */
+  eventsUrl: string | undefined;
+  /** HMAC key of the webhook's `X-Chat-Signature` (set whenever `eventsUrl` is). */
+  eventsSecret: string | undefined;
+  /** Most events in one webhook batch. */
+  eventsBatchMax: number;
+  /** Longest an event waits for companions before its batch is sent. */
+  eventsBatchMs: number;
+  /** How long a failing batch is retried (from its first attempt) before its events are dropped. */
+  eventsRetryForS: number;
+  /** A message no device reported `delivered` within this becomes `message.unseen`. */
+  unseenDelayS: number;
 }
 
 export type MigrateMode = "auto" | "off" | "only";
@@ -239,11 +253,23 @@ export function loadConfig(
     sendBufferShedBytes: read.int("SEND_BUFFER_SHED_BYTES", 256 * 1024, 512, 1024 ** 3),
     pageMaxBytes: read.int("PAGE_MAX_BYTES", 256 * 1024, 1024, 1024 ** 3),
     catchUpBytesPerS: read.int("CATCH_UP_BYTES_PER_S", 1024 * 1024, 1024, 1024 ** 4),
+    editWindowS: read.int("EDIT_WINDOW_S", 900, 0, 365 * 24 * 3600),
     shutdownTimeoutS: read.int("SHUTDOWN_TIMEOUT_S", 30, 1, 3600),
     logLevel: read.oneOf("LOG_LEVEL", ["debug", "info", "warn", "error"] as const, "info"),
     demoPage: read.bool("DEMO_PAGE", false),
     migrate,
+    eventsUrl: webhookUrl(env, "EVENTS_URL"),
+    eventsSecret: nonEmpty(env.EVENTS_SECRET),
+    eventsBatchMax: read.int("EVENTS_BATCH_MAX", 50, 1, 1000),
+    eventsBatchMs: read.int("EVENTS_BATCH_MS", 500, 10, 60_000),
+    eventsRetryForS: read.int("EVENTS_RETRY_FOR_S", 600, 1, 7 * 86400),
+    unseenDelayS: read.num("UNSEEN_DELAY_S", 15, 0.1, 86400),
   };
+  if (config.eventsUrl !== undefined && config.eventsSecret === undefined) {
+    throw new RangeError(
+      "EVENTS_SECRET must be set when EVENTS_URL is: the receiver checks each batch's signature with it",
+    );
+  }
   if (config.redisUrl !== undefined && config.redisClusterNodes !== undefined) {
     throw new RangeError(
       "REDIS_URL and REDIS_CLUSTER_NODES are both set: set REDIS_URL for one Redis or REDIS_CLUSTER_NODES for a Redis Cluster",
@@ -319,6 +345,23 @@ function bearerSecret(env: Record<string, string | undefined>, name: string): st
     throw new RangeError(
       `${name} must be a bearer token: letters, digits and -._~+/ with optional trailing =`,
     );
+  }
+  return value;
+}
+
+/** An absolute http(s) URL, or undefined when unset. */
+function webhookUrl(env: Record<string, string | undefined>, name: string): string | undefined {
+  const value = nonEmpty(env[name]?.trim());
+  if (value === undefined) return undefined;
+  let url: URL | undefined;
+  try {
+    url = new URL(value);
+  } catch {
+    url = undefined;
+  }
+  if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:")) {
+    // The value is not echoed: a URL may carry credentials.
+    throw new RangeError(`${name} must be an absolute http:// or https:// URL`);
   }
   return value;
 }

@@ -9,12 +9,13 @@
  *
  * URL: `/?user=1&name=alice&token=USER_ID:TIMESTAMP:SIGNATURE` (links printed by `deno task dev`);
  * optional `&friends=2:bob,3:carol` lists friends (with their names) before they come online.
- * The script is `script.ts` (with the composer from `compose.ts`), the
- * stylesheet `style.ts`.
+ * The script is `script.ts` (with the composer from `compose.ts` and the message actions from
+ * `message_actions.ts`), the stylesheet `style.ts`.
  */
 
 import * as sdk from "../../client/chat_client.ts";
 import { COMPOSE_JS } from "./compose.ts";
+import { MESSAGE_ACTIONS_JS } from "./message_actions.ts";
 import { PAGE_JS } from "./script.ts";
 import { STYLE } from "./style.ts";
 
@@ -76,6 +77,7 @@ export function renderDemoPage(options: DemoPageOptions): string {
 <main id="app">
   <aside>
     <h2>Friends</h2>
+    <label class="switch"><input type="checkbox" id="appear-offline"> Appear offline</label>
     <ul id="friends"></ul>
     <form id="add"><input id="add-id" inputmode="numeric" placeholder="user id" aria-label="user id"><button>Chat</button></form>
   </aside>
@@ -90,6 +92,7 @@ export function renderDemoPage(options: DemoPageOptions): string {
 <script type="module">
 ${SDK_JS.replaceAll("</script", "<\\/script")}
 ${COMPOSE_JS.replaceAll("</script", "<\\/script")}
+${MESSAGE_ACTIONS_JS.replaceAll("</script", "<\\/script")}
 ${PAGE_JS.replaceAll("</script", "<\\/script")}
 </script>
 </body>

@@ -22,6 +22,11 @@ export const ERROR_CODES = [
   "too_many_connections",
   "unavailable",
   "internal",
+  // v1.2
+  "not_found",
+  "edit_window_passed",
+  "message_deleted",
+  "moderated",
 ] as const;
 
 export type ErrorCode = typeof ERROR_CODES[number];

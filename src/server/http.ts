@@ -10,8 +10,7 @@ import { type Context, Hono, type MiddlewareHandler } from "@hono/hono";
 import { bearerAuth } from "@hono/hono/bearer-auth";
 import { bodyLimit } from "@hono/hono/body-limit";
 import { HTTPException } from "@hono/hono/http-exception";
-import type { Logger } from "../log.ts";
-import { errorMessage } from "../log.ts";
+import { errorMessage, type Logger } from "../log.ts";
 import { parseUserId } from "../protocol/mod.ts";
 import { STATUS_PAGE } from "./status_page.ts";
 
@@ -35,6 +34,11 @@ export interface InternalDeps extends HealthDeps {
   disconnect(userIds: readonly number[], reason: string): Promise<void>;
   /** Which of `userIds` are online anywhere in the cluster. */
   online(userIds: readonly number[]): Promise<number[]>;
+  /**
+   * `POST /messages/delete`: deletes these messages for everyone on their
+   * senders' behalf and tells both users; resolves with how many it deleted.
+   */
+  deleteMessages(messageIds: readonly number[]): Promise<number>;
   /** The bearer a scrape of `/metrics` must send (`METRICS_SECRET`); open when undefined. */
   metricsSecret: string | undefined;
   /** The bearer of `/status/data` (`STATUS_SECRET`, else `NOTIFY_SECRET`). */
@@ -100,6 +104,21 @@ export function internalApp(deps: InternalDeps): Hono {
     }
     deps.logger.info("disconnect", { users: parsed.userIds.length });
     return c.json({ users: parsed.userIds.length }, 202);
+  });
+  app.post("/messages/delete", auth, limitBody(MAX_CONTROL_BODY_BYTES), async (c) => {
+    const parsed = parseMessageDeletion(await c.req.text());
+    if (typeof parsed === "string") return c.json({ error: parsed }, 400);
+    try {
+      const deleted = await deps.deleteMessages(parsed.messageIds);
+      deps.logger.info("messages_deleted_by_moderator", {
+        asked: parsed.messageIds.length,
+        deleted,
+      });
+      return c.json({ deleted }, 202);
+    } catch (err) {
+      deps.logger.warn("messages_delete_failed", { error: errorMessage(err) });
+      return c.json({ error: "Storage unavailable, nothing was deleted; retry" }, 503);
+    }
   });
   app.get("/presence", auth, async (c) => {
     const userIds = parseIdList(c.req.query("user_ids"));
@@ -168,6 +187,19 @@ export function parseDisconnect(text: string): { userIds: number[]; reason: stri
   return { userIds, reason: reason ?? DEFAULT_DISCONNECT_REASON };
 }
 
+/** Validates a `/messages/delete` body: 1–1000 message ids and an optional reason. */
+export function parseMessageDeletion(text: string): { messageIds: number[] } | string {
+  const body = jsonObject(text);
+  if (typeof body === "string") return body;
+  const { message_ids: ids, reason } = body;
+  const messageIds = distinctIds(ids, "message");
+  if (typeof messageIds === "string") return messageIds;
+  if (reason !== undefined && (typeof reason !== "string" || reason.length > MAX_REASON_CHARS)) {
+    return `reason must be a string of at most ${MAX_REASON_CHARS} characters`;
+  }
+  return { messageIds };
+}
+
 /** Validates `user_ids=1,2,3` of `/presence`: 1–1000 positive integers. */
 export function parseIdList(query: string | undefined): number[] | string {
   const parts = (query ?? "").split(",").map((part) => part.trim());
@@ -178,16 +210,21 @@ export function parseIdList(query: string | undefined): number[] | string {
 }
 
 function distinctUserIds(ids: unknown): number[] | string {
+  return distinctIds(ids, "user");
+}
+
+/** 1–1000 positive integers, without repeats, or what is wrong with them (`<what>_ids`). */
+function distinctIds(ids: unknown, what: "user" | "message"): number[] | string {
   if (!Array.isArray(ids) || ids.length < 1 || ids.length > MAX_NOTIFY_USERS) {
-    return `user_ids must be an array of 1-${MAX_NOTIFY_USERS} user ids`;
+    return `${what}_ids must be an array of 1-${MAX_NOTIFY_USERS} ${what} ids`;
   }
-  const userIds = new Set<number>();
+  const distinct = new Set<number>();
   for (const id of ids) {
-    const userId = typeof id === "number" ? parseUserId(id) : undefined;
-    if (userId === undefined) return "user_ids must hold positive integers";
-    userIds.add(userId);
+    const parsed = typeof id === "number" ? parseUserId(id) : undefined;
+    if (parsed === undefined) return `${what}_ids must hold positive integers`;
+    distinct.add(parsed);
   }
-  return [...userIds];
+  return [...distinct];
 }
 
 function base(logger: Logger): Hono {

@@ -42,21 +42,32 @@ async function chatMessage(ctx: HandlerContext, frame: ChatMessageFrame): Promis
   ctx.track(answered, cmid);
 }
 
-function stored(ctx: HandlerContext, { message, duplicate }: StoreResult, started: number): void {
+function stored(
+  ctx: HandlerContext,
+  { message, duplicate, seqs }: StoreResult,
+  started: number,
+): void {
   const { services } = ctx;
   const frames = serverFrames.messageFrames(messageData(message));
+  const senderSeq = seqs.get(message.senderUserId);
   if (!duplicate) {
     services.metrics.messageAcknowledged(services.now() - started);
-    ctx.sendToUser(message.recipientUserId, frames.chatMessage, false);
-    ctx.sendToOtherDevices(frames.chatMessage);
+    ctx.sendToUser(
+      message.recipientUserId,
+      frames.chatMessage(seqs.get(message.recipientUserId)),
+      false,
+    );
+    ctx.sendToOtherDevices(frames.chatMessage(senderSeq));
   }
-  ctx.send(frames.messageSent);
+  ctx.send(frames.messageSent(senderSeq));
 }
 
 async function typing(ctx: HandlerContext, frame: TypingFrame): Promise<Reply> {
   const unreachable = await mayReach(ctx, frame.recipientUserId);
   if (unreachable) return unreachable;
   if (!ctx.allowTyping()) return; // over the typing rate: dropped without an answer
+  // Appearing offline: friends see no typing, as from a user with no connection.
+  if (ctx.hub.appearsOffline(ctx.userId)) return;
   ctx.sendToUser(frame.recipientUserId, serverFrames.typing(ctx.userId, frame.isTyping), true);
   ctx.services.typing.relayed(ctx.userId, frame.recipientUserId, frame.isTyping);
 }

@@ -9,9 +9,11 @@ import type { ClientFrame } from "../../protocol/mod.ts";
 import { serverFrames } from "../../protocol/mod.ts";
 import type { FrameHandler } from "../context.ts";
 import { catchUpHandlers } from "./catch_up.ts";
+import { changeHandlers } from "./changes.ts";
 import { chatHandlers } from "./chat.ts";
 import { lifetimeHandlers } from "./lifetime.ts";
 import { receiptHandlers } from "./receipts.ts";
+import { settingsHandlers } from "./settings.ts";
 
 export type DispatchTable = {
   [T in ClientFrame["type"]]: FrameHandler<Extract<ClientFrame, { type: T }>>;
@@ -23,4 +25,6 @@ export const DISPATCH: DispatchTable = {
   ...chatHandlers,
   ...catchUpHandlers,
   ...receiptHandlers,
+  ...settingsHandlers,
+  ...changeHandlers,
 };

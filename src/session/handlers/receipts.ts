@@ -25,15 +25,26 @@ async function read(ctx: HandlerContext, frame: ReadFrame): Promise<Reply> {
   if (frame.friendUserId === ctx.userId) {
     return refuse("invalid_field", "friend_user_id must not be your own id");
   }
-  const readAt = await ctx.services.repository.markRead(
+  const result = await ctx.services.repository.markRead(
     ctx.userId,
     frame.friendUserId,
     frame.upToMessageId,
   );
-  if (readAt === undefined) return; // nothing changed: nothing sent
-  const receipt = serverFrames.read(ctx.userId, frame.friendUserId, frame.upToMessageId, readAt);
-  if (await mayTell(ctx, frame.friendUserId)) ctx.sendToUser(frame.friendUserId, receipt, false);
-  ctx.sendToOtherDevices(receipt);
+  if (result === undefined) return; // nothing changed: nothing sent
+  const receipt = (seq: number | undefined) =>
+    serverFrames.read(ctx.userId, frame.friendUserId, frame.upToMessageId, result.readAt, seq);
+  // The friend's sequence holds the receipt only while the two may see each
+  // other (the store checks it), and then the friend is told live too.
+  const friendSeq = result.seqs.get(frame.friendUserId);
+  if (friendSeq !== undefined && await mayTell(ctx, frame.friendUserId)) {
+    ctx.sendToUser(frame.friendUserId, receipt(friendSeq), false);
+  }
+  // Every connection of the reader, this one too: it is an update of the
+  // reader's sequence, and a device that never saw its number would take the
+  // next one for a gap.
+  const own = receipt(result.seqs.get(ctx.userId));
+  ctx.send(own);
+  ctx.sendToOtherDevices(own);
 }
 
 async function delivered(ctx: HandlerContext, frame: DeliveredFrame): Promise<Reply> {
@@ -41,13 +52,20 @@ async function delivered(ctx: HandlerContext, frame: DeliveredFrame): Promise<Re
   if (result.status === "not_recipient") {
     return refuse("invalid_field", "message_id does not name a message addressed to you");
   }
-  if (result.status === "first" && await mayTell(ctx, result.senderUserId)) {
+  if (result.status !== "first") return;
+  const senderSeq = result.seqs.get(result.senderUserId);
+  if (senderSeq !== undefined && await mayTell(ctx, result.senderUserId)) {
     ctx.sendToUser(
       result.senderUserId,
-      serverFrames.delivered(frame.messageId, ctx.userId),
+      serverFrames.delivered(frame.messageId, ctx.userId, senderSeq),
       false,
     );
   }
+  // Every device of the recipient learns it was shown (the others stop showing
+  // it as new, v1.2), this one too: it is an update of the recipient's sequence.
+  const own = serverFrames.delivered(frame.messageId, ctx.userId, result.seqs.get(ctx.userId));
+  ctx.send(own);
+  ctx.sendToOtherDevices(own);
 }
 
 /**

@@ -23,14 +23,19 @@ import { migrate, pendingMigrations } from "./migrations.ts";
 import { MessageWriter } from "./message_writer.ts";
 import { DbClock } from "./db_clock.ts";
 import type {
+  ChangeResult,
   ChatRepository,
   DeliveredResult,
   MailboxSummary,
   MessagePage,
+  MessageRecord,
+  ModeratorDeletion,
   NewMessage,
+  ReadResult,
   Relation,
   StoreResult,
   TokenAccess,
+  UpdatePage,
 } from "../repository.ts";
 import { UnavailableError } from "../repository.ts";
 import { TtlCache } from "./ttl_cache.ts";
@@ -38,6 +43,17 @@ import { BatchLoader } from "./batch_loader.ts";
 import * as mailbox from "./mailbox_queries.ts";
 import { rowsOf } from "./pg_rows.ts";
 import { ReadFlagSweeper } from "./read_flags.ts";
+import { LastSeenWriter } from "./last_seen.ts";
+import * as settingsQueries from "./settings_queries.ts";
+import type {
+  SeenState,
+  SettingsBody,
+  SettingsChange,
+  SettingsUpdate,
+  UserSettings,
+} from "../settings.ts";
+import * as updates from "./updates_queries.ts";
+import { CountsBackfill } from "./counts_backfill.ts";
 
 export interface PostgresOptions {
   url: string;
@@ -66,6 +82,10 @@ export class PostgresRepository implements ChatRepository {
   readonly #friends: TtlCache<number, readonly number[]>;
   readonly #writer: MessageWriter;
   readonly #readFlags: ReadFlagSweeper;
+  readonly #lastSeen: LastSeenWriter;
+  readonly #backfill: CountsBackfill;
+  /** The last message id from before migration 6 (`chat_sequence_start`); read at connect. */
+  #sequenceStart = 0;
   /** The database's clock, learnt from the writer's replies; receipts carry deadlines in it. */
   readonly #clock = new DbClock();
   /** User id → their latest token revocation (ms), or 0 when none; absent: not an active user. */
@@ -153,6 +173,11 @@ export class PostgresRepository implements ChatRepository {
       intervalMs: options.readFlagsIntervalMs,
       logger: options.logger,
     });
+    this.#lastSeen = new LastSeenWriter(sql, {
+      logger: options.logger,
+      deadline: (work) => this.#deadline(work, {}),
+    });
+    this.#backfill = new CountsBackfill(sql, options.logger);
     this.#writer = new MessageWriter(
       () => open(options, 1, WRITER_SETTINGS),
       sql,
@@ -188,9 +213,14 @@ export class PostgresRepository implements ChatRepository {
       repository = new PostgresRepository(sql, options);
       await repository.#writer.start();
       await repository.#readFlags.start();
+      const [start] = await sql<{ last: string }[]>`
+        select last_message_id::text as last from chat_sequence_start`;
+      repository.#sequenceStart = Number(start?.last ?? 0);
+      repository.#backfill.start();
       return repository;
     } catch (err) {
       if (repository !== undefined) {
+        await repository.#backfill.close();
         await repository.#readFlags.close();
         await repository.#writer.close();
       }
@@ -232,11 +262,63 @@ export class PostgresRepository implements ChatRepository {
     return this.#deadline(() => mailbox.mailboxSummary(this.#sql, userId), { user_id: userId });
   }
 
-  messagesAfter(userId: number, afterMessageId: number, limit: number): Promise<MessagePage> {
+  updatesAfter(userId: number, afterSeq: number, limit: number): Promise<UpdatePage> {
     return this.#deadline(
-      () => mailbox.messagesAfter(this.#sql, userId, afterMessageId, limit),
+      () => updates.updatesAfter(this.#sql, userId, afterSeq, limit),
       { user_id: userId },
     );
+  }
+
+  messagesAfter(userId: number, afterMessageId: number, limit: number): Promise<MessagePage> {
+    return this.#deadline(
+      () => updates.messagesAfterV11(this.#sql, userId, afterMessageId, limit, this.#sequenceStart),
+      { user_id: userId },
+    );
+  }
+
+  editMessage(
+    userId: number,
+    messageId: number,
+    text: string,
+    windowS: number,
+    moderation?: "replaced" | "unchecked",
+  ): Promise<ChangeResult> {
+    return this.#deadline(
+      () =>
+        updates.changeMessage(
+          this.#sql,
+          userId,
+          messageId,
+          "edit",
+          text,
+          windowS,
+          moderation ?? null,
+        ),
+      { user_id: userId },
+    );
+  }
+
+  deleteMessage(
+    userId: number,
+    messageId: number,
+    scope: "everyone" | "me",
+  ): Promise<ChangeResult> {
+    return this.#deadline(
+      () => updates.changeMessage(this.#sql, userId, messageId, scope, null, 0, null),
+      { user_id: userId },
+    );
+  }
+
+  messageFor(userId: number, messageId: number): Promise<MessageRecord | undefined> {
+    return this.#deadline(() => updates.messageFor(this.#sql, userId, messageId), {
+      user_id: userId,
+    });
+  }
+
+  deleteAsModerator(messageIds: readonly number[]): Promise<ModeratorDeletion[]> {
+    return this.#deadline(() => updates.deleteAsModerator(this.#sql, messageIds), {
+      messages: messageIds.length,
+    });
   }
 
   conversationBefore(
@@ -252,15 +334,15 @@ export class PostgresRepository implements ChatRepository {
   }
 
   markRead(readerUserId: number, friendUserId: number, upToMessageId: number): Promise<
-    Date | undefined
+    ReadResult | undefined
   > {
     return this.#deadline(
       () =>
         mailbox.markRead(this.#sql, readerUserId, friendUserId, upToMessageId, this.#notAfter()),
       { user_id: readerUserId },
-    ).then((readAt) => {
-      if (readAt !== undefined) this.#readFlags.wake(readerUserId, friendUserId);
-      return readAt;
+    ).then((read) => {
+      if (read !== undefined) this.#readFlags.wake(readerUserId, friendUserId);
+      return read;
     });
   }
 
@@ -277,6 +359,39 @@ export class PostgresRepository implements ChatRepository {
     });
   }
 
+  settings(userId: number): Promise<UserSettings> {
+    return this.#deadline(() => settingsQueries.readSettings(this.#sql, userId), {
+      user_id: userId,
+    });
+  }
+
+  updateSettings(
+    userId: number,
+    change: SettingsChange,
+    body: SettingsBody,
+  ): Promise<SettingsUpdate> {
+    return this.#deadline(
+      () => settingsQueries.updateSettings(this.#sql, userId, change, body),
+      { user_id: userId },
+    );
+  }
+
+  seenStates(userIds: readonly number[]): Promise<Map<number, SeenState>> {
+    return this.#deadline(() => settingsQueries.seenStates(this.#sql, userIds), {
+      users: userIds.length,
+    });
+  }
+
+  appearsOffline(userId: number): Promise<boolean> {
+    return this.#deadline(() => settingsQueries.appearsOffline(this.#sql, userId), {
+      user_id: userId,
+    });
+  }
+
+  recordLastSeen(userId: number, at: Date): void {
+    this.#lastSeen.record(userId, at);
+  }
+
   queuedMessages(): number {
     return this.#writer.queued;
   }
@@ -291,6 +406,8 @@ export class PostgresRepository implements ChatRepository {
   }
 
   async close(): Promise<void> {
+    await this.#lastSeen.flush();
+    await this.#backfill.close();
     await this.#readFlags.close();
     await this.#writer.close();
     await this.#sql.end({ timeout: 5 });
