@@ -36,6 +36,7 @@ nodesTest(
       unread_count: 3,
       unread_by_friend: { "2": 2, "3": 1 },
       last_message_id: last!.id,
+      seq: 5, // the game's five rows, each an update of user 1
       session_expires_at: iso(ts + 3600),
       limits: { chat_per_s: 5, chat_burst: 20, frames_per_s: 50, max_message_chars: 1000 },
       settings: { muted: {}, dnd_until: null, appear_offline: false },
@@ -47,6 +48,7 @@ nodesTest(
     assert.equal(empty.unread_count, 0);
     assert.deepEqual(empty.unread_by_friend, {});
     assert.equal(empty.last_message_id, 0);
+    assert.equal(empty.seq, 0);
   },
 );
 
