@@ -12,8 +12,8 @@
  * on every exit path.
  *
  * Flags: `--quick`, `--runs=N`, `--workers=N`,
- * `--only=ceiling,throughput,openloop,breakdown,cluster,capacity,profile,explain`
- * (`cluster` adds two server nodes on one Redis, and two on a local Redis Cluster of 3
+ * `--only=ceiling,throughput,openloop,breakdown,cluster,events,capacity,profile,explain`
+ * (`events`: the events webhook's outbox per message and a 100,000-event backlog's drain; `cluster` adds two server nodes on one Redis, and two on a local Redis Cluster of 3
  * primaries and 3 replicas that the bench starts, to the throughput runs),
  * `--targets=server,relay,node`, `--rates=100,1000,5000`, `--duration=S`,
  * `--connections=N`, `--pin=auto|off`, `--out=NAME`.
@@ -54,6 +54,7 @@ import {
   type TargetKind,
 } from "./lib/targets.ts";
 import { LoadWorker } from "./lib/workers.ts";
+import { CountingReceiver, drainRun, outboxCostRuns } from "./lib/events.ts";
 
 const SCENARIOS = [
   "ceiling",
@@ -61,6 +62,7 @@ const SCENARIOS = [
   "openloop",
   "breakdown",
   "cluster",
+  "events",
   "capacity",
   "profile",
   "explain",
@@ -176,6 +178,9 @@ async function dataDirectory(db: BenchDatabase): Promise<string> {
 const WATCHDOG_MS = 20 * 60_000;
 /** Generator processes in the ceiling runs: adding one must not raise the measured rate. */
 const CEILING_WORKERS = [1, 2];
+/** The events scenario: the open loop's rate for the outbox's cost, and the backlog drained. */
+const EVENTS_RATE = 1000;
+const EVENTS_BACKLOG = 100_000;
 /** With pinning: the targets on the first core, generators (and this process) on the rest. */
 const TARGET_CPUS = "0";
 const generatorCpus = () =>
@@ -500,6 +505,33 @@ async function main(): Promise<number> {
       log(`breakdown at ${rate}/s done`);
     }
     results.breakdown = breakdown;
+  }
+
+  if (opts.only.has("events") && targets.includes("server")) {
+    const receiver = new CountingReceiver();
+    try {
+      const cost = await outboxCostRuns(ctx(), startOpts, receiver, {
+        ratePerS: EVENTS_RATE,
+        pairs: opts.pairs,
+        // Past the pollers' lag (DB_STATEMENT_TIMEOUT_MS + 1 s): the window sees them at work.
+        warmupMs: 8000,
+        durationMs: opts.quick ? 4000 : 10_000,
+        // Pairs of runs, with and without EVENTS_URL, the order alternating.
+        runs: opts.runs,
+      }, log);
+      const drains = [];
+      for (let i = 0; i < (opts.quick ? 1 : opts.runs); i++) {
+        const run = await drainRun(ctx(), startOpts, receiver, EVENTS_BACKLOG);
+        log(
+          `events: backlog of ${EVENTS_BACKLOG} drained in ${run.drainS} s ` +
+            `(${run.eventsPerS} events/s, ${run.received} distinct ids)`,
+        );
+        drains.push(run);
+      }
+      results.events = { ratePerS: EVENTS_RATE, cost, drains };
+    } finally {
+      await receiver.close();
+    }
   }
 
   if (opts.only.has("capacity")) {

@@ -6,7 +6,8 @@
  * reconnecting; the v1.1 mailbox: unread badges, delivered and read ticks, scroll-back history,
  * and what was missed while closed or offline; an expired link (stopped, or renewed by deno task
  * dev); a quick burst paced to the server's limits; and (v1.2) editing and deleting a message,
- * seen on the other page, and after a reopen.
+ * seen on the other page, and after a reopen; "last seen" for offline friends, the mute toggle
+ * and the "appear offline" switch.
  */
 
 import assert from "node:assert/strict";
@@ -661,6 +662,111 @@ browserTest(
       await textIs(byId(a, away).locator(".text"), "message deleted");
       await textIs(byId(a, deleted).locator(".text"), "message deleted");
       assert.equal(await byId(a, edited).count(), 0, "deleted for her: not in her history");
+    } finally {
+      await closePages(browser);
+      await t.close();
+    }
+  },
+);
+
+browserTest(
+  "settings on the page: last seen for offline friends, a mute toggle per friend kept in chat_mutes, and appear offline that a friend's page sees as offline, then online again",
+  async (browser, errors) => {
+    // No grace: a closed page is offline at once.
+    const t = await startTestServer({
+      demoPage: DEMO_PAGE,
+      users: named([1, 2, 3]),
+      friends: [[1, 2], [1, 3]],
+      env: { PRESENCE_GRACE_S: "0" },
+    });
+    const seen = (page: Page, userId: number) =>
+      page.locator(`#friends li[data-user-id="${userId}"] .seen`);
+    const lastSeenAt = async (userId: number): Promise<Date | undefined> => {
+      const [row] = await t.db.sql<{ at: Date | null }[]>`
+        select last_seen_at as at from chat_user_settings where user_id = ${userId}`;
+      return row?.at ?? undefined;
+    };
+    /** The page's own words for `at`, in its locale and time zone. */
+    const shown = (page: Page, at: Date) =>
+      page.evaluate((iso) => "last seen " + new Date(iso).toLocaleString(), at.toISOString());
+    try {
+      // Bob was here and left: alice's page, opened later, says when (from `authenticated`).
+      const bobsVisit = await openAs(browser, t, 2, errors, { friends: [1] });
+      await bobsVisit.close();
+      let bobLeft: Date | undefined;
+      await eventually(
+        "bob's last seen stored",
+        async () => (bobLeft = await lastSeenAt(2)) !== undefined,
+      );
+      const a = await openAs(browser, t, 1, errors, { friends: [2, 3] });
+      await dot(a, 2, "offline").waitFor();
+      await textIs(seen(a, 2), await shown(a, bobLeft!));
+      assert.equal(await seen(a, 3).textContent(), "", "carol was never seen: nothing shown");
+
+      // Carol comes and goes while alice watches: the offline presence brings the time.
+      const c = await openAs(browser, t, 3, errors, { friends: [1] });
+      await dot(a, 3, "online").waitFor();
+      assert.equal(await seen(a, 3).textContent(), "", "no last seen while online");
+      await c.close();
+      await dot(a, 3, "offline").waitFor();
+      let carolLeft: Date | undefined;
+      await eventually(
+        "carol's last seen stored",
+        async () => (carolLeft = await lastSeenAt(3)) !== undefined,
+      );
+      await textIs(seen(a, 3), await shown(a, carolLeft!));
+
+      // Alice mutes bob for 8 hours with the bell, then unmutes him.
+      const bell = a.locator('#friends li[data-user-id="2"] .mute');
+      assert.equal(await bell.textContent(), "🔔");
+      const clicked = Date.now();
+      await bell.click();
+      await textIs(bell, "🔕");
+      const mutes = () =>
+        t.db.sql<{ friend: number; until: Date }[]>`
+          select friend_user_id::int as friend, until from chat_mutes where user_id = 1`;
+      const [mute, ...others] = await mutes();
+      assert.deepEqual(others, []);
+      assert.equal(mute!.friend, 2);
+      const hours = (mute!.until.getTime() - clicked) / 3600_000;
+      assert.ok(hours > 7.9 && hours < 8.1, `muted for ${hours} h`);
+      assert.match((await bell.getAttribute("title"))!, /^muted until .* \(unmute\)$/);
+      assert.equal(
+        await a.locator('#friends li[data-user-id="2"]').getAttribute("class"),
+        "friend",
+        "the click on the bell does not open the conversation",
+      );
+      await bell.click();
+      await textIs(bell, "🔔");
+      assert.equal((await mutes()).length, 0, "unmuted: no row left");
+
+      // Alice appears offline: bob's page sees her go offline, as if she had left, and back.
+      const b = await openAs(browser, t, 2, errors, { friends: [1] });
+      await dot(b, 1, "online").waitFor();
+      await dot(a, 2, "online").waitFor();
+      const appearOffline = a.locator("#appear-offline");
+      assert.equal(await appearOffline.isChecked(), false);
+      await appearOffline.check();
+      await dot(b, 1, "offline").waitFor();
+      assert.match((await seen(b, 1).textContent())!, /^last seen /);
+      const [stored] = await t.db
+        .sql`select appear_offline from chat_user_settings where user_id = 1`;
+      assert.equal(stored!.appear_offline, true);
+      // Her own page stays online and still sees bob.
+      await a.locator("#status.open").waitFor();
+      await dot(a, 2, "online").waitFor();
+      // Reopened, her page shows the switch on, and bob still sees her offline.
+      await a.reload();
+      await a.locator("#status.open").waitFor();
+      assert.equal(await appearOffline.isChecked(), true);
+      assert.equal(await dot(b, 1, "online").count(), 0);
+      await saveScreenshot(browser, [a, b], "browser-settings.png");
+      await appearOffline.uncheck();
+      await dot(b, 1, "online").waitFor();
+      await textIs(seen(b, 1), "");
+      const [after] = await t.db
+        .sql`select appear_offline from chat_user_settings where user_id = 1`;
+      assert.equal(after!.appear_offline, false);
     } finally {
       await closePages(browser);
       await t.close();

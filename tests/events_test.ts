@@ -2,16 +2,17 @@
  * The events webhook against a real server, real Postgres and a receiver the
  * test starts (`Deno.serve` on port 0): `message.unseen` and `report.created`,
  * coalescing, what suppresses an event, retries and drops, a hanging
- * receiver, two nodes, a restart. The accepting receiver is the reference
+ * receiver, two nodes, a restart, a node SIGKILLed mid-batch. The accepting receiver is the reference
  * one of `examples/`, so every delivered batch also proves its signature.
  */
 
 import assert from "node:assert/strict";
 import { eventsReceiver } from "../examples/events_receiver.ts";
 import { signature } from "../src/events/signature.ts";
-import type { TestClient } from "./support/client.ts";
-import { createTestDatabase } from "./support/db.ts";
+import { connectAs, TEST_SECRET, type TestClient } from "./support/client.ts";
+import { createTestDatabase, type TestDatabase } from "./support/db.ts";
 import { parseMetrics } from "./support/metrics.ts";
+import { type ServerProcess, spawnServer } from "./support/process.ts";
 import { startTestServer, type TestServer, withTestServer } from "./support/server.ts";
 import { eventually } from "./support/wait.ts";
 
@@ -98,7 +99,7 @@ async function send(client: TestClient, to: number, text: string): Promise<numbe
   return Number((sent.data as { message_id: number }).message_id);
 }
 
-async function outboxSize(t: TestServer): Promise<number> {
+async function outboxSize(t: { db: TestDatabase }): Promise<number> {
   const [row] = await t.db.sql<{ n: number }[]>`select count(*)::int as n from chat_events`;
   return row!.n;
 }
@@ -339,6 +340,85 @@ Deno.test("events pending when a node stops, and messages it never looked at, ar
       assert.deepEqual(hung, [byRecipient.get(2)!.id], "the batch in flight went again, same id");
     });
   } finally {
+    await db.drop();
+  }
+});
+
+Deno.test("events pending while a node is SIGKILLed mid-batch all arrive, with their ids, once a new process runs on the same database", async () => {
+  const db = await createTestDatabase();
+  let node: ServerProcess | undefined;
+  try {
+    await withReceiver("fail", async (receiver) => {
+      const env = {
+        PATH: Deno.env.get("PATH") ?? "",
+        AUTH_SECRET: TEST_SECRET,
+        DATABASE_URL: db.url,
+        ...eventsEnv(receiver),
+      };
+      node = await spawnServer(env);
+      // Alice writes to 20 friends who stay offline: one message each, so one event each.
+      const recipients = Array.from({ length: 20 }, (_, i) => i + 2);
+      await db.seed({ users: [1, ...recipients], friends: recipients.map((r) => [1, r]) });
+      const alice = await connectAs(`ws://127.0.0.1:${node.publicPort}/ws`, 1);
+      const sent = new Map<number, number>();
+      const write = async (to: number[]) => {
+        for (const r of to) sent.set(r, await send(alice, r, `to ${r}`));
+      };
+      // The receiver fails: the first events are posted, refused with 500 and rescheduled.
+      await write(recipients.slice(0, 10));
+      await eventually(
+        "two refused attempts",
+        () => receiver.batches.filter((b) => b.status === 500).length >= 2,
+        20_000,
+      );
+      // Then it hangs: a batch is in flight (its rows claimed) when the node is killed, more
+      // messages are due to become events, and the newest were never looked at.
+      receiver.mode = "hang";
+      await write(recipients.slice(10, 15));
+      await eventually(
+        "a batch in flight",
+        () => receiver.batches.some((b) => b.status === 0),
+        20_000,
+      );
+      await write(recipients.slice(15));
+      assert.notEqual(await node.stop("SIGKILL"), 0);
+      await alice.closedWith();
+      const postedBefore = new Set(receiver.postedIds);
+      const inFlight = receiver.batches.filter((b) => b.status === 0).flatMap((b) => b.events);
+      assert.ok(inFlight.length > 0);
+      assert.ok(await outboxSize({ db }) > 0, "events pending at the kill");
+
+      receiver.mode = "accept";
+      node = await spawnServer(env);
+      await eventually(
+        () => `an event for each of the 20 messages: ${receiver.accepted.length} so far`,
+        () => receiver.accepted.filter((e) => e.type === "message.unseen").length >= 20,
+        30_000,
+      );
+      await eventually("the outbox emptied", async () => await outboxSize({ db }) === 0);
+      // None lost, none doubled: one event per message (the receiver deduplicates by id).
+      const accepted = receiver.accepted.filter((e) => e.type === "message.unseen");
+      assert.deepEqual(
+        accepted.map((e) => [e.recipient_user_id, e.last_message_id, e.count]).sort((a, b) =>
+          Number(a[0]) - Number(b[0])
+        ),
+        recipients.map((r) => [r, sent.get(r), 1]),
+      );
+      // Every event posted before the kill, refused or in flight, came again with its id.
+      const ids = new Set(accepted.map((e) => e.id));
+      assert.deepEqual([...postedBefore].filter((id) => !ids.has(id)), []);
+      for (const event of inFlight) {
+        assert.deepEqual(
+          accepted.find((e) => e.id === event.id),
+          event,
+          "the batch in flight went again, the same bodies",
+        );
+      }
+    });
+  } finally {
+    try {
+      await node?.stop("SIGKILL");
+    } catch { /* stopped by the test */ }
     await db.drop();
   }
 });

@@ -94,11 +94,15 @@ export async function dbCounters(db: BenchDatabase): Promise<DbCounters> {
   return { commits: Number(row?.commits ?? NaN), messagesInserted: Number(row?.inserted ?? NaN) };
 }
 
-/** Process ids of the server's connections to the benchmark database (for their CPU time). */
+/**
+ * Process ids of the server's connections to the benchmark database (for their CPU time): the
+ * chat's pool and the events webhook's own two.
+ */
 export async function backendPids(db: BenchDatabase): Promise<number[]> {
   const rows = await db.sql<{ pid: number }[]>`
     select pid from pg_stat_activity
-    where datname = current_database() and application_name = 'geobeasts-chat'`;
+    where datname = current_database()
+      and application_name in ('geobeasts-chat', 'geobeasts-chat-events')`;
   return rows.map((r) => r.pid);
 }
 

@@ -12,6 +12,7 @@
  */
 
 import type { QueryPlan } from "./db.ts";
+import type { DrainRun, OutboxCostRun } from "./events.ts";
 import type { DiskSyncProbe } from "./disk.ts";
 import { profileMarkdown, type ProfileSummary } from "./profile.ts";
 import type { CapacityResult, LatencyResult, ThroughputResult, TraceSummary } from "./scenarios.ts";
@@ -70,6 +71,7 @@ interface Results {
   capacity?: Runs<CapacityResult>;
   profile?: Profiles;
   explain?: QueryPlan[];
+  events?: { ratePerS: number; cost: OutboxCostRun[]; drains: DrainRun[] };
 }
 
 /** Runs present in `results`, in the order server, relay, node, cluster, redis-cluster. */
@@ -488,6 +490,77 @@ function profileSection(profiles: Profiles | undefined): string {
   return out.join("\n");
 }
 
+function eventsTable(events: Results["events"]): string {
+  if (!events || events.cost.length === 0) return "";
+  const arm = (webhook: boolean) => events.cost.filter((r) => r.webhook === webhook);
+  const [off, on] = [arm(false), arm(true)];
+  const total = (r: OutboxCostRun) => r.latency.targetUsPerMsg + r.latency.postgresUsPerMsg;
+  const row = (name: string, runs: OutboxCostRun[]) => [
+    name,
+    cell(med(runs, (r) => r.latency.targetUsPerMsg)),
+    cell(med(runs, (r) => r.latency.postgresUsPerMsg)),
+    cell(med(runs, total)),
+    cell(med(runs, (r) => r.latency.recipient.p50)),
+    cell(med(runs, (r) => r.latency.recipient.p99)),
+    cell(med(runs, (r) => r.eventsPerS)),
+    cell(med(runs, (r) => r.eventsPerMsg)),
+  ];
+  // Per run pair (the i-th run of each arm), then the median.
+  const pairs = Math.min(off.length, on.length);
+  const diff = (pick: (r: OutboxCostRun) => number) =>
+    cell(spread(Array.from({ length: pairs }, (_, i) => pick(on[i]!) - pick(off[i]!))));
+  const cost = tableOf(
+    [
+      "server",
+      "server µs/msg",
+      "Postgres µs/msg",
+      "together µs/msg",
+      "p50 ms",
+      "p99 ms",
+      "events/s sent",
+      "events per msg",
+    ],
+    [
+      row("without EVENTS_URL", off),
+      row("with EVENTS_URL", on),
+      [
+        "the outbox's cost (with − without, per run pair)",
+        diff((r) => r.latency.targetUsPerMsg),
+        diff((r) => r.latency.postgresUsPerMsg),
+        diff(total),
+        diff((r) => r.latency.recipient.p50),
+        diff((r) => r.latency.recipient.p99),
+        "",
+        "",
+      ],
+    ],
+  );
+  const drains = events.drains;
+  const drain = drains.length === 0 ? "" : tableOf(
+    [
+      "backlog",
+      "drained in s",
+      "events/s",
+      "first batch after start, s",
+      "batches",
+      "server CPU s",
+      "Postgres CPU s",
+      "ids received / posted",
+    ],
+    [[
+      fmt(drains[0]!.backlog),
+      cell(med(drains, (r) => r.drainS)),
+      cell(med(drains, (r) => r.eventsPerS)),
+      cell(med(drains, (r) => r.firstBatchS)),
+      cell(med(drains, (r) => r.batches)),
+      cell(med(drains, (r) => r.serverCpuS)),
+      cell(med(drains, (r) => r.postgresCpuS)),
+      drains.map((r) => `${r.received} / ${r.posted}`).join(", "),
+    ]],
+  );
+  return [cost, "", drain].join("\n");
+}
+
 function explainSection(plans: QueryPlan[] | undefined): string {
   if (!plans) return "";
   return tableOf(
@@ -548,6 +621,13 @@ export function markdown(meta: Record<string, unknown>, results: Results): strin
     ...section(
       "Where a message's time goes on our server (`traced_server.ts`, one run per rate)",
       breakdownTable(results),
+    ),
+    ...section(
+      `The events webhook: the outbox per message (open loop at ${
+        fmt(results.events?.ratePerS ?? NaN)
+      } msgs/s, no recipient reports delivered, a fresh server per run, with and without ` +
+        "EVENTS_URL alternating) and a backlog's drain (a receiver answering 200 at once)",
+      eventsTable(results.events),
     ),
     ...section("Performance goals", goalsTable(results)),
     profileSection(results.profile),

@@ -79,7 +79,8 @@ export function serverEnv(secret: string, databaseUrl: string): Record<string, s
     CHAT_RATE_BURST: "1000000",
     CHAT_RATE_PER_S: "1000000",
     FRAME_RATE_PER_S: "1000000",
-    MAX_QUEUED_FRAMES: "1000000",
+    // The most the setting allows.
+    MAX_QUEUED_FRAMES: "100000",
     TYPING_RATE_PER_S: "1000000",
     MAX_UNAUTH_PER_IP: "1000000",
     // The bench signs thousands of users in from one address within seconds.
@@ -106,6 +107,8 @@ export interface StartOptions {
   cpus?: string | undefined;
   /** For `server`: run `traced_server.ts`, writing its per-message trace to this file. */
   trace?: string | undefined;
+  /** For `server`: settings on top of `serverEnv` (the events webhook's, say). */
+  env?: Record<string, string> | undefined;
 }
 
 let started = 0;
@@ -139,6 +142,7 @@ async function startProcess(
       ],
       env: {
         ...serverEnv(options.secret, options.databaseUrl),
+        ...options.env,
         ...env,
         ...(options.trace ? { BENCH_TRACE_FILE: options.trace } : {}),
       },
