@@ -11,7 +11,7 @@
  * that arrived after the migration (user 30001, from 50 friends) and one with
  * 10 (user 30100): the login (`chat_mailbox`), `sync {after_seq}`, the v1.1
  * sync on the stream, `read` (`chat_mark_read`) and an edit
- * (`chat_change_message`), every statement each sends and every statement run
+ * (`chat_change_message`) and the writer's batch, every statement each sends and every statement run
  * inside their plpgsql functions, through `auto_explain` (nested statements,
  * ANALYZE, BUFFERS), and the shared buffers of each login side by side.
  * Writes nothing but its own database, which it drops at the end.
@@ -362,6 +362,21 @@ async function v12Plans(): Promise<void> {
           "edited",
           86400,
           null,
+        ),
+    );
+    await run(
+      `the writer's batch of 64 (insertRows → chat_record_messages), 64 senders to user ${FULL} ` +
+        "(rolled back)",
+      (q) =>
+        insertRows(
+          q,
+          Array.from({ length: 64 }, (_, i) => ({
+            senderUserId: FULL_FRIEND + (i % FRIENDS),
+            recipientUserId: FULL,
+            messageText: `batch ${i}`,
+            clientMessageId: `v12-plan-${i}`,
+          })),
+          far(),
         ),
     );
   } finally {
