@@ -365,7 +365,7 @@ async function v12Plans(): Promise<void> {
         ),
     );
     await run(
-      `the writer's batch of 64 (insertRows → chat_record_messages), 64 senders to user ${FULL} ` +
+      `the writer's batch of 64 (insertRows → chat_record_messages), from ${FRIENDS} friends to user ${FULL} ` +
         "(rolled back)",
       (q) =>
         insertRows(
