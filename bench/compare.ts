@@ -12,8 +12,10 @@
  * there with its own fresh database, so each side gets its own migrations.
  *
  * Run: `deno run --allow-all bench/compare.ts --before=REV --after=REV
- * [--runs=3] [--rates=1000,5000] [--duration=S] [--only=throughput,openloop,capacity]`;
- * prints a markdown table
+ * [--runs=3] [--rates=1000,5000] [--duration=S] [--only=throughput,openloop,capacity,cluster]`;
+ * prints a markdown table (the load generator's own CPU per message or login
+ * beside every rate, so a change in it would show; `cluster`: two nodes on
+ * one Redis in the same throughput runs, and their ratio to one node)
  * and writes `bench/results/compare.{md,json}`.
  */
 
@@ -48,8 +50,10 @@ function parse(args: string[]): Flags {
     throw new RangeError("compare: --runs from 1 to 9");
   }
   const only = f.get("only") ?? "throughput,openloop";
-  if (!only.split(",").every((o) => ["throughput", "openloop", "capacity"].includes(o))) {
-    throw new RangeError("compare: --only takes throughput, openloop and capacity");
+  if (
+    !only.split(",").every((o) => ["throughput", "openloop", "capacity", "cluster"].includes(o))
+  ) {
+    throw new RangeError("compare: --only takes throughput, openloop, capacity and cluster");
   }
   return {
     before,
@@ -101,12 +105,29 @@ function figures(result: Json, rates: string[]): Record<string, number> {
     out["saturated: delivered msgs/s"] = tp.deliveredPerS as number;
     out["saturated: server µs CPU/msg"] = tp.targetUsPerMsg as number;
     out["saturated: Postgres µs CPU/msg"] = tp.postgresUsPerMsg as number;
+    out["saturated: generator µs CPU/msg"] = tp.generatorUsPerMsg as number;
+  }
+  const two = ((r.throughput as Json | undefined)?.cluster as Json[] | undefined)?.[0];
+  if (two) {
+    out["two nodes + Redis: delivered msgs/s"] = two.deliveredPerS as number;
+    if (tp) {
+      out["two nodes / one node"] = (two.deliveredPerS as number) / (tp.deliveredPerS as number);
+    }
+    out["two nodes: servers µs CPU/msg"] = two.targetUsPerMsg as number;
+    out["two nodes: Postgres µs CPU/msg"] = two.postgresUsPerMsg as number;
+    out["two nodes: Redis µs CPU/msg"] = two.redisUsPerMsg as number;
+    out["two nodes: generator µs CPU/msg"] = two.generatorUsPerMsg as number;
   }
   const cap = ((r.capacity as Json | undefined)?.server as Json[] | undefined)?.[0];
   if (cap) {
     out["capacity: KiB RSS per idle connection"] = (cap.bytesPerConnection as number) / 1024;
     out["capacity: KiB per connection after GC"] = (cap.bytesPerConnectionAfterGc as number) / 1024;
     out["capacity: connect+auth per s"] = cap.connectPerS as number;
+    const cpu = cap.cpu as Json;
+    const perLogin = (cores: number) => (1e6 * cores) / (cap.connectPerS as number);
+    out["capacity: server µs CPU/login"] = perLogin(cpu.targetCores as number);
+    out["capacity: Postgres µs CPU/login"] = perLogin(cpu.postgresCores as number);
+    out["capacity: generator µs CPU/login"] = perLogin(cpu.generatorCores as number);
   }
   for (const rate of rates) {
     const x = (((r.openloop as Json | undefined)?.[rate] as Json | undefined)?.server as
@@ -119,6 +140,7 @@ function figures(result: Json, rates: string[]): Record<string, number> {
     out[`${rate}/s: p99.9 ms`] = rec.p999 as number;
     out[`${rate}/s: server µs CPU/msg`] = x.targetUsPerMsg as number;
     out[`${rate}/s: Postgres µs CPU/msg`] = x.postgresUsPerMsg as number;
+    out[`${rate}/s: generator µs CPU/msg`] = x.generatorUsPerMsg as number;
   }
   return out;
 }

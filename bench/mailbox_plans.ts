@@ -6,16 +6,24 @@
  * nothing since, a heavy user who went quiet), applies the migrations to it
  * as to a live game database, then prints `EXPLAIN (ANALYZE, BUFFERS)` of
  * every v1.1 query for both kinds of user and of the writer's insert, and
- * times paging through user 1's whole mailbox with `sync` pages of 500. Writes nothing but its own
- * database, which it drops at the end.
+ * times paging through user 1's whole mailbox with `sync` pages of 500. Then
+ * the v1.2 statements (migration 6), for a user with `MAILBOX` unread messages
+ * that arrived after the migration (user 30001, from 50 friends) and one with
+ * 10 (user 30100): the login (`chat_mailbox`), `sync {after_seq}`, the v1.1
+ * sync on the stream, `read` (`chat_mark_read`) and an edit
+ * (`chat_change_message`) and the writer's batch, every statement each sends and every statement run
+ * inside their plpgsql functions, through `auto_explain` (nested statements,
+ * ANALYZE, BUFFERS), and the shared buffers of each login side by side.
+ * Writes nothing but its own database, which it drops at the end.
  *
  *   deno run -A bench/mailbox_plans.ts [rows=1000000] [mailbox=100000]
  *
  * The output is Markdown; the "Query plans" section of docs/protocol.md holds a run of it.
  */
 
-import postgres from "postgres";
+import postgres, { type Sql } from "postgres";
 import * as mailbox from "../src/store/postgres/mailbox_queries.ts";
+import * as updates from "../src/store/postgres/updates_queries.ts";
 import { insertRows } from "../src/store/postgres/message_insert.ts";
 import { flagBatch } from "../src/store/postgres/read_flags.ts";
 import { migrate } from "../src/store/postgres/migrations.ts";
@@ -29,6 +37,11 @@ const FRIENDS = 50;
 /** The quiet pair: their rows are the first tenth of the table (every one but user 1's). */
 const QUIET = 20001;
 const QUIET_FRIEND = 20002;
+/** v1.2: a user whose `MAILBOX` unread messages came after the migration, from 50 friends. */
+const FULL = 30001;
+/** v1.2: a user with 10 unread messages, from the first of those friends. */
+const FEW = 30100;
+const FULL_FRIEND = 30002;
 
 const admin = await adminUrl();
 const name = `mailbox_plans_${crypto.randomUUID().slice(0, 8)}`;
@@ -173,6 +186,8 @@ try {
       new Date(Date.now() + 3600_000),
     ));
 
+  await v12Plans();
+
   // Sync of the whole mailbox from 0, 500 at a time, as a client that was away would.
   for (let run = 0; run < 2; run++) {
     const times: number[] = [];
@@ -214,5 +229,162 @@ async function explain(title: string, call: Parameters<typeof plans.plan>[0]) {
   print("```");
   for (const line of plan) print(line);
   print("```");
+  print();
+}
+
+/**
+ * The v1.2 statements. The unread messages of `FULL` and `FEW` are inserted
+ * after the migration as the game backend would (one statement each: the
+ * statement trigger numbers them), the counters' background pass is run to
+ * its end, and each call runs on one connection with `auto_explain` logging
+ * every statement (top-level and nested in plpgsql) with ANALYZE and BUFFERS
+ * as notices, in a transaction rolled back afterwards.
+ */
+async function v12Plans(): Promise<void> {
+  const t0 = performance.now();
+  await sql.unsafe(`
+    insert into users (user_id, username)
+      select g, 'user' || g from generate_series(${FULL}, ${FEW}) g on conflict do nothing;
+    insert into messages (sender_user_id, recipient_user_id, message_text)
+      select ${FULL_FRIEND} + g % ${FRIENDS}, ${FULL}, 'unread ' || g
+      from generate_series(1, ${MAILBOX}) g;
+    insert into messages (sender_user_id, recipient_user_id, message_text)
+      select ${FULL_FRIEND}, ${FEW}, 'unread ' || g from generate_series(1, 10) g;`);
+  print(`## v1.2: ${MAILBOX} unread messages to user ${FULL}, 10 to user ${FEW}`);
+  print();
+  print(
+    `- ${MAILBOX + 10} messages inserted by two game statements after migration 6 ` +
+      `(the statement trigger numbered them): ${seconds(t0)} s`,
+  );
+  const t1 = performance.now();
+  let passes = 0;
+  while (!(await sql<[{ done: boolean }]>`select chat_backfill_counts(50) as done`)[0].done) {
+    passes++;
+  }
+  print(
+    `- the counters' background pass over the older rows: ${passes + 1} calls, ${seconds(t1)} s`,
+  );
+  for (const table of ["messages", "chat_updates", "chat_unread", "chat_user_state"]) {
+    await sql.unsafe(`vacuum analyze ${table}`);
+  }
+  const [{ fullSeq }] = await sql<[{ fullSeq: string }]>`
+    select seq::text as "fullSeq" from chat_user_state where user_id = ${FULL}`;
+  const [{ lastFromFriend }] = await sql<[{ lastFromFriend: string }]>`
+    select max(message_id)::text as "lastFromFriend" from messages
+    where recipient_user_id = ${FULL} and sender_user_id = ${FULL_FRIEND}`;
+  const [{ midMessage }] = await sql<[{ midMessage: string }]>`
+    select message_id::text as "midMessage" from chat_updates
+    where user_id = ${FULL} and seq = ${Math.floor(Number(fullSeq) / 2)}`;
+  print(`- user ${FULL}'s seq: ${fullSeq}`);
+  print();
+
+  const traced = postgres(url.href, {
+    max: 1,
+    connection: POOL_SETTINGS,
+    onnotice: (notice) => logged.push(String(notice.message)),
+  });
+  const logged: string[] = [];
+  const conn = await traced.reserve();
+  await conn.unsafe(`load 'auto_explain'`);
+  await conn.unsafe(`set auto_explain.log_min_duration = 0;
+    set auto_explain.log_analyze = on; set auto_explain.log_buffers = on;
+    set auto_explain.log_timing = on; set auto_explain.log_nested_statements = on;
+    set auto_explain.log_level = notice`);
+  const buffers: string[] = [];
+  const far = () => new Date(Date.now() + 3600_000);
+  try {
+    const run = async (title: string, call: (q: Sql) => Promise<unknown>) => {
+      // once to warm the caches and the function's plans, then the logged run
+      for (let pass = 0; pass < 2; pass++) {
+        await conn.unsafe("begin");
+        logged.length = 0;
+        try {
+          await call(conn as unknown as Sql);
+        } finally {
+          await conn.unsafe("rollback");
+        }
+      }
+      print(`### ${title}`);
+      print();
+      print("```");
+      for (const entry of logged) {
+        // "duration: …  plan:", "Query Text: …" (one or more lines), then the plan
+        const lines = entry.split("\n");
+        const planAt = lines.findIndex((l) => /\(cost=|\(actual/.test(l));
+        const text = lines.slice(1, planAt).join(" ").replace(/^Query Text:/, "");
+        print(`-- ${text.replace(/\s+/g, " ").trim().slice(0, 160)}`);
+        print(`-- ${lines[0]!.replace(/\s+plan:$/, "")}`);
+        for (const line of lines.slice(planAt)) if (line.trim()) print(line);
+      }
+      print("```");
+      print();
+      const top = logged.at(-1) ?? "";
+      const hit = /Buffers: shared hit=(\d+)(?: read=(\d+))?/.exec(top);
+      return hit ? Number(hit[1]) + Number(hit[2] ?? 0) : NaN;
+    };
+    for (const user of [FULL, FEW]) {
+      const n = await run(
+        `login (mailboxSummary → chat_mailbox), user ${user}`,
+        (q) => mailbox.mailboxSummary(q, user),
+      );
+      buffers.push(`user ${user}: ${n} shared buffers`);
+    }
+    await run(
+      `sync {after_seq: 0, limit: 500}, user ${FULL} (updatesAfter)`,
+      (q) => updates.updatesAfter(q, FULL, 0, 500),
+    );
+    await run(
+      `sync {after_seq: ${Math.floor(Number(fullSeq) / 2)}, limit: 500}, user ${FULL}`,
+      (q) => updates.updatesAfter(q, FULL, Math.floor(Number(fullSeq) / 2), 500),
+    );
+    const [{ last }] = await sql<[{ last: string }]>`
+      select last_message_id::text as last from chat_sequence_start`;
+    await run(
+      `v1.1 sync {after_message_id: ${midMessage}, limit: 100}, user ${FULL} (messagesAfterV11)`,
+      (q) => updates.messagesAfterV11(q, FULL, Number(midMessage), 100, Number(last)),
+    );
+    await run(
+      `v1.1 sync {after_message_id: 0, limit: 100}, user 1 (messages from before v1.2)`,
+      (q) => updates.messagesAfterV11(q, 1, 0, 100, Number(last)),
+    );
+    await run(
+      `read (chat_mark_read) of ${FULL_FRIEND}'s 2,000, user ${FULL} (rolled back)`,
+      (q) => mailbox.markRead(q, FULL, FULL_FRIEND, Number(lastFromFriend), far()),
+    );
+    await run(
+      `edit (chat_change_message) by ${FULL_FRIEND} (rolled back)`,
+      (q) =>
+        updates.changeMessage(
+          q,
+          FULL_FRIEND,
+          Number(lastFromFriend),
+          "edit",
+          "edited",
+          86400,
+          null,
+        ),
+    );
+    await run(
+      `the writer's batch of 64 (insertRows → chat_record_messages), from ${FRIENDS} friends to user ${FULL} ` +
+        "(rolled back)",
+      (q) =>
+        insertRows(
+          q,
+          Array.from({ length: 64 }, (_, i) => ({
+            senderUserId: FULL_FRIEND + (i % FRIENDS),
+            recipientUserId: FULL,
+            messageText: `batch ${i}`,
+            clientMessageId: `v12-plan-${i}`,
+          })),
+          far(),
+        ),
+    );
+  } finally {
+    conn.release();
+    await traced.end();
+  }
+  print(
+    `- the login's top-level statement (chat_mailbox's statements included): ${buffers.join("; ")}`,
+  );
   print();
 }

@@ -79,7 +79,7 @@ export function serverEnv(secret: string, databaseUrl: string): Record<string, s
     CHAT_RATE_BURST: "1000000",
     CHAT_RATE_PER_S: "1000000",
     FRAME_RATE_PER_S: "1000000",
-    // The most the setting allows.
+    // the largest the setting allows (config.ts): the generator sends at full speed
     MAX_QUEUED_FRAMES: "100000",
     TYPING_RATE_PER_S: "1000000",
     MAX_UNAUTH_PER_IP: "1000000",
