@@ -80,6 +80,16 @@ export interface Config {
   demoPage: boolean;
   /** `auto`: apply migrations at start; `off`: require a current schema; `only`: apply, then exit. */
   migrate: MigrateMode;
+  /** Where every new message and edit is checked before it is stored; unset: no hook. */
+  moderationUrl: string | undefined;
+  /** The key of the hook calls' signature (required with `moderationUrl`). */
+  moderationSecret: string | undefined;
+  /** How long one hook call may take, answer included. */
+  moderationTimeoutMs: number;
+  /** When the hook fails: `open` stores the message unchecked, `closed` refuses it `unavailable`. */
+  moderationFail: "open" | "closed";
+  /** Hook calls out at once on this node; beyond them the failure rule applies at once. */
+  moderationMaxInFlight: number;
 }
 
 export type MigrateMode = "auto" | "off" | "only";
@@ -237,7 +247,17 @@ export function loadConfig(
     logLevel: read.oneOf("LOG_LEVEL", ["debug", "info", "warn", "error"] as const, "info"),
     demoPage: read.bool("DEMO_PAGE", false),
     migrate,
+    moderationUrl: hookUrl(env.MODERATION_URL?.trim(), "MODERATION_URL"),
+    moderationSecret: nonEmpty(env.MODERATION_SECRET),
+    moderationTimeoutMs: read.int("MODERATION_TIMEOUT_MS", 1500, 1, 5000),
+    moderationFail: read.oneOf("MODERATION_FAIL", ["open", "closed"] as const, "open"),
+    moderationMaxInFlight: read.int("MODERATION_MAX_IN_FLIGHT", 256, 1, 100_000),
   };
+  if (config.moderationUrl !== undefined && config.moderationSecret === undefined) {
+    throw new RangeError(
+      "MODERATION_SECRET must be set with MODERATION_URL: the hook checks each call's signature with it (e.g. `openssl rand -hex 32`)",
+    );
+  }
   if (config.redisUrl !== undefined && config.redisClusterNodes !== undefined) {
     throw new RangeError(
       "REDIS_URL and REDIS_CLUSTER_NODES are both set: set REDIS_URL for one Redis or REDIS_CLUSTER_NODES for a Redis Cluster",
@@ -315,6 +335,21 @@ function bearerSecret(env: Record<string, string | undefined>, name: string): st
     );
   }
   return value;
+}
+
+/** An http(s) URL a webhook is posted to; undefined when unset. */
+function hookUrl(value: string | undefined, name: string): string | undefined {
+  if (value === undefined || value === "") return undefined;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new RangeError(`${name} must be an http:// or https:// URL`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new RangeError(`${name} must be an http:// or https:// URL`);
+  }
+  return url.href;
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

@@ -169,16 +169,41 @@ function parseChatMessage(
       return fail("invalid_field", "client_message_id contains characters that cannot be stored");
     }
   }
-  const messageText = value.message_text.trim();
-  if (!storable(messageText)) {
-    return fail("invalid_field", "message_text contains characters that cannot be stored");
+  const checked = checkMessageText(value.message_text, limits.maxMessageChars);
+  if ("code" in checked) return fail(checked.code, checked.message);
+  return {
+    type: "chat_message",
+    recipientUserId,
+    messageText: checked.text,
+    clientMessageId: cmid,
+  };
+}
+
+/**
+ * The rules of a message text (docs/protocol.md, "Chat messages"): trimmed,
+ * storable as Postgres text (no NUL, no lone surrogate), 1..`maxMessageChars`
+ * code points. The text to store, or the refusal that says which rule failed.
+ */
+export function checkMessageText(
+  raw: string,
+  maxMessageChars: number,
+): { text: string } | { code: ErrorCode; message: string } {
+  const text = raw.trim();
+  if (!storable(text)) {
+    return {
+      code: "invalid_field",
+      message: "message_text contains characters that cannot be stored",
+    };
   }
-  const length = codePoints(messageText);
-  if (length === 0) return fail("message_empty", "Message cannot be empty");
-  if (length > limits.maxMessageChars) {
-    return fail("message_too_long", `Message too long (max ${limits.maxMessageChars} characters)`);
+  const length = codePoints(text);
+  if (length === 0) return { code: "message_empty", message: "Message cannot be empty" };
+  if (length > maxMessageChars) {
+    return {
+      code: "message_too_long",
+      message: `Message too long (max ${maxMessageChars} characters)`,
+    };
   }
-  return { type: "chat_message", recipientUserId, messageText, clientMessageId: cmid };
+  return { text };
 }
 
 function parseTyping(value: Record<string, unknown>): TypingFrame | FrameError {
