@@ -22,6 +22,9 @@ export const ERROR_CODES = [
   "too_many_connections",
   "unavailable",
   "internal",
+  // v1.2
+  "moderated",
+  "not_found",
 ] as const;
 
 export type ErrorCode = typeof ERROR_CODES[number];

@@ -8,16 +8,28 @@
 
 import type {
   ChatRepository,
+  ClientMessageRow,
   DeliveredResult,
   MailboxSummary,
   MessagePage,
   MessageRecord,
   NewMessage,
+  NewReport,
   Relation,
+  ReportResult,
+  SnapshotMessage,
   StoreResult,
   TokenAccess,
 } from "./repository.ts";
-import { ClientMessageIdReusedError, UnavailableError } from "./repository.ts";
+import { ClientMessageIdReusedError, SNAPSHOT_AROUND, UnavailableError } from "./repository.ts";
+
+/** A stored report (the columns of `chat_reports`). */
+export interface MemoryReport extends NewReport {
+  reportId: number;
+  reportedUserId: number;
+  snapshot: SnapshotMessage[];
+  createdAt: Date;
+}
 
 export class MemoryRepository implements ChatRepository {
   readonly users = new Map<number, { active: boolean }>();
@@ -27,6 +39,10 @@ export class MemoryRepository implements ChatRepository {
   readonly revocations = new Map<number, number>();
   /** In id order (ids are 1, 2, 3, …). */
   readonly messages: MessageRecord[] = [];
+  /** Message id → what the moderation hook did to it (`messages.moderation`). */
+  readonly moderation = new Map<number, "replaced" | "unchecked">();
+  /** In id order (ids are 1, 2, 3, …). */
+  readonly reports: MemoryReport[] = [];
   /** While true every call rejects with `UnavailableError`, as a database outage would. */
   down = false;
 
@@ -108,16 +124,67 @@ export class MemoryRepository implements ChatRepository {
           return { message: stored(original), duplicate: true };
         }
       }
+      const { moderation, ...fields } = message;
       const row: MessageRecord = {
         messageId: this.messages.length + 1,
-        ...message,
+        ...fields,
         sentAt: new Date(this.now()),
         isRead: false,
         readAt: undefined,
         deliveredAt: undefined,
       };
       this.messages.push(row);
+      if (moderation !== undefined) this.moderation.set(row.messageId, moderation);
       return { message: stored(row), duplicate: false };
+    });
+  }
+
+  messageByClientId(
+    senderUserId: number,
+    clientMessageId: string,
+  ): Promise<ClientMessageRow | undefined> {
+    return this.guard(() => {
+      const row = this.messages.find((m) =>
+        m.senderUserId === senderUserId && m.clientMessageId === clientMessageId
+      );
+      if (row === undefined) return undefined;
+      return { message: stored(row), moderation: this.moderation.get(row.messageId) };
+    });
+  }
+
+  reportMessage(report: NewReport): Promise<ReportResult> {
+    return this.guard((): ReportResult => {
+      const m = this.messages[report.messageId - 1];
+      if (
+        m === undefined ||
+        (m.senderUserId !== report.reporterUserId && m.recipientUserId !== report.reporterUserId)
+      ) {
+        return { status: "not_found" };
+      }
+      const earlier = this.reports.find((r) =>
+        r.reporterUserId === report.reporterUserId && r.messageId === report.messageId
+      );
+      if (earlier !== undefined) {
+        return { status: "reported", reportId: earlier.reportId, created: false };
+      }
+      const conversation = this.messages.filter((c) =>
+        (c.senderUserId === m.senderUserId && c.recipientUserId === m.recipientUserId) ||
+        (c.senderUserId === m.recipientUserId && c.recipientUserId === m.senderUserId)
+      );
+      const at = conversation.indexOf(m);
+      const around = conversation.slice(
+        Math.max(0, at - SNAPSHOT_AROUND),
+        at + SNAPSHOT_AROUND + 1,
+      );
+      const reportId = this.reports.length + 1;
+      this.reports.push({
+        ...report,
+        reportId,
+        reportedUserId: m.senderUserId,
+        snapshot: around.map(snapshotOf),
+        createdAt: new Date(this.now()),
+      });
+      return { status: "reported", reportId, created: true };
     });
   }
 
@@ -236,6 +303,18 @@ function stored(m: MessageRecord): StoreResult["message"] {
     sentAt: m.sentAt,
     clientMessageId: m.clientMessageId,
   };
+}
+
+function snapshotOf(m: MessageRecord): SnapshotMessage {
+  const message: SnapshotMessage = {
+    message_id: m.messageId,
+    sender_user_id: m.senderUserId,
+    recipient_user_id: m.recipientUserId,
+    message_text: m.messageText,
+    sent_at: m.sentAt.toISOString(),
+  };
+  if (m.clientMessageId !== undefined) message.client_message_id = m.clientMessageId;
+  return message;
 }
 
 /** Copies of the first `limit` messages, and whether more matched. */

@@ -20,6 +20,7 @@ import { ServerMetrics } from "../../src/metrics.ts";
 import {
   DeadlineQueue,
   LoginRates,
+  SendOrder,
   Session,
   type SessionContext,
   UserWork,
@@ -165,6 +166,7 @@ export class SessionHarness {
       expiries: new DeadlineQueue(Date.now),
       userWork: new UserWork(config.maxDbFramesPerUser, config.maxQueuedDbFramesPerUser),
       logins: new LoginRates(config, monotonic),
+      sendOrder: new SendOrder(),
     };
     return new SessionHarness(context, hub, repository, metrics);
   }

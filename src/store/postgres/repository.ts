@@ -24,11 +24,14 @@ import { MessageWriter } from "./message_writer.ts";
 import { DbClock } from "./db_clock.ts";
 import type {
   ChatRepository,
+  ClientMessageRow,
   DeliveredResult,
   MailboxSummary,
   MessagePage,
   NewMessage,
+  NewReport,
   Relation,
+  ReportResult,
   StoreResult,
   TokenAccess,
 } from "../repository.ts";
@@ -36,6 +39,7 @@ import { UnavailableError } from "../repository.ts";
 import { TtlCache } from "./ttl_cache.ts";
 import { BatchLoader } from "./batch_loader.ts";
 import * as mailbox from "./mailbox_queries.ts";
+import * as moderation from "./moderation_queries.ts";
 import { rowsOf } from "./pg_rows.ts";
 import { ReadFlagSweeper } from "./read_flags.ts";
 
@@ -226,6 +230,22 @@ export class PostgresRepository implements ChatRepository {
 
   storeMessage(message: NewMessage): Promise<StoreResult> {
     return this.#writer.store(message);
+  }
+
+  messageByClientId(
+    senderUserId: number,
+    clientMessageId: string,
+  ): Promise<ClientMessageRow | undefined> {
+    return this.#deadline(
+      () => moderation.messageByClientId(this.#sql, senderUserId, clientMessageId),
+      { user_id: senderUserId },
+    );
+  }
+
+  reportMessage(report: NewReport): Promise<ReportResult> {
+    return this.#deadline(() => moderation.reportMessage(this.#sql, report), {
+      user_id: report.reporterUserId,
+    });
   }
 
   mailboxSummary(userId: number): Promise<MailboxSummary> {

@@ -221,4 +221,27 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    // v1.2 (docs/protocol.md, "Moderation hook", "Reports"): what the hook did to a
+    // message (`replaced`, `unchecked`; null when it allowed it or no hook ran), and
+    // players' reports, each with a snapshot of the conversation around the
+    // reported message as it was then. One report per (reporter, message).
+    version: 7,
+    name: "moderation and reports",
+    sql: `
+      ${addColumn("messages", "moderation", "text")}
+
+      create table if not exists chat_reports (
+        report_id bigserial primary key,
+        reporter_user_id bigint not null,
+        reported_user_id bigint not null,
+        message_id bigint not null,
+        reason text not null,
+        note text,
+        snapshot jsonb not null,
+        created_at timestamptz not null default now(),
+        unique (reporter_user_id, message_id)
+      );
+    `,
+  },
 ];
