@@ -73,6 +73,7 @@ const SERVER_TYPES = new Set([
   "delivered",
   "reauthenticated",
   "session_expired",
+  "report_received",
 ]);
 
 /** How often the event loop's lag is sampled. */

@@ -12,6 +12,7 @@ import { catchUpHandlers } from "./catch_up.ts";
 import { chatHandlers } from "./chat.ts";
 import { lifetimeHandlers } from "./lifetime.ts";
 import { receiptHandlers } from "./receipts.ts";
+import { reportHandlers } from "./reports.ts";
 
 export type DispatchTable = {
   [T in ClientFrame["type"]]: FrameHandler<Extract<ClientFrame, { type: T }>>;
@@ -23,4 +24,5 @@ export const DISPATCH: DispatchTable = {
   ...chatHandlers,
   ...catchUpHandlers,
   ...receiptHandlers,
+  ...reportHandlers,
 };
