@@ -72,6 +72,7 @@ Deno.test("migrations on a backend's existing tables add only what is missing an
     assert.deepEqual(tables.map((r) => r.table_name), [
       "blocks",
       "chat_read_marks",
+      "chat_reports",
       MIGRATIONS_TABLE,
       "chat_token_revocations",
       "friendships",
