@@ -13,6 +13,12 @@ export interface ChatMessage {
   /** ISO 8601 in UTC. */
   sent_at: string;
   client_message_id?: string;
+  /** v1.2: ISO 8601 in UTC, when the sender last edited it. */
+  edited_at?: string;
+  /** v1.2: ISO 8601 in UTC, when it was deleted for everyone (`message_text` is then ""). */
+  deleted_at?: string;
+  /** v1.2: deleted by this user for themselves (`message_text` is then ""). */
+  deleted_for_me?: boolean;
 }
 
 /** A message read back from the database (`sync_result`, `history_result`), v1.1. */
@@ -38,6 +44,8 @@ export interface AuthenticatedFrame {
   session_expires_at?: string;
   /** v1.2: the connection's limits as configured (the SDK paces its messages to them). */
   limits?: ChatLimits;
+  /** v1.2: the user's latest update number, 0 when none. */
+  seq?: number;
 }
 /** The limits of one connection (`authenticated.limits`, v1.2). */
 export interface ChatLimits {
@@ -56,10 +64,43 @@ export interface AuthErrorFrame {
 }
 export interface ChatMessageFrame extends ChatMessage {
   type: "chat_message";
+  /** v1.2: this update's number in the receiving user's sequence. */
+  seq?: number;
 }
 export interface MessageSentFrame {
   type: "message_sent";
   data: ChatMessage;
+  /** v1.2: the update's number in the sender's sequence. */
+  seq?: number;
+}
+/** v1.2: a message was edited or deleted (for everyone, or for this user). */
+export interface MessageUpdatedFrame {
+  type: "message_updated";
+  message: ChatMessage;
+  /** Absent on the answer to an edit or deletion that changed nothing. */
+  seq?: number;
+}
+/** v1.2: the user's settings changed. */
+export interface SettingsUpdatedFrame {
+  type: "settings_updated";
+  settings: Record<string, unknown>;
+  seq?: number;
+}
+/** v1.2: one update of the user's sequence, as `sync {after_seq}` returns it: the live frame it was. */
+export type UpdateFrame =
+  | ChatMessageFrame
+  | MessageUpdatedFrame
+  | ReadFrame
+  | DeliveredFrame
+  | SettingsUpdatedFrame;
+/** v1.2: the answer to `sync {after_seq}`. */
+export interface SyncUpdatesResultFrame {
+  type: "sync_result";
+  /** Oldest first, each with its `seq`. */
+  updates: UpdateFrame[];
+  has_more: boolean;
+  /** The user's latest seq when the page was read. */
+  seq: number;
 }
 export interface TypingFrame {
   type: "typing";
@@ -136,12 +177,16 @@ export interface ReadFrame {
   friend_user_id: number;
   up_to_message_id: number;
   read_at: string;
+  /** v1.2: this update's number in the receiving user's sequence. */
+  seq?: number;
 }
 /** A device of `user_id` (the recipient) has shown message `message_id`. */
 export interface DeliveredFrame {
   type: "delivered";
   message_id: number;
   user_id: number;
+  /** v1.2: this update's number in the receiving user's sequence. */
+  seq?: number;
 }
 export interface ReauthenticatedFrame {
   type: "reauthenticated";

@@ -71,10 +71,15 @@ Deno.test("migrations on a backend's existing tables add only what is missing an
                                 where table_schema = 'public' order by table_name`;
     assert.deepEqual(tables.map((r) => r.table_name), [
       "blocks",
+      "chat_hidden_messages",
       "chat_read_marks",
       "chat_reports",
+      "chat_sequence_start",
       MIGRATIONS_TABLE,
       "chat_token_revocations",
+      "chat_unread",
+      "chat_updates",
+      "chat_user_state",
       "friendships",
       "messages",
       "users",

@@ -115,7 +115,7 @@ Deno.test("a replaced text is stored and delivered instead, and the sender's mes
       "oh **** it",
     );
     assert.equal((await b.next("chat_message")).message_text, "oh **** it");
-    assert.deepEqual((await rowsOf(t)).map((r) => r.message_text), ["oh **** it"]);
+    assert.deepEqual(await rowsOf(t), [{ message_text: "oh **** it", moderation: "replaced" }]);
     const m = await metricsOf(t);
     assert.equal(m.get('chat_moderation_outcomes_total{outcome="replaced"}'), 1);
   });
@@ -192,6 +192,10 @@ Deno.test("each failed call (timeout, 500, not an answer, invalid replacement): 
     held.open();
     const m = await metricsOf(t);
     assert.equal(m.get('chat_moderation_outcomes_total{outcome="failed"}'), FAILURES.length);
+    assert.deepEqual(
+      await rowsOf(t),
+      FAILURES.map((_, i) => ({ message_text: `hi ${i}`, moderation: "unchecked" })),
+    );
   }).finally(held.open);
 });
 
@@ -451,7 +455,7 @@ Deno.test("the row records moderation: replaced for a replacement, unchecked for
     a.send({ type: "chat_message", recipient_user_id: 2, message_text: "unseen" });
     await a.next("message_sent");
     assert.deepEqual(
-      t.repository.messages.map((m) => [m.messageText, t.repository.moderation.get(m.messageId)]),
+      t.repository.messages.map((m) => [m.messageText, m.moderation]),
       [["fine", undefined], ["masked", "replaced"], ["unseen", "unchecked"]],
     );
   });

@@ -20,7 +20,7 @@
 
 import type { Logger } from "../log.ts";
 import type { Metrics, ModerationResult } from "../metrics.ts";
-import { checkMessageText } from "../protocol/mod.ts";
+import { checkText } from "../protocol/mod.ts";
 import type { ModerationOutcome, ModerationRequest, Moderator } from "./moderator.ts";
 import { importSigningKey, signBody } from "./signature.ts";
 
@@ -161,11 +161,11 @@ export class HttpModerator implements Moderator {
         if (typeof answer.message_text !== "string") {
           throw new HookFailure("body", "replace without a message_text string");
         }
-        const checked = checkMessageText(answer.message_text, this.#options.maxMessageChars);
-        if ("code" in checked) {
+        const checked = checkText(answer.message_text, this.#options);
+        if (typeof checked !== "string") {
           throw new HookFailure("body", `the replacement breaks a text's rules: ${checked.code}`);
         }
-        return { kind: "store", text: checked.text, moderation: "replaced" };
+        return { kind: "store", text: checked, moderation: "replaced" };
       }
       case "reject": {
         if (

@@ -36,12 +36,26 @@ export interface PingFrame {
   type: "ping";
 }
 
-/** `sync` (v1.1): messages to or from the user with an id above `afterMessageId`. */
-export interface SyncFrame {
-  type: "sync";
-  afterMessageId: number;
-  /** 1..500, default 100. */
-  limit: number;
+/**
+ * `sync`: v1.2 `after_seq` (the user's updates above it), or the v1.1 form
+ * `after_message_id` (messages only); `after_seq` wins when both are given.
+ */
+export type SyncFrame =
+  | { type: "sync"; afterSeq: number; afterMessageId?: undefined; limit: number }
+  | { type: "sync"; afterSeq?: undefined; afterMessageId: number; limit: number };
+
+/** `edit_message` (v1.2): new text, checked as a chat message's is. */
+export interface EditMessageFrame {
+  type: "edit_message";
+  messageId: number;
+  messageText: string;
+}
+
+/** `delete_message` (v1.2). */
+export interface DeleteMessageFrame {
+  type: "delete_message";
+  messageId: number;
+  scope: "everyone" | "me";
 }
 
 /** `history` (v1.1): one conversation, newest first, below `beforeMessageId`. */
@@ -92,7 +106,9 @@ export type ClientFrame =
   | ReadFrame
   | DeliveredFrame
   | ReauthenticateFrame
-  | ReportFrame;
+  | ReportFrame
+  | EditMessageFrame
+  | DeleteMessageFrame;
 
 /** A frame that could not be accepted, with what the answer needs. */
 export interface FrameError {
@@ -145,6 +161,10 @@ export function parseClientFrame(text: string, limits: ParseLimits): ClientFrame
       return parseRead(value);
     case "delivered":
       return parseDelivered(value);
+    case "edit_message":
+      return parseEditMessage(value, limits);
+    case "delete_message":
+      return parseDeleteMessage(value);
     case "reauthenticate":
       return {
         type: "reauthenticate",
@@ -184,41 +204,70 @@ function parseChatMessage(
       return fail("invalid_field", "client_message_id contains characters that cannot be stored");
     }
   }
-  const checked = checkMessageText(value.message_text, limits.maxMessageChars);
-  if ("code" in checked) return fail(checked.code, checked.message);
-  return {
-    type: "chat_message",
-    recipientUserId,
-    messageText: checked.text,
-    clientMessageId: cmid,
-  };
+  const checked = checkText(value.message_text, limits);
+  if (typeof checked !== "string") return fail(checked.code, checked.message);
+  return { type: "chat_message", recipientUserId, messageText: checked, clientMessageId: cmid };
 }
 
 /**
- * The rules of a message text (docs/protocol.md, "Chat messages"): trimmed,
- * storable as Postgres text (no NUL, no lone surrogate), 1..`maxMessageChars`
- * code points. The text to store, or the refusal that says which rule failed.
+ * Check 4 and storability of a message text: the trimmed text, or the
+ * refusal. The moderation hook's replacements follow the same rules.
  */
-export function checkMessageText(
-  raw: string,
-  maxMessageChars: number,
-): { text: string } | { code: ErrorCode; message: string } {
-  const text = raw.trim();
-  if (!storable(text)) {
+export function checkText(
+  text: string,
+  limits: ParseLimits,
+): string | { code: ErrorCode; message: string } {
+  const trimmed = text.trim();
+  if (!storable(trimmed)) {
     return {
       code: "invalid_field",
       message: "message_text contains characters that cannot be stored",
     };
   }
-  const length = codePoints(text);
+  const length = codePoints(trimmed);
   if (length === 0) return { code: "message_empty", message: "Message cannot be empty" };
-  if (length > maxMessageChars) {
+  if (length > limits.maxMessageChars) {
     return {
       code: "message_too_long",
-      message: `Message too long (max ${maxMessageChars} characters)`,
+      message: `Message too long (max ${limits.maxMessageChars} characters)`,
     };
   }
-  return { text };
+  return trimmed;
+}
+
+function parseEditMessage(
+  value: Record<string, unknown>,
+  limits: ParseLimits,
+): EditMessageFrame | FrameError {
+  const fail = (code: ErrorCode, message: string) => frameError(code, message, "edit_message");
+  if (isAbsent(value.message_id) || isAbsent(value.message_text)) {
+    return fail("missing_fields", "Missing required fields");
+  }
+  const messageId = parseId(value.message_id, 1);
+  if (messageId === undefined) {
+    return fail("invalid_field", "message_id must be a positive integer");
+  }
+  if (typeof value.message_text !== "string") {
+    return fail("invalid_field", "message_text must be a string");
+  }
+  const checked = checkText(value.message_text, limits);
+  if (typeof checked !== "string") return fail(checked.code, checked.message);
+  return { type: "edit_message", messageId, messageText: checked };
+}
+
+function parseDeleteMessage(value: Record<string, unknown>): DeleteMessageFrame | FrameError {
+  const fail = (code: ErrorCode, message: string) => frameError(code, message, "delete_message");
+  if (isAbsent(value.message_id) || isAbsent(value.for)) {
+    return fail("missing_fields", "Missing required fields");
+  }
+  const messageId = parseId(value.message_id, 1);
+  if (messageId === undefined) {
+    return fail("invalid_field", "message_id must be a positive integer");
+  }
+  if (value.for !== "everyone" && value.for !== "me") {
+    return fail("invalid_field", 'for must be "everyone" or "me"');
+  }
+  return { type: "delete_message", messageId, scope: value.for };
 }
 
 function parseTyping(value: Record<string, unknown>): TypingFrame | FrameError {
@@ -243,15 +292,22 @@ export const PAGE_LIMITS = {
 } as const;
 
 function parseSync(value: Record<string, unknown>): SyncFrame | FrameError {
-  if (isAbsent(value.after_message_id)) {
+  if (isAbsent(value.after_seq) && isAbsent(value.after_message_id)) {
     return frameError("missing_fields", "Missing required fields", "sync");
+  }
+  const limit = parseLimit(value.limit, PAGE_LIMITS.sync);
+  if (typeof limit === "string") return frameError("invalid_field", limit, "sync");
+  if (!isAbsent(value.after_seq)) {
+    const afterSeq = parseId(value.after_seq, 0);
+    if (afterSeq === undefined) {
+      return frameError("invalid_field", "after_seq must be a non-negative integer", "sync");
+    }
+    return { type: "sync", afterSeq, limit };
   }
   const afterMessageId = parseId(value.after_message_id, 0);
   if (afterMessageId === undefined) {
     return frameError("invalid_field", "after_message_id must be a non-negative integer", "sync");
   }
-  const limit = parseLimit(value.limit, PAGE_LIMITS.sync);
-  if (typeof limit === "string") return frameError("invalid_field", limit, "sync");
   return { type: "sync", afterMessageId, limit };
 }
 

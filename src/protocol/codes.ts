@@ -23,8 +23,10 @@ export const ERROR_CODES = [
   "unavailable",
   "internal",
   // v1.2
-  "moderated",
   "not_found",
+  "edit_window_passed",
+  "message_deleted",
+  "moderated",
 ] as const;
 
 export type ErrorCode = typeof ERROR_CODES[number];

@@ -12,7 +12,7 @@
 import { Buffer } from "node:buffer";
 import type * as Wire from "../../client/frames.ts";
 import type { ErrorCode } from "./codes.ts";
-import type { MailboxSummary, MessageRecord, StoredMessage } from "../store/mod.ts";
+import type { MailboxSummary, MessageRecord, StoredMessage, Update } from "../store/mod.ts";
 
 /** A stored message as it travels in `chat_message` and `message_sent`. */
 export type MessageData = Wire.ChatMessage;
@@ -52,6 +52,7 @@ export const serverFrames = {
           ]),
         ),
         last_message_id: info.mailbox.lastMessageId,
+        seq: info.mailbox.seq,
         session_expires_at: info.sessionExpiresAt.toISOString(),
         limits: {
           chat_per_s: info.limits.chatRatePerS,
@@ -117,24 +118,43 @@ export const serverFrames = {
       hasMore,
       maxBytes,
     ),
-  read: (readerUserId: number, friendUserId: number, upToMessageId: number, readAt: Date) =>
-    JSON.stringify(
-      {
-        type: "read",
-        user_id: readerUserId,
-        friend_user_id: friendUserId,
-        up_to_message_id: upToMessageId,
-        read_at: readAt.toISOString(),
-      } satisfies Wire.ReadFrame,
-    ),
-  delivered: (messageId: number, recipientUserId: number) =>
-    JSON.stringify(
-      {
-        type: "delivered",
-        message_id: messageId,
-        user_id: recipientUserId,
-      } satisfies Wire.DeliveredFrame,
-    ),
+  /** `seq`: the update's number in the receiving user's sequence (v1.2). */
+  read: (
+    readerUserId: number,
+    friendUserId: number,
+    upToMessageId: number,
+    readAt: Date,
+    seq?: number,
+  ) => JSON.stringify(readFrame(readerUserId, friendUserId, upToMessageId, readAt, seq)),
+  delivered: (messageId: number, recipientUserId: number, seq?: number) =>
+    JSON.stringify(deliveredFrame(messageId, recipientUserId, seq)),
+  /** v1.2: an edit or a deletion; without `seq` when it changed nothing. */
+  messageUpdated: (message: MessageRecord, seq?: number) =>
+    JSON.stringify(messageUpdatedFrame(message, seq)),
+  /**
+   * One `sync {after_seq}` page (v1.2): the leading updates whose frame stays
+   * within `maxBytes` (the first always goes), each the live frame it was.
+   */
+  syncUpdates: (updates: readonly Update[], hasMore: boolean, seq: number, maxBytes: number) => {
+    const envelope = (more: boolean): Wire.SyncUpdatesResultFrame => ({
+      type: "sync_result",
+      updates: [],
+      has_more: more,
+      seq,
+    });
+    let bytes = utf8Length(JSON.stringify(envelope(false)));
+    const parts: string[] = [];
+    for (const update of updates) {
+      const part = JSON.stringify(updateFrame(update));
+      const added = utf8Length(part) + (parts.length > 0 ? 1 : 0);
+      if (parts.length > 0 && bytes + added > maxBytes) break;
+      parts.push(part);
+      bytes += added;
+    }
+    const text = JSON.stringify(envelope(hasMore || parts.length < updates.length));
+    const at = text.indexOf(UPDATES_FIELD) + UPDATES_FIELD.length;
+    return text.slice(0, at) + parts.join(",") + text.slice(at);
+  },
   /** The answer to `report` (v1.2): the report's id, the first one's for a repeat. */
   reportReceived: (reportId: number) =>
     JSON.stringify(
@@ -156,6 +176,66 @@ export function utf8Length(text: string): number {
 }
 
 const MESSAGES_FIELD = '"messages":[';
+const UPDATES_FIELD = '"updates":[';
+
+function readFrame(
+  readerUserId: number,
+  friendUserId: number,
+  upToMessageId: number,
+  readAt: Date,
+  seq?: number,
+): Wire.ReadFrame {
+  const frame: Wire.ReadFrame = {
+    type: "read",
+    user_id: readerUserId,
+    friend_user_id: friendUserId,
+    up_to_message_id: upToMessageId,
+    read_at: readAt.toISOString(),
+  };
+  if (seq !== undefined) frame.seq = seq;
+  return frame;
+}
+
+function deliveredFrame(messageId: number, recipientUserId: number, seq?: number) {
+  const frame: Wire.DeliveredFrame = {
+    type: "delivered",
+    message_id: messageId,
+    user_id: recipientUserId,
+  };
+  if (seq !== undefined) frame.seq = seq;
+  return frame;
+}
+
+function messageUpdatedFrame(message: MessageRecord, seq?: number): Wire.MessageUpdatedFrame {
+  const frame: Wire.MessageUpdatedFrame = {
+    type: "message_updated",
+    message: messageData(message),
+  };
+  if (seq !== undefined) frame.seq = seq;
+  return frame;
+}
+
+/** An update as the live frame it was (a new message is a `chat_message` for both users). */
+function updateFrame(update: Update): Wire.UpdateFrame {
+  switch (update.kind) {
+    case "message":
+      return { type: "chat_message", ...messageData(update.message), seq: update.seq };
+    case "message_updated":
+      return messageUpdatedFrame(update.message, update.seq);
+    case "read": {
+      const r = update.read;
+      return readFrame(r.readerUserId, r.friendUserId, r.upToMessageId, r.readAt, update.seq);
+    }
+    case "delivered":
+      return deliveredFrame(update.messageId, update.recipientUserId, update.seq);
+    case "settings_updated":
+      return {
+        type: "settings_updated",
+        settings: (update.settings ?? {}) as Record<string, unknown>,
+        seq: update.seq,
+      };
+  }
+}
 
 /**
  * A page frame (docs/protocol.md "Catch-up"): `envelope(hasMore)` is the frame
@@ -188,14 +268,20 @@ function pageFrame(
 const PONG = JSON.stringify({ type: "pong" } satisfies Wire.PongFrame);
 
 /**
- * `chat_message` (`{type, ...data}`) and `message_sent` (`{type, data}`) of one message, from one
- * `JSON.stringify` of its fields: the same text as serializing each frame on its own.
+ * `chat_message` (`{type, ...data, seq}`) and `message_sent` (`{type, data, seq}`) of one
+ * message, from one `JSON.stringify` of its fields: the same text as serializing each frame on
+ * its own. `seq` is the receiving user's number for the update (left out when there is none:
+ * a repeat of a message stored before v1.2).
  */
-function messageFrames(data: MessageData): { chatMessage: string; messageSent: string } {
+function messageFrames(data: MessageData): {
+  chatMessage: (seq: number | undefined) => string;
+  messageSent: (seq: number | undefined) => string;
+} {
   const fields = JSON.stringify(data);
+  const tail = (seq: number | undefined) => seq === undefined ? "}" : `,"seq":${seq}}`;
   return {
-    chatMessage: `{"type":"chat_message",${fields.slice(1)}`,
-    messageSent: `{"type":"message_sent","data":${fields}}`,
+    chatMessage: (seq) => `{"type":"chat_message",${fields.slice(1, -1)}${tail(seq)}`,
+    messageSent: (seq) => `{"type":"message_sent","data":${fields}${tail(seq)}`,
   };
 }
 
@@ -209,6 +295,9 @@ export function messageData(message: StoredMessage): MessageData {
     sent_at: message.sentAt.toISOString(),
   };
   if (message.clientMessageId !== undefined) data.client_message_id = message.clientMessageId;
+  if (message.editedAt !== undefined) data.edited_at = message.editedAt.toISOString();
+  if (message.deletedAt !== undefined) data.deleted_at = message.deletedAt.toISOString();
+  if (message.deletedForMe === true) data.deleted_for_me = true;
   return data;
 }
 

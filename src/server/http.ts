@@ -10,8 +10,7 @@ import { type Context, Hono, type MiddlewareHandler } from "@hono/hono";
 import { bearerAuth } from "@hono/hono/bearer-auth";
 import { bodyLimit } from "@hono/hono/body-limit";
 import { HTTPException } from "@hono/hono/http-exception";
-import type { Logger } from "../log.ts";
-import { errorMessage } from "../log.ts";
+import { errorMessage, type Logger } from "../log.ts";
 import { parseUserId } from "../protocol/mod.ts";
 import { STATUS_PAGE } from "./status_page.ts";
 
@@ -31,6 +30,11 @@ export interface InternalDeps extends HealthDeps {
   disconnect(userIds: readonly number[], reason: string): void;
   /** Which of `userIds` are online anywhere in the cluster. */
   online(userIds: readonly number[]): Promise<number[]>;
+  /**
+   * `POST /messages/delete`: deletes these messages for everyone on their
+   * senders' behalf and tells both users; resolves with how many it deleted.
+   */
+  deleteMessages(messageIds: readonly number[]): Promise<number>;
   /** The bearer a scrape of `/metrics` must send (`METRICS_SECRET`); open when undefined. */
   metricsSecret: string | undefined;
   /** The bearer of `/status/data` (`STATUS_SECRET`, else `NOTIFY_SECRET`). */
@@ -91,6 +95,21 @@ export function internalApp(deps: InternalDeps): Hono {
     deps.disconnect(parsed.userIds, parsed.reason);
     deps.logger.info("disconnect", { users: parsed.userIds.length });
     return c.json({ users: parsed.userIds.length }, 202);
+  });
+  app.post("/messages/delete", auth, limitBody(MAX_CONTROL_BODY_BYTES), async (c) => {
+    const parsed = parseMessageDeletion(await c.req.text());
+    if (typeof parsed === "string") return c.json({ error: parsed }, 400);
+    try {
+      const deleted = await deps.deleteMessages(parsed.messageIds);
+      deps.logger.info("messages_deleted_by_moderator", {
+        asked: parsed.messageIds.length,
+        deleted,
+      });
+      return c.json({ deleted }, 202);
+    } catch (err) {
+      deps.logger.warn("messages_delete_failed", { error: errorMessage(err) });
+      return c.json({ error: "Storage unavailable, nothing was deleted; retry" }, 503);
+    }
   });
   app.get("/presence", auth, async (c) => {
     const userIds = parseIdList(c.req.query("user_ids"));
@@ -155,6 +174,26 @@ export function parseDisconnect(text: string): { userIds: number[]; reason: stri
     return `reason must be a string of at most ${MAX_REASON_CHARS} characters`;
   }
   return { userIds, reason: reason ?? DEFAULT_DISCONNECT_REASON };
+}
+
+/** Validates a `/messages/delete` body: 1–1000 message ids and an optional reason. */
+export function parseMessageDeletion(text: string): { messageIds: number[] } | string {
+  const body = jsonObject(text);
+  if (typeof body === "string") return body;
+  const { message_ids: ids, reason } = body;
+  if (!Array.isArray(ids) || ids.length < 1 || ids.length > MAX_NOTIFY_USERS) {
+    return `message_ids must be an array of 1-${MAX_NOTIFY_USERS} message ids`;
+  }
+  const messageIds = new Set<number>();
+  for (const id of ids) {
+    const messageId = typeof id === "number" ? parseUserId(id) : undefined;
+    if (messageId === undefined) return "message_ids must hold positive integers";
+    messageIds.add(messageId);
+  }
+  if (reason !== undefined && (typeof reason !== "string" || reason.length > MAX_REASON_CHARS)) {
+    return `reason must be a string of at most ${MAX_REASON_CHARS} characters`;
+  }
+  return { messageIds: [...messageIds] };
 }
 
 /** Validates `user_ids=1,2,3` of `/presence`: 1–1000 positive integers. */

@@ -243,6 +243,15 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
           });
         },
         online: (userIds) => hub.onlineAmong(userIds),
+        async deleteMessages(messageIds) {
+          const deleted = await repository.deleteAsModerator(messageIds);
+          for (const { message, seqs } of deleted) {
+            for (const [userId, seq] of seqs) {
+              hub.sendToUser(userId, serverFrames.messageUpdated(message, seq), false);
+            }
+          }
+          return deleted.length;
+        },
         statusSecret: config.statusSecret,
         metricsSecret: config.metricsSecret,
         statusData: () => statusData(operatorDeps),

@@ -36,6 +36,7 @@ export type SessionLimits = Pick<
   | "sendBufferMaxBytes"
   | "sendBufferShedBytes"
   | "pageMaxBytes"
+  | "editWindowS"
 >;
 
 /**

@@ -7,19 +7,26 @@
  */
 
 import type {
+  ChangeResult,
   ChatRepository,
-  ClientMessageRow,
   DeliveredResult,
   MailboxSummary,
   MessagePage,
   MessageRecord,
+  ModeratorDeletion,
   NewMessage,
   NewReport,
+  ReadReceipt,
+  ReadResult,
   Relation,
   ReportResult,
+  Seqs,
   SnapshotMessage,
+  StoredMessage,
   StoreResult,
   TokenAccess,
+  Update,
+  UpdatePage,
 } from "./repository.ts";
 import { ClientMessageIdReusedError, SNAPSHOT_AROUND, UnavailableError } from "./repository.ts";
 
@@ -31,6 +38,12 @@ export interface MemoryReport extends NewReport {
   createdAt: Date;
 }
 
+/** One entry of a user's update stream, as stored (messages are looked up when read). */
+type Entry =
+  | { kind: "message" | "message_updated" | "delivered"; messageId: number }
+  | { kind: "read"; read: ReadReceipt }
+  | { kind: "settings_updated"; settings: unknown };
+
 export class MemoryRepository implements ChatRepository {
   readonly users = new Map<number, { active: boolean }>();
   readonly friendships: { a: number; b: number; status: string }[] = [];
@@ -39,10 +52,12 @@ export class MemoryRepository implements ChatRepository {
   readonly revocations = new Map<number, number>();
   /** In id order (ids are 1, 2, 3, …). */
   readonly messages: MessageRecord[] = [];
-  /** Message id → what the moderation hook did to it (`messages.moderation`). */
-  readonly moderation = new Map<number, "replaced" | "unchecked">();
   /** In id order (ids are 1, 2, 3, …). */
   readonly reports: MemoryReport[] = [];
+  /** User id → that user's updates; `seq` is the index + 1. */
+  readonly updates = new Map<number, Entry[]>();
+  /** `user:message` keys of messages deleted for that user. */
+  readonly hidden = new Set<string>();
   /** While true every call rejects with `UnavailableError`, as a database outage would. */
   down = false;
 
@@ -88,6 +103,13 @@ export class MemoryRepository implements ChatRepository {
     });
   }
 
+  /** Friends and neither blocked the other: receipts reach the other user. */
+  #mayTell(a: number, b: number): boolean {
+    return this.friendships.some((f) =>
+      f.status === "approved" && ((f.a === a && f.b === b) || (f.a === b && f.b === a))
+    ) && !this.#blockedEitherWay(a, b);
+  }
+
   #blockedEitherWay(a: number, b: number): boolean {
     return this.blocks.some((x) =>
       (x.blocker === a && x.blocked === b) || (x.blocker === b && x.blocked === a)
@@ -113,42 +135,51 @@ export class MemoryRepository implements ChatRepository {
           m.senderUserId === message.senderUserId && m.clientMessageId === message.clientMessageId
         );
         if (original !== undefined) {
+          const textAsSent = original.editedAt === undefined &&
+            original.deletedAt === undefined && original.moderation !== "replaced";
           if (
             original.recipientUserId !== message.recipientUserId ||
-            original.messageText !== message.messageText
+            (textAsSent && original.messageText !== message.messageText)
           ) {
             throw new ClientMessageIdReusedError(
               "client_message_id was already used for another message",
             );
           }
-          return { message: stored(original), duplicate: true };
+          const seq = this.#seqOf(original.senderUserId, "message", original.messageId);
+          return {
+            message: stored(original),
+            duplicate: true,
+            seqs: seq === undefined ? new Map() : new Map([[original.senderUserId, seq]]),
+          };
         }
       }
-      const { moderation, ...fields } = message;
       const row: MessageRecord = {
         messageId: this.messages.length + 1,
-        ...fields,
+        ...message,
         sentAt: new Date(this.now()),
         isRead: false,
         readAt: undefined,
         deliveredAt: undefined,
       };
       this.messages.push(row);
-      if (moderation !== undefined) this.moderation.set(row.messageId, moderation);
-      return { message: stored(row), duplicate: false };
+      const seqs = this.#append(
+        [row.senderUserId, row.recipientUserId],
+        { kind: "message", messageId: row.messageId },
+      );
+      return { message: stored(row), duplicate: false, seqs };
     });
   }
 
   messageByClientId(
     senderUserId: number,
     clientMessageId: string,
-  ): Promise<ClientMessageRow | undefined> {
+  ): Promise<StoredMessage | undefined> {
     return this.guard(() => {
       const row = this.messages.find((m) =>
         m.senderUserId === senderUserId && m.clientMessageId === clientMessageId
       );
       if (row === undefined) return undefined;
-      return { message: stored(row), moderation: this.moderation.get(row.messageId) };
+      return { ...stored(row), moderation: row.moderation };
     });
   }
 
@@ -194,12 +225,16 @@ export class MemoryRepository implements ChatRepository {
         unreadCount: 0,
         unreadBySender: new Map(),
         lastMessageId: 0,
+        seq: this.updates.get(userId)?.length ?? 0,
       };
       for (const m of this.messages) {
         if (m.senderUserId === userId || m.recipientUserId === userId) {
           summary.lastMessageId = m.messageId;
         }
-        if (m.recipientUserId === userId && !m.isRead) {
+        if (
+          m.recipientUserId === userId && !m.isRead && m.deletedAt === undefined &&
+          !this.hidden.has(`${userId}:${m.messageId}`)
+        ) {
           summary.unreadCount++;
           const by = summary.unreadBySender;
           by.set(m.senderUserId, (by.get(m.senderUserId) ?? 0) + 1);
@@ -210,15 +245,166 @@ export class MemoryRepository implements ChatRepository {
   }
 
   messagesAfter(userId: number, afterMessageId: number, limit: number): Promise<MessagePage> {
-    return this.guard(() =>
-      page(
+    return this.guard(() => {
+      // In the memory store ids follow commit order, so the stream adds no
+      // message with a smaller id than `afterMessageId` unless one changed later.
+      const entries = this.updates.get(userId) ?? [];
+      const from = entries.findIndex((e) => "messageId" in e && e.messageId === afterMessageId);
+      const later = new Set<number>();
+      entries.forEach((e, i) => {
+        if (i > from && from >= 0 && "messageId" in e) later.add(e.messageId);
+      });
+      return page(
         this.messages.filter((m) =>
-          m.messageId > afterMessageId &&
-          (m.senderUserId === userId || m.recipientUserId === userId)
+          (m.messageId > afterMessageId || later.has(m.messageId)) &&
+          (m.senderUserId === userId || m.recipientUserId === userId) &&
+          !this.hidden.has(`${userId}:${m.messageId}`)
         ),
         limit,
-      )
+      );
+    });
+  }
+
+  updatesAfter(userId: number, afterSeq: number, limit: number): Promise<UpdatePage> {
+    return this.guard(() => {
+      const entries = this.updates.get(userId) ?? [];
+      const chosen = entries.slice(afterSeq, afterSeq + limit);
+      return {
+        updates: chosen.map((e, i) => this.#update(userId, afterSeq + i + 1, e)),
+        hasMore: entries.length > afterSeq + limit,
+        seq: entries.length,
+      };
+    });
+  }
+
+  editMessage(
+    userId: number,
+    messageId: number,
+    text: string,
+    windowS: number,
+    moderation?: "replaced" | "unchecked",
+  ): Promise<ChangeResult> {
+    return this.guard((): ChangeResult => {
+      const m = this.messages[messageId - 1];
+      if (
+        m === undefined || m.senderUserId !== userId || this.hidden.has(`${userId}:${messageId}`)
+      ) {
+        return { status: "not_found" };
+      }
+      if (m.deletedAt !== undefined) return { status: "message_deleted" };
+      if (windowS <= 0 || this.now() > m.sentAt.getTime() + windowS * 1000) {
+        return { status: "edit_window_passed" };
+      }
+      if (m.messageText === text) return { status: "unchanged", message: { ...m } };
+      m.messageText = text;
+      m.editedAt = new Date(this.now());
+      m.moderation = moderation;
+      const seqs = this.#append([m.senderUserId, m.recipientUserId], {
+        kind: "message_updated",
+        messageId,
+      });
+      return { status: "changed", message: { ...m }, seqs };
+    });
+  }
+
+  deleteMessage(
+    userId: number,
+    messageId: number,
+    scope: "everyone" | "me",
+  ): Promise<ChangeResult> {
+    return this.guard((): ChangeResult => {
+      const m = this.messages[messageId - 1];
+      const mine = m !== undefined &&
+        (scope === "everyone"
+          ? m.senderUserId === userId
+          : m.senderUserId === userId || m.recipientUserId === userId);
+      if (!mine) return { status: "not_found" };
+      return this.#delete(m, userId, scope);
+    });
+  }
+
+  messageFor(userId: number, messageId: number): Promise<MessageRecord | undefined> {
+    return this.guard(() => {
+      const m = this.messages[messageId - 1];
+      if (m === undefined || this.hidden.has(`${userId}:${messageId}`)) return undefined;
+      if (m.senderUserId !== userId && m.recipientUserId !== userId) return undefined;
+      return { ...m };
+    });
+  }
+
+  deleteAsModerator(messageIds: readonly number[]): Promise<ModeratorDeletion[]> {
+    return this.guard(() =>
+      [...new Set(messageIds)].flatMap((id) => {
+        const m = this.messages[id - 1];
+        if (m === undefined) return [];
+        const result = this.#delete(m, m.senderUserId, "everyone");
+        return result.status === "changed" ? [{ message: result.message, seqs: result.seqs }] : [];
+      })
     );
+  }
+
+  #delete(m: MessageRecord, userId: number, scope: "everyone" | "me"): ChangeResult {
+    if (scope === "me") {
+      const key = `${userId}:${m.messageId}`;
+      if (this.hidden.has(key)) {
+        return { status: "unchanged", message: { ...m, messageText: "", deletedForMe: true } };
+      }
+      this.hidden.add(key);
+      const seqs = this.#append([userId], { kind: "message_updated", messageId: m.messageId });
+      return { status: "changed", message: { ...m, messageText: "", deletedForMe: true }, seqs };
+    }
+    if (m.deletedAt !== undefined) return { status: "unchanged", message: { ...m } };
+    m.messageText = "";
+    m.deletedAt = new Date(this.now());
+    const seqs = this.#append([m.senderUserId, m.recipientUserId], {
+      kind: "message_updated",
+      messageId: m.messageId,
+    });
+    return { status: "changed", message: { ...m }, seqs };
+  }
+
+  /** Appends one update to each user's stream (once per user); their seqs. */
+  #append(userIds: number[], entry: Entry): Seqs {
+    const seqs = new Map<number, number>();
+    for (const id of new Set(userIds)) {
+      const entries = this.updates.get(id) ?? [];
+      entries.push(entry);
+      this.updates.set(id, entries);
+      seqs.set(id, entries.length);
+    }
+    return seqs;
+  }
+
+  /** The seq of the first update of `kind` for this message in a user's stream. */
+  #seqOf(userId: number, kind: Entry["kind"], messageId: number): number | undefined {
+    const i = (this.updates.get(userId) ?? []).findIndex((e) =>
+      e.kind === kind && "messageId" in e && e.messageId === messageId
+    );
+    return i < 0 ? undefined : i + 1;
+  }
+
+  #update(userId: number, seq: number, entry: Entry): Update {
+    switch (entry.kind) {
+      case "read":
+        return { seq, kind: "read", read: entry.read };
+      case "settings_updated":
+        return { seq, kind: "settings_updated", settings: entry.settings };
+      case "delivered": {
+        const m = this.messages[entry.messageId - 1]!;
+        return {
+          seq,
+          kind: "delivered",
+          messageId: m.messageId,
+          recipientUserId: m.recipientUserId,
+        };
+      }
+      default: {
+        const m = this.messages[entry.messageId - 1]!;
+        const hidden = this.hidden.has(`${userId}:${m.messageId}`);
+        const message = hidden ? { ...m, messageText: "", deletedForMe: true } : { ...m };
+        return { seq, kind: entry.kind, message };
+      }
+    }
   }
 
   conversationBefore(
@@ -231,6 +417,7 @@ export class MemoryRepository implements ChatRepository {
       page(
         this.messages.filter((m) =>
           (beforeMessageId === undefined || m.messageId < beforeMessageId) &&
+          !this.hidden.has(`${userId}:${m.messageId}`) &&
           ((m.senderUserId === userId && m.recipientUserId === friendUserId) ||
             (m.senderUserId === friendUserId && m.recipientUserId === userId))
         ).reverse(),
@@ -240,7 +427,7 @@ export class MemoryRepository implements ChatRepository {
   }
 
   markRead(readerUserId: number, friendUserId: number, upToMessageId: number): Promise<
-    Date | undefined
+    ReadResult | undefined
   > {
     return this.guard(() => {
       const readAt = new Date(this.now());
@@ -255,7 +442,14 @@ export class MemoryRepository implements ChatRepository {
           changed = true;
         }
       }
-      return changed ? readAt : undefined;
+      if (!changed) return undefined;
+      // The friend's sequence holds the receipt only while the two may see each other.
+      const told = this.#mayTell(readerUserId, friendUserId) ? [friendUserId] : [];
+      const seqs = this.#append([readerUserId, ...told], {
+        kind: "read",
+        read: { readerUserId, friendUserId, upToMessageId, readAt },
+      });
+      return { readAt, seqs };
     });
   }
 
@@ -267,7 +461,12 @@ export class MemoryRepository implements ChatRepository {
       }
       if (m.deliveredAt !== undefined) return { status: "already" };
       m.deliveredAt = new Date(this.now());
-      return { status: "first", senderUserId: m.senderUserId };
+      const told = this.#mayTell(m.senderUserId, m.recipientUserId) ? [m.senderUserId] : [];
+      const seqs = this.#append([...told, m.recipientUserId], {
+        kind: "delivered",
+        messageId,
+      });
+      return { status: "first", senderUserId: m.senderUserId, seqs };
     });
   }
 

@@ -11,9 +11,15 @@ export interface NewMessage {
   recipientUserId: number;
   messageText: string;
   clientMessageId: string | undefined;
-  /** What the moderation hook did (docs/protocol.md, "Moderation hook"); absent: allowed, or no hook. */
-  moderation?: "replaced" | "unchecked";
+  /** What the moderation hook decided, when it changed or could not check the text (v1.2). */
+  moderation?: "replaced" | "unchecked" | undefined;
 }
+
+/**
+ * Each user's number for one update (docs/protocol.md, "Updates"): user id →
+ * `seq` in that user's own sequence.
+ */
+export type Seqs = ReadonlyMap<number, number>;
 
 /** A message as stored. */
 export interface StoredMessage {
@@ -23,6 +29,14 @@ export interface StoredMessage {
   messageText: string;
   sentAt: Date;
   clientMessageId: string | undefined;
+  /** Set once edited (v1.2). */
+  editedAt?: Date | undefined;
+  /** Set once deleted for everyone; the text is then "" (v1.2). */
+  deletedAt?: Date | undefined;
+  /** Deleted by the user it was read for (text ""), v1.2. */
+  deletedForMe?: boolean | undefined;
+  /** What the moderation hook decided, when it changed or could not check the text (v1.2). */
+  moderation?: "replaced" | "unchecked" | undefined;
 }
 
 /** The outcome of `storeMessage`. */
@@ -30,12 +44,11 @@ export interface StoreResult {
   message: StoredMessage;
   /** True when `(sender, client_message_id)` was stored before: `message` is that row. */
   duplicate: boolean;
-}
-
-/** A sender's message found by its `client_message_id`, with what the moderation hook did to it. */
-export interface ClientMessageRow {
-  message: StoredMessage;
-  moderation: "replaced" | "unchecked" | undefined;
+  /**
+   * The message's update in the sender's and the recipient's sequences (for a
+   * duplicate: the original's, when it has one: rows from before v1.2 have none).
+   */
+  seqs: Seqs;
 }
 
 /** The reasons a report may give (docs/protocol.md, "Reports"). */
@@ -91,6 +104,59 @@ export interface MessageRecord extends StoredMessage {
   deliveredAt: Date | undefined;
 }
 
+/** A `read` receipt as an update: the reader read the friend's messages up to an id. */
+export interface ReadReceipt {
+  readerUserId: number;
+  friendUserId: number;
+  upToMessageId: number;
+  readAt: Date;
+}
+
+/**
+ * One update of a user's sequence as `sync` returns it (docs/protocol.md,
+ * "Updates"); messages in their latest state for that user.
+ */
+export type Update =
+  | { seq: number; kind: "message"; message: MessageRecord }
+  | { seq: number; kind: "message_updated"; message: MessageRecord }
+  | { seq: number; kind: "read"; read: ReadReceipt }
+  | { seq: number; kind: "delivered"; messageId: number; recipientUserId: number }
+  | { seq: number; kind: "settings_updated"; settings: unknown };
+
+/** One page of a user's updates, oldest first. */
+export interface UpdatePage {
+  updates: Update[];
+  hasMore: boolean;
+  /** The user's latest seq when the page was read. */
+  seq: number;
+}
+
+/** The outcome of `markRead` when it changed something. */
+export interface ReadResult {
+  readAt: Date;
+  /** The receipt's update in the reader's and the friend's sequences. */
+  seqs: Seqs;
+}
+
+/** The outcome of `editMessage` and `deleteMessage` (v1.2, "Editing and deleting"). */
+export type ChangeResult =
+  /** Changed: `seqs` numbers the update of each user who gets it. */
+  | { status: "changed"; message: MessageRecord; seqs: Seqs }
+  /** Nothing to change (the same text, deleted already): the message as it is. */
+  | { status: "unchanged"; message: MessageRecord }
+  /** No such message, or not one this user may act on. */
+  | { status: "not_found" }
+  /** An edit after `EDIT_WINDOW_S`. */
+  | { status: "edit_window_passed" }
+  /** An edit of a message deleted for everyone. */
+  | { status: "message_deleted" };
+
+/** A message a moderator deleted (`POST /messages/delete`) and its update in both sequences. */
+export interface ModeratorDeletion {
+  message: MessageRecord;
+  seqs: Seqs;
+}
+
 /** One page of messages, in the order the query defines. */
 export interface MessagePage {
   messages: MessageRecord[];
@@ -106,12 +172,14 @@ export interface MailboxSummary {
   unreadBySender: Map<number, number>;
   /** Largest `message_id` to or from the user; 0 when there is none. */
   lastMessageId: number;
+  /** The user's latest update number; 0 when none (v1.2). */
+  seq: number;
 }
 
 /** The outcome of `markDelivered`. */
 export type DeliveredResult =
-  /** This call set `delivered_at`: the sender is to be told. */
-  | { status: "first"; senderUserId: number }
+  /** This call set `delivered_at`: the sender is to be told (`seqs`: its update of both users). */
+  | { status: "first"; senderUserId: number; seqs: Seqs }
   /** The message is the recipient's, and was marked delivered before: nothing to tell. */
   | { status: "already" }
   /** No message with that id is addressed to this user. */
@@ -181,14 +249,14 @@ export interface ChatRepository {
    */
   storeMessage(message: NewMessage): Promise<StoreResult>;
   /**
-   * The committed message `senderUserId` sent with `clientMessageId`, or
-   * undefined when there is none (a retry is answered from it before the
+   * The committed message `senderUserId` sent with `clientMessageId` (with
+   * `moderation`, what the hook did to it), or undefined when there is none (a retry is answered from it before the
    * moderation hook is asked again).
    */
   messageByClientId(
     senderUserId: number,
     clientMessageId: string,
-  ): Promise<ClientMessageRow | undefined>;
+  ): Promise<StoredMessage | undefined>;
   /**
    * `report`: stores a report of a message its reporter sent or received,
    * with a snapshot of the conversation around it as it is now (the message
@@ -197,11 +265,22 @@ export interface ChatRepository {
    * stores nothing and answers the first one's id.
    */
   reportMessage(report: NewReport): Promise<ReportResult>;
-  /** Unread counts and the last message id of `userId`, for `authenticated`. */
+  /**
+   * Unread counts, the last message id and the latest seq of `userId`, for
+   * `authenticated`; read from counters, whatever the mailbox holds.
+   */
   mailboxSummary(userId: number): Promise<MailboxSummary>;
   /**
-   * `sync`: messages to or from `userId` with an id above `afterMessageId`,
-   * oldest first, at most `limit`.
+   * `sync {after_seq}` (v1.2): the user's updates with a seq above `afterSeq`,
+   * oldest first, at most `limit`, messages in their latest state.
+   */
+  updatesAfter(userId: number, afterSeq: number, limit: number): Promise<UpdatePage>;
+  /**
+   * The v1.1 `sync {after_message_id}`: the messages to or from `userId` a
+   * client that last saw `afterMessageId` can have missed (every one with a
+   * larger id, and every one whose update follows that message's in the
+   * user's sequence), in the order of the sequence, deleted-for-me ones left
+   * out, at most `limit`.
    */
   messagesAfter(userId: number, afterMessageId: number, limit: number): Promise<MessagePage>;
   /**
@@ -224,13 +303,41 @@ export interface ChatRepository {
    * sets them behind a per-conversation mark, `read_flags.ts`). Messages
    * stored after it stay unread. Resolves with the `read_at` it set when it
    * covered at least one unread message an earlier `read` had not, `undefined`
-   * when it covered none.
+   * when it covered none. A change is an update of both users (`seqs`).
    */
   markRead(readerUserId: number, friendUserId: number, upToMessageId: number): Promise<
-    Date | undefined
+    ReadResult | undefined
   >;
   /** `delivered`: sets `delivered_at` of a message to `recipientUserId` the first time only. */
   markDelivered(recipientUserId: number, messageId: number): Promise<DeliveredResult>;
+  /**
+   * `edit_message` (v1.2): only the sender, within `windowS` of `sent_at`
+   * (0: never), not deleted; the same text again changes nothing. A change is
+   * an update of both users.
+   */
+  editMessage(
+    userId: number,
+    messageId: number,
+    text: string,
+    windowS: number,
+    moderation?: "replaced" | "unchecked",
+  ): Promise<ChangeResult>;
+  /**
+   * `delete_message` (v1.2): `everyone` (the sender only; the text is erased
+   * from the row; an update of both users) or `me` (sender or recipient; hidden
+   * from that user's history and unread counts; an update of that user only).
+   */
+  deleteMessage(userId: number, messageId: number, scope: "everyone" | "me"): Promise<ChangeResult>;
+  /**
+   * A message the user may see (sender or recipient, not deleted for them), as
+   * it is now; `undefined` for any other id.
+   */
+  messageFor(userId: number, messageId: number): Promise<MessageRecord | undefined>;
+  /**
+   * `POST /messages/delete`: deletes these messages for everyone as their
+   * senders would; ids that do not exist or are deleted already are left out.
+   */
+  deleteAsModerator(messageIds: readonly number[]): Promise<ModeratorDeletion[]>;
   /** Of `userIds`, those that are unknown or have `active = false` now (no cache). */
   inactiveUsers(userIds: readonly number[]): Promise<number[]>;
   /** Whether storage answers now (readiness). */

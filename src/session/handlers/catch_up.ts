@@ -1,7 +1,8 @@
 /**
  * @module session/handlers/catch_up
- * `sync` (catch-up by id, oldest first) and `history` (one conversation,
- * newest first), docs/protocol.md "Catch-up, history, unread, receipts".
+ * `sync` (v1.2: the user's updates after a seq; v1.1: messages after an id)
+ * and `history` (one conversation, newest first), docs/protocol.md
+ * "Updates" and "Catch-up, history, unread, receipts".
  * Both read only the user's own messages, so they need no friendship: a
  * former friend's conversation stays readable.
  *
@@ -23,6 +24,22 @@ export const catchUpHandlers: {
 };
 
 async function sync(ctx: HandlerContext, frame: SyncFrame): Promise<void> {
+  if (frame.afterSeq !== undefined) {
+    const updates = await ctx.services.repository.updatesAfter(
+      ctx.userId,
+      frame.afterSeq,
+      frame.limit,
+    );
+    ctx.send(
+      serverFrames.syncUpdates(
+        updates.updates,
+        updates.hasMore,
+        updates.seq,
+        ctx.limits.pageMaxBytes,
+      ),
+    );
+    return;
+  }
   const page = await ctx.services.repository.messagesAfter(
     ctx.userId,
     frame.afterMessageId,

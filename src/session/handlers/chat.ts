@@ -9,8 +9,7 @@
 import type { Moderator } from "../../moderation/mod.ts";
 import type { ChatMessageFrame, TypingFrame } from "../../protocol/mod.ts";
 import { messageData, serverFrames } from "../../protocol/mod.ts";
-import type { ClientMessageRow, StoreResult } from "../../store/mod.ts";
-import { ClientMessageIdReusedError } from "../../store/mod.ts";
+import type { StoreResult } from "../../store/mod.ts";
 import {
   type Checked,
   type FrameHandler,
@@ -51,15 +50,24 @@ async function chatMessage(ctx: HandlerContext, frame: ChatMessageFrame): Promis
   ctx.track(answered, cmid);
 }
 
-function stored(ctx: HandlerContext, { message, duplicate }: StoreResult, started: number): void {
+function stored(
+  ctx: HandlerContext,
+  { message, duplicate, seqs }: StoreResult,
+  started: number,
+): void {
   const { services } = ctx;
   const frames = serverFrames.messageFrames(messageData(message));
+  const senderSeq = seqs.get(message.senderUserId);
   if (!duplicate) {
     services.metrics.messageAcknowledged(services.now() - started);
-    ctx.sendToUser(message.recipientUserId, frames.chatMessage, false);
-    ctx.sendToOtherDevices(frames.chatMessage);
+    ctx.sendToUser(
+      message.recipientUserId,
+      frames.chatMessage(seqs.get(message.recipientUserId)),
+      false,
+    );
+    ctx.sendToOtherDevices(frames.chatMessage(senderSeq));
   }
-  ctx.send(frames.messageSent);
+  ctx.send(frames.messageSent(senderSeq));
 }
 
 /**
@@ -84,7 +92,7 @@ function moderatedSend(
   let checked: Promise<Checked>;
   if (first !== undefined) {
     turn.done();
-    checked = first.then((c) => c instanceof Refusal ? c : { message: c.message, duplicate: true });
+    checked = first.then((c) => c instanceof Refusal ? c : { ...c, duplicate: true });
   } else {
     checked = checkAndStore(ctx, moderator, frame, turn).finally(() => turn.done());
     if (cmid !== undefined) {
@@ -103,8 +111,17 @@ async function checkAndStore(
   const { repository } = ctx.services;
   const { recipientUserId, messageText, clientMessageId: cmid } = frame;
   if (cmid !== undefined) {
+    // Stored before: the store answers the repeat from its row (or refuses a
+    // reuse of the id for another message), and the hook is not asked again.
     const earlier = await repository.messageByClientId(ctx.userId, cmid);
-    if (earlier !== undefined) return repeated(earlier, frame);
+    if (earlier !== undefined) {
+      return await repository.storeMessage({
+        senderUserId: ctx.userId,
+        recipientUserId,
+        messageText,
+        clientMessageId: cmid,
+      });
+    }
   }
   const outcome = await moderator.review({
     kind: "new",
@@ -127,22 +144,6 @@ async function checkAndStore(
   });
   turn.done(); // queued: the writer commits in queue order
   return await storing;
-}
-
-/**
- * A `client_message_id` the sender stored a message with before: the same
- * message again (same recipient, and the same text or the hook's replacement
- * of it) is answered from its row; another one is a reuse of the id.
- */
-function repeated(earlier: ClientMessageRow, frame: ChatMessageFrame): StoreResult {
-  const { message } = earlier;
-  if (
-    message.recipientUserId !== frame.recipientUserId ||
-    (message.messageText !== frame.messageText && earlier.moderation !== "replaced")
-  ) {
-    throw new ClientMessageIdReusedError("client_message_id was already used for another message");
-  }
-  return { message, duplicate: true };
 }
 
 async function typing(ctx: HandlerContext, frame: TypingFrame): Promise<Reply> {

@@ -9,6 +9,7 @@ import type { ClientFrame } from "../../protocol/mod.ts";
 import { serverFrames } from "../../protocol/mod.ts";
 import type { FrameHandler } from "../context.ts";
 import { catchUpHandlers } from "./catch_up.ts";
+import { changeHandlers } from "./changes.ts";
 import { chatHandlers } from "./chat.ts";
 import { lifetimeHandlers } from "./lifetime.ts";
 import { receiptHandlers } from "./receipts.ts";
@@ -25,4 +26,5 @@ export const DISPATCH: DispatchTable = {
   ...catchUpHandlers,
   ...receiptHandlers,
   ...reportHandlers,
+  ...changeHandlers,
 };

@@ -25,15 +25,21 @@ async function read(ctx: HandlerContext, frame: ReadFrame): Promise<Reply> {
   if (frame.friendUserId === ctx.userId) {
     return refuse("invalid_field", "friend_user_id must not be your own id");
   }
-  const readAt = await ctx.services.repository.markRead(
+  const result = await ctx.services.repository.markRead(
     ctx.userId,
     frame.friendUserId,
     frame.upToMessageId,
   );
-  if (readAt === undefined) return; // nothing changed: nothing sent
-  const receipt = serverFrames.read(ctx.userId, frame.friendUserId, frame.upToMessageId, readAt);
-  if (await mayTell(ctx, frame.friendUserId)) ctx.sendToUser(frame.friendUserId, receipt, false);
-  ctx.sendToOtherDevices(receipt);
+  if (result === undefined) return; // nothing changed: nothing sent
+  const receipt = (seq: number | undefined) =>
+    serverFrames.read(ctx.userId, frame.friendUserId, frame.upToMessageId, result.readAt, seq);
+  // The friend's sequence holds the receipt only while the two may see each
+  // other (the store checks it), and then the friend is told live too.
+  const friendSeq = result.seqs.get(frame.friendUserId);
+  if (friendSeq !== undefined && await mayTell(ctx, frame.friendUserId)) {
+    ctx.sendToUser(frame.friendUserId, receipt(friendSeq), false);
+  }
+  ctx.sendToOtherDevices(receipt(result.seqs.get(ctx.userId)));
 }
 
 async function delivered(ctx: HandlerContext, frame: DeliveredFrame): Promise<Reply> {
@@ -41,13 +47,19 @@ async function delivered(ctx: HandlerContext, frame: DeliveredFrame): Promise<Re
   if (result.status === "not_recipient") {
     return refuse("invalid_field", "message_id does not name a message addressed to you");
   }
-  if (result.status === "first" && await mayTell(ctx, result.senderUserId)) {
+  if (result.status !== "first") return;
+  const senderSeq = result.seqs.get(result.senderUserId);
+  if (senderSeq !== undefined && await mayTell(ctx, result.senderUserId)) {
     ctx.sendToUser(
       result.senderUserId,
-      serverFrames.delivered(frame.messageId, ctx.userId),
+      serverFrames.delivered(frame.messageId, ctx.userId, senderSeq),
       false,
     );
   }
+  // The recipient's other devices stop showing it as new (v1.2).
+  ctx.sendToOtherDevices(
+    serverFrames.delivered(frame.messageId, ctx.userId, result.seqs.get(ctx.userId)),
+  );
 }
 
 /**

@@ -32,17 +32,22 @@
  */
 
 import type { Sql } from "postgres";
-import type { DeliveredResult, MailboxSummary, MessagePage, MessageRecord } from "../repository.ts";
-import { UnavailableError } from "../repository.ts";
+import type {
+  DeliveredResult,
+  MailboxSummary,
+  MessagePage,
+  MessageRecord,
+  ReadResult,
+} from "../repository.ts";
 import { rowsOf } from "./pg_rows.ts";
 
 /** Above every id (bigint's maximum): "the latest" for `history` without `before`. */
-const NO_UPPER_BOUND = "9223372036854775807";
+export const NO_UPPER_BOUND = "9223372036854775807";
 
 /** bigint's minimum: the lower end of "every id" in a key range (compared with `>=`). */
 const NO_LOWER_BOUND = "-9223372036854775808";
 
-interface MessageRow {
+export interface MessageRow {
   message_id: string;
   sender_user_id: string;
   recipient_user_id: string;
@@ -52,9 +57,12 @@ interface MessageRow {
   is_read: boolean;
   read_at: Date | null;
   delivered_at: Date | null;
+  edited_at: Date | null;
+  deleted_at: Date | null;
+  hidden?: boolean | null;
 }
 
-function record(row: MessageRow): MessageRecord {
+export function record(row: MessageRow): MessageRecord {
   return {
     messageId: Number(row.message_id),
     senderUserId: Number(row.sender_user_id),
@@ -65,6 +73,9 @@ function record(row: MessageRow): MessageRecord {
     isRead: row.is_read,
     readAt: row.read_at ?? undefined,
     deliveredAt: row.delivered_at ?? undefined,
+    ...(row.edited_at != null ? { editedAt: row.edited_at } : {}),
+    ...(row.deleted_at != null ? { deletedAt: row.deleted_at } : {}),
+    ...(row.hidden === true ? { deletedForMe: true, messageText: "" } : {}),
   };
 }
 
@@ -74,27 +85,17 @@ function page(rows: MessageRow[], limit: number): MessagePage {
 }
 
 export async function mailboxSummary(sql: Sql, userId: number): Promise<MailboxSummary> {
-  // One round trip: the first row carries the last id, the others the unread counts.
-  // The senders of unread rows are found one index probe each (`senders`), then
-  // each sender's rows above its mark are counted: the cost follows the senders
-  // and the rows still unread, not rows a mark covers whose flags are not set yet.
+  // Counters, not rows (migration 6): the cost is one row per friend with
+  // unread messages, whatever their number; the last id is two index probes.
+  // One round trip: `seq` carries the latest seq, `last` the last id, the
+  // other rows the unread count of one friend each.
   const rows = rowsOf(
-    await sql<{ sender: string | null; n: string }[]>`
-    with recursive senders (s) as (
-      (select sender_user_id from messages
-       where (recipient_user_id, sender_user_id) >= (${userId}, ${NO_LOWER_BOUND}::bigint)
-         and (recipient_user_id, sender_user_id) < (${userId}, ${NO_UPPER_BOUND}::bigint)
-         and not is_read
-       order by recipient_user_id, sender_user_id limit 1)
-      union all
-      select (select m.sender_user_id from messages m
-              where (m.recipient_user_id, m.sender_user_id) > (${userId}, senders.s)
-                and (m.recipient_user_id, m.sender_user_id) < (${userId}, ${NO_UPPER_BOUND}::bigint)
-                and not m.is_read
-              order by m.recipient_user_id, m.sender_user_id limit 1)
-      from senders where senders.s is not null
-    )
-    select null::text as sender, greatest(
+    await sql<{ kind: string; friend: string | null; n: string }[]>`
+    select case when c.friend_user_id is null then 'seq' else 'unread' end as kind,
+           c.friend_user_id::text as friend, c.n::text as n
+    from chat_mailbox(${userId}) c
+    union all
+    select 'last', null, greatest(
       (select message_id from messages
        where (recipient_user_id, message_id) >= (${userId}, ${NO_LOWER_BOUND}::bigint)
          and (recipient_user_id, message_id) < (${userId}, ${NO_UPPER_BOUND}::bigint)
@@ -103,49 +104,53 @@ export async function mailboxSummary(sql: Sql, userId: number): Promise<MailboxS
        where (sender_user_id, message_id) >= (${userId}, ${NO_LOWER_BOUND}::bigint)
          and (sender_user_id, message_id) < (${userId}, ${NO_UPPER_BOUND}::bigint)
        order by sender_user_id desc, message_id desc limit 1),
-      0)::text as n
-    union all
-    select senders.s::text, unread.n::text from senders
-    cross join lateral (
-      select count(*) as n from messages m
-      where m.recipient_user_id = ${userId} and m.sender_user_id = senders.s and not m.is_read
-        and m.message_id > coalesce((select r.up_to_message_id from chat_read_marks r
-                                     where r.reader_user_id = ${userId}
-                                       and r.friend_user_id = senders.s), 0)
-    ) unread
-    where senders.s is not null and unread.n > 0`,
+      0)::text`,
   );
-  const summary: MailboxSummary = { unreadCount: 0, unreadBySender: new Map(), lastMessageId: 0 };
+  const summary: MailboxSummary = {
+    unreadCount: 0,
+    unreadBySender: new Map(),
+    lastMessageId: 0,
+    seq: 0,
+  };
   for (const row of rows) {
-    if (row.sender === null) {
-      summary.lastMessageId = Number(row.n);
-    } else {
-      summary.unreadBySender.set(Number(row.sender), Number(row.n));
+    if (row.kind === "seq") summary.seq = Number(row.n);
+    else if (row.kind === "last") summary.lastMessageId = Number(row.n);
+    else {
+      summary.unreadBySender.set(Number(row.friend), Number(row.n));
       summary.unreadCount += Number(row.n);
     }
   }
   return summary;
 }
 
-export async function messagesAfter(
+/**
+ * The messages to or from `userId` with an id in (`afterMessageId`,
+ * `upToMessageId`], oldest first, deleted-for-me ones left out: the part
+ * of the v1.1 `sync` that reaches messages from before migration 6
+ * (`updates_queries.ts`).
+ */
+export async function messagesBetween(
   sql: Sql,
   userId: number,
   afterMessageId: number,
+  upToMessageId: number,
   limit: number,
 ): Promise<MessagePage> {
   const n = limit + 1;
   const rows = rowsOf(
     await sql<MessageRow[]>`
     select ${sql.unsafe(READ_COLUMNS)} from (
-      (select ${sql.unsafe(COLUMNS)} from messages
+      (select ${sql.unsafe(COLUMNS)} from messages, (select ${userId}::bigint as id) reader
        where (recipient_user_id, message_id) > (${userId}, ${afterMessageId})
-         and (recipient_user_id, message_id) < (${userId}, ${NO_UPPER_BOUND}::bigint)
+         and (recipient_user_id, message_id) <= (${userId}, ${upToMessageId})
+         and ${sql.unsafe(NOT_HIDDEN)}
        order by recipient_user_id, message_id limit ${n})
       union all
-      (select ${sql.unsafe(COLUMNS)} from messages
+      (select ${sql.unsafe(COLUMNS)} from messages, (select ${userId}::bigint as id) reader
        where (sender_user_id, message_id) > (${userId}, ${afterMessageId})
-         and (sender_user_id, message_id) < (${userId}, ${NO_UPPER_BOUND}::bigint)
+         and (sender_user_id, message_id) <= (${userId}, ${upToMessageId})
          and recipient_user_id <> ${userId}
+         and ${sql.unsafe(NOT_HIDDEN)}
        order by sender_user_id, message_id limit ${n})
       order by message_id limit ${n}
     ) m ${sql.unsafe(MARK_JOIN)}
@@ -153,6 +158,13 @@ export async function messagesAfter(
   );
   return page(rows, limit);
 }
+
+/**
+ * Not deleted for me by the reader: one probe of `chat_hidden_messages`'
+ * primary key per row scanned (`$reader` is bound as the query's user).
+ */
+const NOT_HIDDEN = `not exists (select 1 from chat_hidden_messages h
+  where h.user_id = reader.id and h.message_id = messages.message_id)`;
 
 export async function conversationBefore(
   sql: Sql,
@@ -166,19 +178,21 @@ export async function conversationBefore(
   const rows = rowsOf(
     await sql<MessageRow[]>`
     select ${sql.unsafe(READ_COLUMNS)} from (
-      (select ${sql.unsafe(COLUMNS)} from messages
+      (select ${sql.unsafe(COLUMNS)} from messages, (select ${userId}::bigint as id) reader
        where (recipient_user_id, sender_user_id, message_id)
            >= (${friendUserId}, ${userId}, ${NO_LOWER_BOUND}::bigint)
          and (recipient_user_id, sender_user_id, message_id)
            < (${friendUserId}, ${userId}, ${before}::bigint)
+         and ${sql.unsafe(NOT_HIDDEN)}
        order by recipient_user_id desc, sender_user_id desc, message_id desc limit ${n})
       union all
-      (select ${sql.unsafe(COLUMNS)} from messages
+      (select ${sql.unsafe(COLUMNS)} from messages, (select ${userId}::bigint as id) reader
        where (recipient_user_id, sender_user_id, message_id)
            >= (${userId}, ${friendUserId}, ${NO_LOWER_BOUND}::bigint)
          and (recipient_user_id, sender_user_id, message_id)
            < (${userId}, ${friendUserId}, ${before}::bigint)
          and ${userId}::bigint <> ${friendUserId}::bigint
+         and ${sql.unsafe(NOT_HIDDEN)}
        order by recipient_user_id desc, sender_user_id desc, message_id desc limit ${n})
       order by message_id desc limit ${n}
     ) m ${sql.unsafe(MARK_JOIN)}
@@ -193,43 +207,23 @@ export async function markRead(
   friendUserId: number,
   upToMessageId: number,
   notAfter: Date,
-): Promise<Date | undefined> {
-  // One small upsert, whatever the backlog: the mark rises to the newest unread
-  // row this read covers above the current mark (`target`), or nothing changes.
-  // Raising it only to a row that exists keeps later messages unread: ids are
-  // drawn in commit order (migration 3), so a row not yet visible here gets a
-  // larger id. Two reads at once: the second waits for the first's row lock,
-  // then its `where` sees the first's mark, so only a read that covered an
-  // unread row above it changes anything (and is announced).
-  // `gate` is evaluated once (materialized): the upsert and the verdict agree.
+): Promise<ReadResult | undefined> {
+  // One small transaction whatever the backlog (`chat_mark_read`, migration 6):
+  // the mark rises to the newest unread row this read covers above it, the
+  // conversation's count is counted afresh above the new mark (the rows still
+  // unread), and the receipt is an update of both users. Two reads at once
+  // take the two users' locks in turn; the second finds the first's mark.
+  // Past `notAfter` the function raises and changes nothing.
   const [row] = rowsOf(
-    await sql<{ read_at: Date | null; in_time: boolean }[]>`
-    with gate as materialized (select clock_timestamp() < ${notAfter}::timestamptz as in_time),
-    target as materialized (
-      select message_id from messages
-      where (recipient_user_id, sender_user_id, message_id) > (${readerUserId}, ${friendUserId},
-              coalesce((select up_to_message_id from chat_read_marks
-                        where reader_user_id = ${readerUserId}
-                          and friend_user_id = ${friendUserId}), ${NO_LOWER_BOUND}::bigint))
-        and (recipient_user_id, sender_user_id, message_id)
-          <= (${readerUserId}, ${friendUserId}, ${upToMessageId})
-        and not is_read
-      order by recipient_user_id desc, sender_user_id desc, message_id desc limit 1
-    ),
-    marked as (
-      insert into chat_read_marks as r (reader_user_id, friend_user_id, up_to_message_id, read_at)
-      select ${readerUserId}, ${friendUserId}, message_id, now() from target
-      where (select in_time from gate)
-      on conflict (reader_user_id, friend_user_id) do update
-        set up_to_message_id = excluded.up_to_message_id, read_at = excluded.read_at,
-            pending = true
-        where r.up_to_message_id < excluded.up_to_message_id
-      returning read_at
-    )
-    select (select read_at from marked) as read_at, (select in_time from gate) as in_time`,
+    await sql<{ read_at: Date; reader_seq: string; friend_seq: string | null }[]>`
+    select read_at, reader_seq::text, friend_seq::text
+    from chat_mark_read(${readerUserId}, ${friendUserId}, ${upToMessageId},
+                        ${notAfter}::timestamptz)`,
   );
-  if (row?.in_time !== true) throw new UnavailableError(LATE);
-  return row.read_at ?? undefined;
+  if (row === undefined) return undefined;
+  const seqs = new Map([[readerUserId, Number(row.reader_seq)]]);
+  if (row.friend_seq !== null) seqs.set(friendUserId, Number(row.friend_seq));
+  return { readAt: row.read_at, seqs };
 }
 
 export async function markDelivered(
@@ -238,32 +232,28 @@ export async function markDelivered(
   messageId: number,
   notAfter: Date,
 ): Promise<DeliveredResult> {
-  // Two devices at once: the second waits for the first's row lock, then finds
-  // `delivered_at` set and updates nothing; its snapshot still sees the row as its own.
+  // Two devices at once: the second waits for the first's locks, then finds
+  // `delivered_at` set and changes nothing.
   const [row] = rowsOf(
-    await sql<{ first_sender: string | null; mine: boolean; in_time: boolean }[]>`
-    with gate as materialized (select clock_timestamp() < ${notAfter}::timestamptz as in_time),
-    updated as (
-      update messages set delivered_at = now()
-      where message_id = ${messageId} and recipient_user_id = ${recipientUserId}
-        and delivered_at is null and (select in_time from gate)
-      returning sender_user_id
-    )
-    select (select sender_user_id::text from updated) as first_sender,
-      exists (select 1 from messages
-              where message_id = ${messageId} and recipient_user_id = ${recipientUserId}) as mine,
-      (select in_time from gate) as in_time`,
+    await sql<
+      {
+        status: string;
+        sender_user_id: string;
+        sender_seq: string | null;
+        recipient_seq: string | null;
+      }[]
+    >`
+    select status, sender_user_id::text, sender_seq::text, recipient_seq::text
+    from chat_mark_delivered(${recipientUserId}, ${messageId}, ${notAfter}::timestamptz)`,
   );
-  if (row?.in_time !== true) throw new UnavailableError(LATE);
-  if (row.first_sender != null) return { status: "first", senderUserId: Number(row.first_sender) };
-  return row.mine ? { status: "already" } : { status: "not_recipient" };
+  if (row?.status === "first") {
+    const seqs = new Map<number, number>();
+    if (row.sender_seq !== null) seqs.set(Number(row.sender_user_id), Number(row.sender_seq));
+    if (row.recipient_seq !== null) seqs.set(recipientUserId, Number(row.recipient_seq));
+    return { status: "first", senderUserId: Number(row.sender_user_id), seqs };
+  }
+  return row?.status === "already" ? { status: "already" } : { status: "not_recipient" };
 }
-
-/**
- * A receipt the database reached after its deadline changed nothing: the
- * caller has answered (or is about to answer) `unavailable`.
- */
-const LATE = "the database reached the receipt after its deadline";
 
 export async function inactiveUsers(sql: Sql, userIds: readonly number[]): Promise<number[]> {
   if (userIds.length === 0) return [];
@@ -276,15 +266,15 @@ export async function inactiveUsers(sql: Sql, userIds: readonly number[]): Promi
 }
 
 /** bigint columns arrive as decimal strings (postgres.js's default for int8). */
-const COLUMNS = `message_id, sender_user_id, recipient_user_id, message_text, sent_at,
-  client_message_id, is_read, read_at, delivered_at`;
+export const COLUMNS = `message_id, sender_user_id, recipient_user_id, message_text, sent_at,
+  client_message_id, is_read, read_at, delivered_at, edited_at, deleted_at`;
 
 /**
  * The mark of each unread row's conversation: one probe of its primary key
  * per unread row of the page, none for a read row (a lateral subquery with a
  * limit is never turned into a join over the whole table).
  */
-const MARK_JOIN = `left join lateral (
+export const MARK_JOIN = `left join lateral (
     select r.up_to_message_id, r.read_at from chat_read_marks r
     where not m.is_read
       and r.reader_user_id = m.recipient_user_id and r.friend_user_id = m.sender_user_id
@@ -292,8 +282,8 @@ const MARK_JOIN = `left join lateral (
   ) r on true`;
 
 /** A row at or below its conversation's mark is read then, its flag set or not. */
-const READ_COLUMNS = `m.message_id, m.sender_user_id, m.recipient_user_id, m.message_text,
-  m.sent_at, m.client_message_id, m.delivered_at,
+export const READ_COLUMNS = `m.message_id, m.sender_user_id, m.recipient_user_id, m.message_text,
+  m.sent_at, m.client_message_id, m.delivered_at, m.edited_at, m.deleted_at,
   m.is_read or coalesce(r.up_to_message_id >= m.message_id, false) as is_read,
   case when not m.is_read and r.up_to_message_id >= m.message_id then r.read_at
        else m.read_at end as read_at`;

@@ -3,29 +3,33 @@
  * One batch of messages into `messages` in one statement, and each row's own
  * outcome.
  *
- * - Ids are drawn under the lock that keeps them in commit order (migration
- *   3: the statement takes it first, then draws one id per row in queue
- *   order, so one sender's messages in a batch get increasing ids; the
- *   table's per-row trigger, which does the same for every other writer,
- *   is skipped). The rows the insert returns are
- *   matched back to the queued messages: by `(sender, client id)`, which is
- *   unique, and rows without a client id in id order, which is queue order.
- * - The statement stores nothing if it got the lock only after `insertBefore`
- *   (in the database's own clock, see `db_clock.ts`): a batch held up by a
- *   frozen network or a long lock wait, and already answered `unavailable`,
- *   never commits later.
+ * - Ids come from the table's sequence in queue order (one sender's
+ *   messages in a batch get increasing ids); they no longer follow commit
+ *   order across the cluster (v1.2): the order that counts is each user's
+ *   `seq`. The same statement records the rows' updates
+ *   (`chat_record_messages`, migration 6: it locks the senders' and
+ *   recipients' sequence rows in id order, numbers the updates, counts the
+ *   unread) and sets the transaction-local flag that makes the table's
+ *   statement trigger, which does the same for every other writer, skip
+ *   them. The rows the insert returns are matched back to the queued
+ *   messages: by `(sender, client id)`, which is unique, and rows without a
+ *   client id in id order, which is queue order.
+ * - The statement raises, and stores nothing, if it got its users' locks only
+ *   after `insertBefore` (in the database's own clock, see `db_clock.ts`): a
+ *   batch held up by a frozen network or a long lock wait, and already
+ *   answered `unavailable`, never commits later.
  * - A repeated `(sender, client id)` stores nothing; its original row is read
  *   in the same statement when the statement's snapshot sees it (and then the
  *   message is not offered to the insert at all, whose conflict check would
- *   wait, holding the id lock, for whatever transaction is updating the
- *   original), else by one more query after the commit. If that query fails, only the repeats are
+ *   wait for whatever transaction is updating the original), else by one more query after the commit. If that query fails, only the repeats are
  *   answered `unavailable`: a committed row is always acknowledged.
  * - A repeat with another recipient or another text is
- *   `ClientMessageIdReusedError`.
+ *   `ClientMessageIdReusedError` (the text is not compared once the original
+ *   was replaced by the moderation hook, edited or deleted).
  */
 
 import type { Sql } from "postgres";
-import type { NewMessage, StoredMessage, StoreResult } from "../repository.ts";
+import type { NewMessage, Seqs, StoredMessage, StoreResult } from "../repository.ts";
 import { ClientMessageIdReusedError, UnavailableError } from "../repository.ts";
 import { rowsOf } from "./pg_rows.ts";
 
@@ -41,6 +45,11 @@ interface Row {
   client_message_id: string | null;
   sent_at: Date | null;
   in_time: boolean | null;
+  sender_seq: string | null;
+  recipient_seq: string | null;
+  moderation?: string | null;
+  edited_at?: Date | null;
+  deleted_at?: Date | null;
 }
 
 /** What the insert statement answered. */
@@ -60,53 +69,70 @@ export async function insertRows(
 ): Promise<Inserted> {
   const rows = rowsOf(
     await sql<Row[]>`
-    with locked as materialized (
-      select chat_lock_message_ids() < ${insertBefore}::timestamptz as in_time
+    with recording as materialized (
+      -- tells the messages trigger that this statement records its rows' updates itself
+      select set_config('chat.updates_recorded', 'on', true) as on
     ), input as materialized (
-      select t.*, locked.in_time
-      from locked, unnest(
+      select t.* from recording, unnest(
         ${sql.array(messages.map((m) => m.senderUserId))}::bigint[],
         ${sql.array(messages.map((m) => m.recipientUserId))}::bigint[],
         ${sql.array(messages.map((m) => m.messageText))}::text[],
-        ${sql.array(messages.map((m) => m.clientMessageId ?? null))}::text[]
-      ) with ordinality as t(sender, recipient, body, cmid, ord)
+        ${sql.array(messages.map((m) => m.clientMessageId ?? null))}::text[],
+        ${sql.array(messages.map((m) => m.moderation ?? null))}::text[]
+      ) with ordinality as t(sender, recipient, body, cmid, moderation, ord)
     ), known as materialized (
       -- Repeats whose original this statement's snapshot sees: answered from
-      -- here and never offered to the insert, so the insert never waits on the
-      -- original row while it holds the id lock (its on conflict check would
-      -- wait for any transaction still updating that row, a read receipt's
-      -- flags or the game backend's). One probe of the unique key per message:
-      -- a lateral join with a limit cannot become a hash join over the whole
-      -- table, whatever the statistics say.
-      select input.ord, m.* from input
+      -- here and never offered to the insert, whose on conflict check would
+      -- wait for any transaction still updating that row. One probe of the
+      -- unique key per message: a lateral join with a limit cannot become a
+      -- hash join over the whole table, whatever the statistics say.
+      select input.ord, m.*, s.seq as sender_seq from input
       cross join lateral (
         select * from messages m
         where m.sender_user_id = input.sender and m.client_message_id = input.cmid
         limit 1
       ) m
-      where input.in_time and input.cmid is not null
+      left join lateral (
+        select min(u.seq) as seq from chat_updates u
+        where u.user_id = m.sender_user_id and u.message_id = m.message_id
+      ) s on true
+      where input.cmid is not null
     ), inserted as (
-      insert into messages (message_id, sender_user_id, recipient_user_id, message_text,
-                            client_message_id)
-      select chat_next_message_id(), sender, recipient, body, cmid
+      insert into messages (sender_user_id, recipient_user_id, message_text, client_message_id,
+                            moderation)
+      select sender, recipient, body, cmid, moderation
       from (select * from input
-            where in_time and not exists (select 1 from known where known.ord = input.ord)
+            where not exists (select 1 from known where known.ord = input.ord)
             order by ord) ordered
       -- a repeat committed after the snapshot, or within this batch
       on conflict (sender_user_id, client_message_id) do nothing
       returning message_id, sender_user_id, recipient_user_id, message_text, client_message_id,
-                sent_at
+                sent_at, is_read, moderation
+    ), recorded as materialized (
+      select r.* from chat_record_messages(
+        (select coalesce(array_agg(message_id order by message_id), '{}') from inserted),
+        (select coalesce(array_agg(sender_user_id order by message_id), '{}') from inserted),
+        (select coalesce(array_agg(recipient_user_id order by message_id), '{}') from inserted),
+        (select coalesce(array_agg(is_read order by message_id), '{}') from inserted)
+      ) r
+    ), checked as materialized (
+      -- after the users' locks: a batch that got them too late raises and stores nothing
+      select chat_assert_before(${insertBefore}::timestamptz) as in_time
+      from (select count(*) from recorded) c
     )
     select 'inserted' as kind, i.message_id::text, i.sender_user_id::text,
            i.recipient_user_id::text, i.message_text, i.client_message_id, i.sent_at,
-           null::boolean as in_time
-    from inserted i
+           null::boolean as in_time, r.sender_seq::text, r.recipient_seq::text,
+           i.moderation, null::timestamptz as edited_at, null::timestamptz as deleted_at
+    from inserted i join recorded r on r.message_id = i.message_id
     union all
     select 'existing', k.message_id::text, k.sender_user_id::text, k.recipient_user_id::text,
-           k.message_text, k.client_message_id, k.sent_at, null
+           k.message_text, k.client_message_id, k.sent_at, null, k.sender_seq::text, null,
+           k.moderation, k.edited_at, k.deleted_at
     from known k
     union all
-    select 'clock', null, null, null, null, null, clock_timestamp(), (select in_time from locked)`,
+    select 'clock', null, null, null, null, null, clock_timestamp(),
+           (select in_time from checked), null, null, null, null, null`,
   );
   const clock = rows.find((row) => row.kind === "clock");
   return { inTime: clock?.in_time === true, rows, dbNow: clock?.sent_at ?? undefined };
@@ -119,7 +145,7 @@ export async function insertRows(
 export async function outcomesOf(
   messages: readonly NewMessage[],
   inserted: Inserted,
-  lookUp: (keys: NewMessage[]) => Promise<Map<string, StoredMessage>>,
+  lookUp: (keys: NewMessage[]) => Promise<Map<string, Original>>,
 ): Promise<Outcome[]> {
   if (!inserted.inTime) {
     const late = new UnavailableError("the database reached the insert after its deadline");
@@ -131,6 +157,16 @@ export async function outcomesOf(
 }
 
 const keyOf = (sender: number | string, cmid: string) => `${sender}:${cmid}`;
+
+/** The row's update in its sender's and recipient's sequences, those it has. */
+function seqsOf(row: Row): Seqs {
+  const seqs = new Map<number, number>();
+  if (row.sender_seq !== null) seqs.set(Number(row.sender_user_id), Number(row.sender_seq));
+  if (row.recipient_seq !== null) {
+    seqs.set(Number(row.recipient_user_id), Number(row.recipient_seq));
+  }
+  return seqs;
+}
 
 function stored(row: Row): StoredMessage {
   return {
@@ -169,15 +205,35 @@ function match(messages: readonly NewMessage[], rows: Row[]): (Outcome | undefin
       const row = withKey.get(key);
       if (row === undefined) return; // a repeat: resolved below
       withKey.delete(key); // later messages with this key repeat this one
-      outcomes[i] = { message: stored(row), duplicate: false };
+      outcomes[i] = { message: stored(row), duplicate: false, seqs: seqsOf(row) };
       return;
     }
     const row = plain[next++];
     outcomes[i] = row === undefined || !sameContent(m, row)
       ? new Error("an inserted message is missing from the insert's answer")
-      : { message: stored(row), duplicate: false };
+      : { message: stored(row), duplicate: false, seqs: seqsOf(row) };
   });
   return outcomes;
+}
+
+/** The stored original of a repeated `(sender, client id)`. */
+export interface Original {
+  message: StoredMessage;
+  /** Its update in the sender's sequence, when it has one (rows from before v1.2 have none). */
+  seqs: Seqs;
+  /**
+   * Its text is still the text sent, so a repeat must match it; not after a
+   * moderation hook replaced it, an edit or a deletion.
+   */
+  textAsSent: boolean;
+}
+
+function originalOf(row: Row): Original {
+  return {
+    message: stored(row),
+    seqs: seqsOf(row),
+    textAsSent: row.moderation !== "replaced" && row.edited_at === null && row.deleted_at === null,
+  };
 }
 
 function sameContent(m: NewMessage, row: Row): boolean {
@@ -190,12 +246,12 @@ async function resolveRepeats(
   messages: readonly NewMessage[],
   outcomes: (Outcome | undefined)[],
   rows: Row[],
-  lookUp: (keys: NewMessage[]) => Promise<Map<string, StoredMessage>>,
+  lookUp: (keys: NewMessage[]) => Promise<Map<string, Original>>,
 ): Promise<void> {
-  const originals = new Map<string, StoredMessage>();
+  const originals = new Map<string, Original>();
   for (const row of rows) {
     if (row.kind === "clock" || row.client_message_id === null) continue;
-    originals.set(keyOf(row.sender_user_id!, row.client_message_id), stored(row));
+    originals.set(keyOf(row.sender_user_id!, row.client_message_id), originalOf(row));
   }
   const repeats = messages.flatMap((_, i) => outcomes[i] === undefined ? [i] : []);
   const unseen = repeats.filter((i) =>
@@ -219,13 +275,14 @@ async function resolveRepeats(
     if (original === undefined) {
       outcomes[i] = new UnavailableError("the original of a repeated message was not found");
     } else if (
-      original.recipientUserId !== m.recipientUserId || original.messageText !== m.messageText
+      original.message.recipientUserId !== m.recipientUserId ||
+      (original.textAsSent && original.message.messageText !== m.messageText)
     ) {
       outcomes[i] = new ClientMessageIdReusedError(
         "client_message_id was already used for another message",
       );
     } else {
-      outcomes[i] = { message: original, duplicate: true };
+      outcomes[i] = { message: original.message, duplicate: true, seqs: original.seqs };
     }
   }
 }
@@ -234,11 +291,15 @@ async function resolveRepeats(
 export async function lookUpOriginals(
   sql: Sql,
   messages: NewMessage[],
-): Promise<Map<string, StoredMessage>> {
+): Promise<Map<string, Original>> {
   const rows = rowsOf(
     await sql<Row[]>`
     select m.message_id::text, m.sender_user_id::text, m.recipient_user_id::text,
-           m.message_text, m.client_message_id, m.sent_at
+           m.message_text, m.client_message_id, m.sent_at, m.moderation, m.edited_at,
+           m.deleted_at,
+           (select min(u.seq) from chat_updates u
+            where u.user_id = m.sender_user_id and u.message_id = m.message_id)::text as sender_seq,
+           null as recipient_seq
     from unnest(
       ${sql.array(messages.map((m) => m.senderUserId))}::bigint[],
       ${sql.array(messages.map((m) => m.clientMessageId ?? ""))}::text[]
@@ -246,6 +307,6 @@ export async function lookUpOriginals(
     join messages m on m.sender_user_id = k.sender and m.client_message_id = k.cmid`,
   );
   return new Map(
-    rows.map((row) => [keyOf(row.sender_user_id!, row.client_message_id!), stored(row)]),
+    rows.map((row) => [keyOf(row.sender_user_id!, row.client_message_id!), originalOf(row)]),
   );
 }

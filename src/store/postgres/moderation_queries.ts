@@ -8,7 +8,7 @@
  */
 
 import type { Sql } from "postgres";
-import type { ClientMessageRow, NewReport, ReportResult } from "../repository.ts";
+import type { NewReport, ReportResult, StoredMessage } from "../repository.ts";
 import { SNAPSHOT_AROUND } from "../repository.ts";
 import { rowsOf } from "./pg_rows.ts";
 
@@ -27,7 +27,7 @@ export async function messageByClientId(
   sql: Sql,
   senderUserId: number,
   clientMessageId: string,
-): Promise<ClientMessageRow | undefined> {
+): Promise<StoredMessage | undefined> {
   const [row] = rowsOf(
     await sql<ClientMessageDbRow[]>`
     select message_id::text, sender_user_id::text, recipient_user_id::text, message_text,
@@ -37,14 +37,12 @@ export async function messageByClientId(
   );
   if (row === undefined) return undefined;
   return {
-    message: {
-      messageId: Number(row.message_id),
-      senderUserId: Number(row.sender_user_id),
-      recipientUserId: Number(row.recipient_user_id),
-      messageText: row.message_text,
-      sentAt: row.sent_at,
-      clientMessageId: row.client_message_id,
-    },
+    messageId: Number(row.message_id),
+    senderUserId: Number(row.sender_user_id),
+    recipientUserId: Number(row.recipient_user_id),
+    messageText: row.message_text,
+    sentAt: row.sent_at,
+    clientMessageId: row.client_message_id,
     moderation: row.moderation === "replaced" || row.moderation === "unchecked"
       ? row.moderation
       : undefined,

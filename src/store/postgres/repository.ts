@@ -23,17 +23,22 @@ import { migrate, pendingMigrations } from "./migrations.ts";
 import { MessageWriter } from "./message_writer.ts";
 import { DbClock } from "./db_clock.ts";
 import type {
+  ChangeResult,
   ChatRepository,
-  ClientMessageRow,
   DeliveredResult,
   MailboxSummary,
   MessagePage,
+  MessageRecord,
+  ModeratorDeletion,
   NewMessage,
   NewReport,
+  ReadResult,
   Relation,
   ReportResult,
+  StoredMessage,
   StoreResult,
   TokenAccess,
+  UpdatePage,
 } from "../repository.ts";
 import { UnavailableError } from "../repository.ts";
 import { TtlCache } from "./ttl_cache.ts";
@@ -42,6 +47,8 @@ import * as mailbox from "./mailbox_queries.ts";
 import * as moderation from "./moderation_queries.ts";
 import { rowsOf } from "./pg_rows.ts";
 import { ReadFlagSweeper } from "./read_flags.ts";
+import * as updates from "./updates_queries.ts";
+import { CountsBackfill } from "./counts_backfill.ts";
 
 export interface PostgresOptions {
   url: string;
@@ -70,6 +77,9 @@ export class PostgresRepository implements ChatRepository {
   readonly #friends: TtlCache<number, readonly number[]>;
   readonly #writer: MessageWriter;
   readonly #readFlags: ReadFlagSweeper;
+  readonly #backfill: CountsBackfill;
+  /** The last message id from before migration 6 (`chat_sequence_start`); read at connect. */
+  #sequenceStart = 0;
   /** The database's clock, learnt from the writer's replies; receipts carry deadlines in it. */
   readonly #clock = new DbClock();
   /** User id → their latest token revocation (ms), or 0 when none; absent: not an active user. */
@@ -157,6 +167,7 @@ export class PostgresRepository implements ChatRepository {
       intervalMs: options.readFlagsIntervalMs,
       logger: options.logger,
     });
+    this.#backfill = new CountsBackfill(sql, options.logger);
     this.#writer = new MessageWriter(
       () => open(options, 1, WRITER_SETTINGS),
       sql,
@@ -192,9 +203,14 @@ export class PostgresRepository implements ChatRepository {
       repository = new PostgresRepository(sql, options);
       await repository.#writer.start();
       await repository.#readFlags.start();
+      const [start] = await sql<{ last: string }[]>`
+        select last_message_id::text as last from chat_sequence_start`;
+      repository.#sequenceStart = Number(start?.last ?? 0);
+      repository.#backfill.start();
       return repository;
     } catch (err) {
       if (repository !== undefined) {
+        await repository.#backfill.close();
         await repository.#readFlags.close();
         await repository.#writer.close();
       }
@@ -235,7 +251,7 @@ export class PostgresRepository implements ChatRepository {
   messageByClientId(
     senderUserId: number,
     clientMessageId: string,
-  ): Promise<ClientMessageRow | undefined> {
+  ): Promise<StoredMessage | undefined> {
     return this.#deadline(
       () => moderation.messageByClientId(this.#sql, senderUserId, clientMessageId),
       { user_id: senderUserId },
@@ -252,11 +268,63 @@ export class PostgresRepository implements ChatRepository {
     return this.#deadline(() => mailbox.mailboxSummary(this.#sql, userId), { user_id: userId });
   }
 
-  messagesAfter(userId: number, afterMessageId: number, limit: number): Promise<MessagePage> {
+  updatesAfter(userId: number, afterSeq: number, limit: number): Promise<UpdatePage> {
     return this.#deadline(
-      () => mailbox.messagesAfter(this.#sql, userId, afterMessageId, limit),
+      () => updates.updatesAfter(this.#sql, userId, afterSeq, limit),
       { user_id: userId },
     );
+  }
+
+  messagesAfter(userId: number, afterMessageId: number, limit: number): Promise<MessagePage> {
+    return this.#deadline(
+      () => updates.messagesAfterV11(this.#sql, userId, afterMessageId, limit, this.#sequenceStart),
+      { user_id: userId },
+    );
+  }
+
+  editMessage(
+    userId: number,
+    messageId: number,
+    text: string,
+    windowS: number,
+    moderation?: "replaced" | "unchecked",
+  ): Promise<ChangeResult> {
+    return this.#deadline(
+      () =>
+        updates.changeMessage(
+          this.#sql,
+          userId,
+          messageId,
+          "edit",
+          text,
+          windowS,
+          moderation ?? null,
+        ),
+      { user_id: userId },
+    );
+  }
+
+  deleteMessage(
+    userId: number,
+    messageId: number,
+    scope: "everyone" | "me",
+  ): Promise<ChangeResult> {
+    return this.#deadline(
+      () => updates.changeMessage(this.#sql, userId, messageId, scope, null, 0, null),
+      { user_id: userId },
+    );
+  }
+
+  messageFor(userId: number, messageId: number): Promise<MessageRecord | undefined> {
+    return this.#deadline(() => updates.messageFor(this.#sql, userId, messageId), {
+      user_id: userId,
+    });
+  }
+
+  deleteAsModerator(messageIds: readonly number[]): Promise<ModeratorDeletion[]> {
+    return this.#deadline(() => updates.deleteAsModerator(this.#sql, messageIds), {
+      messages: messageIds.length,
+    });
   }
 
   conversationBefore(
@@ -272,15 +340,15 @@ export class PostgresRepository implements ChatRepository {
   }
 
   markRead(readerUserId: number, friendUserId: number, upToMessageId: number): Promise<
-    Date | undefined
+    ReadResult | undefined
   > {
     return this.#deadline(
       () =>
         mailbox.markRead(this.#sql, readerUserId, friendUserId, upToMessageId, this.#notAfter()),
       { user_id: readerUserId },
-    ).then((readAt) => {
-      if (readAt !== undefined) this.#readFlags.wake(readerUserId, friendUserId);
-      return readAt;
+    ).then((read) => {
+      if (read !== undefined) this.#readFlags.wake(readerUserId, friendUserId);
+      return read;
     });
   }
 
@@ -311,6 +379,7 @@ export class PostgresRepository implements ChatRepository {
   }
 
   async close(): Promise<void> {
+    await this.#backfill.close();
     await this.#readFlags.close();
     await this.#writer.close();
     await this.#sql.end({ timeout: 5 });

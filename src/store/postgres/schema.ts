@@ -222,15 +222,546 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
-    // v1.2 (docs/protocol.md, "Moderation hook", "Reports"): what the hook did to a
-    // message (`replaced`, `unchecked`; null when it allowed it or no hook ran), and
-    // players' reports, each with a snapshot of the conversation around the
-    // reported message as it was then. One report per (reporter, message).
+    // v1.2: one ordered, gap-free stream of updates per user (docs/protocol.md,
+    // "Updates"; the design and the alternatives are in docs/updates.md).
+    //
+    // - `chat_user_state`: one row per user, its latest `seq`. Whatever adds
+    //   updates for a user takes that row's lock (`chat_lock_users`, in user
+    //   id order, so two writers never deadlock) and holds it to its commit;
+    //   the next writer of that user draws its numbers only after the
+    //   previous one's rows can be read (a commit is visible before its locks
+    //   go), so seqs follow commit order with no gap. Nothing is shared by all
+    //   users: the v1.1 cluster-wide id lock (migration 3) goes.
+    // - `chat_updates`: the updates themselves; a message's state is read
+    //   from `messages` when synced, so it is always the latest.
+    // - `chat_unread`: unread counts per conversation, kept by every write
+    //   under the reader's lock, so a login reads them instead of counting rows.
+    //   `counts_ready`: the user's messages from before this migration are in
+    //   them (a background pass, or the first login, adds them once).
+    // - `chat_hidden_messages`: deleted for me.
+    // - `chat_sequence_start`: the last message id committed before updates
+    //   began (read under a table lock, so exact): older messages have no
+    //   update; the v1.1 `sync` and the counters' backfill use it.
+    //
+    // Every insert into `messages` becomes updates: the server's writer records
+    // its batch itself in the same statement (`chat_record_messages`) and says
+    // so in a transaction-local setting; for every other insert (the game
+    // backend's) a statement trigger does the same from its transition table.
+    // The old per-row trigger is dropped in the same transaction that creates
+    // the new one, under a lock that waits for inserts in flight: no insert
+    // falls between the two.
+    version: 6,
+    name: "per-user update sequences",
+    sql: `
+      ${addColumn("messages", "edited_at", "timestamptz")}
+      ${addColumn("messages", "deleted_at", "timestamptz")}
+      ${addColumn("messages", "moderation", "text")}
+
+      create table if not exists chat_user_state (
+        user_id bigint primary key,
+        seq bigint not null default 0,
+        counts_ready boolean not null default false
+      );
+
+      create table if not exists chat_updates (
+        user_id bigint not null,
+        seq bigint not null,
+        kind text not null,
+        message_id bigint,
+        body jsonb,
+        created_at timestamptz not null default now(),
+        primary key (user_id, seq)
+      );
+
+      create table if not exists chat_unread (
+        user_id bigint not null,
+        friend_user_id bigint not null,
+        unread bigint not null,
+        primary key (user_id, friend_user_id)
+      );
+
+      create table if not exists chat_hidden_messages (
+        user_id bigint not null,
+        message_id bigint not null,
+        primary key (user_id, message_id)
+      );
+
+      create table if not exists chat_sequence_start (
+        one boolean primary key default true check (one),
+        last_message_id bigint not null,
+        started_at timestamptz not null default now(),
+        backfill_next_user bigint not null default 0,
+        backfill_done boolean not null default false
+      );
+
+      -- Creates the users' state rows if missing, then locks them in id order
+      -- until the transaction ends.
+      create or replace function chat_lock_users(p_users bigint[]) returns void
+      language plpgsql as $body$
+      begin
+        insert into chat_user_state (user_id)
+          select distinct u from unnest(p_users) u order by u
+          on conflict (user_id) do nothing;
+        perform 1 from chat_user_state where user_id = any(p_users)
+          order by user_id for update;
+      end
+      $body$;
+
+      -- Appends one update to a (locked or not yet locked) user's sequence.
+      create or replace function chat_append_update(
+        p_user_id bigint, p_kind text, p_message_id bigint, p_body jsonb
+      ) returns bigint
+      language plpgsql as $body$
+      declare
+        next_seq bigint;
+      begin
+        perform chat_lock_users(array[p_user_id]);
+        update chat_user_state set seq = seq + 1 where user_id = p_user_id
+          returning seq into next_seq;
+        insert into chat_updates (user_id, seq, kind, message_id, body)
+          values (p_user_id, next_seq, p_kind, p_message_id, p_body);
+        return next_seq;
+      end
+      $body$;
+
+      -- New messages become updates of their sender and recipient, in
+      -- message id order per user, and count as unread for the recipient
+      -- (unless already read or below the conversation's read mark).
+      create or replace function chat_record_messages(
+        p_ids bigint[], p_senders bigint[], p_recipients bigint[], p_read boolean[]
+      ) returns table (message_id bigint, sender_seq bigint, recipient_seq bigint)
+      language plpgsql as $body$
+      begin
+        if coalesce(array_length(p_ids, 1), 0) = 0 then
+          return;
+        end if;
+        perform chat_lock_users(p_senders || p_recipients);
+        insert into chat_unread as c (user_id, friend_user_id, unread)
+          select m.recipient, m.sender, count(*)
+          from unnest(p_ids, p_senders, p_recipients, p_read) as m(id, sender, recipient, is_read)
+          where not m.is_read and m.recipient <> m.sender
+            and m.id > coalesce((select r.up_to_message_id from chat_read_marks r
+                                 where r.reader_user_id = m.recipient
+                                   and r.friend_user_id = m.sender), 0)
+          group by m.recipient, m.sender
+          order by m.recipient, m.sender
+          on conflict (user_id, friend_user_id) do update set unread = c.unread + excluded.unread;
+        return query
+        with parts as (
+          select m.id, m.sender as user_id, true as is_sender
+          from unnest(p_ids, p_senders) as m(id, sender)
+          union all
+          select m.id, m.recipient, false
+          from unnest(p_ids, p_senders, p_recipients) as m(id, sender, recipient)
+          where m.recipient <> m.sender
+        ), numbered as (
+          select p.*, row_number() over (partition by p.user_id order by p.id) as n,
+                 count(*) over (partition by p.user_id) as total
+          from parts p
+        ), bumped as (
+          update chat_user_state s set seq = s.seq + t.total
+          from (select distinct user_id, total from numbered) t
+          where s.user_id = t.user_id
+          returning s.user_id, s.seq - t.total as base
+        ), added as (
+          insert into chat_updates (user_id, seq, kind, message_id)
+          select n.user_id, b.base + n.n, 'message', n.id
+          from numbered n join bumped b on b.user_id = n.user_id
+          returning chat_updates.user_id, chat_updates.seq, chat_updates.message_id
+        )
+        select n.id,
+               max(a.seq) filter (where n.is_sender),
+               coalesce(max(a.seq) filter (where not n.is_sender), max(a.seq) filter (where n.is_sender))
+        from numbered n
+        join added a on a.user_id = n.user_id and a.message_id = n.id
+        group by n.id;
+      end
+      $body$;
+
+      -- The writer's deadline (message_insert.ts): a batch that got its users'
+      -- locks only after the instant its caller gives up on it stores nothing.
+      create or replace function chat_assert_before(p_deadline timestamptz) returns boolean
+      language plpgsql as $body$
+      begin
+        if clock_timestamp() >= p_deadline then
+          raise exception 'the database reached the batch after its deadline'
+            using errcode = '57014';
+        end if;
+        return true;
+      end
+      $body$;
+
+      -- Whether a user's counters hold their messages from before migration 6;
+      -- if not, adds them (once: under the user's lock). The caller has locked
+      -- the user (chat_lock_users) when it is about to change the counters.
+      create or replace function chat_ensure_counts(p_user bigint) returns void
+      language plpgsql as $body$
+      declare
+        start chat_sequence_start;
+        ready boolean;
+      begin
+        select counts_ready into ready from chat_user_state where user_id = p_user;
+        if ready then
+          return;
+        end if;
+        select * into start from chat_sequence_start;
+        if start.backfill_done or p_user < start.backfill_next_user then
+          -- the background pass went past this user: nothing of theirs to add
+          if ready is not null then
+            update chat_user_state set counts_ready = true where user_id = p_user;
+          end if;
+          return;
+        end if;
+        perform chat_lock_users(array[p_user]);
+        select counts_ready into ready from chat_user_state where user_id = p_user;
+        if ready then
+          return;
+        end if;
+        insert into chat_unread as c (user_id, friend_user_id, unread)
+          select p_user, m.sender_user_id, count(*)
+          from messages m
+          where m.recipient_user_id = p_user and not m.is_read
+            and m.message_id <= start.last_message_id
+            and m.sender_user_id <> p_user and m.deleted_at is null
+            and m.message_id > coalesce((select r.up_to_message_id from chat_read_marks r
+                                         where r.reader_user_id = p_user
+                                           and r.friend_user_id = m.sender_user_id), 0)
+            and not exists (select 1 from chat_hidden_messages h
+                            where h.user_id = p_user and h.message_id = m.message_id)
+          group by m.sender_user_id
+          on conflict (user_id, friend_user_id) do update set unread = c.unread + excluded.unread;
+        update chat_user_state set counts_ready = true where user_id = p_user;
+      end
+      $body$;
+
+      -- A conversation's unread count, counted afresh (after a read raised its
+      -- mark): the rows above the mark, not read, not deleted, not hidden.
+      create or replace function chat_recount_unread(p_user bigint, p_friend bigint) returns void
+      language plpgsql as $body$
+      declare
+        mark bigint := coalesce((select up_to_message_id from chat_read_marks
+                                 where reader_user_id = p_user and friend_user_id = p_friend), 0);
+      begin
+        insert into chat_unread as c (user_id, friend_user_id, unread)
+          select p_user, p_friend, count(*) from messages m
+          where (m.recipient_user_id, m.sender_user_id, m.message_id) > (p_user, p_friend, mark)
+            and (m.recipient_user_id, m.sender_user_id) <= (p_user, p_friend)
+            and not m.is_read and m.deleted_at is null
+            and not exists (select 1 from chat_hidden_messages h
+                            where h.user_id = p_user and h.message_id = m.message_id)
+          on conflict (user_id, friend_user_id) do update set unread = excluded.unread;
+      end
+      $body$;
+
+      -- Whether a message counts as unread for its recipient now.
+      create or replace function chat_is_unread(p_message messages) returns boolean
+      language sql stable as $body$
+        select not p_message.is_read and p_message.deleted_at is null
+          and p_message.message_id > coalesce((select r.up_to_message_id from chat_read_marks r
+                                               where r.reader_user_id = p_message.recipient_user_id
+                                                 and r.friend_user_id = p_message.sender_user_id), 0)
+          and not exists (select 1 from chat_hidden_messages h
+                          where h.user_id = p_message.recipient_user_id
+                            and h.message_id = p_message.message_id)
+      $body$;
+
+      -- "authenticated": the latest seq, the unread counts by friend and the
+      -- last message id, read from the counters (a user not yet counted is
+      -- counted once, here).
+      create or replace function chat_mailbox(p_user bigint)
+      returns table (friend_user_id bigint, n bigint)
+      language plpgsql as $body$
+      begin
+        perform chat_ensure_counts(p_user);
+        return query
+          select null::bigint, coalesce((select seq from chat_user_state where user_id = p_user), 0)
+          union all
+          select c.friend_user_id, c.unread from chat_unread c
+          where c.user_id = p_user and c.unread > 0;
+      end
+      $body$;
+
+      -- Whether one user's receipts may reach the other: friends (approved,
+      -- either direction) and neither blocked the other. A receipt enters the
+      -- other user's sequence only then, so a block hides it on sync too.
+      create or replace function chat_may_tell(p_a bigint, p_b bigint) returns boolean
+      language sql stable as $body$
+        select exists (select 1 from friendships f
+                       where f.status = 'approved'
+                         and ((f.requester_user_id = p_a and f.recipient_user_id = p_b)
+                           or (f.requester_user_id = p_b and f.recipient_user_id = p_a)))
+          and not exists (select 1 from blocks b
+                          where (b.blocker_user_id = p_a and b.blocked_user_id = p_b)
+                             or (b.blocker_user_id = p_b and b.blocked_user_id = p_a))
+      $body$;
+
+      -- "read": raises the conversation's mark to the newest unread row it
+      -- covers, counts what is left, and is an update of both users. Nothing
+      -- when it covers no unread row above the mark.
+      create or replace function chat_mark_read(
+        p_reader bigint, p_friend bigint, p_up_to bigint, p_not_after timestamptz
+      ) returns table (read_at timestamptz, reader_seq bigint, friend_seq bigint)
+      language plpgsql as $body$
+      declare
+        target bigint;
+        marked timestamptz;
+        body jsonb;
+      begin
+        perform chat_lock_users(array[p_reader, p_friend]);
+        perform chat_assert_before(p_not_after);
+        perform chat_ensure_counts(p_reader);
+        select m.message_id into target from messages m
+        where (m.recipient_user_id, m.sender_user_id, m.message_id) > (p_reader, p_friend,
+                coalesce((select r.up_to_message_id from chat_read_marks r
+                          where r.reader_user_id = p_reader and r.friend_user_id = p_friend),
+                         -9223372036854775808))
+          and (m.recipient_user_id, m.sender_user_id, m.message_id) <= (p_reader, p_friend, p_up_to)
+          and not m.is_read
+        order by m.recipient_user_id desc, m.sender_user_id desc, m.message_id desc limit 1;
+        if target is null then
+          return;
+        end if;
+        insert into chat_read_marks as r (reader_user_id, friend_user_id, up_to_message_id, read_at)
+          values (p_reader, p_friend, target, now())
+          on conflict (reader_user_id, friend_user_id) do update
+            set up_to_message_id = excluded.up_to_message_id, read_at = excluded.read_at,
+                pending = true
+          returning r.read_at into marked;
+        perform chat_recount_unread(p_reader, p_friend);
+        body := jsonb_build_object('user_id', p_reader, 'friend_user_id', p_friend,
+                                   'up_to_message_id', p_up_to, 'read_at', marked);
+        read_at := marked;
+        reader_seq := chat_append_update(p_reader, 'read', null, body);
+        if chat_may_tell(p_reader, p_friend) then
+          friend_seq := chat_append_update(p_friend, 'read', null, body);
+        end if;
+        return next;
+      end
+      $body$;
+
+      -- "delivered": the first device of the recipient showed a message; an
+      -- update of the sender and of the recipient.
+      create or replace function chat_mark_delivered(
+        p_recipient bigint, p_message_id bigint, p_not_after timestamptz
+      ) returns table (status text, sender_user_id bigint, sender_seq bigint, recipient_seq bigint)
+      language plpgsql as $body$
+      declare
+        m messages;
+      begin
+        select * into m from messages where message_id = p_message_id;
+        if not found or m.recipient_user_id <> p_recipient then
+          status := 'not_recipient';
+          return next;
+          return;
+        end if;
+        sender_user_id := m.sender_user_id;
+        if m.delivered_at is not null then
+          status := 'already';
+          return next;
+          return;
+        end if;
+        perform chat_lock_users(array[m.sender_user_id, m.recipient_user_id]);
+        perform chat_assert_before(p_not_after);
+        update messages set delivered_at = now()
+          where message_id = p_message_id and delivered_at is null;
+        if not found then
+          status := 'already';
+          return next;
+          return;
+        end if;
+        status := 'first';
+        if chat_may_tell(m.sender_user_id, m.recipient_user_id) then
+          sender_seq := chat_append_update(m.sender_user_id, 'delivered', p_message_id, null);
+        end if;
+        if m.recipient_user_id <> m.sender_user_id then
+          recipient_seq := chat_append_update(m.recipient_user_id, 'delivered', p_message_id, null);
+        end if;
+        return next;
+      end
+      $body$;
+
+      -- "edit_message", "delete_message" and the moderator's deletion: one
+      -- change of one message, checked, made, and recorded as updates.
+      -- p_action: 'edit', 'everyone', 'me', 'moderator'.
+      create or replace function chat_change_message(
+        p_user bigint, p_message_id bigint, p_action text, p_text text,
+        p_window_s integer, p_moderation text
+      ) returns table (status text, sender_seq bigint, recipient_seq bigint, m messages,
+                       hidden boolean)
+      language plpgsql as $body$
+      declare
+        was_unread boolean;
+      begin
+        select * into m from messages where message_id = p_message_id;
+        if not found or (p_action in ('edit', 'everyone') and m.sender_user_id <> p_user)
+           or (p_action = 'me' and p_user not in (m.sender_user_id, m.recipient_user_id)) then
+          status := 'not_found';
+          return next;
+          return;
+        end if;
+        if p_action = 'moderator' then
+          p_user := m.sender_user_id;
+        end if;
+        perform chat_lock_users(case when p_action = 'me' then array[p_user]
+                                     else array[m.sender_user_id, m.recipient_user_id] end);
+        select * into m from messages where message_id = p_message_id;
+        hidden := exists (select 1 from chat_hidden_messages h
+                          where h.user_id = p_user and h.message_id = p_message_id);
+        if p_action = 'edit' then
+          if hidden then
+            status := 'not_found';
+          elsif m.deleted_at is not null then
+            status := 'message_deleted';
+          elsif p_window_s <= 0 or now() > m.sent_at + make_interval(secs => p_window_s) then
+            status := 'edit_window_passed';
+          elsif m.message_text = p_text then
+            status := 'unchanged';
+          end if;
+        elsif p_action = 'me' then
+          if hidden then
+            status := 'unchanged';
+          end if;
+        elsif m.deleted_at is not null then
+          status := 'unchanged';
+        end if;
+        if status is not null then
+          return next;
+          return;
+        end if;
+        if m.recipient_user_id <> m.sender_user_id
+           and (p_action <> 'me' or p_user = m.recipient_user_id) then
+          perform chat_ensure_counts(m.recipient_user_id);
+          was_unread := chat_is_unread(m);
+        else
+          was_unread := false;
+        end if;
+        if p_action = 'edit' then
+          update messages set message_text = p_text, edited_at = now(), moderation = p_moderation
+            where message_id = p_message_id returning * into m;
+        elsif p_action = 'me' then
+          insert into chat_hidden_messages (user_id, message_id) values (p_user, p_message_id);
+          hidden := true;
+        else
+          update messages set message_text = '', deleted_at = now()
+            where message_id = p_message_id returning * into m;
+        end if;
+        if was_unread and p_action <> 'edit' then
+          update chat_unread set unread = greatest(unread - 1, 0)
+            where user_id = m.recipient_user_id and friend_user_id = m.sender_user_id;
+        end if;
+        status := 'changed';
+        if p_action = 'me' then
+          if p_user = m.sender_user_id then
+            sender_seq := chat_append_update(p_user, 'message_updated', p_message_id, null);
+          else
+            recipient_seq := chat_append_update(p_user, 'message_updated', p_message_id, null);
+          end if;
+        else
+          sender_seq := chat_append_update(m.sender_user_id, 'message_updated', p_message_id, null);
+          if m.recipient_user_id <> m.sender_user_id then
+            recipient_seq := chat_append_update(m.recipient_user_id, 'message_updated',
+                                                p_message_id, null);
+          end if;
+        end if;
+        return next;
+      end
+      $body$;
+
+      -- The background pass that adds messages from before migration 6 to the
+      -- counters: the next p_users recipients with unread rows, one short
+      -- transaction per call, one node at a time (the others find the row
+      -- locked and come back later). True once every user is counted.
+      create or replace function chat_backfill_counts(p_users integer) returns boolean
+      language plpgsql as $body$
+      declare
+        start chat_sequence_start;
+        next_user bigint;
+        done integer := 0;
+      begin
+        select * into start from chat_sequence_start for update skip locked;
+        if not found then
+          return false;
+        end if;
+        if start.backfill_done then
+          return true;
+        end if;
+        next_user := start.backfill_next_user;
+        loop
+          select recipient_user_id into next_user from messages
+            where recipient_user_id >= next_user and not is_read
+            order by recipient_user_id limit 1;
+          if next_user is null then
+            update chat_sequence_start set backfill_done = true;
+            return true;
+          end if;
+          perform chat_ensure_counts(next_user);
+          done := done + 1;
+          next_user := next_user + 1;
+          if done >= p_users then
+            update chat_sequence_start set backfill_next_user = next_user;
+            return false;
+          end if;
+        end loop;
+      end
+      $body$;
+
+      -- Every other insert into messages (the game backend's): the same, from
+      -- the statement's new rows. The server's writer has recorded its own
+      -- rows already and says so in a transaction-local setting.
+      create or replace function chat_messages_inserted() returns trigger
+      language plpgsql as $body$
+      begin
+        if current_setting('chat.updates_recorded', true) = 'on' then
+          return null;
+        end if;
+        perform chat_record_messages(array_agg(n.message_id order by n.message_id),
+                                     array_agg(n.sender_user_id order by n.message_id),
+                                     array_agg(n.recipient_user_id order by n.message_id),
+                                     array_agg(n.is_read order by n.message_id))
+        from chat_new_messages n;
+        return null;
+      end
+      $body$;
+
+      -- Swap the triggers with no insert in flight: the lock waits for
+      -- inserts (and their transactions) to end and holds new ones until
+      -- this transaction commits (under the migration's lock timeout).
+      do $swap$
+      begin
+        if not exists (select 1 from pg_trigger
+                       where tgrelid = 'messages'::regclass
+                         and tgname = 'chat_messages_updates') then
+          lock table messages in share row exclusive mode;
+          insert into chat_sequence_start (last_message_id)
+            select coalesce(max(message_id), 0) from messages
+            on conflict (one) do nothing;
+          update chat_sequence_start set backfill_done = true where last_message_id = 0;
+          drop trigger if exists chat_message_id_in_commit_order on messages;
+          create trigger chat_messages_updates after insert on messages
+            referencing new table as chat_new_messages
+            for each statement execute function chat_messages_inserted();
+        end if;
+      end
+      $swap$;
+    `,
+    indexes: [
+      // the v1.1 sync: the update that carried a message
+      {
+        name: "chat_updates_message_idx",
+        on: "chat_updates (user_id, message_id) where message_id is not null",
+      },
+      // the backfill of unread counts: recipients with unread rows, one probe each
+      // (messages_unread_idx serves it); history without the hidden rows: its primary key
+    ],
+  },
+  {
+    // v1.2 (docs/protocol.md, "Reports"): players' reports, each with a snapshot
+    // of the conversation around the reported message as it was then. One
+    // report per (reporter, message). (`messages.moderation`, what the hook did
+    // to a message, is migration 6's.)
     version: 7,
     name: "moderation and reports",
     sql: `
-      ${addColumn("messages", "moderation", "text")}
-
       create table if not exists chat_reports (
         report_id bigserial primary key,
         reporter_user_id bigint not null,
