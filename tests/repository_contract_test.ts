@@ -359,10 +359,21 @@ for (const [name, make] of Object.entries(implementations)) {
         messageText: "hello",
         clientMessageId: "k1",
       });
-      const found = await r.messageByClientId(1, "k1");
-      assert.deepEqual(found, { message: plain.message, moderation: undefined });
+      const masked = await r.storeMessage({
+        senderUserId: 1,
+        recipientUserId: 2,
+        messageText: "****",
+        clientMessageId: "k2",
+        moderation: "replaced",
+      });
+      const found = async (sender: number, cmid: string) => {
+        const m = await r.messageByClientId(sender, cmid);
+        return m && [m.messageId, m.messageText, m.recipientUserId, m.moderation];
+      };
+      assert.deepEqual(await found(1, "k1"), [plain.message.messageId, "hello", 2, undefined]);
+      assert.deepEqual(await found(1, "k2"), [masked.message.messageId, "****", 2, "replaced"]);
       assert.equal(await r.messageByClientId(2, "k1"), undefined, "another sender's id");
-      assert.equal(await r.messageByClientId(1, "k2"), undefined);
+      assert.equal(await r.messageByClientId(1, "k3"), undefined);
     },
   );
 
