@@ -18,6 +18,7 @@ import type {
   MessageSentFrame,
   ReadFrame,
   ReauthenticatedFrame,
+  ReportReceivedFrame,
   SyncResultFrame,
   UnknownFrame,
 } from "./frames.ts";
@@ -33,7 +34,12 @@ export interface ChatParts extends ChatCatchUpParts {
 /** Parses the frames of the current socket and hands each to its handler. */
 export class ChatDispatcher {
   /** Refusals that carry no `client_message_id`: they answer the catch-up or a request. */
-  static readonly #REQUEST_ERRORS = ["unavailable", "invalid_field", "rate_limited"];
+  static readonly #REQUEST_ERRORS = [
+    "unavailable",
+    "invalid_field",
+    "rate_limited",
+    "not_found",
+  ];
   readonly #parts: ChatParts;
   readonly #catchUp: ChatCatchUp;
   readonly #handlers: ReadonlyMap<string, (frame: UnknownFrame) => void>;
@@ -54,6 +60,10 @@ export class ChatDispatcher {
       }],
       ["history_result", (frame) => {
         requests.answer(frame as unknown as HistoryResultFrame);
+        emitter.emitFrame(frame);
+      }],
+      ["report_received", (frame) => {
+        requests.answerReport(frame as unknown as ReportReceivedFrame);
         emitter.emitFrame(frame);
       }],
       ["read", (frame) => this.#read(frame)],
@@ -133,7 +143,8 @@ export class ChatDispatcher {
     emitter.emitFrame(frame);
     if (outbox.refuse(error)) return;
     if (!ChatDispatcher.#REQUEST_ERRORS.includes(error.code)) return;
-    if (!this.#catchUp.refused(error)) {
+    // `not_found` answers a report only, never the catch-up.
+    if (error.code === "not_found" || !this.#catchUp.refused(error)) {
       this.#parts.requests.failOldest(error.code, error.message);
     }
   }
