@@ -14,6 +14,7 @@
 import type {
   ChatClientEvents,
   ChatMessage,
+  ChatSettings,
   ConnectionState,
   HistoryResultFrame,
   ReportReason,
@@ -35,6 +36,7 @@ import { ChatPacer } from "./pacer.ts";
 import { ChatReceipts } from "./receipts.ts";
 import { ChatRefreshTimer } from "./refresh.ts";
 import { ChatRequests } from "./requests.ts";
+import { ChatSettingsRequests, type SettingsRequest } from "./settings.ts";
 import type { ChatClientOptions, SendOptions } from "./options.ts";
 export type * from "./frames.ts";
 export type * from "./options.ts";
@@ -53,6 +55,7 @@ export {
   ChatRefreshTimer,
   ChatRequests,
   ChatSendError,
+  ChatSettingsRequests,
 };
 
 /** A chat connection that re-authenticates, reconnects, catches up and re-sends on its own. */
@@ -66,6 +69,8 @@ export class ChatClient {
   readonly #mailbox: ChatMailbox;
   /** Unanswered `history` requests, oldest first: all are (re)sent after authentication. */
   readonly #requests: ChatRequests;
+  /** Settings and last seen as known, and unanswered settings changes (re-sent after auth). */
+  readonly #settings: ChatSettingsRequests;
   readonly #receipts: ChatReceipts;
   readonly #catchUp: ChatCatchUp;
   readonly #dispatcher: ChatDispatcher;
@@ -98,6 +103,11 @@ export class ChatClient {
     }
     this.#auth = new ChatAuth(options, timers, this.#emitter, this.#connection);
     this.#requests = new ChatRequests(timers, options.requestTimeoutMs ?? 15_000);
+    this.#settings = new ChatSettingsRequests(
+      timers,
+      options.requestTimeoutMs ?? 15_000,
+      options.now ?? Date.now,
+    );
     this.#receipts = new ChatReceipts(timers);
     const last = options.lastMessageId;
     if (last !== undefined && !(Number.isSafeInteger(last) && last >= 0)) {
@@ -111,6 +121,7 @@ export class ChatClient {
       mailbox: this.#mailbox,
       outbox: this.#outbox,
       requests: this.#requests,
+      settings: this.#settings,
       markDelivered: (messageId) => this.markDelivered(messageId),
       flushReceipts: () => this.#flushReceipts(),
     };
@@ -136,6 +147,15 @@ export class ChatClient {
   /** Unread counts as known now (the same as the last `unread` event). */
   get unread(): UnreadEvent {
     return this.#mailbox.unread();
+  }
+
+  /** The user's settings as last reported by the server (v1.2); undefined before it said. */
+  get settings(): ChatSettings | undefined {
+    return this.#settings.settings;
+  }
+  /** Friend id → when last seen (ISO 8601 UTC), for friends offline now, as far as known (v1.2). */
+  get lastSeen(): ReadonlyMap<number, string> {
+    return this.#settings.lastSeen;
   }
 
   /** Subscribes to an event; returns the function that unsubscribes. */
@@ -271,6 +291,34 @@ export class ChatClient {
     this.#flushReceipts();
   }
 
+  /**
+   * Mutes a friend until `until` (the events webhook sends no push for them meanwhile), or
+   * unmutes with `null`. Resolves with the settings once the server applied it; rejects with a
+   * `ChatSendError` (`not_friends`, `timeout`, `closed`, …). Sent after the next authentication
+   * when offline.
+   */
+  mute(friendId: number, until: Date | null): Promise<ChatSettings> {
+    if (!ChatClient.#isId(friendId)) {
+      return Promise.reject(new RangeError("friendId must be a positive integer"));
+    }
+    const at = ChatClient.#time(until);
+    if (at === undefined) return Promise.reject(new RangeError("until must be a valid Date"));
+    return this.#changeSettings({ mute: { friend_user_id: friendId, until: at } });
+  }
+
+  /** Do-not-disturb until `until`, or off with `null`; resolves like `mute`. */
+  setDoNotDisturb(until: Date | null): Promise<ChatSettings> {
+    const at = ChatClient.#time(until);
+    if (at === undefined) return Promise.reject(new RangeError("until must be a valid Date"));
+    return this.#changeSettings({ dnd_until: at });
+  }
+
+  /** While on, friends see this user as offline (presence, online lists, typing); like `mute`. */
+  setAppearOffline(on: boolean): Promise<ChatSettings> {
+    if (typeof on !== "boolean") return Promise.reject(new TypeError("on must be a boolean"));
+    return this.#changeSettings({ appear_offline: on });
+  }
+
   /** Closes for good: stops every timer, rejects unacknowledged sends, resolves once closed. */
   close(): Promise<void> {
     return this.#connection.close(() => {
@@ -278,7 +326,17 @@ export class ChatClient {
       this.#receipts.pause();
       this.#outbox.failAll();
       this.#requests.failAll("closed", "The chat client was closed before the answer came");
+      this.#settings.failAll("closed", "The chat client was closed before the answer came");
     });
+  }
+
+  #changeSettings(request: SettingsRequest): Promise<ChatSettings> {
+    if (this.#connection.state === "closed") {
+      return Promise.reject(new ChatSendError("closed", "The chat client is closed", ""));
+    }
+    const { frame, answer } = this.#settings.add(request);
+    if (this.#connection.state === "open") this.#write(frame);
+    return answer;
   }
 
   #flushReceipts(): void {
@@ -291,6 +349,12 @@ export class ChatClient {
 
   static #isId(value: number): boolean {
     return Number.isSafeInteger(value) && value > 0;
+  }
+
+  /** A time as the wire carries it (null stays null); undefined for an invalid Date. */
+  static #time(at: Date | null): string | null | undefined {
+    if (at === null) return null;
+    return at instanceof Date && !Number.isNaN(at.getTime()) ? at.toISOString() : undefined;
   }
 
   static #isCount(value: number, max: number): boolean {
@@ -325,6 +389,7 @@ export const SDK_CLASSES: readonly (abstract new (...args: never[]) => unknown)[
   ChatConnection,
   ChatAuth,
   ChatCatchUp,
+  ChatSettingsRequests,
   ChatDispatcher,
   ChatClient,
 ];

@@ -16,17 +16,22 @@ import type {
   ErrorFrame,
   HistoryResultFrame,
   MessageSentFrame,
+  PresenceFrame,
   ReadFrame,
   ReauthenticatedFrame,
   ReportReceivedFrame,
+  SettingsUpdatedFrame,
   SyncResultFrame,
   UnknownFrame,
 } from "./frames.ts";
 import type { ChatRequests } from "./requests.ts";
+import type { ChatSettingsRequests } from "./settings.ts";
 
 /** The parts of the client that server frames reach. */
 export interface ChatParts extends ChatCatchUpParts {
   readonly requests: ChatRequests;
+  /** The settings, friends' last seen times, and the settings changes waiting (v1.2). */
+  readonly settings: ChatSettingsRequests;
   /** Sends the receipts waiting, when connected. */
   flushReceipts(): void;
 }
@@ -40,6 +45,8 @@ export class ChatDispatcher {
     "rate_limited",
     "not_found",
   ];
+  /** Refusals only a `settings` change gets. */
+  static readonly #SETTINGS_ERRORS = ["not_friends", "missing_fields"];
   readonly #parts: ChatParts;
   readonly #catchUp: ChatCatchUp;
   readonly #handlers: ReadonlyMap<string, (frame: UnknownFrame) => void>;
@@ -72,6 +79,14 @@ export class ChatDispatcher {
         emitter.emitFrame(frame);
       }],
       ["session_expired", (frame) => this.#sessionExpired(frame)],
+      ["settings_updated", (frame) => {
+        parts.settings.updated((frame as unknown as SettingsUpdatedFrame).settings);
+        emitter.emitFrame(frame);
+      }],
+      ["presence", (frame) => {
+        parts.settings.presence(frame as unknown as PresenceFrame);
+        emitter.emitFrame(frame);
+      }],
       ["pong", (frame) => (connection.pong(), emitter.emitFrame(frame))],
     ]);
   }
@@ -99,6 +114,8 @@ export class ChatDispatcher {
     auth.signedIn(frame.user_id);
     outbox.signedIn(frame.limits);
     for (const waiting of requests.frames) connection.write(waiting);
+    for (const waiting of this.#parts.settings.frames) connection.write(waiting);
+    this.#parts.settings.signedIn(frame.settings, frame.last_seen);
     const after = mailbox.authenticated(frame);
     connection.signedIn();
     outbox.pump(); // unanswered messages go out again, one at a time, paced
@@ -142,10 +159,16 @@ export class ChatDispatcher {
     }
     emitter.emitFrame(frame);
     if (outbox.refuse(error)) return;
+    const { settings, requests } = this.#parts;
+    if (ChatDispatcher.#SETTINGS_ERRORS.includes(error.code)) {
+      settings.failOldest(error.code, error.message);
+      return;
+    }
     if (!ChatDispatcher.#REQUEST_ERRORS.includes(error.code)) return;
     // `not_found` answers a report only, never the catch-up.
-    if (error.code === "not_found" || !this.#catchUp.refused(error)) {
-      this.#parts.requests.failOldest(error.code, error.message);
+    if (error.code !== "not_found" && this.#catchUp.refused(error)) return;
+    if (!requests.failOldest(error.code, error.message)) {
+      settings.failOldest(error.code, error.message);
     }
   }
 

@@ -44,7 +44,27 @@ export interface AuthenticatedFrame {
   session_expires_at?: string;
   /** v1.2: the connection's limits as configured (the SDK paces its messages to them). */
   limits?: ChatLimits;
+  /** v1.2: the user's settings (mute, do-not-disturb, appear offline). */
+  settings?: ChatSettings;
+  /** v1.2: friend id → when last seen (ISO 8601 UTC), for friends offline and seen since v1.2. */
+  last_seen?: Record<string, string>;
   /** v1.2: the user's latest update number, 0 when none. */
+  seq?: number;
+}
+/**
+ * A user's settings (v1.2): muted friends by id with until when, do-not-disturb until when
+ * (`null`: not in it), and whether friends see the user as offline. Expired ones are left out.
+ */
+export interface ChatSettings {
+  muted: Record<string, string>;
+  dnd_until: string | null;
+  appear_offline: boolean;
+}
+/** The user's settings changed (on this device or another): v1.2. */
+export interface SettingsUpdatedFrame {
+  type: "settings_updated";
+  settings: ChatSettings;
+  /** The change's number in the user's update sequence. */
   seq?: number;
 }
 /** The limits of one connection (`authenticated.limits`, v1.2). */
@@ -80,12 +100,6 @@ export interface MessageUpdatedFrame {
   /** Absent on the answer to an edit or deletion that changed nothing. */
   seq?: number;
 }
-/** v1.2: the user's settings changed. */
-export interface SettingsUpdatedFrame {
-  type: "settings_updated";
-  settings: Record<string, unknown>;
-  seq?: number;
-}
 /** v1.2: one update of the user's sequence, as `sync {after_seq}` returns it: the live frame it was. */
 export type UpdateFrame =
   | ChatMessageFrame
@@ -112,6 +126,8 @@ export interface PresenceFrame {
   type: "presence";
   user_id: number;
   status: "online" | "offline";
+  /** v1.2, with `offline`: ISO 8601 UTC, when the friend was last seen. */
+  last_seen_at?: string;
 }
 export interface PongFrame {
   type: "pong";
@@ -293,6 +309,8 @@ export interface ChatClientEvents {
   reauthenticated: ReauthenticatedFrame;
   session_expired: SessionExpiredFrame;
   report_received: ReportReceivedFrame;
+  /** v1.2: the user's settings changed (on any device); `client.settings` has them too. */
+  settings_updated: SettingsUpdatedFrame;
   unread: UnreadEvent;
   synced: SyncedEvent;
   state: StateChange;

@@ -92,6 +92,18 @@ export interface Config {
   moderationFail: "open" | "closed";
   /** Hook calls out at once on this node; beyond them the failure rule applies at once. */
   moderationMaxInFlight: number;
+  /** Where the events webhook posts its batches; no events are made when unset. */
+  eventsUrl: string | undefined;
+  /** HMAC key of the webhook's `X-Chat-Signature` (set whenever `eventsUrl` is). */
+  eventsSecret: string | undefined;
+  /** Most events in one webhook batch. */
+  eventsBatchMax: number;
+  /** Longest an event waits for companions before its batch is sent. */
+  eventsBatchMs: number;
+  /** How long a failing batch is retried (from its first attempt) before its events are dropped. */
+  eventsRetryForS: number;
+  /** A message no device reported `delivered` within this becomes `message.unseen`. */
+  unseenDelayS: number;
 }
 
 export type MigrateMode = "auto" | "off" | "only";
@@ -250,15 +262,26 @@ export function loadConfig(
     logLevel: read.oneOf("LOG_LEVEL", ["debug", "info", "warn", "error"] as const, "info"),
     demoPage: read.bool("DEMO_PAGE", false),
     migrate,
-    moderationUrl: hookUrl(env.MODERATION_URL?.trim(), "MODERATION_URL"),
+    moderationUrl: webhookUrl(env, "MODERATION_URL"),
     moderationSecret: nonEmpty(env.MODERATION_SECRET),
     moderationTimeoutMs: read.int("MODERATION_TIMEOUT_MS", 1500, 1, 5000),
     moderationFail: read.oneOf("MODERATION_FAIL", ["open", "closed"] as const, "open"),
     moderationMaxInFlight: read.int("MODERATION_MAX_IN_FLIGHT", 256, 1, 100_000),
+    eventsUrl: webhookUrl(env, "EVENTS_URL"),
+    eventsSecret: nonEmpty(env.EVENTS_SECRET),
+    eventsBatchMax: read.int("EVENTS_BATCH_MAX", 50, 1, 1000),
+    eventsBatchMs: read.int("EVENTS_BATCH_MS", 500, 10, 60_000),
+    eventsRetryForS: read.int("EVENTS_RETRY_FOR_S", 600, 1, 7 * 86400),
+    unseenDelayS: read.num("UNSEEN_DELAY_S", 15, 0.1, 86400),
   };
   if (config.moderationUrl !== undefined && config.moderationSecret === undefined) {
     throw new RangeError(
       "MODERATION_SECRET must be set with MODERATION_URL: the hook checks each call's signature with it (e.g. `openssl rand -hex 32`)",
+    );
+  }
+  if (config.eventsUrl !== undefined && config.eventsSecret === undefined) {
+    throw new RangeError(
+      "EVENTS_SECRET must be set when EVENTS_URL is: the receiver checks each batch's signature with it",
     );
   }
   if (config.redisUrl !== undefined && config.redisClusterNodes !== undefined) {
@@ -340,19 +363,21 @@ function bearerSecret(env: Record<string, string | undefined>, name: string): st
   return value;
 }
 
-/** An http(s) URL a webhook is posted to; undefined when unset. */
-function hookUrl(value: string | undefined, name: string): string | undefined {
-  if (value === undefined || value === "") return undefined;
-  let url: URL;
+/** An absolute http(s) URL, or undefined when unset. */
+function webhookUrl(env: Record<string, string | undefined>, name: string): string | undefined {
+  const value = nonEmpty(env[name]?.trim());
+  if (value === undefined) return undefined;
+  let url: URL | undefined;
   try {
     url = new URL(value);
   } catch {
-    throw new RangeError(`${name} must be an http:// or https:// URL`);
+    url = undefined;
   }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new RangeError(`${name} must be an http:// or https:// URL`);
+  if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:")) {
+    // The value is not echoed: a URL may carry credentials.
+    throw new RangeError(`${name} must be an absolute http:// or https:// URL`);
   }
-  return url.href;
+  return value;
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

@@ -112,6 +112,13 @@ export class ServerMetrics implements Metrics {
   readonly #moderation: Counter<"outcome">;
   readonly #moderationFailures: Counter<"cause">;
   readonly #moderationLatency: Histogram;
+  readonly #eventsEnqueued: Counter<"type">;
+  readonly #eventsSent: Counter;
+  readonly #eventsRetried: Counter;
+  readonly #eventsDropped: Counter;
+  readonly #eventsLeftOut: Counter;
+  readonly #eventsBatch: Histogram<"result">;
+  readonly #eventsOldest: Gauge;
 
   constructor() {
     const registers = [this.registry];
@@ -287,6 +294,44 @@ export class ServerMetrics implements Metrics {
         "Age of the oldest heartbeat among the nodes the bus lists (a dead node not swept yet).",
       registers,
     });
+    this.#eventsEnqueued = new Counter({
+      name: "chat_events_enqueued_total",
+      help: "Events written to the webhook's outbox, by type.",
+      labelNames: ["type"],
+      registers,
+    });
+    this.#eventsSent = new Counter({
+      name: "chat_events_sent_total",
+      help: "Events the webhook's receiver acknowledged with a 2xx.",
+      registers,
+    });
+    this.#eventsRetried = new Counter({
+      name: "chat_events_retried_total",
+      help: "Events of a failed webhook batch scheduled for another attempt.",
+      registers,
+    });
+    this.#eventsDropped = new Counter({
+      name: "chat_events_dropped_total",
+      help: "Events dropped after failing for EVENTS_RETRY_FOR_S.",
+      registers,
+    });
+    this.#eventsLeftOut = new Counter({
+      name: "chat_events_left_out_total",
+      help: "message.unseen events not sent: their messages were delivered, read or deleted first.",
+      registers,
+    });
+    this.#eventsBatch = new Histogram({
+      name: "chat_events_batch_seconds",
+      help: "One attempt to post a webhook batch, by result (ok: a 2xx within 5 s).",
+      labelNames: ["result"],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    this.#eventsOldest = new Gauge({
+      name: "chat_events_oldest_pending_seconds",
+      help: "Age of the oldest event waiting in the webhook's outbox (0 when empty or off).",
+      registers,
+    });
     const lag = this.#lag;
     new Gauge({
       name: "chat_event_loop_lag_seconds",
@@ -374,6 +419,28 @@ export class ServerMetrics implements Metrics {
   /** An address at its limit lost its oldest unfinished connection to a new one. */
   connectionEvictedPerAddress(): void {
     this.#evicted.inc();
+  }
+
+  eventsEnqueued(type: string, count: number): void {
+    this.#eventsEnqueued.inc({ type }, count);
+  }
+  eventsSent(count: number): void {
+    this.#eventsSent.inc(count);
+  }
+  eventsRetried(count: number): void {
+    this.#eventsRetried.inc(count);
+  }
+  eventsDropped(count: number): void {
+    this.#eventsDropped.inc(count);
+  }
+  eventsLeftOut(count: number): void {
+    this.#eventsLeftOut.inc(count);
+  }
+  eventsBatchPosted(seconds: number, ok: boolean): void {
+    this.#eventsBatch.observe({ result: ok ? "ok" : "failed" }, seconds);
+  }
+  eventsOldestPending(seconds: number): void {
+    this.#eventsOldest.set(seconds);
   }
 
   /** The Prometheus text exposition of every metric. */

@@ -31,8 +31,11 @@ authTest("a valid token for an active user authenticates", async (t) => {
     unread_count: 0,
     unread_by_friend: {},
     last_message_id: 0,
+    seq: 0,
     session_expires_at: new Date((timestamp + 86400) * 1000).toISOString(),
     limits: { chat_per_s: 5, chat_burst: 20, frames_per_s: 50, max_message_chars: 1000 },
+    settings: { muted: {}, dnd_until: null, appear_offline: false },
+    last_seen: {},
   });
 });
 

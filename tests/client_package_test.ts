@@ -139,6 +139,7 @@ Deno.test("the packed SDK installs offline, chats under Node, type-checks, and c
       "dist/receipts.d.ts",
       "dist/refresh.d.ts",
       "dist/requests.d.ts",
+      "dist/settings.d.ts",
       "package.json",
     ]);
 

@@ -210,3 +210,25 @@ Deno.test("AUTH_SECRET of 16 to 31 bytes is accepted with a warning; 32 bytes or
     undefined,
   );
 });
+
+Deno.test("EVENTS_URL needs EVENTS_SECRET and an http(s) URL, each a one-line error that does not echo the URL", () => {
+  assert.throws(
+    () => loadConfig({ ...MINIMAL, EVENTS_URL: "https://push.example/events" }),
+    /^RangeError: EVENTS_SECRET must be set when EVENTS_URL is/,
+  );
+  for (const bad of ["push.example/events", "ftp://user:pw@push.example/"]) {
+    assert.throws(
+      () => loadConfig({ ...MINIMAL, EVENTS_URL: bad, EVENTS_SECRET: "s" }),
+      (err: Error) =>
+        err instanceof RangeError && /EVENTS_URL must be an absolute http/.test(err.message) &&
+        !err.message.includes("pw") && !err.message.includes("\n"),
+    );
+  }
+  const config = loadConfig({
+    ...MINIMAL,
+    EVENTS_URL: "https://push.example/events",
+    EVENTS_SECRET: "s",
+  });
+  assert.equal(config.eventsUrl, "https://push.example/events");
+  assert.equal(config.eventsSecret, "s");
+});

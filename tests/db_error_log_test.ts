@@ -18,9 +18,9 @@ Deno.test("a statement that fails for one user's read, sync or mailbox logs that
     await holder`begin`;
     await holder`lock table messages in access exclusive mode`;
     const failing: [number, string, () => Promise<unknown>][] = [
-      [7, "chat_read_marks as r", () => repository.markRead(7, 8, 100)],
-      [9, "up_to_message_id >= m.message_id", () => repository.messagesAfter(9, 0, 10)],
-      [11, "with recursive senders", () => repository.mailboxSummary(11)],
+      [7, "chat_mark_read(", () => repository.markRead(7, 8, 100)],
+      [9, "'head' as kind", () => repository.updatesAfter(9, 0, 10)],
+      [11, "chat_mailbox(", () => repository.mailboxSummary(11)],
     ];
     for (const [userId, needle, request] of failing) {
       const failed = assert.rejects(request(), UnavailableError);

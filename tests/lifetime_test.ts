@@ -37,6 +37,8 @@ nodesTest(
       last_message_id: last!.id,
       session_expires_at: iso(ts + 3600),
       limits: { chat_per_s: 5, chat_burst: 20, frames_per_s: 50, max_message_chars: 1000 },
+      settings: { muted: {}, dnd_until: null, appear_offline: false },
+      last_seen: {},
     });
     const fresh = await t!.connect();
     fresh.send({ type: "authenticate", auth_token: await t!.token(4) });

@@ -1,7 +1,9 @@
 /**
- * Message ids follow commit order (docs/protocol.md): two nodes and the game
- * backend's plain INSERTs write at once, and a reader that keeps asking for
- * ids above the largest it has seen (what `sync` does) misses nothing.
+ * One user's updates are numbered in commit order with no gap
+ * (docs/protocol.md, "Updates"): two nodes and the game backend's plain
+ * INSERTs write to one recipient at once, and a reader that keeps asking for
+ * that user's updates above the largest seq it has seen (what `sync
+ * {after_seq}` does) misses nothing and sees 1, 2, 3, … with no hole.
  */
 
 import assert from "node:assert/strict";
@@ -11,7 +13,7 @@ import { connectRepository, createTestDatabase } from "./support/db.ts";
 
 const connect = (url: string) => connectRepository(url, { statementTimeoutMs: 10_000 });
 
-Deno.test("a reader that reads ids above the last it saw never misses one, whoever inserts", async () => {
+Deno.test("a reader that reads a user's seqs above the last it saw never misses one and finds no gap, whoever inserts", async () => {
   const db = await createTestDatabase();
   const nodeA = await connect(db.url);
   const nodeB = await connect(db.url);
@@ -47,11 +49,11 @@ Deno.test("a reader that reads ids above the last it saw never misses one, whoev
       while (writing) {
         if (n % 2 === 0) {
           await db.sql`insert into messages (sender_user_id, recipient_user_id, message_text)
-                       values (900, 901, ${`php ${n}`})`;
+                       values (900, 1000, ${`php ${n}`})`;
         } else {
           await db.sql.begin(async (tx) => {
             await tx`insert into messages (sender_user_id, recipient_user_id, message_text)
-                     values (900, 901, ${`php ${n}`})`;
+                     values (900, 1000, ${`php ${n}`})`;
             await tx`select pg_sleep(0.003)`;
           });
         }
@@ -59,16 +61,19 @@ Deno.test("a reader that reads ids above the last it saw never misses one, whoev
       }
       return n;
     })();
-    // The reader: what `sync` does, as fast as it can.
-    const seen = new Set<number>();
+    // The reader: what `sync {after_seq}` does for user 1000, as fast as it can.
+    const seen: number[] = [];
+    const holes: number[] = [];
     let last = 0;
     const read = async () => {
-      const rows = await db.sql<{ id: string }[]>`
-        select message_id::text as id from messages where message_id > ${last}
-        order by message_id`;
+      const rows = await db.sql<{ seq: string }[]>`
+        select u.seq::text as seq from chat_updates u
+        where u.user_id = 1000 and u.seq > ${last} order by u.seq`;
       for (const row of rows) {
-        seen.add(Number(row.id));
-        last = Math.max(last, Number(row.id));
+        const seq = Number(row.seq);
+        if (seq !== last + 1) holes.push(last + 1);
+        seen.push(seq);
+        last = seq;
       }
     };
     const reader = (async () => {
@@ -82,10 +87,14 @@ Deno.test("a reader that reads ids above the last it saw never misses one, whoev
     await read();
 
     const all = await db.sql<{ id: string }[]>`select message_id::text as id from messages`;
-    const missed = all.map((row) => Number(row.id)).filter((id) => !seen.has(id));
     assert.ok(backendRows > 10, `the backend wrote only ${backendRows} rows during the race`);
     assert.equal(all.length, 2 * 40 * 5 * 3 + backendRows);
-    assert.deepEqual(missed, [], "ids that became visible after a larger one was read");
+    assert.deepEqual(holes, [], "seqs that became visible after a larger one was read");
+    assert.deepEqual(
+      seen,
+      Array.from({ length: all.length }, (_, i) => i + 1),
+      "every message to user 1000 is one update, numbered 1..N",
+    );
     for (const perSender of [a, b]) {
       for (const [sender, ids] of perSender) {
         assert.deepEqual(ids, [...ids].sort((x, y) => x - y), `sender ${sender}'s ids in order`);

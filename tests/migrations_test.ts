@@ -71,7 +71,10 @@ Deno.test("migrations on a backend's existing tables add only what is missing an
                                 where table_schema = 'public' order by table_name`;
     assert.deepEqual(tables.map((r) => r.table_name), [
       "blocks",
+      "chat_event_cursors",
+      "chat_events",
       "chat_hidden_messages",
+      "chat_mutes",
       "chat_read_marks",
       "chat_reports",
       "chat_sequence_start",
@@ -79,6 +82,7 @@ Deno.test("migrations on a backend's existing tables add only what is missing an
       "chat_token_revocations",
       "chat_unread",
       "chat_updates",
+      "chat_user_settings",
       "chat_user_state",
       "friendships",
       "messages",

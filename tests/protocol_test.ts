@@ -231,10 +231,26 @@ Deno.test("a message's chat_message and message_sent frames are its fields seria
           clientMessageId: cmid,
         });
         const frames = serverFrames.messageFrames(data);
-        assert.deepEqual(JSON.parse(frames.chatMessage), { type: "chat_message", ...data });
-        assert.deepEqual(JSON.parse(frames.messageSent), { type: "message_sent", data });
-        assert.equal(frames.chatMessage, JSON.stringify({ type: "chat_message", ...data }));
-        assert.equal(frames.messageSent, JSON.stringify({ type: "message_sent", data }));
+        const seq = id % 3 === 0 ? undefined : id;
+        const withSeq = seq === undefined ? {} : { seq };
+        assert.deepEqual(JSON.parse(frames.chatMessage(seq)), {
+          type: "chat_message",
+          ...data,
+          ...withSeq,
+        });
+        assert.deepEqual(JSON.parse(frames.messageSent(seq)), {
+          type: "message_sent",
+          data,
+          ...withSeq,
+        });
+        assert.equal(
+          frames.chatMessage(seq),
+          JSON.stringify({ type: "chat_message", ...data, ...withSeq }),
+        );
+        assert.equal(
+          frames.messageSent(seq),
+          JSON.stringify({ type: "message_sent", data, ...withSeq }),
+        );
       },
     ),
   );

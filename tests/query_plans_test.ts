@@ -8,6 +8,7 @@
  */
 
 import assert from "node:assert/strict";
+import * as updates from "../src/store/postgres/updates_queries.ts";
 import * as mailbox from "../src/store/postgres/mailbox_queries.ts";
 import { flagBatch } from "../src/store/postgres/read_flags.ts";
 import { connectRepository, createTestDatabase } from "./support/db.ts";
@@ -40,8 +41,9 @@ Deno.test("sync, history, unread counts and read of a user whose messages are al
     await db.sql`vacuum analyze messages`;
     const far = new Date(Date.now() + 3_600_000);
     const queries: [string, Parameters<typeof plans.plan>[0]][] = [
-      [`sync after its last message`, (q) => mailbox.messagesAfter(q, 201, OLD, 500)],
-      [`sync from its first message`, (q) => mailbox.messagesAfter(q, 201, 0, 500)],
+      [`v1.1 sync after its last message`, (q) => mailbox.messagesBetween(q, 201, OLD, ROWS, 500)],
+      [`v1.1 sync from its first message`, (q) => mailbox.messagesBetween(q, 201, 0, ROWS, 500)],
+      [`sync after a seq`, (q) => updates.updatesAfter(q, 201, 0, 500)],
       ["history, latest page", (q) => mailbox.conversationBefore(q, 201, 202, undefined, 50)],
       ["history, further back", (q) => mailbox.conversationBefore(q, 201, 202, OLD / 2, 50)],
       ["unread counts and last id", (q) => mailbox.mailboxSummary(q, 201)],

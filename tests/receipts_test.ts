@@ -62,11 +62,18 @@ for (const kind of CLUSTER_KINDS) {
           type: "delivered",
           message_id: id,
           user_id: 2,
+          seq: 2, // the message was 1 in alice's sequence
         });
       }
-      for (const client of [alicePhone, aliceLaptop, bobOnA, bobOnB]) {
+      for (const client of [alicePhone, aliceLaptop]) {
         assert.deepEqual(await client.drainFor(300, "delivered"), [], "once per message");
       }
+      // v1.2: bob's other device learns it was shown (it stops showing it as new), once.
+      const bobs = [
+        ...(await bobOnA.drainFor(300, "delivered")),
+        ...(await bobOnB.drainFor(0, "delivered")),
+      ];
+      assert.deepEqual(bobs, [{ type: "delivered", message_id: id, user_id: 2, seq: 2 }]);
       assert.deepEqual(await bobOnA.drainFor(0, "error"), []);
       assert.deepEqual(await bobOnB.drainFor(0, "error"), []);
       const [row] = await a!.db.sql`select delivered_at from messages where message_id = ${id}`;

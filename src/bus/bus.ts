@@ -25,6 +25,12 @@ export interface BusDelivery {
    * from `POST /disconnect`). Never dropped.
    */
   close?: boolean;
+  /**
+   * The frame is the user's `settings_updated`, and this is their `appear_offline` after it:
+   * every node holding a connection of theirs applies it (typing is not forwarded while true).
+   * Never dropped.
+   */
+  appearOffline?: boolean;
 }
 
 /** A user's presence in the whole cluster. */

@@ -76,6 +76,7 @@ export function renderDemoPage(options: DemoPageOptions): string {
 <main id="app">
   <aside>
     <h2>Friends</h2>
+    <label class="switch"><input type="checkbox" id="appear-offline"> Appear offline</label>
     <ul id="friends"></ul>
     <form id="add"><input id="add-id" inputmode="numeric" placeholder="user id" aria-label="user id"><button>Chat</button></form>
   </aside>

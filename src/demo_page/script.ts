@@ -139,7 +139,16 @@ if (!token) {
     li.dataset.userId = String(id);
     const dot = el("span", "dot unknown");
     const badge = el("span", "unread");
-    li.append(dot, el("span", "name", nameOf(id)), badge);
+    const seen = el("span", "seen");
+    // Mute: no push from the game for this friend's messages for 8 hours (v1.2 settings).
+    const mute = el("button", "mute", "🔔");
+    mute.type = "button";
+    mute.addEventListener("click", (event) => {
+      event.stopPropagation();
+      const muted = client.settings?.muted[String(id)] !== undefined;
+      client.mute(id, muted ? null : new Date(Date.now() + 8 * 3600_000)).catch(() => {});
+    });
+    li.append(dot, el("span", "name", nameOf(id)), seen, badge, mute);
     li.addEventListener("click", () => select(id));
     const log = el("ol", "log");
     const older = el("li", "older");
@@ -149,7 +158,7 @@ if (!token) {
     older.append(olderButton);
     log.append(older);
     f = {
-      id, li, dot, badge, log, older, olderButton, online: false, unread: 0, byId: new Map(),
+      id, li, dot, badge, seen, mute, log, older, olderButton, online: false, unread: 0, byId: new Map(),
       oldest: Infinity, hasMore: v11, loaded: false, loading: false, readUpTo: 0,
       markedUpTo: 0, typingUntil: 0,
     };
@@ -167,7 +176,19 @@ if (!token) {
     const state = !connected ? "unknown" : f.online ? "online" : "offline";
     f.dot.className = "dot " + state;
     f.dot.title = state === "unknown" ? "unknown while reconnecting" : state;
+    const at = state === "offline" ? client.lastSeen?.get(f.id) : undefined;
+    f.seen.textContent = at ? "last seen " + new Date(at).toLocaleString() : "";
+    const until = client.settings?.muted[String(f.id)];
+    f.mute.textContent = until ? "🔕" : "🔔";
+    f.mute.title = until ? "muted until " + new Date(until).toLocaleString() + " (unmute)" : "mute";
   };
+  const renderSettings = () => {
+    $("appear-offline").checked = client.settings?.appear_offline === true;
+    for (const f of friends.values()) renderDot(f);
+  };
+  $("appear-offline").addEventListener("change", (event) => {
+    client.setAppearOffline(event.target.checked).catch(() => renderSettings());
+  });
   const renderBadge = (f) => {
     f.badge.textContent = f.unread > 0 ? String(f.unread) : "";
     f.badge.title = f.unread > 0 ? f.unread + " unread" : "";
@@ -427,8 +448,10 @@ if (!token) {
       g.online = online.has(g.id);
       renderDot(g);
     }
+    renderSettings();
     renderStatus("open", "online as " + nameOf(me));
   });
+  client.on("settings_updated", renderSettings);
   client.on("presence", (f) => {
     const g = friend(f.user_id);
     g.online = f.status === "online";

@@ -32,6 +32,11 @@ ul { list-style: none; margin: 0 0 1rem; padding: 0; }
 .dot.unknown { background: #c4c9d2; }
 .unread { margin-left: auto; background: #d9453b; color: #fff; border-radius: 9px; padding: 0 .4rem; font-size: .75rem; }
 .unread:empty { display: none; }
+.seen { color: #777; font-size: .7rem; }
+.seen:empty { display: none; }
+.mute { margin-left: auto; border: none; background: none; cursor: pointer; padding: 0 .2rem; }
+.unread:not(:empty) + .mute { margin-left: 0; }
+.switch { display: block; font-size: .8rem; margin: 0 0 .5rem; }
 #add { display: flex; gap: .3rem; }
 #add input { width: 6rem; min-width: 0; }
 .log { flex: 1; min-height: 0; overflow-y: auto; list-style: none; margin: 0; padding: .2rem; display: flex; flex-direction: column; gap: .4rem; }

@@ -12,6 +12,13 @@
  * frames at once but stays joined for `presenceGraceMs`: a reconnect within
  * it, on any node, sends no presence frame; friends see `offline` only when
  * the grace ends with the user on no node.
+ *
+ * Appear offline (v1.2): a user who appears offline is announced neither
+ * online nor offline (friends see them as if they had no connection), and
+ * this node keeps whether each of its users appears offline (read when it
+ * starts receiving their frames, then kept by their `settings_updated`
+ * deliveries) so typing can be withheld without a query. An offline decided
+ * for a visible user carries, and records, when their last connection closed.
  */
 
 import type { Bus, BusDelivery } from "../bus/mod.ts";
@@ -38,6 +45,16 @@ export interface HubOptions {
   presenceGraceMs: number;
   /** Called when a user's last connection on this node has closed (typing expiry). */
   onUserGone?: (userId: number) => void;
+  /** Milliseconds since the epoch (last seen times). */
+  now?: () => number;
+}
+
+/** What a committed settings change tells the hub (`settingsChanged`). */
+export interface VisibilityChange {
+  appearOffline: boolean;
+  /** The value changed: friends are told `offline` (with `lastSeenAt`) or `online`. */
+  changed: boolean;
+  lastSeenAt: Date | undefined;
 }
 
 export class Hub {
@@ -48,6 +65,13 @@ export class Hub {
   readonly #joined = new Set<number>();
   readonly #graces = new Map<number, ReturnType<typeof setTimeout>>();
   readonly #presenceOps = new Map<number, Promise<void>>();
+  /** Subscribed users who appear offline. */
+  readonly #hidden = new Set<number>();
+  /** Subscribed users → settings deliveries applied (a read that raced one is discarded). */
+  readonly #visibilityChanges = new Map<number, number>();
+  /** Users with no connection left here → when their last one closed (ms). */
+  readonly #goneAt = new Map<number, number>();
+  readonly #now: () => number;
   readonly #bus: Bus;
   readonly #repository: ChatRepository;
   readonly #logger: Logger;
@@ -63,13 +87,15 @@ export class Hub {
     this.#maxPerUser = options.maxConnectionsPerUser;
     this.#graceMs = options.presenceGraceMs;
     this.#onUserGone = options.onUserGone ?? (() => {});
+    this.#now = options.now ?? Date.now;
     this.#bus.onDelivery((delivery) => this.#deliverLocal(delivery));
     // Changes the bus found itself (a dead node's users, this node's users re-registered):
     // announced in line with the user's other changes, and only while they still hold.
     this.#bus.onPresenceChange?.((userId, status) =>
       this.#syncPresence(userId, async () => {
         if (this.#joined.has(userId) === (status === "online")) {
-          await this.#announce(userId, status);
+          // A dead node's users: gone at about its last heartbeat, which is now at the latest.
+          await this.#announce(userId, status, new Date(this.#now()));
         }
       })
     );
@@ -143,6 +169,7 @@ export class Hub {
     this.#connections--;
     if (set.size > 0) return;
     this.#peers.delete(peer.userId);
+    this.#goneAt.set(peer.userId, this.#now());
     this.#onUserGone(peer.userId);
     void this.#syncPresence(peer.userId);
   }
@@ -151,6 +178,28 @@ export class Hub {
   sendToUser(userId: number, frame: string, droppable: boolean, except?: Peer): void {
     this.#sendLocal(userId, frame, droppable, except);
     this.#bus.publish({ userId, frame, droppable });
+  }
+
+  /**
+   * A committed settings change of `userId`: `frame` (their `settings_updated`) goes to every
+   * connection of theirs on every node, each node learning whether they appear offline; when
+   * that changed and they are online, their online friends are told `offline` or `online`.
+   */
+  settingsChanged(userId: number, frame: string, change: VisibilityChange): Promise<void> {
+    this.#applyVisibility(userId, change.appearOffline);
+    this.#sendLocal(userId, frame, false, undefined);
+    this.#bus.publish({ userId, frame, droppable: false, appearOffline: change.appearOffline });
+    if (!change.changed) return Promise.resolve();
+    return this.#syncPresence(userId, async () => {
+      if (!(await this.#bus.online([userId])).has(userId)) return;
+      if (change.appearOffline) await this.#tellFriends(userId, "offline", change.lastSeenAt);
+      else await this.#tellFriends(userId, "online", undefined);
+    });
+  }
+
+  /** Whether `userId`, connected here, appears offline (their typing is not forwarded). */
+  appearsOffline(userId: number): boolean {
+    return this.#hidden.has(userId);
   }
 
   /** Sends `frame` to every connection of `userId` on every node, then closes them with 1008. */
@@ -185,6 +234,9 @@ export class Hub {
 
   #deliverLocal(delivery: BusDelivery): void {
     if (delivery.close === true) return this.endLocal(delivery.userId, delivery.frame);
+    if (delivery.appearOffline !== undefined) {
+      this.#applyVisibility(delivery.userId, delivery.appearOffline);
+    }
     this.#sendLocal(delivery.userId, delivery.frame, delivery.droppable, undefined);
   }
 
@@ -213,9 +265,12 @@ export class Hub {
         this.#graces.delete(userId);
       }
       // Subscribed before joined: once others can see the user, frames to them arrive here.
+      this.#goneAt.delete(userId);
       if (!this.#subscribed.has(userId)) {
         this.#subscribed.add(userId);
         await this.#bus.subscribe(userId);
+        // Read once its changes reach this node: none can fall between the two.
+        await this.#learnVisibility(userId);
       }
       if (!this.#joined.has(userId)) {
         this.#joined.add(userId);
@@ -225,6 +280,8 @@ export class Hub {
     }
     if (this.#subscribed.has(userId)) {
       this.#subscribed.delete(userId);
+      this.#hidden.delete(userId);
+      this.#visibilityChanges.delete(userId);
       await this.#bus.unsubscribe(userId);
     }
     if (!this.#joined.has(userId) || this.#graces.has(userId)) return;
@@ -241,13 +298,69 @@ export class Hub {
   async #leaveAfterGrace(userId: number): Promise<void> {
     if (this.#peers.has(userId) || !this.#joined.has(userId)) return; // came back meanwhile
     this.#joined.delete(userId);
-    if (await this.#bus.leave(userId)) await this.#announce(userId, "offline");
+    const goneAt = this.#goneAt.get(userId) ?? this.#now();
+    this.#goneAt.delete(userId);
+    if (await this.#bus.leave(userId)) await this.#announce(userId, "offline", new Date(goneAt));
   }
 
-  async #announce(userId: number, status: "online" | "offline"): Promise<void> {
+  /**
+   * The user came online or went offline in the cluster: friends are told unless the user
+   * appears offline. An offline records `lastSeenAt`. Whether they appear offline is this
+   * node's knowledge while it receives their frames, else read fresh; when it cannot be known,
+   * nothing that could reveal a hidden user goes out (no `online`, an `offline` without time).
+   */
+  async #announce(userId: number, status: "online" | "offline", lastSeenAt?: Date): Promise<void> {
+    const hidden = this.#subscribed.has(userId)
+      ? this.#hidden.has(userId)
+      : await this.#repository.appearsOffline(userId).catch((err) => {
+        this.#logger.warn("appear_offline_unknown", {
+          user_id: userId,
+          error: errorMessage(err),
+        });
+        return undefined;
+      });
+    if (hidden === true || (hidden === undefined && status === "online")) return;
+    if (status === "offline" && lastSeenAt !== undefined && hidden === false) {
+      this.#repository.recordLastSeen(userId, lastSeenAt);
+    }
+    await this.#tellFriends(userId, status, hidden === false ? lastSeenAt : undefined);
+  }
+
+  async #tellFriends(
+    userId: number,
+    status: "online" | "offline",
+    lastSeenAt: Date | undefined,
+  ): Promise<void> {
     const friends = await this.#onlineFriendsOrNone(userId);
-    const frame = serverFrames.presence(userId, status);
+    const frame = serverFrames.presence(
+      userId,
+      status,
+      status === "offline" ? lastSeenAt : undefined,
+    );
     for (const friend of friends) this.sendToUser(friend, frame, true);
+  }
+
+  /**
+   * Reads whether a user this node just subscribed appears offline, unless a settings delivery
+   * came meanwhile (it is newer). Unreadable: taken as hidden, so nothing reveals them.
+   */
+  async #learnVisibility(userId: number): Promise<void> {
+    const before = this.#visibilityChanges.get(userId) ?? 0;
+    const hidden = await this.#repository.appearsOffline(userId).catch((err) => {
+      this.#logger.warn("appear_offline_unknown", { user_id: userId, error: errorMessage(err) });
+      return true;
+    });
+    if ((this.#visibilityChanges.get(userId) ?? 0) !== before) return;
+    if (hidden) this.#hidden.add(userId);
+    else this.#hidden.delete(userId);
+  }
+
+  /** A settings change of a user whose frames this node receives. */
+  #applyVisibility(userId: number, appearOffline: boolean): void {
+    if (!this.#subscribed.has(userId)) return;
+    this.#visibilityChanges.set(userId, (this.#visibilityChanges.get(userId) ?? 0) + 1);
+    if (appearOffline) this.#hidden.add(userId);
+    else this.#hidden.delete(userId);
   }
 
   async #onlineFriendsOrNone(userId: number): Promise<number[]> {

@@ -4,5 +4,5 @@
  * and typing indicators that expire. Other nodes are reached only through the bus.
  */
 
-export { Hub, type HubOptions, type Peer } from "./hub.ts";
+export { Hub, type HubOptions, type Peer, type VisibilityChange } from "./hub.ts";
 export { TypingExpiry } from "./typing_expiry.ts";

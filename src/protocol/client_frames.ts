@@ -11,6 +11,9 @@
 
 import type { ErrorCode } from "./codes.ts";
 import { REPORT_REASONS, type ReportReason } from "../store/mod.ts";
+import { parseSettings, type SettingsFrame } from "./settings_frame.ts";
+
+export type { SettingsFrame } from "./settings_frame.ts";
 
 export interface AuthenticateFrame {
   type: "authenticate";
@@ -107,6 +110,7 @@ export type ClientFrame =
   | DeliveredFrame
   | ReauthenticateFrame
   | ReportFrame
+  | SettingsFrame
   | EditMessageFrame
   | DeleteMessageFrame;
 
@@ -172,6 +176,10 @@ export function parseClientFrame(text: string, limits: ParseLimits): ClientFrame
       };
     case "report":
       return parseReport(value);
+    case "settings": {
+      const parsed = parseSettings(value);
+      return "code" in parsed ? frameError(parsed.code, parsed.message, "settings") : parsed;
+    }
     default:
       return frameError("unknown_type", "Unknown message type");
   }

@@ -12,7 +12,13 @@
 import { Buffer } from "node:buffer";
 import type * as Wire from "../../client/frames.ts";
 import type { ErrorCode } from "./codes.ts";
-import type { MailboxSummary, MessageRecord, StoredMessage, Update } from "../store/mod.ts";
+import type {
+  MailboxSummary,
+  MessageRecord,
+  StoredMessage,
+  Update,
+  UserSettings,
+} from "../store/mod.ts";
 
 /** A stored message as it travels in `chat_message` and `message_sent`. */
 export type MessageData = Wire.ChatMessage;
@@ -27,6 +33,10 @@ export interface AuthenticatedInfo {
   sessionExpiresAt: Date;
   /** The connection's limits as configured, so that a client can pace itself. */
   limits: ClientLimits;
+  /** v1.2: the user's settings. */
+  settings: UserSettings;
+  /** v1.2: friend id → when last seen, for friends offline (as they show) and seen since v1.2. */
+  lastSeen: ReadonlyMap<number, Date>;
 }
 
 /** The settings `authenticated.limits` reports (see `Config` for their meaning). */
@@ -60,6 +70,8 @@ export const serverFrames = {
           frames_per_s: info.limits.frameRatePerS,
           max_message_chars: info.limits.maxMessageChars,
         },
+        settings: settingsData(info.settings),
+        last_seen: isoById(info.lastSeen),
       } satisfies Wire.AuthenticatedFrame,
     ),
   authError: (message: "Auth token required" | "Invalid auth token") =>
@@ -84,8 +96,25 @@ export const serverFrames = {
     JSON.stringify(
       { type: "typing", user_id: userId, is_typing: isTyping } satisfies Wire.TypingFrame,
     ),
-  presence: (userId: number, status: "online" | "offline") =>
-    JSON.stringify({ type: "presence", user_id: userId, status } satisfies Wire.PresenceFrame),
+  /** `lastSeenAt` (v1.2) with `offline`, when known. */
+  presence: (userId: number, status: "online" | "offline", lastSeenAt?: Date) =>
+    JSON.stringify(
+      (lastSeenAt === undefined ? { type: "presence", user_id: userId, status } : {
+        type: "presence",
+        user_id: userId,
+        status,
+        last_seen_at: lastSeenAt.toISOString(),
+      }) satisfies Wire.PresenceFrame,
+    ),
+  /** v1.2: the user's settings after a change; `seq` its number in the user's updates. */
+  settingsUpdated: (settings: UserSettings, seq: number | undefined) =>
+    JSON.stringify(
+      (seq === undefined ? { type: "settings_updated", settings: settingsData(settings) } : {
+        type: "settings_updated",
+        settings: settingsData(settings),
+        seq,
+      }) satisfies Wire.SettingsUpdatedFrame,
+    ),
   /**
    * One `sync` page: the leading `messages` whose frame stays within
    * `maxBytes` (the first always goes), `has_more` true when any was left out
@@ -170,6 +199,19 @@ export const serverFrames = {
   },
 };
 
+/** The wire form of a user's settings (`settings_updated`, `authenticated`, the stored update). */
+export function settingsData(settings: UserSettings): Wire.ChatSettings {
+  return {
+    muted: isoById(settings.muted),
+    dnd_until: settings.dndUntil?.toISOString() ?? null,
+    appear_offline: settings.appearOffline,
+  };
+}
+
+function isoById(times: ReadonlyMap<number, Date>): Record<string, string> {
+  return Object.fromEntries([...times].map(([id, at]) => [String(id), at.toISOString()]));
+}
+
 /** The UTF-8 size of a frame: what it adds to the socket's send buffer. */
 export function utf8Length(text: string): number {
   return Buffer.byteLength(text, "utf8");
@@ -231,7 +273,7 @@ function updateFrame(update: Update): Wire.UpdateFrame {
     case "settings_updated":
       return {
         type: "settings_updated",
-        settings: (update.settings ?? {}) as Record<string, unknown>,
+        settings: update.settings as Wire.ChatSettings,
         seq: update.seq,
       };
   }

@@ -23,6 +23,7 @@ import {
 } from "../session/mod.ts";
 import { HttpModerator } from "../moderation/mod.ts";
 import { importTokenKey } from "../token.ts";
+import { type EventsWebhook, startEventsWebhook } from "../events/mod.ts";
 import { startActiveCheck } from "./active_check.ts";
 import { startOperatorWatch, statusData } from "./operator.ts";
 import { withDevTokens } from "./dev_tokens.ts";
@@ -78,6 +79,7 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
     maxConnectionsPerUser: config.maxConnectionsPerUser,
     presenceGraceMs: config.presenceGraceS * 1000,
     onUserGone: (userId) => typing.typistGone(userId),
+    now,
   });
   const monotonic = () => performance.now();
   const expiries = new DeadlineQueue(now);
@@ -275,6 +277,18 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
     intervalMs: config.activeCheckIntervalS * 1000,
   });
 
+  let events: EventsWebhook | undefined;
+  try {
+    events = await startWebhook(config, logger, metrics);
+  } catch (err) {
+    await stopActiveCheck();
+    stopEventLoopMonitor();
+    await stopOperatorWatch();
+    await internalListener.close();
+    await publicListener.close();
+    throw err;
+  }
+
   metrics.setGauges({
     connections: () => ({
       authenticated: hub.connectionCount,
@@ -306,6 +320,8 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
       await stopActiveCheck();
       stopEventLoopMonitor();
       await stopOperatorWatch();
+      // Pending events stay in the outbox for the next node to send.
+      await events?.stop();
       await publicListener.stopAccepting();
       await Promise.all([...sessions].map((session) => session.drain()));
       for (const session of [...sessions]) {
@@ -326,6 +342,29 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
 }
 
 const CLOSE_GRACE_MS = 2000;
+
+/** The events webhook when `EVENTS_URL` is set; it reads and writes the database on its own. */
+function startWebhook(
+  config: Config,
+  logger: Logger,
+  metrics: ServerMetrics,
+): Promise<EventsWebhook | undefined> {
+  if (config.eventsUrl === undefined || config.eventsSecret === undefined) {
+    return Promise.resolve(undefined);
+  }
+  return startEventsWebhook({
+    databaseUrl: config.databaseUrl,
+    statementTimeoutMs: config.dbStatementTimeoutMs,
+    url: config.eventsUrl,
+    secret: config.eventsSecret,
+    batchMax: config.eventsBatchMax,
+    batchMs: config.eventsBatchMs,
+    retryForS: config.eventsRetryForS,
+    unseenDelayS: config.unseenDelayS,
+    logger,
+    metrics,
+  });
+}
 
 function refusal(status: number, error: string): Response {
   return Response.json({ error }, { status });

@@ -92,6 +92,8 @@ export interface HandlerContext {
   readonly draining: boolean;
   readonly limits: SessionLimits;
   readonly services: HandlerServices;
+  /** What handlers use of the hub beyond sending frames (settings, appear offline). */
+  readonly hub: Pick<Hub, "settingsChanged" | "appearsOffline">;
   /** Sends a serialized frame on this connection (never shed). */
   send(frame: string): void;
   /** Sends to every socket of `userId` in the cluster; a droppable frame may be shed. */
@@ -116,7 +118,7 @@ export interface LifetimeContext extends HandlerContext {
   /** When the session ends unless reauthenticated (ms since the epoch; 0 before auth). */
   readonly expiresAt: number;
   readonly tokenKey: TokenKey;
-  readonly hub: Pick<Hub, "acquireSlot" | "onlineAmong">;
+  readonly hub: Pick<Hub, "acquireSlot" | "onlineAmong" | "settingsChanged" | "appearsOffline">;
   /**
    * A failed `authenticate` or `reauthenticate`: answers `auth_error`; the
    * connection closes at `maxAuthFailures` failures of either.

@@ -43,6 +43,13 @@ type Entry =
   | { kind: "message" | "message_updated" | "delivered"; messageId: number }
   | { kind: "read"; read: ReadReceipt }
   | { kind: "settings_updated"; settings: unknown };
+import type {
+  SeenState,
+  SettingsBody,
+  SettingsChange,
+  SettingsUpdate,
+  UserSettings,
+} from "./settings.ts";
 
 export class MemoryRepository implements ChatRepository {
   readonly users = new Map<number, { active: boolean }>();
@@ -54,6 +61,13 @@ export class MemoryRepository implements ChatRepository {
   readonly messages: MessageRecord[] = [];
   /** In id order (ids are 1, 2, 3, …). */
   readonly reports: MemoryReport[] = [];
+  /** User id → settings as stored (v1.2); mutes by friend id, times in ms. */
+  readonly userSettings = new Map<number, {
+    dndUntil: number | undefined;
+    appearOffline: boolean;
+    lastSeenAt: number | undefined;
+    mutes: Map<number, number>;
+  }>();
   /** User id → that user's updates; `seq` is the index + 1. */
   readonly updates = new Map<number, Entry[]>();
   /** `user:message` keys of messages deleted for that user. */
@@ -472,6 +486,88 @@ export class MemoryRepository implements ChatRepository {
 
   inactiveUsers(userIds: readonly number[]): Promise<number[]> {
     return this.guard(() => userIds.filter((id) => this.users.get(id)?.active !== true));
+  }
+
+  settings(userId: number): Promise<UserSettings> {
+    return this.guard(() => this.#settingsNow(userId));
+  }
+
+  updateSettings(
+    userId: number,
+    change: SettingsChange,
+    body: SettingsBody,
+  ): Promise<SettingsUpdate> {
+    return this.guard(() => {
+      const now = this.now();
+      const row = this.#settingsRow(userId);
+      const before = row.appearOffline;
+      if (change.mute !== undefined) {
+        const until = change.mute.until?.getTime();
+        if (until === undefined || until <= now) row.mutes.delete(change.mute.friendUserId);
+        else row.mutes.set(change.mute.friendUserId, until);
+      }
+      if (change.dndUntil !== undefined) row.dndUntil = change.dndUntil?.getTime();
+      if (change.appearOffline !== undefined) row.appearOffline = change.appearOffline;
+      if (row.appearOffline && !before) row.lastSeenAt = now;
+      const settings = this.#settingsNow(userId);
+      const seq = this.#append([userId], { kind: "settings_updated", settings: body(settings) })
+        .get(userId);
+      return {
+        settings,
+        seq,
+        appearOfflineChanged: row.appearOffline !== before,
+        lastSeenAt: row.lastSeenAt === undefined ? undefined : new Date(row.lastSeenAt),
+      };
+    });
+  }
+
+  seenStates(userIds: readonly number[]): Promise<Map<number, SeenState>> {
+    return this.guard(() => {
+      const states = new Map<number, SeenState>();
+      for (const id of userIds) {
+        const row = this.userSettings.get(id);
+        if (row === undefined) continue;
+        states.set(id, {
+          appearOffline: row.appearOffline,
+          lastSeenAt: row.lastSeenAt === undefined ? undefined : new Date(row.lastSeenAt),
+        });
+      }
+      return states;
+    });
+  }
+
+  appearsOffline(userId: number): Promise<boolean> {
+    return this.guard(() => this.userSettings.get(userId)?.appearOffline ?? false);
+  }
+
+  recordLastSeen(userId: number, at: Date): void {
+    if (this.down) return;
+    const row = this.#settingsRow(userId);
+    row.lastSeenAt = Math.max(row.lastSeenAt ?? 0, at.getTime());
+  }
+
+  #settingsRow(userId: number) {
+    let row = this.userSettings.get(userId);
+    if (row === undefined) {
+      row = { dndUntil: undefined, appearOffline: false, lastSeenAt: undefined, mutes: new Map() };
+      this.userSettings.set(userId, row);
+    }
+    return row;
+  }
+
+  #settingsNow(userId: number): UserSettings {
+    const now = this.now();
+    const row = this.userSettings.get(userId);
+    const muted = new Map<number, Date>();
+    for (const [friend, until] of [...(row?.mutes ?? [])].sort((a, b) => a[0] - b[0])) {
+      if (until > now) muted.set(friend, new Date(until));
+    }
+    const dnd = row?.dndUntil;
+    return {
+      muted,
+      dndUntil: dnd !== undefined && dnd > now ? new Date(dnd) : undefined,
+      appearOffline: row?.appearOffline ?? false,
+    };
   }
 
   isReady(): Promise<boolean> {

@@ -6,9 +6,11 @@
  */
 
 export * from "./repository.ts";
+export * from "./settings.ts";
 export { MemoryRepository } from "./memory.ts";
 export {
   logUnhandledDatabaseErrors,
+  mailboxSummary,
   migrate,
   migrateOnly,
   type PostgresOptions,

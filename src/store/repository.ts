@@ -5,6 +5,14 @@
  * `memory.ts` (unit tests); one contract suite runs against both.
  */
 
+import type {
+  SeenState,
+  SettingsBody,
+  SettingsChange,
+  SettingsUpdate,
+  UserSettings,
+} from "./settings.ts";
+
 /** A message to store: the sender's checked, trimmed frame. */
 export interface NewMessage {
   senderUserId: number;
@@ -340,6 +348,30 @@ export interface ChatRepository {
   deleteAsModerator(messageIds: readonly number[]): Promise<ModeratorDeletion[]>;
   /** Of `userIds`, those that are unknown or have `active = false` now (no cache). */
   inactiveUsers(userIds: readonly number[]): Promise<number[]>;
+  /** The user's settings now (v1.2), expired mutes and do-not-disturb left out. */
+  settings(userId: number): Promise<UserSettings>;
+  /**
+   * Applies a `settings` frame's change and resolves once committed, with the
+   * settings after it; `body` gives the stored update's body from them.
+   */
+  updateSettings(
+    userId: number,
+    change: SettingsChange,
+    body: SettingsBody,
+  ): Promise<SettingsUpdate>;
+  /**
+   * Of `userIds`, those that ever changed a setting or were seen going
+   * offline: whether they appear offline and when they were last seen. Fresh.
+   */
+  seenStates(userIds: readonly number[]): Promise<Map<number, SeenState>>;
+  /** Whether the user appears offline now (fresh: presence frames depend on it). */
+  appearsOffline(userId: number): Promise<boolean>;
+  /**
+   * Records when the user was last seen (their offline was decided), behind
+   * the caller: queued and written in batches, bounded; never throws. A
+   * later time never goes back. `close` writes what is queued.
+   */
+  recordLastSeen(userId: number, at: Date): void;
   /** Whether storage answers now (readiness). */
   isReady(): Promise<boolean>;
   /** Messages accepted and waiting to be written (a queue that grows means storage lags). */

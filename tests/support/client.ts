@@ -141,3 +141,17 @@ export class TestClient {
     for (const waiter of waiters) waiter();
   }
 }
+
+/**
+ * `frame` (a `presence`) without its `last_seen_at`, for comparing: v1.2 puts the time the user
+ * was last seen on `offline`, and it must then be an ISO 8601 time in UTC.
+ */
+export function withoutLastSeen(frame: Frame): Frame {
+  const { last_seen_at: at, ...rest } = frame;
+  if (frame.status === "offline") {
+    if (typeof at !== "string" || !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/.test(at)) {
+      throw new Error(`offline presence without an ISO last_seen_at: ${JSON.stringify(frame)}`);
+    }
+  }
+  return rest as Frame;
+}

@@ -150,6 +150,8 @@ async function typing(ctx: HandlerContext, frame: TypingFrame): Promise<Reply> {
   const unreachable = await mayReach(ctx, frame.recipientUserId);
   if (unreachable) return unreachable;
   if (!ctx.allowTyping()) return; // over the typing rate: dropped without an answer
+  // Appearing offline: friends see no typing, as from a user with no connection.
+  if (ctx.hub.appearsOffline(ctx.userId)) return;
   ctx.sendToUser(frame.recipientUserId, serverFrames.typing(ctx.userId, frame.isTyping), true);
   ctx.services.typing.relayed(ctx.userId, frame.recipientUserId, frame.isTyping);
 }

@@ -14,6 +14,7 @@ import { chatHandlers } from "./chat.ts";
 import { lifetimeHandlers } from "./lifetime.ts";
 import { receiptHandlers } from "./receipts.ts";
 import { reportHandlers } from "./reports.ts";
+import { settingsHandlers } from "./settings.ts";
 
 export type DispatchTable = {
   [T in ClientFrame["type"]]: FrameHandler<Extract<ClientFrame, { type: T }>>;
@@ -26,5 +27,6 @@ export const DISPATCH: DispatchTable = {
   ...catchUpHandlers,
   ...receiptHandlers,
   ...reportHandlers,
+  ...settingsHandlers,
   ...changeHandlers,
 };

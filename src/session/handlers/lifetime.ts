@@ -70,22 +70,33 @@ async function signIn(ctx: LifetimeContext, userId: number, issuedAt: number): P
     logger.info("auth_failed", { reason: access, user_id: userId, client_ip: ctx.clientAddress });
     return ctx.authFailed("Invalid auth token");
   }
-  const [friends, mailbox] = await Promise.all([
+  const [friends, mailbox, settings] = await Promise.all([
     repository.friendIds(userId),
     repository.mailboxSummary(userId),
+    repository.settings(userId),
   ]);
+  const seen = await repository.seenStates(friends);
   if (!ctx.isOpen) return; // closed while the database answered
   await ctx.join(userId, expiresAt(ctx, issuedAt));
   if (!ctx.isOpen) return;
-  const onlineFriends = await ctx.hub.onlineAmong(friends).catch((err) => {
+  const online = await ctx.hub.onlineAmong(friends).catch((err) => {
     logger.warn("online_friends_failed", { user_id: userId, error: errorMessage(err) });
     return [] as number[];
   });
+  // Friends who appear offline are offline here: out of the list, their last seen shown.
+  const onlineFriends = online.filter((id) => seen.get(id)?.appearOffline !== true);
+  const shownOnline = new Set(onlineFriends);
+  const lastSeen = new Map<number, Date>();
+  for (const [id, state] of seen) {
+    if (state.lastSeenAt !== undefined && !shownOnline.has(id)) lastSeen.set(id, state.lastSeenAt);
+  }
   ctx.completeJoin(serverFrames.authenticated(userId, {
     onlineFriends,
     mailbox,
     sessionExpiresAt: new Date(ctx.expiresAt),
     limits: ctx.limits,
+    settings,
+    lastSeen,
   }));
   logger.debug("authenticated", { user_id: userId });
 }

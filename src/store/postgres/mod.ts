@@ -8,3 +8,4 @@
 export { type PostgresOptions, PostgresRepository } from "./repository.ts";
 export { migrate, migrateOnly } from "./migrations.ts";
 export { logUnhandledDatabaseErrors } from "./background_errors.ts";
+export { mailboxSummary } from "./mailbox_queries.ts";

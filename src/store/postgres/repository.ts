@@ -47,6 +47,15 @@ import * as mailbox from "./mailbox_queries.ts";
 import * as moderation from "./moderation_queries.ts";
 import { rowsOf } from "./pg_rows.ts";
 import { ReadFlagSweeper } from "./read_flags.ts";
+import { LastSeenWriter } from "./last_seen.ts";
+import * as settingsQueries from "./settings_queries.ts";
+import type {
+  SeenState,
+  SettingsBody,
+  SettingsChange,
+  SettingsUpdate,
+  UserSettings,
+} from "../settings.ts";
 import * as updates from "./updates_queries.ts";
 import { CountsBackfill } from "./counts_backfill.ts";
 
@@ -77,6 +86,7 @@ export class PostgresRepository implements ChatRepository {
   readonly #friends: TtlCache<number, readonly number[]>;
   readonly #writer: MessageWriter;
   readonly #readFlags: ReadFlagSweeper;
+  readonly #lastSeen: LastSeenWriter;
   readonly #backfill: CountsBackfill;
   /** The last message id from before migration 6 (`chat_sequence_start`); read at connect. */
   #sequenceStart = 0;
@@ -166,6 +176,10 @@ export class PostgresRepository implements ChatRepository {
     this.#readFlags = new ReadFlagSweeper(sql, {
       intervalMs: options.readFlagsIntervalMs,
       logger: options.logger,
+    });
+    this.#lastSeen = new LastSeenWriter(sql, {
+      logger: options.logger,
+      deadline: (work) => this.#deadline(work, {}),
     });
     this.#backfill = new CountsBackfill(sql, options.logger);
     this.#writer = new MessageWriter(
@@ -365,6 +379,39 @@ export class PostgresRepository implements ChatRepository {
     });
   }
 
+  settings(userId: number): Promise<UserSettings> {
+    return this.#deadline(() => settingsQueries.readSettings(this.#sql, userId), {
+      user_id: userId,
+    });
+  }
+
+  updateSettings(
+    userId: number,
+    change: SettingsChange,
+    body: SettingsBody,
+  ): Promise<SettingsUpdate> {
+    return this.#deadline(
+      () => settingsQueries.updateSettings(this.#sql, userId, change, body),
+      { user_id: userId },
+    );
+  }
+
+  seenStates(userIds: readonly number[]): Promise<Map<number, SeenState>> {
+    return this.#deadline(() => settingsQueries.seenStates(this.#sql, userIds), {
+      users: userIds.length,
+    });
+  }
+
+  appearsOffline(userId: number): Promise<boolean> {
+    return this.#deadline(() => settingsQueries.appearsOffline(this.#sql, userId), {
+      user_id: userId,
+    });
+  }
+
+  recordLastSeen(userId: number, at: Date): void {
+    this.#lastSeen.record(userId, at);
+  }
+
   queuedMessages(): number {
     return this.#writer.queued;
   }
@@ -379,6 +426,7 @@ export class PostgresRepository implements ChatRepository {
   }
 
   async close(): Promise<void> {
+    await this.#lastSeen.flush();
     await this.#backfill.close();
     await this.#readFlags.close();
     await this.#writer.close();

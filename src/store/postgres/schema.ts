@@ -775,4 +775,104 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    // v1.2 settings (docs/protocol.md, "Settings"): one row per user who changed a
+    // setting or was seen going offline, and one row per muted friend (an unmute
+    // deletes it). The events webhook reads both to skip muted and DND recipients.
+    version: 8,
+    name: "settings, mutes and last seen",
+    sql: `
+      create table if not exists chat_user_settings (
+        user_id bigint primary key,
+        dnd_until timestamptz,
+        appear_offline boolean not null default false,
+        last_seen_at timestamptz,
+        updated_at timestamptz not null default now()
+      );
+      create table if not exists chat_mutes (
+        user_id bigint not null,
+        friend_user_id bigint not null,
+        until timestamptz not null,
+        primary key (user_id, friend_user_id)
+      );
+    `,
+  },
+  {
+    // v1.2 events webhook (docs/deploy.md, "Events webhook"). `chat_events` is the
+    // outbox: an event waits here until a batch holding it gets a 2xx (then it is
+    // deleted) or its retries run out (deleted and counted), so the table holds only
+    // what is pending. `chat_event_cursors` keeps how far the pollers that derive
+    // events from committed rows have read: `messages` (message.unseen) and
+    // `chat_reports` (report.created), each in (time, id) order.
+    //
+    // The reports, settings and mutes tables belong to other parts (migrations 7
+    // and 8); they are created here too, with exactly their schema, when this
+    // migration runs on a database that lacks them, as is `messages.deleted_at`.
+    version: 9,
+    name: "events webhook",
+    sql: `
+      create table if not exists chat_reports (
+        report_id bigserial primary key,
+        reporter_user_id bigint not null,
+        reported_user_id bigint not null,
+        message_id bigint not null,
+        reason text not null,
+        note text,
+        snapshot jsonb not null,
+        created_at timestamptz not null default now(),
+        unique (reporter_user_id, message_id)
+      );
+      create table if not exists chat_user_settings (
+        user_id bigint primary key,
+        dnd_until timestamptz,
+        appear_offline boolean not null default false,
+        last_seen_at timestamptz,
+        updated_at timestamptz not null default now()
+      );
+      create table if not exists chat_mutes (
+        user_id bigint not null,
+        friend_user_id bigint not null,
+        until timestamptz not null,
+        primary key (user_id, friend_user_id)
+      );
+      ${addColumn("messages", "deleted_at", "timestamptz")}
+
+      create table if not exists chat_events (
+        event_id bigserial primary key,
+        -- the id the receiver deduplicates by, the same in every attempt
+        id text not null default gen_random_uuid()::text,
+        type text not null,
+        -- message.unseen: the conversation and the messages the event gathers
+        recipient_user_id bigint,
+        sender_user_id bigint,
+        message_ids bigint[],
+        -- the event as sent; a message.unseen's is fixed at its first attempt
+        body jsonb,
+        created_at timestamptz not null default clock_timestamp(),
+        next_attempt_at timestamptz not null,
+        first_attempt_at timestamptz,
+        attempts integer not null default 0
+      );
+      create table if not exists chat_event_cursors (
+        source text primary key,
+        at timestamptz not null,
+        last_id bigint not null
+      );
+    `,
+    indexes: [
+      // the message.unseen poller reads messages in (sent_at, message_id) order
+      { name: "messages_sent_at_idx", on: "messages (sent_at, message_id)" },
+      // the report.created poller
+      { name: "chat_reports_created_at_idx", on: "chat_reports (created_at, report_id)" },
+      // due events, oldest first
+      { name: "chat_events_due_idx", on: "chat_events (next_attempt_at, event_id)" },
+      // the oldest pending event's age (a metric)
+      { name: "chat_events_created_at_idx", on: "chat_events (created_at)" },
+      // a conversation's message.unseen not attempted yet, which new unseen messages join
+      {
+        name: "chat_events_open_unseen_idx",
+        on: "chat_events (recipient_user_id, sender_user_id) where body is null",
+      },
+    ],
+  },
 ];

@@ -184,11 +184,11 @@ export async function messagesAfterV11(
   for (let round = 0; round < V11_ROUNDS && picked.length < want; round++) {
     const rows = rowsOf(
       await sql<{ seq: string; message_id: string }[]>`
-      select seq::text, message_id::text from chat_updates
-      where (user_id, seq) > (${userId}, ${cursor})
-        and (user_id, seq) < (${userId}, ${NO_UPPER_BOUND}::bigint)
-        and message_id is not null
-      order by user_id, seq limit ${V11_CHUNK}`,
+      select u.seq::text as seq, u.message_id::text as message_id from chat_updates u
+      where (u.user_id, u.seq) > (${userId}, ${cursor})
+        and (u.user_id, u.seq) < (${userId}, ${NO_UPPER_BOUND}::bigint)
+        and u.message_id is not null
+      order by u.user_id, u.seq limit ${V11_CHUNK}`,
     );
     for (const row of rows) {
       const id = Number(row.message_id);
