@@ -305,6 +305,8 @@ Deno.test("beyond MODERATION_MAX_IN_FLIGHT calls the failure rule applies at onc
       // Three refused while two are held at the hook.
       const refused = [await a.next("error"), await a.next("error"), await a.next("error")];
       assert.deepEqual(refused.map((e) => e.code), ["unavailable", "unavailable", "unavailable"]);
+      // The two calls counted out may still be on their way to the hook.
+      await eventually("the two calls reach the hook", () => hook.calls.length === 2);
       assert.equal(hook.maxInFlight, 2);
       const checked = hook.calls.map((c) => c.body.client_message_id!).sort();
       assert.equal(checked.length, 2);
