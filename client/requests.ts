@@ -1,23 +1,28 @@
 /**
  * @module requests
- * The client's requests waiting for their answer, each with a deadline, re-sent after a
- * reconnect: `history` waiting for its `history_result` (matched by friend, oldest first), and
- * `report` (v1.2) waiting for its `report_received` (oldest first; the server stores a report once
- * per message, so sending it again is safe). All runtime code lives inside the class
- * (the demo page embeds its source; see README.md, "Using it without a build step").
+ * The client's requests waiting for their answer, oldest first, each with a deadline; re-sent after
+ * a reconnect: `history` (answered by `history_result`, matched by friend) and, v1.2,
+ * `edit_message` / `delete_message` (answered by the editing connection's `message_updated`,
+ * matched by message id; a repeated edit or deletion changes nothing, so re-sending one is safe).
+ * All runtime code lives inside the class (the demo page embeds its source; see README.md, "Using
+ * it without a build step").
  */
 
 import type { Timers } from "./options.ts";
 import { ChatSendError } from "./errors.ts";
-import type { HistoryResultFrame, ReportReceivedFrame } from "./frames.ts";
+
+/**
+ * `history` (keyed by friend id), `update`, an edit or deletion (keyed by message id), or
+ * `report` (v1.2, key 0: answered oldest first by `report_received`; the server stores a report
+ * once per message, so re-sending one is safe).
+ */
+export type ChatRequestKind = "history" | "update" | "report";
 
 interface Pending {
-  kind: "history" | "report";
-  /** `history`: the friend; 0 for a report. */
-  friendId: number;
+  kind: ChatRequestKind;
+  key: number;
   frame: string;
   timer: unknown;
-  /** `history`: the `history_result`; `report`: the report's id. */
   resolve(result: never): void;
   reject(error: Error): void;
 }
@@ -38,22 +43,12 @@ export class ChatRequests {
     return this.#pending.map((p) => p.frame);
   }
 
-  /** Registers the `history` frame for `friendId`; rejects with `timeout` after the deadline. */
-  add(friendId: number, frame: string): Promise<HistoryResultFrame> {
-    return this.#add("history", friendId, frame);
-  }
-
-  /** Registers a `report` frame; resolves with the report's id, rejects like `add`. */
-  addReport(frame: string): Promise<number> {
-    return this.#add("report", 0, frame);
-  }
-
-  #add<T>(kind: Pending["kind"], friendId: number, frame: string): Promise<T> {
-    const what = kind === "history" ? "history_result" : "report_received";
+  /** Registers a request's frame; rejects with `timeout` after the deadline. */
+  add<T>(kind: ChatRequestKind, key: number, frame: string): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const pending: Pending = {
         kind,
-        friendId,
+        key,
         frame,
         timer: undefined,
         resolve,
@@ -63,7 +58,13 @@ export class ChatRequests {
         this.#settle(pending)?.reject(
           new ChatSendError(
             "timeout",
-            `No ${what} within ${this.#timeoutMs} ms`,
+            `No ${
+              kind === "history"
+                ? "history_result"
+                : kind === "report"
+                ? "report_received"
+                : "message_updated"
+            } within ${this.#timeoutMs} ms`,
             "",
           ),
         );
@@ -72,30 +73,24 @@ export class ChatRequests {
     });
   }
 
-  /** Resolves the oldest request for the result's friend. */
-  answer(result: HistoryResultFrame): void {
-    const pending = this.#pending.find((p) =>
-      p.kind === "history" && p.friendId === result.friend_user_id
-    );
-    if (pending !== undefined) (this.#settle(pending)!.resolve as (r: unknown) => void)(result);
-  }
-
-  /** Resolves the oldest `report` with its id. */
-  answerReport(frame: ReportReceivedFrame): void {
-    const pending = this.#pending.find((p) => p.kind === "report");
-    if (pending !== undefined) {
-      (this.#settle(pending)!.resolve as (r: unknown) => void)(frame.report_id);
-    }
+  /** Resolves the oldest request of `kind` for `key` (a friend id, a message id) with `result`. */
+  answer<T>(kind: ChatRequestKind, key: number, result: T): void {
+    const pending = this.#pending.find((p) => p.kind === kind && p.key === key);
+    if (pending !== undefined) (this.#settle(pending)!.resolve as (result: T) => void)(result);
   }
 
   /**
-   * Rejects the oldest request with a server refusal (`not_found`: the oldest report, the only
-   * request it answers); false when none was waiting.
+   * Rejects the oldest request (of `kind`, when given) with a server refusal; false when none was
+   * waiting.
    */
-  failOldest(code: string, message: string): boolean {
-    const pending = code === "not_found"
-      ? this.#pending.find((p) => p.kind === "report")
-      : this.#pending[0];
+  failOldest(
+    code: string,
+    message: string,
+    kind?: ChatRequestKind | readonly ChatRequestKind[],
+  ): boolean {
+    const pending = this.#pending.find((p) =>
+      kind === undefined || (typeof kind === "string" ? p.kind === kind : kind.includes(p.kind))
+    );
     if (pending === undefined) return false;
     this.#settle(pending)!.reject(new ChatSendError(code, message, ""));
     return true;

@@ -120,6 +120,8 @@ export interface HarnessOptions {
   logger?: Logger;
   /** Wraps the hub's bus (e.g. to slow a join down). */
   wrapBus?: (bus: Bus) => Bus;
+  /** The monotonic clock of the rates and of each user's page allowance (`performance.now`). */
+  monotonic?: () => number;
 }
 
 export class SessionHarness {
@@ -152,7 +154,7 @@ export class SessionHarness {
       (recipient, frame) => hub.sendToUser(recipient, frame, true),
     );
     const metrics = new ServerMetrics();
-    const monotonic = () => performance.now();
+    const monotonic = options.monotonic ?? (() => performance.now());
     const context: SessionContext = {
       hub,
       repository,
@@ -164,7 +166,12 @@ export class SessionHarness {
       now: Date.now,
       monotonic,
       expiries: new DeadlineQueue(Date.now),
-      userWork: new UserWork(config.maxDbFramesPerUser, config.maxQueuedDbFramesPerUser),
+      userWork: new UserWork(
+        config.maxDbFramesPerUser,
+        config.maxQueuedDbFramesPerUser,
+        config.catchUpBytesPerS,
+        monotonic,
+      ),
       logins: new LoginRates(config, monotonic),
       sendOrder: new SendOrder(),
     };

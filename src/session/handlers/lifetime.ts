@@ -20,6 +20,15 @@ import { CloseCode, serverFrames } from "../../protocol/mod.ts";
 import { verifyToken } from "../../token.ts";
 import { type FrameHandler, type LifetimeContext, refuse, type Reply } from "../context.ts";
 
+/**
+ * A sign-in refused for its rate is answered after this pause. A client that reconnects as soon as
+ * it is refused then costs one connection a second per loop rather than as many as it can open
+ * (each opening and closing costs the node far more than the refusal); a well-behaved client waits
+ * longer than this before it tries again anyway. Meanwhile the connection holds one of its
+ * address's `MAX_UNAUTH_PER_IP` slots, as any connection not signed in yet does.
+ */
+export const RATE_REFUSAL_PAUSE_MS = 1000;
+
 export const lifetimeHandlers: {
   authenticate: FrameHandler<AuthenticateFrame>;
   reauthenticate: FrameHandler<ReauthenticateFrame>;
@@ -41,6 +50,7 @@ async function authenticate(ctx: LifetimeContext, frame: AuthenticateFrame): Pro
       user_id: userId,
       client_ip: ctx.clientAddress,
     });
+    await new Promise((resolve) => setTimeout(resolve, RATE_REFUSAL_PAUSE_MS));
     return refuse("rate_limited", "Too many sign-ins, try again later", {
       code: CloseCode.tryAgainLater,
       reason: "too many sign-ins",
