@@ -17,6 +17,7 @@ import type {
   ChatSettings,
   ConnectionState,
   HistoryResultFrame,
+  ReportReason,
   UnknownFrame,
   UnreadEvent,
 } from "./frames.ts";
@@ -27,6 +28,7 @@ import { ChatFailures } from "./failures.ts";
 import { ChatDispatcher, type ChatParts } from "./dispatch.ts";
 import { ChatEmitter, type ChatHandler } from "./emitter.ts";
 import { ChatSendError } from "./errors.ts";
+export type { ChatSendCode } from "./errors.ts";
 import { ChatMailbox } from "./mailbox.ts";
 import { ChatKeepAlive } from "./keep_alive.ts";
 import { ChatOutbox } from "./outbox.ts";
@@ -274,6 +276,37 @@ export class ChatClient {
     }
     const frame = JSON.stringify({ type: "delete_message", message_id: messageId, for: scope });
     return this.#request<ChatMessage>("update", messageId, frame);
+  }
+
+  /**
+   * Reports message `messageId` (one this user sent or received) to the game's moderators, with
+   * a `reason` and an optional `note` (at most 500 characters); resolves with the report's id (the
+   * same one when the message was reported before). Waits for the connection; rejects with a
+   * `ChatSendError` (`not_found` for a message that is not this user's, `timeout`, `closed`).
+   */
+  report(messageId: number, reason: ReportReason, note?: string): Promise<number> {
+    if (!ChatClient.#isId(messageId)) {
+      return Promise.reject(new RangeError("messageId must be a positive integer"));
+    }
+    const reasons = ["spam", "harassment", "hate", "sexual", "self_harm", "cheating", "other"];
+    if (!reasons.includes(reason)) {
+      return Promise.reject(new RangeError(`reason must be one of ${reasons.join(", ")}`));
+    }
+    if (note !== undefined && (typeof note !== "string" || [...note].length > 500)) {
+      return Promise.reject(new RangeError("note must be a string of at most 500 characters"));
+    }
+    if (this.#connection.state === "closed") {
+      return Promise.reject(new ChatSendError("closed", "The chat client is closed", ""));
+    }
+    const frame = JSON.stringify({
+      type: "report",
+      message_id: messageId,
+      reason,
+      ...(note === undefined ? {} : { note }),
+    });
+    const answer = this.#requests.add<number>("report", 0, frame);
+    if (this.#connection.state === "open") this.#write(frame);
+    return answer;
   }
 
   /**

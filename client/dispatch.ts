@@ -22,6 +22,7 @@ import type {
   PresenceFrame,
   ReadFrame,
   ReauthenticatedFrame,
+  ReportReceivedFrame,
   SettingsUpdatedFrame,
   SyncResultFrame,
   SyncUpdatesResultFrame,
@@ -89,6 +90,10 @@ export class ChatDispatcher {
       }],
       ["delivered", (frame) => this.#update(frame) || emitter.emitFrame(frame)],
       ["message_updated", (frame) => this.#messageUpdated(frame)],
+      ["report_received", (frame) => {
+        requests.answer("report", 0, (frame as unknown as ReportReceivedFrame).report_id);
+        emitter.emitFrame(frame);
+      }],
       ["reauthenticated", (frame) => {
         auth.expiresAt((frame as unknown as ReauthenticatedFrame).session_expires_at);
         emitter.emitFrame(frame);
@@ -214,6 +219,11 @@ export class ChatDispatcher {
     emitter.emitFrame(frame);
     if (outbox.refuse(error)) return;
     const { settings, requests } = this.#parts;
+    // `not_found` answers an edit, a deletion or a report, whichever was asked first.
+    if (
+      error.code === "not_found" &&
+      requests.failOldest(error.code, error.message, ["update", "report"])
+    ) return;
     if (
       ChatDispatcher.#UPDATE_ERRORS.includes(error.code) &&
       requests.failOldest(error.code, error.message, "update")

@@ -248,6 +248,21 @@ export interface SessionExpiredFrame {
   reason?: string;
 }
 
+/** The reasons a `report` may give (v1.2). */
+export type ReportReason =
+  | "spam"
+  | "harassment"
+  | "hate"
+  | "sexual"
+  | "self_harm"
+  | "cheating"
+  | "other";
+/** The answer to `report` (v1.2): the stored report's id (the first one's when reported again). */
+export interface ReportReceivedFrame {
+  type: "report_received";
+  report_id: number;
+}
+
 /** Unread counts as the client knows them (from `authenticated`, then kept up to date). */
 export interface UnreadEvent {
   type: "unread";
@@ -337,6 +352,7 @@ export interface ChatClientEvents {
   message_updated: MessageUpdatedFrame;
   reauthenticated: ReauthenticatedFrame;
   session_expired: SessionExpiredFrame;
+  report_received: ReportReceivedFrame;
   /** v1.2: the user's settings changed (on any device); `client.settings` has them too. */
   settings_updated: SettingsUpdatedFrame;
   unread: UnreadEvent;

@@ -11,8 +11,12 @@
 import type { Timers } from "./options.ts";
 import { ChatSendError } from "./errors.ts";
 
-/** `history` (keyed by friend id) or `update`, an edit or deletion (keyed by message id). */
-export type ChatRequestKind = "history" | "update";
+/**
+ * `history` (keyed by friend id), `update`, an edit or deletion (keyed by message id), or
+ * `report` (v1.2, key 0: answered oldest first by `report_received`; the server stores a report
+ * once per message, so re-sending one is safe).
+ */
+export type ChatRequestKind = "history" | "update" | "report";
 
 interface Pending {
   kind: ChatRequestKind;
@@ -55,7 +59,11 @@ export class ChatRequests {
           new ChatSendError(
             "timeout",
             `No ${
-              kind === "history" ? "history_result" : "message_updated"
+              kind === "history"
+                ? "history_result"
+                : kind === "report"
+                ? "report_received"
+                : "message_updated"
             } within ${this.#timeoutMs} ms`,
             "",
           ),
@@ -75,8 +83,14 @@ export class ChatRequests {
    * Rejects the oldest request (of `kind`, when given) with a server refusal; false when none was
    * waiting.
    */
-  failOldest(code: string, message: string, kind?: ChatRequestKind): boolean {
-    const pending = this.#pending.find((p) => kind === undefined || p.kind === kind);
+  failOldest(
+    code: string,
+    message: string,
+    kind?: ChatRequestKind | readonly ChatRequestKind[],
+  ): boolean {
+    const pending = this.#pending.find((p) =>
+      kind === undefined || (typeof kind === "string" ? p.kind === kind : kind.includes(p.kind))
+    );
     if (pending === undefined) return false;
     this.#settle(pending)!.reject(new ChatSendError(code, message, ""));
     return true;

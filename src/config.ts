@@ -87,6 +87,16 @@ export interface Config {
   demoPage: boolean;
   /** `auto`: apply migrations at start; `off`: require a current schema; `only`: apply, then exit. */
   migrate: MigrateMode;
+  /** Where every new message and edit is checked before it is stored; unset: no hook. */
+  moderationUrl: string | undefined;
+  /** The key of the hook calls' signature (required with `moderationUrl`). */
+  moderationSecret: string | undefined;
+  /** How long one hook call may take, answer included. */
+  moderationTimeoutMs: number;
+  /** When the hook fails: `open` stores the message unchecked, `closed` refuses it `unavailable`. */
+  moderationFail: "open" | "closed";
+  /** Hook calls out at once on this node; beyond them the failure rule applies at once. */
+  moderationMaxInFlight: number;
   /** Where the events webhook posts its batches; no events are made when unset. */
   eventsUrl: string | undefined;
   /** HMAC key of the webhook's `X-Chat-Signature` (set whenever `eventsUrl` is). */
@@ -258,6 +268,11 @@ export function loadConfig(
     logLevel: read.oneOf("LOG_LEVEL", ["debug", "info", "warn", "error"] as const, "info"),
     demoPage: read.bool("DEMO_PAGE", false),
     migrate,
+    moderationUrl: webhookUrl(env, "MODERATION_URL"),
+    moderationSecret: nonEmpty(env.MODERATION_SECRET),
+    moderationTimeoutMs: read.int("MODERATION_TIMEOUT_MS", 1500, 1, 5000),
+    moderationFail: read.oneOf("MODERATION_FAIL", ["open", "closed"] as const, "open"),
+    moderationMaxInFlight: read.int("MODERATION_MAX_IN_FLIGHT", 256, 1, 100_000),
     eventsUrl: webhookUrl(env, "EVENTS_URL"),
     eventsSecret: nonEmpty(env.EVENTS_SECRET),
     eventsBatchMax: read.int("EVENTS_BATCH_MAX", 50, 1, 1000),
@@ -265,6 +280,11 @@ export function loadConfig(
     eventsRetryForS: read.int("EVENTS_RETRY_FOR_S", 600, 1, 7 * 86400),
     unseenDelayS: read.num("UNSEEN_DELAY_S", 15, 0.1, 86400),
   };
+  if (config.moderationUrl !== undefined && config.moderationSecret === undefined) {
+    throw new RangeError(
+      "MODERATION_SECRET must be set with MODERATION_URL: the hook checks each call's signature with it (e.g. `openssl rand -hex 32`)",
+    );
+  }
   if (config.eventsUrl !== undefined && config.eventsSecret === undefined) {
     throw new RangeError(
       "EVENTS_SECRET must be set when EVENTS_URL is: the receiver checks each batch's signature with it",

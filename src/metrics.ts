@@ -12,6 +12,20 @@ import type { ErrorCode } from "./protocol/mod.ts";
 /** The dependencies whose health and latency are exported. */
 export type Dependency = "postgres" | "redis";
 
+/**
+ * How one call of the moderation hook ended: its answer, or why it failed
+ * (`busy`: not called, `MODERATION_MAX_IN_FLIGHT` calls were out already).
+ */
+export type ModerationResult =
+  | "allowed"
+  | "replaced"
+  | "rejected"
+  | "timeout"
+  | "connection"
+  | "status"
+  | "body"
+  | "busy";
+
 /** What the rest of the server records. */
 export interface Metrics {
   /** A frame received, by its parsed `type` (`binary`, `invalid`, `refused` for the rest). */
@@ -29,6 +43,8 @@ export interface Metrics {
   busPublished(ok: boolean): void;
   /** A probe of a dependency: whether it answered, and how long it took. */
   dependencyProbed(dependency: Dependency, up: boolean, seconds: number): void;
+  /** A message through the moderation hook: how it ended, and how long the call took (none when `busy`). */
+  moderationReviewed(result: ModerationResult, seconds: number | undefined): void;
 }
 
 /** Values read at scrape time. */
@@ -57,6 +73,7 @@ const SERVER_TYPES = new Set([
   "delivered",
   "reauthenticated",
   "session_expired",
+  "report_received",
 ]);
 
 /** How often the event loop's lag is sampled. */
@@ -92,6 +109,9 @@ export class ServerMetrics implements Metrics {
   /** The largest event-loop lag seen since the last scrape, in seconds. */
   readonly #lag = { max: 0 };
   readonly #evicted: Counter;
+  readonly #moderation: Counter<"outcome">;
+  readonly #moderationFailures: Counter<"cause">;
+  readonly #moderationLatency: Histogram;
   readonly #eventsEnqueued: Counter<"type">;
   readonly #eventsSent: Counter;
   readonly #eventsRetried: Counter;
@@ -227,6 +247,26 @@ export class ServerMetrics implements Metrics {
         "Unfinished TCP connections dropped for a newer one from their address at MAX_UNAUTH_PER_IP.",
       registers,
     });
+    this.#moderation = new Counter({
+      name: "chat_moderation_outcomes_total",
+      help:
+        "Messages through the moderation hook, by outcome: allowed, replaced, rejected, failed (then MODERATION_FAIL applied).",
+      labelNames: ["outcome"],
+      registers,
+    });
+    this.#moderationFailures = new Counter({
+      name: "chat_moderation_failures_total",
+      help:
+        "Failed moderation hook calls, by cause: timeout, connection, status (non-2xx), body (not an answer), busy (MODERATION_MAX_IN_FLIGHT reached, not called).",
+      labelNames: ["cause"],
+      registers,
+    });
+    this.#moderationLatency = new Histogram({
+      name: "chat_moderation_latency_seconds",
+      help: "How long a call of the moderation hook took, answered or failed.",
+      buckets: [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
     new Gauge({
       name: "chat_build_info",
       help: "Always 1; the labels say which release and protocol version this node runs.",
@@ -358,6 +398,15 @@ export class ServerMetrics implements Metrics {
   dependencyProbed(dependency: Dependency, up: boolean, seconds: number): void {
     this.#up.set({ dependency }, up ? 1 : 0);
     this.#latency.set({ dependency }, seconds);
+  }
+  moderationReviewed(result: ModerationResult, seconds: number | undefined): void {
+    if (result === "allowed" || result === "replaced" || result === "rejected") {
+      this.#moderation.inc({ outcome: result });
+    } else {
+      this.#moderation.inc({ outcome: "failed" });
+      this.#moderationFailures.inc({ cause: result });
+    }
+    if (seconds !== undefined) this.#moderationLatency.observe(seconds);
   }
   /** The cluster's nodes as the bus lists them, with the oldest heartbeat's age. */
   clusterInspected(oldestHeartbeatAgeSeconds: number): void {

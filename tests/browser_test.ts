@@ -14,6 +14,7 @@ import assert from "node:assert/strict";
 import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
 import { DEMO_PAGE, renderDemoPage } from "../src/demo_page/page.ts";
 import type { SeedUser } from "./support/db.ts";
+import { answers, startFakeHook } from "./support/fake_hook.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
 import { startTestServer, type TestServer } from "./support/server.ts";
 import { CHROMIUM, launchChromium, needing } from "./support/tools.ts";
@@ -827,3 +828,50 @@ async function saveScreenshot(browser: Browser, pages: Page[], file: string): Pr
   await Deno.writeFile(new URL(file, ARTIFACTS), await sheet.screenshot());
   await sheet.close();
 }
+
+browserTest(
+  "with a moderation hook: a rejected message shows the hook's reason, a replaced one shows as stored, and a friend's message can be reported",
+  async (browser, errors) => {
+    const secret = "browser-moderation-hook-secret-0123456789";
+    const hook = startFakeHook(secret);
+    hook.answer = (call) =>
+      call.body.message_text.includes("http")
+        ? answers.reject("No links, please")
+        : answers.replace(call.body.message_text.replaceAll("darn", "****"));
+    const t = await startTestServer({
+      demoPage: DEMO_PAGE,
+      users: named([1, 2]),
+      friends: [[1, 2]],
+      env: { MODERATION_URL: hook.url, MODERATION_SECRET: secret },
+    });
+    try {
+      const one = await openAs(browser, t, 1, errors, { friends: [2] });
+      const two = await openAs(browser, t, 2, errors, { friends: [1] });
+      await one.click('#friends li[data-user-id="2"]');
+      await two.click('#friends li[data-user-id="1"]');
+      await one.locator("#text").fill("see http://cheats.example");
+      await one.press("#text", "Enter");
+      await one.locator("#log .msg.mine.failed .tick.failed", { hasText: "No links, please" })
+        .waitFor();
+      await one.locator("#text").fill("oh darn, lost again");
+      await one.press("#text", "Enter");
+      await one.locator("#log .msg.mine .text", { hasText: "oh ****, lost again" }).waitFor();
+      assert.equal(await one.locator("#log .msg.mine .text", { hasText: "darn" }).count(), 0);
+      const received = two.locator("#log .msg.theirs", { hasText: "oh ****, lost again" });
+      await received.waitFor();
+      await received.locator("button.report").click();
+      await received.locator("select.report-reason").selectOption("harassment");
+      await received.locator("button.report-send").click();
+      await received.locator(".reported", { hasText: "Reported" }).waitFor();
+      const reports = await t.db.sql<{ reporter_user_id: string; reason: string }[]>`
+        select reporter_user_id, reason from chat_reports`;
+      assert.deepEqual(reports.map((r) => [Number(r.reporter_user_id), r.reason]), [
+        [2, "harassment"],
+      ]);
+      assert.equal(await one.locator("#log .msg.mine button.report").count(), 0, "not on mine");
+    } finally {
+      await t.close();
+      await hook.close();
+    }
+  },
+);

@@ -109,6 +109,10 @@ Deno.test("an unusable secret or a bad value is a one-line RangeError naming the
     REDIS_KEY_PREFIX: "chat:{a}:",
     NOTIFY_SECRET: "two words",
     STATUS_SECRET: "semi;colon",
+    MODERATION_URL: "ftp://hook.example",
+    MODERATION_TIMEOUT_MS: "5001",
+    MODERATION_FAIL: "maybe",
+    MODERATION_MAX_IN_FLIGHT: "0",
   };
   for (const [name, value] of Object.entries(bad)) {
     assert.throws(
@@ -138,6 +142,23 @@ Deno.test("REDIS_CLUSTER_NODES lists the cluster's seeds, and with REDIS_URL it 
       e instanceof RangeError && e.message.includes("REDIS_URL") &&
       e.message.includes("REDIS_CLUSTER_NODES") && !e.message.includes("\n"),
   );
+});
+
+Deno.test("MODERATION_URL needs MODERATION_SECRET: without it start-up fails in one line naming both", () => {
+  assert.throws(
+    () => loadConfig({ AUTH_SECRET: SECRET, MODERATION_URL: "https://hook.example/check" }),
+    (e: Error) =>
+      e instanceof RangeError && e.message.includes("MODERATION_SECRET") &&
+      e.message.includes("MODERATION_URL") && !e.message.includes("\n"),
+  );
+  const c = loadConfig({
+    AUTH_SECRET: SECRET,
+    MODERATION_URL: "https://hook.example/check",
+    MODERATION_SECRET: "s3cret-for-the-hook",
+    MODERATION_FAIL: "closed",
+  });
+  assert.equal(c.moderationUrl, "https://hook.example/check");
+  assert.equal(c.moderationFail, "closed");
 });
 
 Deno.test("allowed origins are compared case-insensitively without a trailing slash", () => {

@@ -23,6 +23,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   "src/events": ["src/log.ts", "src/store"],
   "src/protocol": ["client", "src/store"],
   "src/metrics.ts": ["src/build_info.ts", "src/protocol"],
+  "src/moderation": ["src/log.ts", "src/metrics.ts", "src/protocol"],
   "src/demo_page": ["client"],
   "src/hub": ["src/bus", "src/log.ts", "src/protocol", "src/store"],
   "src/session": [
@@ -30,6 +31,7 @@ const ALLOWED: Record<string, readonly string[]> = {
     "src/hub",
     "src/log.ts",
     "src/metrics.ts",
+    "src/moderation",
     "src/protocol",
     "src/store",
     "src/token.ts",
@@ -43,6 +45,7 @@ const ALLOWED: Record<string, readonly string[]> = {
     "src/hub",
     "src/log.ts",
     "src/metrics.ts",
+    "src/moderation",
     "src/protocol",
     "src/session",
     "src/store",

@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import type { ChatRepository, MessageRecord } from "../src/store/repository.ts";
+import type { ChatRepository, MessageRecord, SnapshotMessage } from "../src/store/repository.ts";
 import { ClientMessageIdReusedError } from "../src/store/repository.ts";
 import { MemoryRepository } from "../src/store/memory.ts";
 import { connectRepository, createTestDatabase } from "./support/db.ts";
@@ -14,6 +14,8 @@ interface Fixture {
   addUser(id: number, active?: boolean): Promise<void>;
   befriend(a: number, b: number, status?: string): Promise<void>;
   block(blocker: number, blocked: number): Promise<void>;
+  /** The snapshot stored with a report. */
+  snapshot(reportId: number): Promise<SnapshotMessage[]>;
   done(): Promise<void>;
 }
 
@@ -25,6 +27,7 @@ const implementations: Record<string, () => Promise<Fixture>> = {
       addUser: (id, active) => Promise.resolve(repository.addUser(id, active)),
       befriend: (a, b, status) => Promise.resolve(repository.befriend(a, b, status)),
       block: (x, y) => Promise.resolve(repository.block(x, y)),
+      snapshot: (id) => Promise.resolve(repository.reports[id - 1]!.snapshot),
       done: () => repository.close(),
     });
   },
@@ -36,6 +39,11 @@ const implementations: Record<string, () => Promise<Fixture>> = {
       addUser: (id, active) => db.addUser(id, active === undefined ? {} : { active }),
       befriend: (a, b, status) => db.befriend(a, b, status),
       block: (x, y) => db.block(x, y),
+      async snapshot(id) {
+        const [row] = await db.sql<{ snapshot: SnapshotMessage[] }[]>`
+          select snapshot from chat_reports where report_id = ${id}`;
+        return row!.snapshot;
+      },
       async done() {
         await repository.close();
         await db.drop();
@@ -340,4 +348,108 @@ for (const [name, make] of Object.entries(implementations)) {
     assert.deepEqual((await f.repository.inactiveUsers([1, 2, 3, 4])).sort(), [2, 4]);
     assert.deepEqual(await f.repository.inactiveUsers([]), []);
   });
+
+  contract(
+    "a message is found by its sender's client_message_id, with what the hook did to it",
+    async (f) => {
+      const r = f.repository;
+      const plain = await r.storeMessage({
+        senderUserId: 1,
+        recipientUserId: 2,
+        messageText: "hello",
+        clientMessageId: "k1",
+      });
+      const masked = await r.storeMessage({
+        senderUserId: 1,
+        recipientUserId: 2,
+        messageText: "****",
+        clientMessageId: "k2",
+        moderation: "replaced",
+      });
+      const found = async (sender: number, cmid: string) => {
+        const m = await r.messageByClientId(sender, cmid);
+        return m && [m.messageId, m.messageText, m.recipientUserId, m.moderation];
+      };
+      assert.deepEqual(await found(1, "k1"), [plain.message.messageId, "hello", 2, undefined]);
+      assert.deepEqual(await found(1, "k2"), [masked.message.messageId, "****", 2, "replaced"]);
+      assert.equal(await r.messageByClientId(2, "k1"), undefined, "another sender's id");
+      assert.equal(await r.messageByClientId(1, "k3"), undefined);
+    },
+  );
+
+  contract(
+    "a report is stored once per reporter and message, only by the message's two users",
+    async (f) => {
+      const r = f.repository;
+      const send = async (from: number, to: number, text: string) =>
+        (await r.storeMessage({
+          senderUserId: from,
+          recipientUserId: to,
+          messageText: text,
+          clientMessageId: undefined,
+        })).message.messageId;
+      const ids: number[] = [];
+      for (let i = 0; i < 25; i++) {
+        ids.push(await send(i % 2 === 0 ? 1 : 2, i % 2 === 0 ? 2 : 1, `m${i}`));
+        await send(3, 1, `other${i}`); // another conversation of user 1, never in the snapshot
+      }
+      const reported = ids[12]!;
+      const first = await r.reportMessage({
+        reporterUserId: 2,
+        messageId: reported,
+        reason: "harassment",
+        note: "mean",
+      });
+      assert.equal(first.status, "reported");
+      assert.ok(first.status === "reported" && first.created);
+      const again = await r.reportMessage({
+        reporterUserId: 2,
+        messageId: reported,
+        reason: "spam",
+        note: undefined,
+      });
+      assert.deepEqual(again, { status: "reported", reportId: first.reportId, created: false });
+      const bySender = await r.reportMessage({
+        reporterUserId: 1,
+        messageId: reported,
+        reason: "other",
+        note: undefined,
+      });
+      assert.ok(bySender.status === "reported" && bySender.created);
+      assert.notEqual(bySender.reportId, first.reportId);
+      for (const [reporter, messageId] of [[3, reported], [2, ids[24]! + 100]] as const) {
+        assert.deepEqual(
+          await r.reportMessage({
+            reporterUserId: reporter,
+            messageId,
+            reason: "spam",
+            note: undefined,
+          }),
+          { status: "not_found" },
+        );
+      }
+      // The snapshot: 10 before, the message, 10 after, of that conversation only.
+      const snapshot = await f.snapshot(first.reportId);
+      assert.deepEqual(snapshot.map((m) => m.message_text), [
+        ...Array.from({ length: 21 }, (_, i) => `m${i + 2}`),
+      ]);
+      assert.deepEqual(Object.keys(snapshot[0]!).sort(), [
+        "message_id",
+        "message_text",
+        "recipient_user_id",
+        "sender_user_id",
+        "sent_at",
+      ]);
+      const edge = await r.reportMessage({
+        reporterUserId: 1,
+        messageId: ids[1]!,
+        reason: "spam",
+        note: undefined,
+      });
+      assert.ok(edge.status === "reported");
+      assert.deepEqual((await f.snapshot(edge.reportId)).map((m) => m.message_text), [
+        ...Array.from({ length: 12 }, (_, i) => `m${i}`),
+      ]);
+    },
+  );
 }

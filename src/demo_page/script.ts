@@ -281,6 +281,34 @@ if (!token) {
     entry.tick.className = "tick " + state;
   };
 
+  // "Report" on a friend's message: a reason, then the report (v1.2 SDKs only).
+  const REPORT_REASONS = ["spam", "harassment", "hate", "sexual", "self_harm", "cheating", "other"];
+  const offerReport = (entry) => {
+    const open = el("button", "report", "Report");
+    open.type = "button";
+    open.title = "Report this message to the game's moderators";
+    const actions = el("span", "actions");
+    actions.append(open);
+    entry.li.append(actions);
+    open.addEventListener("click", () => {
+      const reason = el("select", "report-reason");
+      for (const r of REPORT_REASONS) reason.append(el("option", "", r.replace("_", " ")));
+      const submit = el("button", "report-send", "Send report");
+      submit.type = "button";
+      actions.replaceChildren(reason, submit);
+      submit.addEventListener("click", () => {
+        submit.disabled = true;
+        client.report(entry.id, REPORT_REASONS[reason.selectedIndex]).then(
+          () => actions.replaceChildren(el("span", "reported", "Reported")),
+          (err) => {
+            submit.disabled = false;
+            actions.append(el("span", "reported", "Not reported: " + err.message));
+          },
+        );
+      });
+    });
+  };
+
   /** Shows a stored message once (live, caught up or from history); returns its entry. */
   const show = (m) => {
     const mine = m.sender_user_id === me;
@@ -288,10 +316,16 @@ if (!token) {
     let entry = f.byId.get(m.message_id) ?? (mine ? byClientId.get(m.client_message_id) : undefined);
     const fresh = entry === undefined;
     if (fresh) entry = bubble(mine, m.message_text, f.id);
+    if (entry.text !== m.message_text) {
+      // As stored: the moderation hook may have replaced what was typed.
+      entry.text = m.message_text;
+      entry.li.querySelector(".text").textContent = m.message_text;
+    }
     if (entry.id === undefined) {
       entry.id = m.message_id;
       f.byId.set(m.message_id, entry);
       place(f, entry.li, m.message_id);
+      if (!mine && typeof client.report === "function") offerReport(entry);
     }
     entry.time.textContent = clock(m.sent_at);
     f.oldest = Math.min(f.oldest, m.message_id);

@@ -10,6 +10,7 @@
  */
 
 import type { ErrorCode } from "./codes.ts";
+import { REPORT_REASONS, type ReportReason } from "../store/mod.ts";
 import { parseSettings, type SettingsFrame } from "./settings_frame.ts";
 
 export type { SettingsFrame } from "./settings_frame.ts";
@@ -89,6 +90,15 @@ export interface ReauthenticateFrame {
   authToken: string | undefined;
 }
 
+/** `report` (v1.2): a player reports a message they sent or received. */
+export interface ReportFrame {
+  type: "report";
+  messageId: number;
+  reason: ReportReason;
+  /** At most `MAX_REPORT_NOTE_CHARS` code points; absent when not sent. */
+  note: string | undefined;
+}
+
 export type ClientFrame =
   | AuthenticateFrame
   | ChatMessageFrame
@@ -99,6 +109,7 @@ export type ClientFrame =
   | ReadFrame
   | DeliveredFrame
   | ReauthenticateFrame
+  | ReportFrame
   | SettingsFrame
   | EditMessageFrame
   | DeleteMessageFrame;
@@ -119,6 +130,8 @@ export interface ParseLimits {
 }
 
 const MAX_CLIENT_MESSAGE_ID_CHARS = 64;
+/** The longest `note` of a `report`, in code points. */
+export const MAX_REPORT_NOTE_CHARS = 500;
 const LONE_SURROGATE = /\p{Surrogate}/u;
 
 /** Parses one text frame into a client frame or the error that answers it. */
@@ -161,6 +174,8 @@ export function parseClientFrame(text: string, limits: ParseLimits): ClientFrame
         type: "reauthenticate",
         authToken: typeof value.auth_token === "string" ? value.auth_token : undefined,
       };
+    case "report":
+      return parseReport(value);
     case "settings": {
       const parsed = parseSettings(value);
       return "code" in parsed ? frameError(parsed.code, parsed.message, "settings") : parsed;
@@ -348,6 +363,43 @@ function parseDelivered(value: Record<string, unknown>): DeliveredFrame | FrameE
     return frameError("invalid_field", "message_id must be a positive integer", "delivered");
   }
   return { type: "delivered", messageId };
+}
+
+function parseReport(value: Record<string, unknown>): ReportFrame | FrameError {
+  if (isAbsent(value.message_id) || isAbsent(value.reason)) {
+    return frameError("missing_fields", "Missing required fields", "report");
+  }
+  const messageId = parseId(value.message_id, 1);
+  if (messageId === undefined) {
+    return frameError("invalid_field", "message_id must be a positive integer", "report");
+  }
+  const reason = REPORT_REASONS.find((r) => r === value.reason);
+  if (reason === undefined) {
+    return frameError(
+      "invalid_field",
+      `reason must be one of ${REPORT_REASONS.join(", ")}`,
+      "report",
+    );
+  }
+  let note: string | undefined;
+  if (!isAbsent(value.note)) {
+    if (typeof value.note !== "string" || codePoints(value.note) > MAX_REPORT_NOTE_CHARS) {
+      return frameError(
+        "invalid_field",
+        `note must be a string of at most ${MAX_REPORT_NOTE_CHARS} characters`,
+        "report",
+      );
+    }
+    if (!storable(value.note)) {
+      return frameError(
+        "invalid_field",
+        "note contains characters that cannot be stored",
+        "report",
+      );
+    }
+    note = value.note.trim() === "" ? undefined : value.note.trim();
+  }
+  return { type: "report", messageId, reason, note };
 }
 
 /** `limit` absent → the default; else a whole number in range, or the message saying so. */

@@ -184,6 +184,11 @@ export const serverFrames = {
     const at = text.indexOf(UPDATES_FIELD) + UPDATES_FIELD.length;
     return text.slice(0, at) + parts.join(",") + text.slice(at);
   },
+  /** The answer to `report` (v1.2): the report's id, the first one's for a repeat. */
+  reportReceived: (reportId: number) =>
+    JSON.stringify(
+      { type: "report_received", report_id: reportId } satisfies Wire.ReportReceivedFrame,
+    ),
   pong: () => PONG,
   /** `retryAfterMs`: with `rate_limited`, when the next frame of that kind would be accepted. */
   error: (code: ErrorCode, message: string, clientMessageId?: string, retryAfterMs?: number) => {

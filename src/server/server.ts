@@ -16,10 +16,12 @@ import type { ChatRepository } from "../store/mod.ts";
 import {
   DeadlineQueue,
   LoginRates,
+  SendOrder,
   Session,
   type SessionContext,
   UserWork,
 } from "../session/mod.ts";
+import { HttpModerator } from "../moderation/mod.ts";
 import { importTokenKey } from "../token.ts";
 import { type EventsWebhook, startEventsWebhook } from "../events/mod.ts";
 import { startActiveCheck } from "./active_check.ts";
@@ -82,6 +84,17 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
   const monotonic = () => performance.now();
   const expiries = new DeadlineQueue(now);
   const tokenKey = await importTokenKey(config.authSecret);
+  const moderator = config.moderationUrl === undefined ? undefined : await HttpModerator.create({
+    url: config.moderationUrl,
+    secret: config.moderationSecret ?? "",
+    timeoutMs: config.moderationTimeoutMs,
+    fail: config.moderationFail,
+    maxInFlight: config.moderationMaxInFlight,
+    maxMessageChars: config.maxMessageChars,
+    metrics,
+    logger,
+    now,
+  });
   /** One context for every session (a copy per connection would cost memory per connection). */
   const sessionContext: SessionContext = {
     hub,
@@ -101,6 +114,8 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
       monotonic,
     ),
     logins: new LoginRates(config, monotonic),
+    moderator,
+    sendOrder: new SendOrder(),
   };
   const sessions = new Set<Session>();
   const unauthByIp = new Map<string, number>();

@@ -15,9 +15,11 @@ import type { Hub } from "../hub/mod.ts";
 import type { TypingExpiry } from "../hub/mod.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
+import type { Moderator } from "../moderation/mod.ts";
 import type { ClientFrame, ErrorCode } from "../protocol/mod.ts";
-import type { ChatRepository } from "../store/mod.ts";
+import type { ChatRepository, StoreResult } from "../store/mod.ts";
 import type { TokenKey } from "../token.ts";
+import type { SendOrder } from "./send_order.ts";
 
 /** The settings a session enforces (see `Config` for their meaning and defaults). */
 export type SessionLimits = Pick<
@@ -62,6 +64,9 @@ export function refuse(
   return new Refusal(code, message, closeAfter, retryAfterMs);
 }
 
+/** What a message checked by the moderation hook came to: its row (new or repeated), or its refusal. */
+export type Checked = StoreResult | Refusal;
+
 /** What a handler answers: nothing more to send, or a refusal. */
 export type Reply = void | Refusal;
 
@@ -73,6 +78,10 @@ export interface HandlerServices {
   readonly metrics: Metrics;
   /** Milliseconds since the epoch. */
   readonly now: () => number;
+  /** The moderation hook (`MODERATION_URL`); undefined when none is configured. */
+  readonly moderator?: Moderator | undefined;
+  /** The order of each sender's messages to each friend while the hook checks them. */
+  readonly sendOrder: SendOrder<Checked>;
 }
 
 /** What every frame handler gets. */

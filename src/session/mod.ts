@@ -8,3 +8,4 @@ export { Session, type SessionContext, type SessionHooks, type SessionLimits } f
 export { DeadlineQueue } from "./deadline_timer.ts";
 export { UserWork } from "./user_work.ts";
 export { LoginRates } from "./rate_limit.ts";
+export { SendOrder } from "./send_order.ts";

@@ -15,22 +15,34 @@ import type {
   MessageRecord,
   ModeratorDeletion,
   NewMessage,
+  NewReport,
   ReadReceipt,
   ReadResult,
   Relation,
+  ReportResult,
   Seqs,
+  SnapshotMessage,
+  StoredMessage,
   StoreResult,
   TokenAccess,
   Update,
   UpdatePage,
 } from "./repository.ts";
+import { ClientMessageIdReusedError, SNAPSHOT_AROUND, UnavailableError } from "./repository.ts";
+
+/** A stored report (the columns of `chat_reports`). */
+export interface MemoryReport extends NewReport {
+  reportId: number;
+  reportedUserId: number;
+  snapshot: SnapshotMessage[];
+  createdAt: Date;
+}
 
 /** One entry of a user's update stream, as stored (messages are looked up when read). */
 type Entry =
   | { kind: "message" | "message_updated" | "delivered"; messageId: number }
   | { kind: "read"; read: ReadReceipt }
   | { kind: "settings_updated"; settings: unknown };
-import { ClientMessageIdReusedError, UnavailableError } from "./repository.ts";
 import type {
   SeenState,
   SettingsBody,
@@ -47,6 +59,8 @@ export class MemoryRepository implements ChatRepository {
   readonly revocations = new Map<number, number>();
   /** In id order (ids are 1, 2, 3, …). */
   readonly messages: MessageRecord[] = [];
+  /** In id order (ids are 1, 2, 3, …). */
+  readonly reports: MemoryReport[] = [];
   /** User id → settings as stored (v1.2); mutes by friend id, times in ms. */
   readonly userSettings = new Map<number, {
     dndUntil: number | undefined;
@@ -167,6 +181,55 @@ export class MemoryRepository implements ChatRepository {
         { kind: "message", messageId: row.messageId },
       );
       return { message: stored(row), duplicate: false, seqs };
+    });
+  }
+
+  messageByClientId(
+    senderUserId: number,
+    clientMessageId: string,
+  ): Promise<StoredMessage | undefined> {
+    return this.guard(() => {
+      const row = this.messages.find((m) =>
+        m.senderUserId === senderUserId && m.clientMessageId === clientMessageId
+      );
+      if (row === undefined) return undefined;
+      return { ...stored(row), moderation: row.moderation };
+    });
+  }
+
+  reportMessage(report: NewReport): Promise<ReportResult> {
+    return this.guard((): ReportResult => {
+      const m = this.messages[report.messageId - 1];
+      if (
+        m === undefined ||
+        (m.senderUserId !== report.reporterUserId && m.recipientUserId !== report.reporterUserId)
+      ) {
+        return { status: "not_found" };
+      }
+      const earlier = this.reports.find((r) =>
+        r.reporterUserId === report.reporterUserId && r.messageId === report.messageId
+      );
+      if (earlier !== undefined) {
+        return { status: "reported", reportId: earlier.reportId, created: false };
+      }
+      const conversation = this.messages.filter((c) =>
+        (c.senderUserId === m.senderUserId && c.recipientUserId === m.recipientUserId) ||
+        (c.senderUserId === m.recipientUserId && c.recipientUserId === m.senderUserId)
+      );
+      const at = conversation.indexOf(m);
+      const around = conversation.slice(
+        Math.max(0, at - SNAPSHOT_AROUND),
+        at + SNAPSHOT_AROUND + 1,
+      );
+      const reportId = this.reports.length + 1;
+      this.reports.push({
+        ...report,
+        reportId,
+        reportedUserId: m.senderUserId,
+        snapshot: around.map(snapshotOf),
+        createdAt: new Date(this.now()),
+      });
+      return { status: "reported", reportId, created: true };
     });
   }
 
@@ -535,6 +598,18 @@ function stored(m: MessageRecord): StoreResult["message"] {
     sentAt: m.sentAt,
     clientMessageId: m.clientMessageId,
   };
+}
+
+function snapshotOf(m: MessageRecord): SnapshotMessage {
+  const message: SnapshotMessage = {
+    message_id: m.messageId,
+    sender_user_id: m.senderUserId,
+    recipient_user_id: m.recipientUserId,
+    message_text: m.messageText,
+    sent_at: m.sentAt.toISOString(),
+  };
+  if (m.clientMessageId !== undefined) message.client_message_id = m.clientMessageId;
+  return message;
 }
 
 /** Copies of the first `limit` messages, and whether more matched. */

@@ -59,6 +59,52 @@ export interface StoreResult {
   seqs: Seqs;
 }
 
+/** The reasons a report may give (docs/protocol.md, "Reports"). */
+export const REPORT_REASONS = [
+  "spam",
+  "harassment",
+  "hate",
+  "sexual",
+  "self_harm",
+  "cheating",
+  "other",
+] as const;
+
+export type ReportReason = typeof REPORT_REASONS[number];
+
+/** A report of one message by one of its two users. */
+export interface NewReport {
+  reporterUserId: number;
+  messageId: number;
+  reason: ReportReason;
+  note: string | undefined;
+}
+
+/**
+ * One message of a report's snapshot, as it was when reported (the wire
+ * form of a message, docs/protocol.md "Frames").
+ */
+export interface SnapshotMessage {
+  message_id: number;
+  sender_user_id: number;
+  recipient_user_id: number;
+  message_text: string;
+  sent_at: string;
+  client_message_id?: string;
+}
+
+/** How many messages before and after the reported one a snapshot holds, at most. */
+export const SNAPSHOT_AROUND = 10;
+
+/**
+ * The outcome of `reportMessage`: the report's id (`created` false when the
+ * reporter had reported the message before and nothing was stored), or
+ * `not_found` when no such message has the reporter as sender or recipient.
+ */
+export type ReportResult =
+  | { status: "reported"; reportId: number; created: boolean }
+  | { status: "not_found" };
+
 /** A message as read back (`sync`, `history`): the stored row with its receipts. */
 export interface MessageRecord extends StoredMessage {
   isRead: boolean;
@@ -210,6 +256,23 @@ export interface ChatRepository {
    * the original row and `duplicate: true`.
    */
   storeMessage(message: NewMessage): Promise<StoreResult>;
+  /**
+   * The committed message `senderUserId` sent with `clientMessageId` (with
+   * `moderation`, what the hook did to it), or undefined when there is none (a retry is answered from it before the
+   * moderation hook is asked again).
+   */
+  messageByClientId(
+    senderUserId: number,
+    clientMessageId: string,
+  ): Promise<StoredMessage | undefined>;
+  /**
+   * `report`: stores a report of a message its reporter sent or received,
+   * with a snapshot of the conversation around it as it is now (the message
+   * and up to `SNAPSHOT_AROUND` messages of the conversation before and after
+   * it, oldest first), once per (reporter, message): a repeated report
+   * stores nothing and answers the first one's id.
+   */
+  reportMessage(report: NewReport): Promise<ReportResult>;
   /**
    * Unread counts, the last message id and the latest seq of `userId`, for
    * `authenticated`; read from counters, whatever the mailbox holds.

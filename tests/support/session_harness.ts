@@ -20,6 +20,7 @@ import { ServerMetrics } from "../../src/metrics.ts";
 import {
   DeadlineQueue,
   LoginRates,
+  SendOrder,
   Session,
   type SessionContext,
   UserWork,
@@ -172,6 +173,7 @@ export class SessionHarness {
         monotonic,
       ),
       logins: new LoginRates(config, monotonic),
+      sendOrder: new SendOrder(),
     };
     return new SessionHarness(context, hub, repository, metrics);
   }

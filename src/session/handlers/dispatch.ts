@@ -13,6 +13,7 @@ import { changeHandlers } from "./changes.ts";
 import { chatHandlers } from "./chat.ts";
 import { lifetimeHandlers } from "./lifetime.ts";
 import { receiptHandlers } from "./receipts.ts";
+import { reportHandlers } from "./reports.ts";
 import { settingsHandlers } from "./settings.ts";
 
 export type DispatchTable = {
@@ -25,6 +26,7 @@ export const DISPATCH: DispatchTable = {
   ...chatHandlers,
   ...catchUpHandlers,
   ...receiptHandlers,
+  ...reportHandlers,
   ...settingsHandlers,
   ...changeHandlers,
 };

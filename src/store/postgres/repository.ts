@@ -31,8 +31,11 @@ import type {
   MessageRecord,
   ModeratorDeletion,
   NewMessage,
+  NewReport,
   ReadResult,
   Relation,
+  ReportResult,
+  StoredMessage,
   StoreResult,
   TokenAccess,
   UpdatePage,
@@ -41,6 +44,7 @@ import { UnavailableError } from "../repository.ts";
 import { TtlCache } from "./ttl_cache.ts";
 import { BatchLoader } from "./batch_loader.ts";
 import * as mailbox from "./mailbox_queries.ts";
+import * as moderation from "./moderation_queries.ts";
 import { rowsOf } from "./pg_rows.ts";
 import { ReadFlagSweeper } from "./read_flags.ts";
 import { LastSeenWriter } from "./last_seen.ts";
@@ -256,6 +260,22 @@ export class PostgresRepository implements ChatRepository {
 
   storeMessage(message: NewMessage): Promise<StoreResult> {
     return this.#writer.store(message);
+  }
+
+  messageByClientId(
+    senderUserId: number,
+    clientMessageId: string,
+  ): Promise<StoredMessage | undefined> {
+    return this.#deadline(
+      () => moderation.messageByClientId(this.#sql, senderUserId, clientMessageId),
+      { user_id: senderUserId },
+    );
+  }
+
+  reportMessage(report: NewReport): Promise<ReportResult> {
+    return this.#deadline(() => moderation.reportMessage(this.#sql, report), {
+      user_id: report.reporterUserId,
+    });
   }
 
   mailboxSummary(userId: number): Promise<MailboxSummary> {

@@ -780,6 +780,27 @@ export const MIGRATIONS: readonly Migration[] = [
     ],
   },
   {
+    // v1.2 (docs/protocol.md, "Reports"): players' reports, each with a snapshot
+    // of the conversation around the reported message as it was then. One
+    // report per (reporter, message). (`messages.moderation`, what the hook did
+    // to a message, is migration 6's.)
+    version: 7,
+    name: "moderation and reports",
+    sql: `
+      create table if not exists chat_reports (
+        report_id bigserial primary key,
+        reporter_user_id bigint not null,
+        reported_user_id bigint not null,
+        message_id bigint not null,
+        reason text not null,
+        note text,
+        snapshot jsonb not null,
+        created_at timestamptz not null default now(),
+        unique (reporter_user_id, message_id)
+      );
+    `,
+  },
+  {
     // v1.2 settings (docs/protocol.md, "Settings"): one row per user who changed a
     // setting or was seen going offline, and one row per muted friend (an unmute
     // deletes it). The events webhook reads both to skip muted and DND recipients.
