@@ -530,3 +530,44 @@ Deno.test("the log says when the hook starts failing, when the cause changes and
     await hook.close();
   }
 });
+
+Deno.test("edits go through the hook: a rejected edit leaves the old text, a replaced one is stored as replaced", async () => {
+  await withHook({}, async (t, hook) => {
+    const alice = await t.connectAs(1);
+    const bob = await t.connectAs(2);
+    hook.answer = () => answers.allow();
+    alice.send({ type: "chat_message", recipient_user_id: 2, message_text: "hello" });
+    const id = ((await alice.next("message_sent")).data as { message_id: number }).message_id;
+    await bob.next("chat_message");
+
+    hook.answer = () => answers.reject("No links");
+    alice.send({ type: "edit_message", message_id: id, message_text: "see http://x" });
+    assert.deepEqual(await alice.next("error"), {
+      type: "error",
+      code: "moderated",
+      message: "No links",
+    });
+    const edit = hook.calls.at(-1)!;
+    assert.deepEqual(
+      [edit.body.kind, edit.body.message_id, edit.body.recipient_user_id, edit.signed],
+      ["edit", id, 2, true],
+    );
+    assert.deepEqual(await bob.drainFor(200, "message_updated"), [], "nothing changed");
+    assert.deepEqual(await rowsOf(t), [{ message_text: "hello", moderation: null }]);
+
+    hook.answer = () => answers.replace("hello ***");
+    alice.send({ type: "edit_message", message_id: id, message_text: "hello darn" });
+    const mine = await alice.next("message_updated");
+    const theirs = await bob.next("message_updated");
+    for (const frame of [mine, theirs]) {
+      assert.equal((frame.message as { message_text: string }).message_text, "hello ***");
+    }
+    assert.deepEqual(await rowsOf(t), [{ message_text: "hello ***", moderation: "replaced" }]);
+
+    // An edit the store would refuse is refused without asking the hook.
+    const calls = hook.calls.length;
+    bob.send({ type: "edit_message", message_id: id, message_text: "not mine" });
+    assert.equal((await bob.next("error")).code, "not_found");
+    assert.equal(hook.calls.length, calls);
+  });
+});
