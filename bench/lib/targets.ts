@@ -73,12 +73,15 @@ export function serverEnv(secret: string, databaseUrl: string): Record<string, s
     CHAT_RATE_BURST: "1000000",
     CHAT_RATE_PER_S: "1000000",
     FRAME_RATE_PER_S: "1000000",
-    MAX_QUEUED_FRAMES: "1000000",
+    MAX_QUEUED_FRAMES: "100000",
     TYPING_RATE_PER_S: "1000000",
     MAX_UNAUTH_PER_IP: "1000000",
     // The bench signs thousands of users in from one address within seconds.
     LOGIN_RATE_PER_IP_PER_MIN: "10000000",
     LOGIN_RATE_PER_USER_PER_MIN: "1000000",
+    // Off: the capacity scenario measures how fast the server can sign users in (the storm
+    // scenario sets it to what it measures).
+    LOGIN_RATE_PER_S: "0",
     MAX_CONNECTIONS: "1000000",
     MAX_CONNECTIONS_PER_USER: "10",
   };
@@ -100,6 +103,8 @@ export interface StartOptions {
   cpus?: string | undefined;
   /** For `server`: run `traced_server.ts`, writing its per-message trace to this file. */
   trace?: string | undefined;
+  /** For `server`: settings beyond `serverEnv` (the storm's fixed port and sign-in rate). */
+  env?: Record<string, string> | undefined;
 }
 
 let started = 0;
@@ -134,6 +139,7 @@ async function startProcess(
       env: {
         ...serverEnv(options.secret, options.databaseUrl),
         ...env,
+        ...options.env,
         ...(options.trace ? { BENCH_TRACE_FILE: options.trace } : {}),
       },
       logPath,
