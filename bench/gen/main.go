@@ -111,6 +111,8 @@ func main() {
 			reply(g.stormStatus(&cmd))
 		case "stormReport":
 			reply(g.stormReport(&cmd))
+		case "stormQuiet":
+			reply(g.stormQuiet(&cmd))
 		case "stormStop":
 			reply(g.stormStop(&cmd))
 		case "exit":

@@ -98,7 +98,9 @@ type storm struct {
 	users   []*stormUser
 	byID    map[int]*stormUser
 	stopped atomic.Bool
-	wg      sync.WaitGroup
+	// quiet: the chatters stop sending (before the report, so nothing is in flight).
+	quiet atomic.Bool
+	wg    sync.WaitGroup
 	// since the last mark
 	mu        sync.Mutex
 	markAt    float64
@@ -302,6 +304,14 @@ func (g *generator) stormReport(cmd *command) interface{} {
 	}
 	sort.Slice(r.Unreceived, func(i, j int) bool { return r.Unreceived[i] < r.Unreceived[j] })
 	return r
+}
+
+// stormQuiet stops the chatting (what was sent is still acknowledged and resent as needed).
+func (g *generator) stormQuiet(cmd *command) interface{} {
+	if activeStorm != nil {
+		activeStorm.quiet.Store(true)
+	}
+	return map[string]bool{}
 }
 
 // stormStop ends every user's loop and closes its connection.
@@ -676,7 +686,7 @@ func (u *stormUser) chatLoop(nc net.Conn) {
 		return
 	}
 	time.Sleep(time.Duration(rand.Float64() * float64(every)))
-	for !u.s.stopped.Load() {
+	for !u.s.stopped.Load() && !u.s.quiet.Load() {
 		u.mu.Lock()
 		if u.nc != nc || !u.open {
 			u.mu.Unlock()

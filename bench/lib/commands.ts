@@ -90,7 +90,7 @@ export interface CloseAllReply {
 
 /** The storm scenario's commands (`lib/storm.ts`, `gen/storm.go`; replies typed there). */
 export interface StormCommand {
-  cmd: "stormStart" | "stormMark" | "stormStatus" | "stormReport" | "stormStop";
+  cmd: "stormStart" | "stormMark" | "stormStatus" | "stormQuiet" | "stormReport" | "stormStop";
   [field: string]: unknown;
 }
 

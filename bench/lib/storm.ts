@@ -46,7 +46,7 @@ export const POLICY_V1: StormPolicy = {
 
 /** The SDK's reconnect now (client/connection.ts): see docs/protocol.md, "Reconnecting". */
 export const POLICY_V2: StormPolicy = {
-  baseMs: 1000,
+  baseMs: 500,
   capMs: 10_000,
   honorHint: true,
   hintJitterMs: 250,
@@ -353,7 +353,9 @@ export async function stormCase(
       await sleep(250);
     }
     const endAt = absNow();
-    // A little more chatting with everyone back, then the chatters' last answers.
+    // A little more chatting with everyone back, then quiet, and the chatters' last answers.
+    await sleep(1500);
+    await worker.request({ cmd: "stormQuiet" }, 10_000);
     await sleep(1500);
     const report = await worker.request<StormReport>({ cmd: "stormReport" }, 60_000);
     await worker.request({ cmd: "stormStop" }, 30_000);
