@@ -316,6 +316,7 @@ export async function stormCase(
       concurrency: 64,
       secret: startOpts.secret,
       timeoutMs: 20_000,
+      startTimeoutMs: 150_000,
       policy,
     }, 180_000);
     if (started.caughtUp < opts.users) {
