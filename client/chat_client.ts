@@ -34,6 +34,7 @@ import { ChatPacer } from "./pacer.ts";
 import { ChatReceipts } from "./receipts.ts";
 import { ChatRefreshTimer } from "./refresh.ts";
 import { ChatRequests } from "./requests.ts";
+import { ChatSequence } from "./sequence.ts";
 import { ChatSettingsRequests, type SettingsRequest } from "./settings.ts";
 import type { ChatClientOptions, SendOptions } from "./options.ts";
 export type * from "./frames.ts";
@@ -53,6 +54,7 @@ export {
   ChatRefreshTimer,
   ChatRequests,
   ChatSendError,
+  ChatSequence,
   ChatSettingsRequests,
 };
 
@@ -112,6 +114,10 @@ export class ChatClient {
       throw new RangeError("lastMessageId must be a non-negative integer");
     }
     this.#mailbox = new ChatMailbox(last);
+    const lastSeq = options.lastSeq;
+    if (lastSeq !== undefined && !(Number.isSafeInteger(lastSeq) && lastSeq >= 0)) {
+      throw new RangeError("lastSeq must be a non-negative integer");
+    }
     const parts: ChatParts = {
       emitter: this.#emitter,
       connection: this.#connection,
@@ -123,7 +129,7 @@ export class ChatClient {
       markDelivered: (messageId) => this.markDelivered(messageId),
       flushReceipts: () => this.#flushReceipts(),
     };
-    this.#catchUp = new ChatCatchUp(parts, pageSize, options.autoDelivered ?? true);
+    this.#catchUp = new ChatCatchUp(parts, pageSize, options.autoDelivered ?? true, lastSeq);
     this.#dispatcher = new ChatDispatcher(parts, this.#catchUp);
   }
 
@@ -141,6 +147,13 @@ export class ChatClient {
   /** The id the next catch-up starts after: save it to resume a later page without a gap. */
   get lastMessageId(): number | undefined {
     return this.#mailbox.cursor;
+  }
+  /**
+   * v1.2: the largest update number applied (every update up to it was emitted, in order): save it
+   * and pass it as `lastSeq` to resume a later page without a gap. Undefined against a v1.1 server.
+   */
+  get lastSeq(): number | undefined {
+    return this.#catchUp.lastSeq;
   }
   /** Unread counts as known now (the same as the last `unread` event). */
   get unread(): UnreadEvent {
@@ -217,18 +230,50 @@ export class ChatClient {
     if (!ChatClient.#isCount(limit, 100)) {
       return Promise.reject(new RangeError("limit must be an integer from 1 to 100"));
     }
-    if (this.#connection.state === "closed") {
-      return Promise.reject(new ChatSendError("closed", "The chat client is closed", ""));
-    }
     const frame = JSON.stringify({
       type: "history",
       friend_user_id: friendId,
       ...(beforeMessageId === undefined ? {} : { before_message_id: beforeMessageId }),
       limit,
     });
-    const answer = this.#requests.add(friendId, frame);
-    if (this.#connection.state === "open") this.#write(frame);
-    return answer;
+    return this.#request<HistoryResultFrame>("history", friendId, frame);
+  }
+
+  /**
+   * v1.2: replaces the text of one of this user's messages (within the server's edit window).
+   * Resolves with the message as edited (`edited_at` set); both users' devices get a
+   * `message_updated` event. Waits for the connection; rejects with a `ChatSendError` whose
+   * `code` is a `ChatUpdateErrorCode` (`not_found`, `edit_window_passed`, `message_deleted`,
+   * `moderated`, ..., `timeout`, `closed`).
+   */
+  editMessage(messageId: number, text: string): Promise<ChatMessage> {
+    if (!ChatClient.#isId(messageId)) {
+      return Promise.reject(new RangeError("messageId must be a positive integer"));
+    }
+    if (typeof text !== "string") return Promise.reject(new TypeError("text must be a string"));
+    const frame = JSON.stringify({
+      type: "edit_message",
+      message_id: messageId,
+      message_text: text,
+    });
+    return this.#request<ChatMessage>("update", messageId, frame);
+  }
+
+  /**
+   * v1.2: deletes a message for `"everyone"` (only the sender's own; the text is erased, both
+   * users' devices get `message_updated` with `deleted_at`) or for `"me"` (sender or recipient:
+   * this user's devices get it with `deleted_for_me`). Resolves with the message as deleted;
+   * rejects as `editMessage()` does.
+   */
+  deleteMessage(messageId: number, scope: "everyone" | "me"): Promise<ChatMessage> {
+    if (!ChatClient.#isId(messageId)) {
+      return Promise.reject(new RangeError("messageId must be a positive integer"));
+    }
+    if (scope !== "everyone" && scope !== "me") {
+      return Promise.reject(new RangeError('scope must be "everyone" or "me"'));
+    }
+    const frame = JSON.stringify({ type: "delete_message", message_id: messageId, for: scope });
+    return this.#request<ChatMessage>("update", messageId, frame);
   }
 
   /**
@@ -297,6 +342,16 @@ export class ChatClient {
     });
   }
 
+  /** Sends a request now when open, else after the next authentication; rejects once closed. */
+  #request<T>(kind: "history" | "update", key: number, frame: string): Promise<T> {
+    if (this.#connection.state === "closed") {
+      return Promise.reject(new ChatSendError("closed", "The chat client is closed", ""));
+    }
+    const answer = this.#requests.add<T>(kind, key, frame);
+    if (this.#connection.state === "open") this.#write(frame);
+    return answer;
+  }
+
   #changeSettings(request: SettingsRequest): Promise<ChatSettings> {
     if (this.#connection.state === "closed") {
       return Promise.reject(new ChatSendError("closed", "The chat client is closed", ""));
@@ -355,6 +410,7 @@ export const SDK_CLASSES: readonly (abstract new (...args: never[]) => unknown)[
   ChatFailures,
   ChatConnection,
   ChatAuth,
+  ChatSequence,
   ChatCatchUp,
   ChatSettingsRequests,
   ChatDispatcher,

@@ -4,7 +4,9 @@
  * Every frame is also emitted: under its own type (unless named like a client event) and as
  * `frame`; a frame type the table does not know (the backend's `/notify` pushes) only that. Each
  * handler emits its frame itself, because the order of events matters: `sync_result` comes
- * before the messages it carries, `authenticated` after the client is `open`. All runtime code
+ * before the messages it carries, `authenticated` after the client is `open`. A frame that carries
+ * an update's `seq` (v1.2) is emitted as `frame` when it comes and under its own type when the
+ * catch-up applies it (in `seq` order, once). All runtime code
  * lives inside the class (the demo page embeds its source; see README.md, "Using it without a
  * build step").
  */
@@ -16,12 +18,15 @@ import type {
   ErrorFrame,
   HistoryResultFrame,
   MessageSentFrame,
+  MessageUpdatedFrame,
   PresenceFrame,
   ReadFrame,
   ReauthenticatedFrame,
   SettingsUpdatedFrame,
   SyncResultFrame,
+  SyncUpdatesResultFrame,
   UnknownFrame,
+  UpdateFrame,
 } from "./frames.ts";
 import type { ChatRequests } from "./requests.ts";
 import type { ChatSettingsRequests } from "./settings.ts";
@@ -39,6 +44,19 @@ export interface ChatParts extends ChatCatchUpParts {
 export class ChatDispatcher {
   /** Refusals that carry no `client_message_id`: they answer the catch-up or a request. */
   static readonly #REQUEST_ERRORS = ["unavailable", "invalid_field", "rate_limited"];
+  /**
+   * Refusals only an edit or a deletion gets (v1.2): they answer the oldest one, else go on (`unknown_type`:
+   * a v1.1 server, which knows neither, and no settings either).
+   */
+  static readonly #UPDATE_ERRORS = [
+    "unknown_type",
+    "not_found",
+    "edit_window_passed",
+    "message_deleted",
+    "moderated",
+    "message_empty",
+    "message_too_long",
+  ];
   /** Refusals only a `settings` change gets. */
   static readonly #SETTINGS_ERRORS = ["not_friends", "missing_fields"];
   readonly #parts: ChatParts;
@@ -57,21 +75,31 @@ export class ChatDispatcher {
       ["error", (frame) => this.#error(frame)],
       ["sync_result", (frame) => {
         emitter.emitFrame(frame);
-        catchUp.page(frame as unknown as SyncResultFrame);
+        catchUp.page(frame as unknown as SyncResultFrame | SyncUpdatesResultFrame);
       }],
       ["history_result", (frame) => {
-        requests.answer(frame as unknown as HistoryResultFrame);
+        const result = frame as unknown as HistoryResultFrame;
+        requests.answer("history", result.friend_user_id, result);
         emitter.emitFrame(frame);
       }],
-      ["read", (frame) => this.#read(frame)],
+      ["read", (frame) => {
+        if (this.#update(frame)) return;
+        catchUp.read(frame as unknown as ReadFrame);
+        emitter.emit("frame", frame);
+      }],
+      ["delivered", (frame) => this.#update(frame) || emitter.emitFrame(frame)],
+      ["message_updated", (frame) => this.#messageUpdated(frame)],
       ["reauthenticated", (frame) => {
         auth.expiresAt((frame as unknown as ReauthenticatedFrame).session_expires_at);
         emitter.emitFrame(frame);
       }],
       ["session_expired", (frame) => this.#sessionExpired(frame)],
       ["settings_updated", (frame) => {
+        // The state and a waiting change follow the frame when it comes; the event comes when
+        // the update is applied (in seq order). A synced one is older than what `authenticated`
+        // said, so it changes only the event stream, not the state.
         parts.settings.updated((frame as unknown as SettingsUpdatedFrame).settings);
-        emitter.emitFrame(frame);
+        if (!this.#update(frame)) emitter.emitFrame(frame);
       }],
       ["presence", (frame) => {
         parts.settings.presence(frame as unknown as PresenceFrame);
@@ -113,10 +141,27 @@ export class ChatDispatcher {
     emitter.emitFrame(frame as unknown as UnknownFrame);
     if (frame.last_message_id !== undefined) emitter.emit("unread", mailbox.unread());
     this.#parts.flushReceipts();
-    this.#catchUp.start(after, frame.last_message_id !== undefined);
+    const seq = Number.isSafeInteger(frame.seq) && frame.seq! >= 0 ? frame.seq : undefined;
+    this.#catchUp.start(after, frame.last_message_id !== undefined, seq);
+  }
+
+  /**
+   * A frame with an update's `seq` on a v1.2 session: emitted as `frame` now, and handed to the
+   * catch-up, which applies it in `seq` order; false for any other frame (a v1.1 server's, or an
+   * answer that changed nothing), which the caller handles as v1.1 did.
+   */
+  #update(frame: UnknownFrame): boolean {
+    const seq = frame.seq;
+    if (!this.#catchUp.sequenced || !Number.isSafeInteger(seq) || (seq as number) <= 0) {
+      return false;
+    }
+    this.#parts.emitter.emit("frame", frame);
+    this.#catchUp.update(frame as unknown as UpdateFrame & { seq: number });
+    return true;
   }
 
   #chatMessage(frame: UnknownFrame): void {
+    if (this.#update(frame)) return;
     if (typeof frame.message_id === "number") {
       this.#catchUp.live(frame as unknown as ChatMessage);
     } else if (typeof frame.message === "object") {
@@ -127,12 +172,31 @@ export class ChatDispatcher {
     this.#parts.emitter.emit("frame", frame);
   }
 
+  /**
+   * Our message was stored: its `send()` resolves now, whatever the `seq` (a gap before it is
+   * filled by the catch-up, and the same message from there is not emitted again).
+   */
   #messageSent(frame: UnknownFrame): void {
     const me = this.#parts.auth.userId;
     const message = (frame as unknown as MessageSentFrame).data;
     if (me !== undefined && message !== undefined) this.#parts.mailbox.accept(message, me, true);
     this.#parts.outbox.acknowledge(message);
-    this.#parts.emitter.emitFrame(frame);
+    this.#parts.emitter.emit("message_sent", frame);
+    if (!this.#update(frame)) this.#parts.emitter.emit("frame", frame);
+  }
+
+  /**
+   * An edit or deletion (v1.2): the editing connection's copy answers its `editMessage()` /
+   * `deleteMessage()` at once; the event comes when the update is applied (in `seq` order), or
+   * now for a repeated one that changed nothing (no `seq`).
+   */
+  #messageUpdated(frame: UnknownFrame): void {
+    const { message } = frame as unknown as MessageUpdatedFrame;
+    const { requests, emitter } = this.#parts;
+    if (typeof message === "object" && message !== null) {
+      requests.answer("update", message.message_id, message);
+    }
+    if (!this.#update(frame)) emitter.emitFrame(frame);
   }
 
   /**
@@ -155,7 +219,11 @@ export class ChatDispatcher {
       if (typeof error.retry_after_ms === "number") connection.retryAfter(error.retry_after_ms);
       return;
     }
-    if (ChatDispatcher.#SETTINGS_ERRORS.includes(error.code)) {
+    if (
+      ChatDispatcher.#UPDATE_ERRORS.includes(error.code) &&
+      requests.failOldest(error.code, error.message, "update")
+    ) return;
+    if (ChatDispatcher.#SETTINGS_ERRORS.includes(error.code) || error.code === "unknown_type") {
       settings.failOldest(error.code, error.message);
       return;
     }
@@ -163,16 +231,6 @@ export class ChatDispatcher {
     if (!this.#catchUp.refused(error) && !requests.failOldest(error.code, error.message)) {
       settings.failOldest(error.code, error.message);
     }
-  }
-
-  /** A read receipt; the user's own (from another device) lowers the unread counts. */
-  #read(frame: UnknownFrame): void {
-    const { auth, mailbox, emitter } = this.#parts;
-    const read = frame as unknown as ReadFrame;
-    const changed = read.user_id === auth.userId &&
-      mailbox.read(read.friend_user_id, read.up_to_message_id);
-    emitter.emitFrame(frame);
-    if (changed) emitter.emit("unread", mailbox.unread());
   }
 
   #sessionExpired(frame: UnknownFrame): void {

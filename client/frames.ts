@@ -1,7 +1,8 @@
 /**
  * @module frames
- * The server frames of the chat protocol (docs/protocol.md, v1.1) and the client's events, as
- * types.
+ * The server frames of the chat protocol (docs/protocol.md, v1.1 and v1.2) and the client's
+ * events, as types. v1.2 fields are optional where a v1.1 server does not send them (the SDK works
+ * against both, and the server's frame builders `satisfies` these types).
  */
 
 /** A stored chat message, as in `chat_message` and `message_sent.data` (docs/protocol.md). */
@@ -93,16 +94,24 @@ export interface MessageSentFrame {
   /** v1.2: the update's number in the sender's sequence. */
   seq?: number;
 }
-/** v1.2: a message was edited or deleted (for everyone, or for this user). */
+/**
+ * v1.2: a message was edited, deleted for everyone, or deleted for this user (`deleted_for_me`),
+ * in its new state (`message_text` "" once deleted). Without `seq` it is the answer to an edit or
+ * deletion that changed nothing.
+ */
 export interface MessageUpdatedFrame {
   type: "message_updated";
   message: ChatMessage;
   /** Absent on the answer to an edit or deletion that changed nothing. */
   seq?: number;
 }
-/** v1.2: one update of the user's sequence, as `sync {after_seq}` returns it: the live frame it was. */
+/**
+ * v1.2: one update of the user's sequence, live or as `sync {after_seq}` returns it (the live frame
+ * it was).
+ */
 export type UpdateFrame =
-  | ChatMessageFrame
+  | (ChatMessageFrame & Partial<StoredMessage>)
+  | MessageSentFrame
   | MessageUpdatedFrame
   | ReadFrame
   | DeliveredFrame
@@ -141,6 +150,30 @@ export interface ErrorFrame {
   retry_after_ms?: number;
 }
 /**
+ * Why `editMessage()` or `deleteMessage()` failed (the `code` of its `ChatSendError`), v1.2:
+ * `not_found` (no such message, or not one this user may change: the server does not tell them
+ * apart), `edit_window_passed`, `message_deleted` (an edit of a deleted message), `moderated`
+ * (the moderation hook rejected the new text), the text rules of `chat_message`
+ * (`message_empty`, `message_too_long`, `invalid_field`), `unavailable` (nothing changed),
+ * `rate_limited`, `unknown_type` (a v1.1 server, which cannot edit or delete); and from the
+ * client `timeout`, `closed`, `session_expired`.
+ */
+export type ChatUpdateErrorCode =
+  | "not_found"
+  | "edit_window_passed"
+  | "message_deleted"
+  | "moderated"
+  | "message_empty"
+  | "message_too_long"
+  | "invalid_field"
+  | "missing_fields"
+  | "unavailable"
+  | "rate_limited"
+  | "unknown_type"
+  | "timeout"
+  | "closed"
+  | "session_expired";
+/**
  * A failure inside the client, emitted as an `error` event beside the server's `error` frames:
  * `get_token_failed` (getToken threw or returned no string), `reauth_failed` (the server refused
  * the refreshed token), `sync_failed` (a catch-up page was refused; the client reconnects),
@@ -173,6 +206,7 @@ export interface ClientErrorEvent {
  */
 export type ConnectFailure = "refused" | "dns" | "tls" | "upgrade_refused" | "unknown";
 
+/** The answer to the v1.1 form of `sync` (`after_message_id`); v1.2's is `SyncUpdatesResultFrame`. */
 export interface SyncResultFrame {
   type: "sync_result";
   /** Oldest first. */
@@ -221,13 +255,21 @@ export interface UnreadEvent {
   /** By sender id, non-zero ones only. */
   by_friend: Record<string, number>;
 }
-/** Catch-up after (re)connecting is complete: every message since the last one seen was emitted. */
+/**
+ * A catch-up is complete: every message since the last one seen (v1.1), or every update since the
+ * last one applied (v1.2), was emitted. After each (re)connect, and, on a v1.2 server, after each
+ * catch-up that filled a gap in the live updates.
+ */
 export interface SyncedEvent {
   type: "synced";
-  /** Messages emitted by this catch-up (duplicates left out). */
+  /** Messages emitted by this catch-up as `chat_message` (duplicates left out). */
   count: number;
-  /** The id the next catch-up starts after. */
+  /** The id the next v1.1 catch-up starts after. */
   last_message_id: number;
+  /** v1.2: the largest update number applied (`client.lastSeq`). */
+  seq?: number;
+  /** v1.2: updates applied by this catch-up (messages, edits, deletions, receipts, settings). */
+  updates?: number;
 }
 /**
  * The game backend's own push (`chat.php`'s `{type: "chat_message", message}` through `/notify`),
@@ -287,10 +329,12 @@ export interface ChatClientEvents {
   presence: PresenceFrame;
   pong: PongFrame;
   error: ErrorFrame | ClientErrorEvent;
-  sync_result: SyncResultFrame;
+  sync_result: SyncResultFrame | SyncUpdatesResultFrame;
   history_result: HistoryResultFrame;
   read: ReadFrame;
   delivered: DeliveredFrame;
+  /** v1.2: edited, deleted for everyone or deleted for me, each once, in update order. */
+  message_updated: MessageUpdatedFrame;
   reauthenticated: ReauthenticatedFrame;
   session_expired: SessionExpiredFrame;
   /** v1.2: the user's settings changed (on any device); `client.settings` has them too. */

@@ -54,7 +54,8 @@ export class ChatMailbox {
     const last = frame.last_message_id;
     if (last === undefined) return undefined;
     if (this.#cursor === undefined) this.#cursor = last;
-    if (last <= this.#cursor) return undefined;
+    // v1.2 (`seq`): catch-up runs on the update sequence, not on message ids.
+    if (last <= this.#cursor || frame.seq !== undefined) return undefined;
     this.#syncMax = this.#cursor;
     return this.#cursor;
   }
@@ -74,9 +75,10 @@ export class ChatMailbox {
       this.#seen.delete(this.#seen.values().next().value!);
     }
     const sender = message.sender_user_id;
+    const deleted = message.deleted_at !== undefined || message.deleted_for_me === true;
     if (
       message.recipient_user_id === me && sender !== me && message.is_read !== true &&
-      id > this.#baseLast
+      id > this.#baseLast && !deleted
     ) {
       let ids = this.#fresh.get(sender);
       if (ids === undefined) this.#fresh.set(sender, ids = new Set());
@@ -108,6 +110,15 @@ export class ChatMailbox {
     const ids = this.#fresh.get(friendId);
     for (const id of ids ?? []) if (id <= upTo) ids!.delete(id);
     return this.count(friendId) !== before;
+  }
+
+  /**
+   * v1.2: a message was deleted (for everyone, or for this user): it no longer counts as unread.
+   * True when the counts changed.
+   */
+  deleted(message: ChatMessage & Partial<StoredMessage>): boolean {
+    if (message.deleted_at === undefined && message.deleted_for_me !== true) return false;
+    return this.#fresh.get(message.sender_user_id)?.delete(message.message_id) ?? false;
   }
 
   /** Unread messages from `friendId`. */

@@ -31,7 +31,13 @@ export interface ChatClientOptions {
    * by an earlier page). Without it the first connection starts from the server's newest id.
    */
   lastMessageId?: number;
-  /** Messages per `sync` page, 1–500 (default 100). */
+  /**
+   * v1.2: the update number to catch up after on the first connection (`client.lastSeq` saved by
+   * an earlier page). Without it the first connection starts from the server's latest
+   * (`authenticated.seq`) and older messages come from `history()`. Ignored by a v1.1 server.
+   */
+  lastSeq?: number | undefined;
+  /** Messages (v1.1) or updates (v1.2) per `sync` page, 1–500 (default 100). */
   syncPageSize?: number;
   /** Send `delivered` for every incoming message once it is emitted (default true). */
   autoDelivered?: boolean;

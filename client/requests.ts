@@ -1,19 +1,25 @@
 /**
  * @module requests
- * The client's `history` requests waiting for their `history_result`: matched by friend, oldest
- * first, each with a deadline; re-sent after a reconnect. All runtime code lives inside the class
- * (the demo page embeds its source; see README.md, "Using it without a build step").
+ * The client's requests waiting for their answer, oldest first, each with a deadline; re-sent after
+ * a reconnect: `history` (answered by `history_result`, matched by friend) and, v1.2,
+ * `edit_message` / `delete_message` (answered by the editing connection's `message_updated`,
+ * matched by message id; a repeated edit or deletion changes nothing, so re-sending one is safe).
+ * All runtime code lives inside the class (the demo page embeds its source; see README.md, "Using
+ * it without a build step").
  */
 
 import type { Timers } from "./options.ts";
 import { ChatSendError } from "./errors.ts";
-import type { HistoryResultFrame } from "./frames.ts";
+
+/** `history` (keyed by friend id) or `update`, an edit or deletion (keyed by message id). */
+export type ChatRequestKind = "history" | "update";
 
 interface Pending {
-  friendId: number;
+  kind: ChatRequestKind;
+  key: number;
   frame: string;
   timer: unknown;
-  resolve(result: HistoryResultFrame): void;
+  resolve(result: never): void;
   reject(error: Error): void;
 }
 
@@ -33,11 +39,12 @@ export class ChatRequests {
     return this.#pending.map((p) => p.frame);
   }
 
-  /** Registers the `history` frame for `friendId`; rejects with `timeout` after the deadline. */
-  add(friendId: number, frame: string): Promise<HistoryResultFrame> {
-    return new Promise((resolve, reject) => {
+  /** Registers a request's frame; rejects with `timeout` after the deadline. */
+  add<T>(kind: ChatRequestKind, key: number, frame: string): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
       const pending: Pending = {
-        friendId,
+        kind,
+        key,
         frame,
         timer: undefined,
         resolve,
@@ -47,7 +54,9 @@ export class ChatRequests {
         this.#settle(pending)?.reject(
           new ChatSendError(
             "timeout",
-            `No history_result within ${this.#timeoutMs} ms`,
+            `No ${
+              kind === "history" ? "history_result" : "message_updated"
+            } within ${this.#timeoutMs} ms`,
             "",
           ),
         );
@@ -56,15 +65,18 @@ export class ChatRequests {
     });
   }
 
-  /** Resolves the oldest request for the result's friend. */
-  answer(result: HistoryResultFrame): void {
-    const pending = this.#pending.find((p) => p.friendId === result.friend_user_id);
-    if (pending !== undefined) this.#settle(pending)!.resolve(result);
+  /** Resolves the oldest request of `kind` for `key` (a friend id, a message id) with `result`. */
+  answer<T>(kind: ChatRequestKind, key: number, result: T): void {
+    const pending = this.#pending.find((p) => p.kind === kind && p.key === key);
+    if (pending !== undefined) (this.#settle(pending)!.resolve as (result: T) => void)(result);
   }
 
-  /** Rejects the oldest request with a server refusal; false when none was waiting. */
-  failOldest(code: string, message: string): boolean {
-    const pending = this.#pending[0];
+  /**
+   * Rejects the oldest request (of `kind`, when given) with a server refusal; false when none was
+   * waiting.
+   */
+  failOldest(code: string, message: string, kind?: ChatRequestKind): boolean {
+    const pending = this.#pending.find((p) => kind === undefined || p.kind === kind);
     if (pending === undefined) return false;
     this.#settle(pending)!.reject(new ChatSendError(code, message, ""));
     return true;

@@ -80,6 +80,11 @@ export interface Config {
    * `limit` messages rather than pass it (at most `sendBufferMaxBytes`).
    */
   pageMaxBytes: number;
+  /**
+   * Bytes of `sync`/`history` pages one user is sent a second on this node, on average (four
+   * seconds of it at once); past that their next page waits.
+   */
+  catchUpBytesPerS: number;
   /** How long after `sent_at` a message may be edited, in seconds; 0 turns editing off (v1.2). */
   editWindowS: number;
   shutdownTimeoutS: number;
@@ -253,6 +258,7 @@ export function loadConfig(
     sendBufferMaxBytes: read.int("SEND_BUFFER_MAX_BYTES", 1024 * 1024, 1024, 1024 ** 3),
     sendBufferShedBytes: read.int("SEND_BUFFER_SHED_BYTES", 256 * 1024, 512, 1024 ** 3),
     pageMaxBytes: read.int("PAGE_MAX_BYTES", 256 * 1024, 1024, 1024 ** 3),
+    catchUpBytesPerS: read.int("CATCH_UP_BYTES_PER_S", 1024 * 1024, 1024, 1024 ** 4),
     editWindowS: read.int("EDIT_WINDOW_S", 900, 0, 365 * 24 * 3600),
     shutdownTimeoutS: read.int("SHUTDOWN_TIMEOUT_S", 30, 1, 3600),
     logLevel: read.oneOf("LOG_LEVEL", ["debug", "info", "warn", "error"] as const, "info"),

@@ -5,7 +5,8 @@
  * send and a reload; grey presence, what failed and a live countdown while the page itself is
  * reconnecting; the v1.1 mailbox: unread badges, delivered and read ticks, scroll-back history,
  * and what was missed while closed or offline; an expired link (stopped, or renewed by deno task
- * dev); and a quick burst paced to the server's limits.
+ * dev); a quick burst paced to the server's limits; and (v1.2) editing and deleting a message,
+ * seen on the other page, and after a reopen.
  */
 
 import assert from "node:assert/strict";
@@ -530,6 +531,136 @@ browserTest(
       assert.equal(await a.locator("#log .msg.failed").count(), 0, "no message refused");
       const rows = await t.db.sql`select message_text from messages order by message_id`;
       assert.deepEqual(rows.map((r) => r.message_text), texts);
+    } finally {
+      await closePages(browser);
+      await t.close();
+    }
+  },
+);
+
+browserTest(
+  "a message edited or deleted on one page changes on the other, and a deletion made while a page was closed shows after it reopens",
+  async (browser, errors) => {
+    const t = await startTestServer({
+      demoPage: DEMO_PAGE,
+      users: named([1, 2]),
+      friends: [[1, 2]],
+    });
+    try {
+      // Alice's pages share one browser context (her storage, and so her lastSeq, survives a
+      // closed page); what her pages send and receive on their socket is kept.
+      const alice = await browser.newContext();
+      const frames: { sent: boolean; frame: Record<string, unknown> }[] = [];
+      alice.on("page", (page) =>
+        page.on("websocket", (ws) => {
+          ws.on("framesent", (f) =>
+            frames.push({ sent: true, frame: JSON.parse(String(f.payload)) }));
+          ws.on(
+            "framereceived",
+            (f) =>
+              frames.push({ sent: false, frame: JSON.parse(String(f.payload)) }),
+          );
+        }));
+      let a = await openAs(browser, t, 1, errors, { context: alice });
+      const b = await openAs(browser, t, 2, errors);
+      await a.click('#friends li[data-user-id="2"]');
+      await b.click('#friends li[data-user-id="1"]');
+      const send = async (page: Page, text: string) => {
+        await page.locator("#text").fill(text);
+        await page.press("#text", "Enter");
+        await message(page, text).locator(".tick:not(.pending)").waitFor();
+      };
+      /** The message on `page` whose text is `text`. */
+      const message = (page: Page, text: string) =>
+        page.locator("#log .msg").filter({ has: page.locator(".text", { hasText: text }) });
+      const byId = (page: Page, id: string) => page.locator(`#log .msg[data-message-id="${id}"]`);
+      /** Opens a message's "⋯" menu and picks `action`. */
+      const choose = async (page: Page, text: string, action: string) => {
+        await message(page, text).locator("button.more").click();
+        await message(page, text).locator(".msg-menu button", { hasText: action }).click();
+      };
+      for (const text of ["first draft", "to be deleted", "deleted while alice is away"]) {
+        await send(b, text);
+      }
+      await message(a, "deleted while alice is away").waitFor();
+      const ids = new Map<string, string>();
+      for (const text of ["first draft", "to be deleted", "deleted while alice is away"]) {
+        ids.set(text, (await message(a, text).getAttribute("data-message-id"))!);
+      }
+
+      // Only "Delete for me" on a friend's message; all three on your own.
+      await message(a, "first draft").locator("button.more").click();
+      assert.deepEqual(
+        await message(a, "first draft").locator(".msg-menu button").allTextContents(),
+        [
+          "Delete for me",
+        ],
+      );
+      await message(a, "first draft").locator("button.more").click(); // closes it again
+      await message(b, "first draft").locator("button.more").click();
+      assert.deepEqual(
+        await message(b, "first draft").locator(".msg-menu button").allTextContents(),
+        ["Edit", "Delete for me", "Delete for everyone"],
+      );
+      await message(b, "first draft").locator("button.more").click();
+
+      // Bob edits: the text changes in place on both pages, marked "edited".
+      await choose(b, "first draft", "Edit");
+      await b.locator(".edit-form input").fill("second draft");
+      await b.press(".edit-form input", "Enter");
+      const edited = ids.get("first draft")!;
+      for (const page of [a, b]) {
+        await byId(page, edited).locator(".edited").waitFor();
+        await textIs(byId(page, edited).locator(".text"), "second draft");
+      }
+
+      // Bob deletes for everyone: "message deleted" in its place on both, the text erased.
+      await choose(b, "to be deleted", "Delete for everyone");
+      const deleted = ids.get("to be deleted")!;
+      for (const page of [a, b]) {
+        await textIs(byId(page, deleted).locator(".text"), "message deleted");
+        assert.ok(await byId(page, deleted).locator("button.more").count() === 0);
+      }
+      const [erased] = await t.db.sql`select message_text from messages
+                                        where message_id = ${Number(deleted)}`;
+      assert.equal(erased!.message_text, "", "the text is erased in the database");
+
+      // Alice deletes bob's edited message for herself: gone on her page only.
+      await choose(a, "second draft", "Delete for me");
+      await textIs(byId(a, edited).locator(".text"), "message deleted");
+      assert.equal(await byId(b, edited).locator(".text").textContent(), "second draft");
+      await saveScreenshot(browser, [a, b], "browser-edit.png");
+
+      // Alice closes her page; bob deletes a message for everyone; she opens it again.
+      await a.close();
+      const framesBefore = frames.length;
+      await choose(b, "deleted while alice is away", "Delete for everyone");
+      const away = ids.get("deleted while alice is away")!;
+      await textIs(byId(b, away).locator(".text"), "message deleted");
+      a = await openAs(browser, t, 1, errors, { context: alice });
+      // Her page caught up by seq from where it stopped, and the deletion came with it.
+      await eventually(
+        "the deletion through sync",
+        () =>
+          frames.slice(framesBefore).some(({ sent, frame }) =>
+            !sent && frame.type === "sync_result" && Array.isArray(frame.updates) &&
+            frame.updates.some((u: Record<string, unknown>) =>
+              u.type === "message_updated" &&
+              String((u.message as Record<string, unknown>).message_id) === away
+            )
+          ),
+      );
+      const syncs = frames.slice(framesBefore).filter(({ sent, frame }) =>
+        sent && frame.type === "sync"
+      );
+      assert.ok(
+        syncs.length > 0 && syncs.every(({ frame }) => Number(frame.after_seq) > 0),
+        `sync from a known seq: ${JSON.stringify(syncs)}`,
+      );
+      await a.click('#friends li[data-user-id="2"]');
+      await textIs(byId(a, away).locator(".text"), "message deleted");
+      await textIs(byId(a, deleted).locator(".text"), "message deleted");
+      assert.equal(await byId(a, edited).count(), 0, "deleted for her: not in her history");
     } finally {
       await closePages(browser);
       await t.close();

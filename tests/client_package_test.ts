@@ -139,6 +139,7 @@ Deno.test("the packed SDK installs offline, chats under Node, type-checks, and c
       "dist/receipts.d.ts",
       "dist/refresh.d.ts",
       "dist/requests.d.ts",
+      "dist/sequence.d.ts",
       "dist/settings.d.ts",
       "package.json",
     ]);
@@ -158,7 +159,11 @@ Deno.test("the packed SDK installs offline, chats under Node, type-checks, and c
         assert.equal(result.user, 1);
         assert.equal(result.sent.message_text, "hello from node");
         assert.equal(result.refused, "not_friends");
-        assert.deepEqual(await bob.next("chat_message"), { type: "chat_message", ...result.sent });
+        assert.deepEqual(await bob.next("chat_message"), {
+          type: "chat_message",
+          ...result.sent,
+          seq: 1, // bob's update number (v1.2)
+        });
       } finally {
         await server.close();
       }
@@ -213,7 +218,11 @@ client.send(2, "hello from chromium").then((m) => (window.result = m), (e) => (w
     const sent = await tab.evaluate(() => (globalThis as { result?: unknown }).result);
     assert.deepEqual(errors, []);
     assert.equal((sent as { message_text: string }).message_text, "hello from chromium");
-    assert.deepEqual(await bob.next("chat_message"), { type: "chat_message", ...(sent as object) });
+    assert.deepEqual(await bob.next("chat_message"), {
+      type: "chat_message",
+      ...(sent as object),
+      seq: 1, // bob's update number (v1.2)
+    });
   } finally {
     await browser.close();
     await http.shutdown();

@@ -215,6 +215,44 @@ Deno.test("a user's database frames beyond 2 in flight and 2 waiting are refused
     assert.equal((await bob.next()).type, "pong");
   }, { MAX_DB_FRAMES_PER_USER: "2", MAX_QUEUED_DB_FRAMES_PER_USER: "2" }));
 
+Deno.test("a user's sync and history pages past CATCH_UP_BYTES_PER_S wait until the allowance has refilled; nothing is refused and others are not held", async () => {
+  let clock = 0;
+  const h = await SessionHarness.start({
+    env: { CATCH_UP_BYTES_PER_S: "1024", PAGE_MAX_BYTES: "1024" },
+    monotonic: () => clock,
+  });
+  try {
+    h.repository.addUser(1);
+    h.repository.addUser(2);
+    h.repository.befriend(1, 2);
+    await h.repository.storeMessage({
+      senderUserId: 2,
+      recipientUserId: 1,
+      messageText: "x".repeat(1000),
+      clientMessageId: undefined,
+    });
+    const alice = await h.join(1);
+    // Four pages of one 1,000-character message: past the allowance of 4 s × 1 KiB.
+    for (let i = 0; i < 4; i++) {
+      alice.push({ type: "sync", after_message_id: 0, limit: 1 });
+      assert.equal((await alice.next("sync_result")).has_more, false);
+    }
+    alice.push({ type: "history", friend_user_id: 2, limit: 1 });
+    const pages = async () => (await alice.unread()).filter((f) => f.type === "history_result");
+    assert.deepEqual(await pages(), [], "the page waits while the allowance is owed");
+    const bob = await h.join(2);
+    bob.push({ type: "sync", after_message_id: 0, limit: 1 });
+    assert.equal((await bob.next("sync_result")).type, "sync_result", "another user's is not");
+    assert.deepEqual(await pages(), [], "still owed: the clock has not moved");
+    clock += 1000; // a second: 1 KiB more, what the four pages owed beyond 4 KiB
+    const page = await alice.next("history_result");
+    assert.equal((page.messages as unknown[]).length, 1);
+    assert.equal(alice.sent.filter((f) => f.type === "error").length, 0, "nothing was refused");
+  } finally {
+    await h.close();
+  }
+});
+
 Deno.test("frames a connection sends beyond MAX_QUEUED_FRAMES unhandled are refused rate_limited at once, not queued", () =>
   withHarness(async (h) => {
     const alice = await h.join(1);

@@ -54,12 +54,15 @@ Deno.test("a sign-in that fails after taking its slot gives it back exactly once
     assert.equal((await third.next("error")).code, "too_many_connections");
   }));
 
-Deno.test("sign-ins of one user past LOGIN_RATE_PER_USER_PER_MIN are refused rate_limited with 1013, costing no database work; others sign in", () =>
+Deno.test("sign-ins of one user past LOGIN_RATE_PER_USER_PER_MIN are refused rate_limited with 1013 after a pause, costing no database work; others sign in", () =>
   withHarness({ LOGIN_RATE_PER_USER_PER_MIN: "3" }, async (h) => {
     for (let i = 0; i < 3; i++) await h.join(1);
     h.repository.down = true;
     const fourth = h.connect();
     fourth.push({ type: "authenticate", auth_token: await h.token(1) });
+    // Answered after a pause: a client looping on refusals opens a connection a second, no more.
+    assert.deepEqual(await fourth.unread(), [], "answered at once");
+    assert.equal(fourth.closed, undefined);
     const refusal = await fourth.next();
     assert.equal(refusal.code, "rate_limited");
     assert.match(String(refusal.message), /try again later/);

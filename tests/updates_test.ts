@@ -35,7 +35,11 @@ async function syncAll(client: TestClient, afterSeq: number): Promise<Frame[]> {
 }
 
 async function withServer(body: (t: TestServer) => Promise<void>, env = {}): Promise<void> {
-  const t = await startTestServer({ users: [1, 2, 3, 4, 5, 6], friends: [[1, 2], [3, 1]], env });
+  const t = await startTestServer({
+    users: [1, 2, 3, 4, 5, 6],
+    friends: [[1, 2], [3, 1], [5, 6]],
+    env,
+  });
   try {
     await body(t);
   } finally {
@@ -352,6 +356,52 @@ Deno.test("writes for conversations with no user in common do not wait for each 
   });
 });
 
+Deno.test("a message to a user another transaction holds waits in its own lane while everyone else's go on, and keeps its order", async () => {
+  await withServer(async (t) => {
+    const alice = await t.connectAs(1);
+    const bob = await t.connectAs(2);
+    const five = await t.connectAs(5);
+    const six = await t.connectAs(6);
+    const holder = await t.db.sql.reserve();
+    let released = false;
+    try {
+      await holder`begin`;
+      await holder`insert into messages (sender_user_id, recipient_user_id, message_text)
+                   values (6, 5, 'held open')`;
+      for (const n of [1, 2, 3]) {
+        five.send({ type: "chat_message", recipient_user_id: 6, message_text: `wait ${n}` });
+      }
+      // Queued behind the held users, and after them: alice's messages are not.
+      for (const n of [1, 2, 3]) {
+        const sent = await within(5000, say(alice, 2, `go ${n}`), "a message of other users");
+        assert.equal((sent.data as Frame).message_text, `go ${n}`);
+      }
+      assert.deepEqual(await five.drainFor(100, "message_sent"), [], "still waiting");
+      await holder`commit`;
+      released = true;
+      const acks = [];
+      for (let n = 0; n < 3; n++) acks.push(await five.next("message_sent"));
+      assert.deepEqual(acks.map((a) => (a.data as Frame).message_text), [
+        "wait 1",
+        "wait 2",
+        "wait 3",
+      ]);
+      // six: the game's row first (committed first), then five's three in order
+      const updates = await syncAll(six, 0);
+      assert.deepEqual(updates.map((u) => [u.seq, u.message_text]), [
+        [1, "held open"],
+        [2, "wait 1"],
+        [3, "wait 2"],
+        [4, "wait 3"],
+      ]);
+      await bob.next("chat_message");
+    } finally {
+      if (!released) await holder`rollback`;
+      holder.release();
+    }
+  });
+});
+
 Deno.test("sync answers a bad after_seq with invalid_field and an unauthenticated one with not_authenticated", async () => {
   await withServer(async (t) => {
     const anon = await t.connect();
@@ -371,5 +421,27 @@ Deno.test("sync answers a bad after_seq with invalid_field and an unauthenticate
       has_more: false,
       seq: 0,
     });
+  });
+});
+
+Deno.test("the v1.1 sync after an id also returns a message with a smaller id that committed later", async () => {
+  await withServer(async (t) => {
+    const alice = await t.connectAs(1);
+    const bob = await t.connectAs(2);
+    await t.db.sql`select setval(pg_get_serial_sequence('messages', 'message_id'), 100)`;
+    const seenLast = idOf(await say(alice, 2, "101"));
+    await bob.next("chat_message");
+    // An id drawn earlier whose row commits after 101's (here: the game backend's own id).
+    await t.db
+      .sql`insert into messages (message_id, sender_user_id, recipient_user_id, message_text)
+                   values (50, 1, 2, 'late')`;
+    const newer = idOf(await say(alice, 2, "102"));
+    bob.send({ type: "sync", after_message_id: seenLast });
+    const page = await bob.next("sync_result");
+    assert.deepEqual((page.messages as Frame[]).map((m) => [m.message_id, m.message_text]), [
+      [50, "late"],
+      [newer, "102"],
+    ]);
+    assert.equal(page.has_more, false);
   });
 });

@@ -33,14 +33,11 @@ const NODE_RELAY = new URL("../node_relay.mjs", import.meta.url).pathname;
 const TRACED = new URL("../traced_server.ts", import.meta.url).pathname;
 
 /**
- * Limits raised for the benchmark, and only through env: the load is
- * deliberately far above one person's typing, from one address. Everything
- * else (pool size, cache age, buffers, log level) keeps its default.
+ * Settings a developer's or CI's environment may carry, reset to their defaults (an empty value
+ * means the default), so every run measures the same server.
  */
-export function serverEnv(secret: string, databaseUrl: string): Record<string, string> {
-  // Settings a developer's or CI's environment may carry are reset to their
-  // defaults (an empty value means the default), so every run measures the same server.
-  const defaults = Object.fromEntries(
+export function carriedSettingsReset(): Record<string, string> {
+  return Object.fromEntries(
     [
       "REDIS_URL",
       "REDIS_CLUSTER_NODES",
@@ -60,6 +57,15 @@ export function serverEnv(secret: string, databaseUrl: string): Record<string, s
       "MAX_QUEUED_DB_FRAMES_PER_USER",
     ].map((name) => [name, ""]),
   );
+}
+
+/**
+ * Limits raised for the benchmark, and only through env: the load is
+ * deliberately far above one person's typing, from one address. Everything
+ * else (pool size, cache age, buffers, log level) keeps its default.
+ */
+export function serverEnv(secret: string, databaseUrl: string): Record<string, string> {
+  const defaults = carriedSettingsReset();
   return {
     ...defaults,
     // The `listening` line (info) is how the bench finds the ports.

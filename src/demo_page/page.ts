@@ -9,12 +9,13 @@
  *
  * URL: `/?user=1&name=alice&token=USER_ID:TIMESTAMP:SIGNATURE` (links printed by `deno task dev`);
  * optional `&friends=2:bob,3:carol` lists friends (with their names) before they come online.
- * The script is `script.ts` (with the composer from `compose.ts`), the
- * stylesheet `style.ts`.
+ * The script is `script.ts` (with the composer from `compose.ts` and the message actions from
+ * `message_actions.ts`), the stylesheet `style.ts`.
  */
 
 import * as sdk from "../../client/chat_client.ts";
 import { COMPOSE_JS } from "./compose.ts";
+import { MESSAGE_ACTIONS_JS } from "./message_actions.ts";
 import { PAGE_JS } from "./script.ts";
 import { STYLE } from "./style.ts";
 
@@ -91,6 +92,7 @@ export function renderDemoPage(options: DemoPageOptions): string {
 <script type="module">
 ${SDK_JS.replaceAll("</script", "<\\/script")}
 ${COMPOSE_JS.replaceAll("</script", "<\\/script")}
+${MESSAGE_ACTIONS_JS.replaceAll("</script", "<\\/script")}
 ${PAGE_JS.replaceAll("</script", "<\\/script")}
 </script>
 </body>

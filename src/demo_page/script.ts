@@ -2,9 +2,10 @@
  * @module demo_page/script
  * The demo page's own script (plain JavaScript, run after the embedded SDK): the friends list with
  * presence dots and unread badges, one conversation at a time with delivery and read ticks,
- * scroll-back history, and typing; the composer is `compose.ts`. It renders user text
- * with `textContent` only. Features of the v1.1 SDK (`history`, `markRead`, receipts,
- * unread counts, catch-up after a reconnect) are used when the embedded SDK has them.
+ * scroll-back history, and typing; the composer is `compose.ts`, editing and deleting a message
+ * `message_actions.ts`. It renders user text with `textContent` only. Features of the v1.1 SDK
+ * (`history`, `markRead`, receipts, unread counts, catch-up after a reconnect) and of v1.2
+ * (catch-up by update `seq`, edit and delete) are used when the embedded SDK has them.
  *
  * Page address: `/?user=1&name=alice&token=TOKEN&friends=2:bob,3:carol` (the links printed by
  * `deno task dev`); the protocol carries no names, so they come from the address ("User 7" for an
@@ -52,8 +53,10 @@ if (!token) {
   let me = Number(params.get("user")) || undefined;
   if (me && params.get("name")) names.set(me, params.get("name"));
 
-  // Where catch-up resumes when this page is opened again (the SDK's cursor, kept per user).
+  // Where catch-up resumes when this page is opened again (the SDK's cursors, kept per user): the
+  // last update seq applied (v1.2 server), the last message id seen (v1.1 server).
   const cursorKey = "geobeasts-chat:last-message-id:" + (me ?? "");
+  const seqKey = "geobeasts-chat:last-seq:" + (me ?? "");
   const storage = (() => {
     try {
       return window.localStorage;
@@ -62,6 +65,7 @@ if (!token) {
     }
   })();
   const savedCursor = Number(storage?.getItem(cursorKey)) || 0;
+  const savedSeq = storage?.getItem(seqKey) ? Number(storage.getItem(seqKey)) : NaN;
 
   // The link's token: renewed from deno task dev before it expires (the SDK asks again two minutes
   // before the session ends) and once refused; the renewed one goes into the address too.
@@ -92,10 +96,12 @@ if (!token) {
       return token;
     },
     ...(me && savedCursor > 0 ? { lastMessageId: savedCursor } : {}),
+    ...(me && Number.isSafeInteger(savedSeq) && savedSeq >= 0 ? { lastSeq: savedSeq } : {}),
   });
   const v11 = typeof client.history === "function" && typeof client.markRead === "function";
   const saveCursor = () => {
     if (me && client.lastMessageId > 0) storage?.setItem(cursorKey, String(client.lastMessageId));
+    if (me && client.lastSeq !== undefined) storage?.setItem(seqKey, String(client.lastSeq));
   };
 
   const friends = new Map();
@@ -107,6 +113,12 @@ if (!token) {
   let stopped = false; // the token cannot work: no more attempts
   let countdown;
   let composer;
+  const actions = startMessageActions({
+    client,
+    entryOf: (m) =>
+      friends.get(m.sender_user_id === me ? m.recipient_user_id : m.sender_user_id)?.byId
+        .get(m.message_id),
+  });
 
   // The open conversation and the draft, kept across a reload of this tab.
   const pageKey = "geobeasts-chat:page:" + (me ?? "");
@@ -247,8 +259,9 @@ if (!token) {
     const tick = el("span", "tick");
     meta.append(time);
     if (mine) meta.append(tick);
-    li.append(el("span", "text", text), meta);
-    return { li, meta, time, tick, mine, text, peer, id: undefined };
+    const textEl = el("span", "text", text);
+    li.append(textEl, meta);
+    return { li, meta, time, tick, textEl, mine, text, peer, id: undefined };
   };
 
   // Three states told apart at a glance (one check, two checks, a bright "read" badge), each
@@ -287,6 +300,7 @@ if (!token) {
       if (m.delivered_at) setTick(entry, "delivered");
       if (m.is_read || m.read_at || m.message_id <= f.readUpTo) setTick(entry, "read");
     }
+    actions.render(entry, m);
     return { f, entry, fresh };
   };
 
@@ -441,6 +455,7 @@ if (!token) {
     saveCursor();
   });
   client.on("synced", saveCursor);
+  client.on("message_updated", saveCursor);
   client.on("unread", (u) => {
     for (const id of Object.keys(u.by_friend)) friend(Number(id));
     for (const f of friends.values()) {
@@ -449,10 +464,13 @@ if (!token) {
     }
   });
   client.on("delivered", (d) => {
+    saveCursor();
+    if (d.user_id === me) return; // our other device showed a message (v1.2): no tick of ours
     const entry = friend(d.user_id).byId.get(d.message_id);
     if (entry?.mine) setTick(entry, "delivered");
   });
   client.on("read", (r) => {
+    saveCursor();
     if (r.user_id === me) return; // our other device read: the unread event says it
     const f = friend(r.user_id);
     f.readUpTo = Math.max(f.readUpTo, r.up_to_message_id);

@@ -54,6 +54,19 @@ ul { list-style: none; margin: 0 0 1rem; padding: 0; }
 .tick.read { color: #0b3a75; background: #8ff3ff; border-radius: 6px; padding: 0 .35rem; margin-left: .25rem; font-weight: 800; }
 .actions { display: flex; gap: .4rem; justify-content: flex-end; margin-top: .3rem; }
 .actions button { font-size: .75rem; padding: .1rem .5rem; }
+.msg-tools { margin-left: .3rem; opacity: .35; }
+.msg:hover .msg-tools, .msg:focus-within .msg-tools { opacity: 1; }
+.msg-tools .more { font-size: .75rem; line-height: 1; padding: 0 .3rem; border: none; border-radius: 4px;
+  background: transparent; color: inherit; cursor: pointer; }
+.msg-tools .more:hover, .msg-tools .more:focus { background: #0002; }
+.msg-menu { display: flex; flex-wrap: wrap; gap: .3rem; justify-content: flex-end; margin-top: .3rem; }
+.msg-menu button { font-size: .75rem; padding: .1rem .5rem; }
+.edited { margin-right: .3rem; font-style: italic; }
+.msg.deleted .text { font-style: italic; opacity: .75; }
+.edit-form { display: flex; gap: .3rem; margin: .2rem 0; }
+.edit-form input { flex: 1; min-width: 8rem; }
+.msg-problem { display: block; font-size: .75rem; margin-top: .2rem; }
+@media (hover: none) { .msg-tools { opacity: .8; } }
 #typing { min-height: 1.4em; margin: .3rem 0; font-size: .85rem; color: #5a6475; font-style: italic; }
 #compose { display: flex; gap: .5rem; align-items: center; min-width: 0; }
 #text { flex: 1; min-width: 0; padding: .5rem; }

@@ -26,8 +26,12 @@ export interface InternalDeps extends HealthDeps {
   notify(userIds: readonly number[], frame: string): void;
   metrics(): Promise<string>;
   logger: Logger;
-  /** Sends `session_expired` with `reason` to every connection of each user, on every node, then closes them. */
-  disconnect(userIds: readonly number[], reason: string): void;
+  /**
+   * Sends `session_expired` with `reason` to every connection of each user, on every node, then
+   * closes them, and stores the revocation of their tokens. Resolves once the revocation is
+   * stored; rejects when storing it failed or timed out (the connections are closed either way).
+   */
+  disconnect(userIds: readonly number[], reason: string): Promise<void>;
   /** Which of `userIds` are online anywhere in the cluster. */
   online(userIds: readonly number[]): Promise<number[]>;
   /**
@@ -92,7 +96,12 @@ export function internalApp(deps: InternalDeps): Hono {
   app.post("/disconnect", auth, limitBody(MAX_CONTROL_BODY_BYTES), async (c) => {
     const parsed = parseDisconnect(await c.req.text());
     if (typeof parsed === "string") return c.json({ error: parsed }, 400);
-    deps.disconnect(parsed.userIds, parsed.reason);
+    try {
+      await deps.disconnect(parsed.userIds, parsed.reason);
+    } catch {
+      // Logged where it failed (token_revocation_failed); the connections are closed already.
+      return c.json({ error: REVOCATION_FAILED }, 503);
+    }
     deps.logger.info("disconnect", { users: parsed.userIds.length });
     return c.json({ users: parsed.userIds.length }, 202);
   });
@@ -123,6 +132,8 @@ export function internalApp(deps: InternalDeps): Hono {
 const MAX_CONTROL_BODY_BYTES = MAX_NOTIFY_USERS * 20 + 2048;
 const MAX_REASON_CHARS = 200;
 const DEFAULT_DISCONNECT_REASON = "disconnected";
+const REVOCATION_FAILED =
+  "The connections were closed but the token revocation could not be stored; retry the request";
 
 /**
  * Requires `Authorization: Bearer <secret>`. Every refusal, a missing header, a malformed one
@@ -181,19 +192,12 @@ export function parseMessageDeletion(text: string): { messageIds: number[] } | s
   const body = jsonObject(text);
   if (typeof body === "string") return body;
   const { message_ids: ids, reason } = body;
-  if (!Array.isArray(ids) || ids.length < 1 || ids.length > MAX_NOTIFY_USERS) {
-    return `message_ids must be an array of 1-${MAX_NOTIFY_USERS} message ids`;
-  }
-  const messageIds = new Set<number>();
-  for (const id of ids) {
-    const messageId = typeof id === "number" ? parseUserId(id) : undefined;
-    if (messageId === undefined) return "message_ids must hold positive integers";
-    messageIds.add(messageId);
-  }
+  const messageIds = distinctIds(ids, "message");
+  if (typeof messageIds === "string") return messageIds;
   if (reason !== undefined && (typeof reason !== "string" || reason.length > MAX_REASON_CHARS)) {
     return `reason must be a string of at most ${MAX_REASON_CHARS} characters`;
   }
-  return { messageIds: [...messageIds] };
+  return { messageIds };
 }
 
 /** Validates `user_ids=1,2,3` of `/presence`: 1–1000 positive integers. */
@@ -206,16 +210,21 @@ export function parseIdList(query: string | undefined): number[] | string {
 }
 
 function distinctUserIds(ids: unknown): number[] | string {
+  return distinctIds(ids, "user");
+}
+
+/** 1–1000 positive integers, without repeats, or what is wrong with them (`<what>_ids`). */
+function distinctIds(ids: unknown, what: "user" | "message"): number[] | string {
   if (!Array.isArray(ids) || ids.length < 1 || ids.length > MAX_NOTIFY_USERS) {
-    return `user_ids must be an array of 1-${MAX_NOTIFY_USERS} user ids`;
+    return `${what}_ids must be an array of 1-${MAX_NOTIFY_USERS} ${what} ids`;
   }
-  const userIds = new Set<number>();
+  const distinct = new Set<number>();
   for (const id of ids) {
-    const userId = typeof id === "number" ? parseUserId(id) : undefined;
-    if (userId === undefined) return "user_ids must hold positive integers";
-    userIds.add(userId);
+    const parsed = typeof id === "number" ? parseUserId(id) : undefined;
+    if (parsed === undefined) return `${what}_ids must hold positive integers`;
+    distinct.add(parsed);
   }
-  return [...userIds];
+  return [...distinct];
 }
 
 function base(logger: Logger): Hono {

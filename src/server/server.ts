@@ -94,7 +94,12 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
     now,
     monotonic,
     expiries,
-    userWork: new UserWork(config.maxDbFramesPerUser, config.maxQueuedDbFramesPerUser),
+    userWork: new UserWork(
+      config.maxDbFramesPerUser,
+      config.maxQueuedDbFramesPerUser,
+      config.catchUpBytesPerS,
+      monotonic,
+    ),
     logins: new LoginRates(config, monotonic),
   };
   const sessions = new Set<Session>();
@@ -214,20 +219,25 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
           for (const userId of userIds) hub.sendToUser(userId, frame, false);
         },
         metrics: () => metrics.render(),
-        disconnect(userIds, reason) {
+        async disconnect(userIds, reason) {
           const frame = serverFrames.sessionExpired(reason);
           const signOut = () => {
             for (const userId of userIds) hub.endUser(userId, frame);
           };
           signOut();
-          // The revocation makes the sign-out hold (docs/protocol.md, "POST /disconnect").
-          // A sign-in checked while it was being stored may have passed: signed out again.
-          repository.revokeTokens(userIds, new Date(now())).then(signOut, (err) => {
+          // The revocation makes the sign-out hold (docs/protocol.md, "POST /disconnect"); the
+          // answer waits for it. A sign-in checked while it was being stored may have passed:
+          // signed out again once it is.
+          try {
+            await repository.revokeTokens(userIds, new Date(now()));
+          } catch (err) {
             logger.error("token_revocation_failed", {
               users: userIds.length,
               error: errorMessage(err),
             });
-          });
+            throw err;
+          }
+          signOut();
         },
         online: (userIds) => hub.onlineAmong(userIds),
         async deleteMessages(messageIds) {

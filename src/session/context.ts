@@ -88,6 +88,13 @@ export interface HandlerContext {
   readonly hub: Pick<Hub, "settingsChanged" | "appearsOffline">;
   /** Sends a serialized frame on this connection (never shed). */
   send(frame: string): void;
+  /**
+   * Resolves once this user may be sent another catch-up page (at once unless they were sent
+   * more than their page allowance, `user_work.ts`); read the page after it.
+   */
+  pacePages(): Promise<void>;
+  /** Sends a catch-up page on this connection and charges its bytes to the user's allowance. */
+  sendPage(frame: string): void;
   /** Sends to every socket of `userId` in the cluster; a droppable frame may be shed. */
   sendToUser(userId: number, frame: string, droppable: boolean): void;
   /** Sends to this user's other sockets in the cluster, not this one. */

@@ -25,7 +25,7 @@
 import type { Hub, Peer } from "../hub/mod.ts";
 import { errorMessage } from "../log.ts";
 import type { ClientFrame, ErrorCode, FrameError } from "../protocol/mod.ts";
-import { CloseCode, parseClientFrame, serverFrames } from "../protocol/mod.ts";
+import { CloseCode, parseClientFrame, serverFrames, utf8Length } from "../protocol/mod.ts";
 import { ClientMessageIdReusedError, UnavailableError } from "../store/mod.ts";
 import type { TokenKey } from "../token.ts";
 import type { WsConnection, WsHandlers } from "../transport/mod.ts";
@@ -83,6 +83,8 @@ const QUEUE_FULL_MESSAGE = "Too many frames waiting, slow down";
 const USER_WORK_FULL_MESSAGE = "Too many requests in progress, slow down";
 /** The retry hint of a refusal for work waiting rather than for a rate: a round trip or a few. */
 const BUSY_RETRY_MS = 1000;
+/** How often a page held for the user's page allowance looks again (a closed session stops it). */
+const PAGE_PACE_CHECK_MS = 250;
 
 export class Session implements Peer, WsHandlers, LifetimeContext {
   #userId = 0;
@@ -263,6 +265,19 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
 
   send(frame: string): void {
     this.#out.send(frame, false);
+  }
+
+  async pacePages(): Promise<void> {
+    for (;;) {
+      const ms = this.#ctx.userWork.pageWaitMs(this.#userId);
+      if (ms === 0 || this.#state === "closed") return;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(ms, PAGE_PACE_CHECK_MS)));
+    }
+  }
+
+  sendPage(frame: string): void {
+    this.#ctx.userWork.chargePage(this.#userId, utf8Length(frame));
+    this.send(frame);
   }
 
   sendToUser(userId: number, frame: string, droppable: boolean): void {

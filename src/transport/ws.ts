@@ -4,7 +4,7 @@ import { Buffer } from "node:buffer";
 import http from "node:http";
 import https from "node:https";
 import type { Socket } from "node:net";
-import type { Duplex } from "node:stream";
+import type { Duplex, Writable } from "node:stream";
 import process from "node:process";
 // @ts-types="npm:@types/ws@^8.18.1"
 import { type RawData, type WebSocket, WebSocketServer } from "ws";
@@ -37,6 +37,25 @@ function errorCloseCode(err: Error & { code?: string }): number | undefined {
     default:
       return err.code?.startsWith("WS_ERR_") ? 1002 : undefined;
   }
+}
+
+/**
+ * ws ends a connection's frame receiver (a `Writable`) when the close frame arrives, and again
+ * when the socket ends and when it closes. Each later `end()` builds an
+ * `ERR_STREAM_ALREADY_FINISHED` that nobody sees, and Deno's node layer makes building one cost
+ * a stack trace: two per closed connection, a quarter of the server's time while sockets
+ * open and close in a loop (bench/README.md, "Attacks and an unrelated pair"). Those later
+ * calls are made to do nothing, as they do anyway. (ws 8's receiver is its `_receiver`; without
+ * one this does nothing.)
+ */
+function endReceiverOnce(ws: WebSocket): void {
+  const receiver = (ws as unknown as { _receiver?: Writable })._receiver;
+  if (receiver === undefined || typeof receiver.end !== "function") return;
+  const end = receiver.end;
+  receiver.end = function (this: Writable, ...args: unknown[]) {
+    if (args.length === 0 && this.writableEnded) return this;
+    return (end as (...a: unknown[]) => Writable).apply(this, args);
+  } as Writable["end"];
 }
 
 /** `::ffff:127.0.0.1` → `127.0.0.1`; IPv4 peers of a dual-stack socket look like plain IPv4. */
@@ -175,6 +194,7 @@ export const wsTransport: Transport = async (options) => {
   });
 
   function accept(ws: WebSocket, info: UpgradeInfo, socket: Duplex): void {
+    endReceiverOnce(ws);
     let errorCode: number | undefined;
     let resolveClosed!: () => void;
     const peer: Peer = {

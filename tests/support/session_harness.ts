@@ -119,6 +119,8 @@ export interface HarnessOptions {
   logger?: Logger;
   /** Wraps the hub's bus (e.g. to slow a join down). */
   wrapBus?: (bus: Bus) => Bus;
+  /** The monotonic clock of the rates and of each user's page allowance (`performance.now`). */
+  monotonic?: () => number;
 }
 
 export class SessionHarness {
@@ -151,7 +153,7 @@ export class SessionHarness {
       (recipient, frame) => hub.sendToUser(recipient, frame, true),
     );
     const metrics = new ServerMetrics();
-    const monotonic = () => performance.now();
+    const monotonic = options.monotonic ?? (() => performance.now());
     const context: SessionContext = {
       hub,
       repository,
@@ -163,7 +165,12 @@ export class SessionHarness {
       now: Date.now,
       monotonic,
       expiries: new DeadlineQueue(Date.now),
-      userWork: new UserWork(config.maxDbFramesPerUser, config.maxQueuedDbFramesPerUser),
+      userWork: new UserWork(
+        config.maxDbFramesPerUser,
+        config.maxQueuedDbFramesPerUser,
+        config.catchUpBytesPerS,
+        monotonic,
+      ),
       logins: new LoginRates(config, monotonic),
     };
     return new SessionHarness(context, hub, repository, metrics);

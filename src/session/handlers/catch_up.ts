@@ -9,6 +9,8 @@
  * A page is cut to `PAGE_MAX_BYTES` as well as to `limit` (docs/protocol.md
  * "Catch-up"): a page of escape-heavy texts can serialize to several times
  * its stored size, and one frame must not fill the send buffer on its own.
+ * And a user's pages are paced to their page allowance (`CATCH_UP_BYTES_PER_S`,
+ * `user_work.ts`): a page is read only once the pages sent before it are paid for.
  */
 
 import type { HistoryFrame, SyncFrame } from "../../protocol/mod.ts";
@@ -24,13 +26,14 @@ export const catchUpHandlers: {
 };
 
 async function sync(ctx: HandlerContext, frame: SyncFrame): Promise<void> {
+  await ctx.pacePages();
   if (frame.afterSeq !== undefined) {
     const updates = await ctx.services.repository.updatesAfter(
       ctx.userId,
       frame.afterSeq,
       frame.limit,
     );
-    ctx.send(
+    ctx.sendPage(
       serverFrames.syncUpdates(
         updates.updates,
         updates.hasMore,
@@ -45,17 +48,18 @@ async function sync(ctx: HandlerContext, frame: SyncFrame): Promise<void> {
     frame.afterMessageId,
     frame.limit,
   );
-  ctx.send(serverFrames.syncResult(page.messages, page.hasMore, ctx.limits.pageMaxBytes));
+  ctx.sendPage(serverFrames.syncResult(page.messages, page.hasMore, ctx.limits.pageMaxBytes));
 }
 
 async function history(ctx: HandlerContext, frame: HistoryFrame): Promise<void> {
+  await ctx.pacePages();
   const page = await ctx.services.repository.conversationBefore(
     ctx.userId,
     frame.friendUserId,
     frame.beforeMessageId,
     frame.limit,
   );
-  ctx.send(
+  ctx.sendPage(
     serverFrames.historyResult(
       frame.friendUserId,
       page.messages,

@@ -20,6 +20,15 @@ import { CloseCode, serverFrames } from "../../protocol/mod.ts";
 import { verifyToken } from "../../token.ts";
 import { type FrameHandler, type LifetimeContext, refuse, type Reply } from "../context.ts";
 
+/**
+ * A sign-in refused for its rate is answered after this pause. A client that reconnects as soon as
+ * it is refused then costs one connection a second per loop rather than as many as it can open
+ * (each opening and closing costs the node far more than the refusal); a well-behaved client waits
+ * longer than this before it tries again anyway. Meanwhile the connection holds one of its
+ * address's `MAX_UNAUTH_PER_IP` slots, as any connection not signed in yet does.
+ */
+export const RATE_REFUSAL_PAUSE_MS = 1000;
+
 export const lifetimeHandlers: {
   authenticate: FrameHandler<AuthenticateFrame>;
   reauthenticate: FrameHandler<ReauthenticateFrame>;
@@ -37,14 +46,18 @@ async function authenticate(ctx: LifetimeContext, frame: AuthenticateFrame): Pro
   // The limits come before any database work: a refused sign-in costs none.
   const refused = ctx.admitLogin(userId);
   if (refused !== undefined) {
-    // The node's admission refuses thousands at once in a reconnect storm, and says nothing
-    // about the client: counted (`errors_sent`), not logged one by one.
+    let retryAfterMs = refused.retryAfterMs;
+    // The node's admission refuses thousands at once in a reconnect storm and says nothing
+    // about the client: counted (`errors_sent`), not logged one by one, and answered at once
+    // (its clients are told when to come back; holding their sockets would only cost the node).
     if (refused.reason === "sign_in_rate") {
       ctx.services.logger.info("auth_refused", {
         reason: refused.reason,
         user_id: userId,
         client_ip: ctx.clientAddress,
       });
+      await new Promise((resolve) => setTimeout(resolve, RATE_REFUSAL_PAUSE_MS));
+      retryAfterMs = Math.max(0, retryAfterMs - RATE_REFUSAL_PAUSE_MS);
     }
     return refuse(
       "rate_limited",
@@ -52,7 +65,7 @@ async function authenticate(ctx: LifetimeContext, frame: AuthenticateFrame): Pro
         ? "Too many sign-ins on this server, try again in retry_after_ms"
         : "Too many sign-ins, try again later",
       { code: CloseCode.tryAgainLater, reason: "too many sign-ins" },
-      refused.retryAfterMs,
+      retryAfterMs,
     );
   }
   if (!(await ctx.hub.acquireSlot(userId))) {

@@ -39,7 +39,12 @@ async function read(ctx: HandlerContext, frame: ReadFrame): Promise<Reply> {
   if (friendSeq !== undefined && await mayTell(ctx, frame.friendUserId)) {
     ctx.sendToUser(frame.friendUserId, receipt(friendSeq), false);
   }
-  ctx.sendToOtherDevices(receipt(result.seqs.get(ctx.userId)));
+  // Every connection of the reader, this one too: it is an update of the
+  // reader's sequence, and a device that never saw its number would take the
+  // next one for a gap.
+  const own = receipt(result.seqs.get(ctx.userId));
+  ctx.send(own);
+  ctx.sendToOtherDevices(own);
 }
 
 async function delivered(ctx: HandlerContext, frame: DeliveredFrame): Promise<Reply> {
@@ -56,10 +61,11 @@ async function delivered(ctx: HandlerContext, frame: DeliveredFrame): Promise<Re
       false,
     );
   }
-  // The recipient's other devices stop showing it as new (v1.2).
-  ctx.sendToOtherDevices(
-    serverFrames.delivered(frame.messageId, ctx.userId, result.seqs.get(ctx.userId)),
-  );
+  // Every device of the recipient learns it was shown (the others stop showing
+  // it as new, v1.2), this one too: it is an update of the recipient's sequence.
+  const own = serverFrames.delivered(frame.messageId, ctx.userId, result.seqs.get(ctx.userId));
+  ctx.send(own);
+  ctx.sendToOtherDevices(own);
 }
 
 /**

@@ -33,11 +33,20 @@ import type { NewMessage, Seqs, StoredMessage, StoreResult } from "../repository
 import { ClientMessageIdReusedError, UnavailableError } from "../repository.ts";
 import { rowsOf } from "./pg_rows.ts";
 
-/** Per message of the batch: its answer, or the error it is rejected with. */
-export type Outcome = StoreResult | Error;
+/**
+ * A message of a user another transaction held when the batch ran (a long
+ * transaction of the game backend's, a user's other write): nothing of it
+ * was stored; the writer sends it again in its waiting lane.
+ */
+export const BUSY = Symbol("busy");
+
+/** Per message of the batch: its answer, the error it is rejected with, or `BUSY`. */
+export type Outcome = StoreResult | Error | typeof BUSY;
 
 interface Row {
-  kind: "inserted" | "existing" | "clock";
+  kind: "inserted" | "existing" | "busy" | "clock";
+  /** `busy`: the message's 1-based place in the batch. */
+  ord?: string | null;
   message_id: string | null;
   sender_user_id: string | null;
   recipient_user_id: string | null;
@@ -66,14 +75,26 @@ export async function insertRows(
   sql: Sql,
   messages: readonly NewMessage[],
   insertBefore: Date,
+  /**
+   * Wait for users another transaction holds (the waiting lane); otherwise
+   * their messages are answered `busy` and nothing of theirs is stored.
+   */
+  wait = false,
 ): Promise<Inserted> {
+  const users = [...new Set(messages.flatMap((m) => [m.senderUserId, m.recipientUserId]))];
   const rows = rowsOf(
     await sql<Row[]>`
     with recording as materialized (
       -- tells the messages trigger that this statement records its rows' updates itself
       select set_config('chat.updates_recorded', 'on', true) as on
+    ), locked as materialized (
+      -- the users no other transaction holds, now locked by this one (null: wait for all)
+      select case when ${wait}::boolean then null
+                  else chat_try_lock_users(${sql.array(users)}::bigint[]) end as got
+      from recording
     ), input as materialized (
-      select t.* from recording, unnest(
+      select t.*, (l.got is null or (t.sender = any(l.got) and t.recipient = any(l.got))) as ready
+      from locked l, unnest(
         ${sql.array(messages.map((m) => m.senderUserId))}::bigint[],
         ${sql.array(messages.map((m) => m.recipientUserId))}::bigint[],
         ${sql.array(messages.map((m) => m.messageText))}::text[],
@@ -102,7 +123,7 @@ export async function insertRows(
                             moderation)
       select sender, recipient, body, cmid, moderation
       from (select * from input
-            where not exists (select 1 from known where known.ord = input.ord)
+            where ready and not exists (select 1 from known where known.ord = input.ord)
             order by ord) ordered
       -- a repeat committed after the snapshot, or within this batch
       on conflict (sender_user_id, client_message_id) do nothing
@@ -123,16 +144,22 @@ export async function insertRows(
     select 'inserted' as kind, i.message_id::text, i.sender_user_id::text,
            i.recipient_user_id::text, i.message_text, i.client_message_id, i.sent_at,
            null::boolean as in_time, r.sender_seq::text, r.recipient_seq::text,
-           i.moderation, null::timestamptz as edited_at, null::timestamptz as deleted_at
+           i.moderation, null::timestamptz as edited_at, null::timestamptz as deleted_at,
+           null::text as ord
     from inserted i join recorded r on r.message_id = i.message_id
     union all
     select 'existing', k.message_id::text, k.sender_user_id::text, k.recipient_user_id::text,
            k.message_text, k.client_message_id, k.sent_at, null, k.sender_seq::text, null,
-           k.moderation, k.edited_at, k.deleted_at
+           k.moderation, k.edited_at, k.deleted_at, null
     from known k
     union all
+    select 'busy', null, null, null, null, null, null, null, null, null, null, null, null,
+           input.ord::text
+    from input
+    where not input.ready and not exists (select 1 from known where known.ord = input.ord)
+    union all
     select 'clock', null, null, null, null, null, clock_timestamp(),
-           (select in_time from checked), null, null, null, null, null`,
+           (select in_time from checked), null, null, null, null, null, null`,
   );
   const clock = rows.find((row) => row.kind === "clock");
   return { inTime: clock?.in_time === true, rows, dbNow: clock?.sent_at ?? undefined };
@@ -151,7 +178,10 @@ export async function outcomesOf(
     const late = new UnavailableError("the database reached the insert after its deadline");
     return messages.map(() => late);
   }
-  const outcomes = match(messages, inserted.rows);
+  const busy = new Set(
+    inserted.rows.filter((row) => row.kind === "busy").map((row) => Number(row.ord) - 1),
+  );
+  const outcomes = match(messages, inserted.rows, busy);
   await resolveRepeats(messages, outcomes, inserted.rows, lookUp);
   return outcomes.map((o) => o ?? new Error("unanswered message"));
 }
@@ -185,7 +215,11 @@ function stored(row: Row): StoredMessage {
  * message got one, and their ids were drawn in queue order: the k-th smallest id among them
  * is the k-th such message's (checked against its content).
  */
-function match(messages: readonly NewMessage[], rows: Row[]): (Outcome | undefined)[] {
+function match(
+  messages: readonly NewMessage[],
+  rows: Row[],
+  busy: ReadonlySet<number>,
+): (Outcome | undefined)[] {
   const withKey = new Map<string, Row>();
   const plain: Row[] = [];
   for (const row of rows) {
@@ -200,6 +234,10 @@ function match(messages: readonly NewMessage[], rows: Row[]): (Outcome | undefin
   let next = 0;
   const outcomes: (Outcome | undefined)[] = new Array(messages.length);
   messages.forEach((m, i) => {
+    if (busy.has(i)) {
+      outcomes[i] = BUSY;
+      return;
+    }
     if (m.clientMessageId !== undefined) {
       const key = keyOf(m.senderUserId, m.clientMessageId);
       const row = withKey.get(key);

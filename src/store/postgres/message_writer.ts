@@ -4,15 +4,25 @@
  * to the database together in the next statement, so the batch size follows
  * the load (1 when idle, up to `MAX_BATCH` under pressure) with no timer.
  *
- * Every insert into `messages` waits for one lock (ids in commit order,
- * migration 3), so batches commit one after another whatever we do. The
- * writer therefore keeps its batches on one connection of its own and
- * pipelines up to `MAX_IN_FLIGHT` of them there: the next batch is already
- * at the database when the previous one commits (no round trip between
- * them), the database runs them in the order sent (so batches get
- * increasing ids in queue order and one connection's messages get increasing
- * ids), and the rest of the queue gathers into a larger next batch rather
- * than many small ones waiting on the lock.
+ * Batches commit one after another on the writer's own connection, which
+ * pipelines up to `MAX_IN_FLIGHT` of them: the next batch is already at the
+ * database when the previous one commits (no round trip between them), the
+ * database runs them in the order sent (so one connection's messages get
+ * increasing ids and, per user, increasing seqs in queue order), and the rest
+ * of the queue gathers into a larger next batch.
+ *
+ * A batch never waits for a user another transaction holds (a long
+ * transaction of the game backend's, a read recounting a large backlog): it
+ * locks the users it can (`chat_try_lock_users`, skip locked) and stores the
+ * messages whose sender and recipient it got; the others are `BUSY` and go
+ * to the waiting lane with every later message of their users, where each
+ * waits for its users' locks in a statement of its own on the pool (at most
+ * `WAITING_IN_FLIGHT` at once). So one held user delays only its own
+ * messages, and one pair's messages keep their order: a pair's later
+ * message joins the lane behind the earlier one. (One race is left: a
+ * batch pipelined behind the one that found a user held, which finds it free
+ * by then, stores that user's later message first; the window is the time
+ * between two pipelined statements.)
  *
  * A second batch goes out while one is in flight only once `PIPELINE_MIN`
  * messages wait. Below that, sending it early saves one loopback round trip
@@ -45,12 +55,14 @@
 import type { Sql } from "postgres";
 import type { NewMessage, StoreResult } from "../repository.ts";
 import { DbClock } from "./db_clock.ts";
-import { insertRows, lookUpOriginals, outcomesOf } from "./message_insert.ts";
+import { BUSY, insertRows, lookUpOriginals, outcomesOf } from "./message_insert.ts";
 
 const MAX_BATCH = 256;
 const MAX_IN_FLIGHT = 2;
 /** Messages waiting before a batch is pipelined behind one in flight. */
 const PIPELINE_MIN = 32;
+/** Statements of the waiting lane at once (each may wait for a held user's lock). */
+const WAITING_IN_FLIGHT = 4;
 
 interface Pending {
   message: NewMessage;
@@ -81,6 +93,17 @@ export class MessageWriter {
   /** Settles when the last started batch has been answered (answers go in order). */
   #answered: Promise<void> = Promise.resolve();
   #idleWaiters: (() => void)[] = [];
+  /**
+   * The waiting lane: messages of users another transaction held when their
+   * batch ran, and every later message of those users (so one pair's
+   * messages keep their order), written one batch at a time on the pool,
+   * waiting for the locks. Users with messages in it → how many.
+   */
+  #held = new Map<number, number>();
+  #waiting: Pending[] = [];
+  /** Users of the waiting lane's statements in flight, and how many there are. */
+  #laneUsers = new Set<number>();
+  #laneInFlight = 0;
 
   constructor(
     /** Opens the writer's own single connection (statement timeout set). */
@@ -148,7 +171,88 @@ export class MessageWriter {
   }
 
   #busy(): boolean {
-    return [...this.#lines].some((line) => line.inFlight > 0);
+    return [...this.#lines].some((line) => line.inFlight > 0) || this.#waiting.length > 0 ||
+      this.#laneInFlight > 0;
+  }
+
+  /** Moves queued messages of users in the waiting lane behind them there. */
+  #divert(): void {
+    if (this.#held.size === 0) return;
+    const keep: Pending[] = [];
+    for (const pending of this.#queue) {
+      const { senderUserId, recipientUserId } = pending.message;
+      if (this.#held.has(senderUserId) || this.#held.has(recipientUserId)) this.#hold(pending);
+      else keep.push(pending);
+    }
+    this.#queue = keep;
+  }
+
+  #hold(pending: Pending): void {
+    for (const user of new Set([pending.message.senderUserId, pending.message.recipientUserId])) {
+      this.#held.set(user, (this.#held.get(user) ?? 0) + 1);
+    }
+    this.#waiting.push(pending);
+  }
+
+  #release(pending: Pending): void {
+    for (const user of new Set([pending.message.senderUserId, pending.message.recipientUserId])) {
+      const left = (this.#held.get(user) ?? 1) - 1;
+      if (left > 0) this.#held.set(user, left);
+      else this.#held.delete(user);
+    }
+  }
+
+  /**
+   * Starts the waiting lane's messages that share no user with one started or
+   * waiting before them (so one pair's messages keep their order), each in a
+   * statement of its own on the pool that waits for the users' locks, at most
+   * `WAITING_IN_FLIGHT` at once: one held user delays only messages of its own.
+   */
+  #pumpWaiting(): void {
+    const taken = new Set<number>(this.#laneUsers);
+    const later: Pending[] = [];
+    for (const pending of this.#waiting) {
+      const users = [pending.message.senderUserId, pending.message.recipientUserId];
+      const free = users.every((user) => !taken.has(user));
+      for (const user of users) taken.add(user);
+      if (free && this.#laneInFlight < WAITING_IN_FLIGHT) this.#startWaiting(pending);
+      else later.push(pending);
+    }
+    this.#waiting = later;
+  }
+
+  #startWaiting(pending: Pending): void {
+    this.#laneInFlight++;
+    const users = [pending.message.senderUserId, pending.message.recipientUserId];
+    for (const user of users) this.#laneUsers.add(user);
+    const messages = [pending.message];
+    const insertBefore = this.#clock.after(this.timeoutMs);
+    const started = performance.now();
+    this.deadline(() => insertRows(this.pool, messages, insertBefore, true))
+      .then((inserted) => {
+        if (inserted.dbNow !== undefined) this.#clock.observe(inserted.dbNow);
+        this.onBatch(1, performance.now() - started);
+        return outcomesOf(
+          messages,
+          inserted,
+          (keys) => this.deadline(() => lookUpOriginals(this.pool, keys)),
+        );
+      })
+      .then(
+        ([outcome]) => {
+          if (outcome === BUSY || outcome === undefined) {
+            pending.reject(new Error("a waiting message found its users held"));
+          } else if (outcome instanceof Error) pending.reject(outcome);
+          else pending.resolve(outcome);
+        },
+        (err) => pending.reject(err),
+      )
+      .finally(() => {
+        for (const user of users) this.#laneUsers.delete(user);
+        this.#release(pending);
+        this.#laneInFlight--;
+        this.#pump();
+      });
   }
 
   /** Starts batches while the line has room; swaps a retired line once it is empty. */
@@ -158,10 +262,12 @@ export class MessageWriter {
       this.#close(this.#line);
       this.#line = this.#open();
     }
+    this.#divert();
     while (this.#line.inFlight < MAX_IN_FLIGHT && this.#queue.length > 0) {
       if (this.#line.inFlight > 0 && this.#queue.length < PIPELINE_MIN) break;
       this.#start(this.#queue.splice(0, Math.min(MAX_BATCH, this.#queue.length)));
     }
+    this.#pumpWaiting();
     if (this.#queue.length === 0 && !this.#busy()) {
       for (const wake of this.#idleWaiters.splice(0)) wake();
     }
@@ -204,7 +310,8 @@ export class MessageWriter {
       } else {
         batch.forEach((pending, i) => {
           const outcome = result.value[i]!;
-          if (outcome instanceof Error) pending.reject(outcome);
+          if (outcome === BUSY) this.#hold(pending);
+          else if (outcome instanceof Error) pending.reject(outcome);
           else pending.resolve(outcome);
         });
       }

@@ -307,6 +307,23 @@ export const MIGRATIONS: readonly Migration[] = [
       end
       $body$;
 
+      -- The server's writer: locks those of the users no other transaction
+      -- holds, in id order, and returns them; a message of a user it could not
+      -- lock waits in another lane (message_writer.ts), so one held user never
+      -- stalls everyone's batch. A user without a state row yet is left out
+      -- too: creating it could wait for another transaction creating it.
+      create or replace function chat_try_lock_users(p_users bigint[]) returns bigint[]
+      language plpgsql as $body$
+      declare
+        got bigint[];
+      begin
+        select coalesce(array_agg(s.user_id), '{}') into got
+          from (select user_id from chat_user_state where user_id = any(p_users)
+                order by user_id for update skip locked) s;
+        return got;
+      end
+      $body$;
+
       -- Appends one update to a (locked or not yet locked) user's sequence.
       create or replace function chat_append_update(
         p_user_id bigint, p_kind text, p_message_id bigint, p_body jsonb
@@ -472,6 +489,9 @@ export const MIGRATIONS: readonly Migration[] = [
       returns table (friend_user_id bigint, n bigint)
       language plpgsql as $body$
       begin
+        -- the user's state row exists from the first login on, so the writer
+        -- can lock it without creating it (chat_try_lock_users)
+        insert into chat_user_state (user_id) values (p_user) on conflict (user_id) do nothing;
         perform chat_ensure_counts(p_user);
         return query
           select null::bigint, coalesce((select seq from chat_user_state where user_id = p_user), 0)
@@ -784,9 +804,9 @@ export const MIGRATIONS: readonly Migration[] = [
     // events from committed rows have read: `messages` (message.unseen) and
     // `chat_reports` (report.created), each in (time, id) order.
     //
-    // The reports, settings and mutes tables belong to other parts (migrations 7
-    // and 8); they are created here too, with exactly their schema, when this
-    // migration runs on a database that lacks them, as is `messages.deleted_at`.
+    // The reports table belongs to the moderation part; it is created here too,
+    // with exactly its schema, when this migration runs on a database that lacks it.
+    // Settings and mutes (migration 8) and `messages.deleted_at` (6) come before.
     version: 9,
     name: "events webhook",
     sql: `
@@ -801,20 +821,6 @@ export const MIGRATIONS: readonly Migration[] = [
         created_at timestamptz not null default now(),
         unique (reporter_user_id, message_id)
       );
-      create table if not exists chat_user_settings (
-        user_id bigint primary key,
-        dnd_until timestamptz,
-        appear_offline boolean not null default false,
-        last_seen_at timestamptz,
-        updated_at timestamptz not null default now()
-      );
-      create table if not exists chat_mutes (
-        user_id bigint not null,
-        friend_user_id bigint not null,
-        until timestamptz not null,
-        primary key (user_id, friend_user_id)
-      );
-      ${addColumn("messages", "deleted_at", "timestamptz")}
 
       create table if not exists chat_events (
         event_id bigserial primary key,
