@@ -55,6 +55,8 @@ import {
 } from "./lib/targets.ts";
 import { LoadWorker } from "./lib/workers.ts";
 import { CountingReceiver, drainRun, outboxCostRuns } from "./lib/events.ts";
+import { PAIR_USERS } from "./lib/layout.ts";
+import { STORM_CASES, STORM_POLICIES, type StormCase, stormCase } from "./lib/storm.ts";
 
 const SCENARIOS = [
   "ceiling",
@@ -66,6 +68,7 @@ const SCENARIOS = [
   "capacity",
   "profile",
   "explain",
+  "storm",
 ] as const;
 type Scenario = typeof SCENARIOS[number];
 const SINGLE_TARGETS = ["server", "relay", "node"] as const;
@@ -89,6 +92,13 @@ export interface Options {
   out: string | undefined;
   /** Profile the open loop at this rate instead of the saturating load (`--profile-rate`). */
   profileRate: number | undefined;
+  storm: {
+    users: number;
+    cases: StormCase[];
+    policy: string;
+    loginRate: string;
+    backlog: number;
+  };
 }
 
 function parseOptions(args: string[]): Options {
@@ -110,6 +120,11 @@ function parseOptions(args: string[]): Options {
     "pin",
     "out",
     "profile-rate",
+    "storm-users",
+    "storm-cases",
+    "storm-policy",
+    "storm-login-rate",
+    "storm-backlog",
   ];
   for (const name of flags.keys()) {
     if (!known.includes(name)) throw new RangeError(`unknown flag --${name}`);
@@ -147,6 +162,14 @@ function parseOptions(args: string[]): Options {
   if (out !== undefined && !/^[a-z0-9_-]{1,40}$/.test(out)) {
     throw new RangeError("--out: 1–40 characters a–z, 0–9, _ or -");
   }
+  const stormPolicy = flags.get("storm-policy") ?? "v2";
+  if (!(stormPolicy in STORM_POLICIES)) {
+    throw new RangeError(`--storm-policy: one of ${Object.keys(STORM_POLICIES).join(", ")}`);
+  }
+  const stormLoginRate = flags.get("storm-login-rate") ?? "";
+  if (stormLoginRate !== "" && !/^\d{1,7}$/.test(stormLoginRate)) {
+    throw new RangeError("--storm-login-rate: sign-ins per second, 0 (off) to 1000000");
+  }
   const duration = flags.has("duration") ? int("duration", 10, 1, 120) * 1000 : undefined;
   return {
     quick,
@@ -165,6 +188,13 @@ function parseOptions(args: string[]): Options {
     pin: pinFlag === "auto" && navigator.hardwareConcurrency >= 2,
     out,
     profileRate: flags.has("profile-rate") ? int("profile-rate", 1000, 10, 50_000) : undefined,
+    storm: {
+      users: int("storm-users", quick ? 2000 : 10_000, 10, PAIR_USERS),
+      cases: list("storm-cases", STORM_CASES, STORM_CASES),
+      policy: stormPolicy,
+      loginRate: stormLoginRate,
+      backlog: int("storm-backlog", 2, 0, 100),
+    },
   };
 }
 
@@ -352,7 +382,9 @@ async function main(): Promise<number> {
   );
   const redisUrl = Deno.env.get("REDIS_URL") || "redis://127.0.0.1:6379";
   const keyPrefix = `bench:${crypto.randomUUID().slice(0, 8)}:`;
-  const pidOfRedis = opts.only.has("cluster") ? await redisPid(redisUrl) : undefined;
+  const needRedis = opts.only.has("cluster") ||
+    (opts.only.has("storm") && opts.storm.cases.includes("failover"));
+  const pidOfRedis = needRedis ? await redisPid(redisUrl) : undefined;
   if (pidOfRedis !== undefined) redisCleanup = () => deleteKeys(redisUrl, keyPrefix);
   const startOpts = {
     secret,
@@ -607,6 +639,32 @@ async function main(): Promise<number> {
       log(`profile of the ${kind} (connect): ${connectPath}`);
     }
     results.profile = profiles;
+  }
+
+  if (opts.only.has("storm")) {
+    // One run per case (each takes a minute or two with 10,000 users): see lib/storm.ts.
+    const cases: unknown[] = [];
+    const skipped: string[] = [];
+    for (const kind of opts.storm.cases) {
+      if (kind === "failover" && pidOfRedis === undefined) {
+        skipped.push(`failover: no Redis answering at ${redisUrl}`);
+        continue;
+      }
+      await freshStatistics();
+      cases.push(
+        await stormCase(kind, workers[0]!, db, startOpts, {
+          users: opts.storm.users,
+          chatPairs: 20,
+          chatEveryMs: 500,
+          backlog: opts.storm.backlog,
+          policy: opts.storm.policy,
+          loginRate: opts.storm.loginRate,
+          deadlineMs: 90_000,
+          cpus: { target: targetCpus, generator: genCpus },
+        }, log),
+      );
+    }
+    results.storm = { cases, skipped };
   }
 
   let plans: QueryPlan[] | undefined;

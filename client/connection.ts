@@ -3,7 +3,12 @@
  * The client's socket and its lifecycle: `idle → connecting → authenticating → open`, `waiting`
  * between attempts, `expired`, `closed` (each change is a `state` event). A lost socket is
  * replaced after a "full jitter" backoff, `random() * min(cap, base * 2^attempt)` ms, where
- * `attempt` counts the failures since the last completed catch-up. Signing in and what the frames
+ * `attempt` counts the failures since the last completed catch-up: a crowd that lost one server
+ * at once comes back spread over the window, not all in its first millisecond, and the cap
+ * (10 s) keeps the window short enough that a server back after an outage is found soon. A
+ * sign-in the server refused with `retry_after_ms` (its admission rate, or the user's sign-in
+ * rate) waits that long instead, plus up to `HINT_JITTER_MS`: the server hands out those times
+ * one by one, so obeying them spreads the crowd exactly as fast as it can take it. Signing in and what the frames
  * mean are the business of the parts the hooks lead to. All runtime code lives inside the class
  * (the demo page embeds its source; see README.md, "Using it without a build step").
  */
@@ -27,6 +32,8 @@ export interface ChatConnectionHooks {
 
 /** One socket at a time, replaced until `close()` or `session_expired`. */
 export class ChatConnection implements ChatLink {
+  /** Added to a server's `retry_after_ms` at random: late is fine, early is refused again. */
+  static readonly HINT_JITTER_MS = 250;
   readonly #url: string;
   /** `host:port` of the URL, for messages. */
   readonly #host: string;
@@ -42,6 +49,8 @@ export class ChatConnection implements ChatLink {
   #socket: WebSocketLike | undefined;
   #attempt = 0;
   #retryTimer: unknown;
+  /** The `retry_after_ms` of a refused sign-in, for the next reconnect. */
+  #retryAfterMs: number | undefined;
   /** A socket this client is closing itself (a refused sign-in): its close is no failure. */
   #closedByUs: WebSocketLike | undefined;
   #closed: Promise<void> | undefined;
@@ -60,7 +69,7 @@ export class ChatConnection implements ChatLink {
     this.#random = options.random ?? Math.random;
     this.#timers = timers;
     this.#baseMs = options.reconnectBaseMs ?? 500;
-    this.#capMs = options.reconnectCapMs ?? 30_000;
+    this.#capMs = options.reconnectCapMs ?? 10_000;
     this.#emitter = emitter;
     this.#hooks = hooks;
     this.#keepAlive = new ChatKeepAlive(
@@ -101,6 +110,11 @@ export class ChatConnection implements ChatLink {
   /** Catch-up is over: reconnect backoff starts again from its base. */
   caughtUp(): void {
     this.#attempt = 0;
+  }
+
+  /** The server refused the sign-in for now: the next reconnect waits `ms` (`retry_after_ms`). */
+  retryAfter(ms: number): void {
+    if (Number.isFinite(ms) && ms >= 0) this.#retryAfterMs = Math.min(ms, 5 * 60_000);
   }
 
   /** A `pong` came: the connection lives. */
@@ -208,8 +222,12 @@ export class ChatConnection implements ChatLink {
   }
 
   #retry(reason: string): void {
+    const hint = this.#retryAfterMs;
+    this.#retryAfterMs = undefined;
     const ceiling = Math.min(this.#capMs, this.#baseMs * 2 ** Math.min(this.#attempt, 30));
-    const delayMs = Math.floor(this.#random() * ceiling);
+    const delayMs = hint === undefined
+      ? Math.floor(this.#random() * ceiling)
+      : Math.ceil(hint + this.#random() * ChatConnection.HINT_JITTER_MS);
     this.#attempt++;
     this.#setState("waiting", { delayMs, reason });
     this.#retryTimer = this.#timers.setTimeout(() => this.#open(), delayMs);

@@ -218,7 +218,12 @@ export class ChatDispatcher {
     }
     emitter.emitFrame(frame);
     if (outbox.refuse(error)) return;
-    const { settings, requests } = this.#parts;
+    const { settings, requests, connection } = this.#parts;
+    if (connection.state === "authenticating") {
+      // A refused sign-in (the server closes next): the reconnect waits as long as it says.
+      if (typeof error.retry_after_ms === "number") connection.retryAfter(error.retry_after_ms);
+      return;
+    }
     // `not_found` answers an edit, a deletion or a report, whichever was asked first.
     if (
       error.code === "not_found" &&

@@ -47,7 +47,7 @@ export interface ChatClientOptions {
   requestTimeoutMs?: number;
   /** First reconnect delay ceiling; doubles per failed attempt (default 500). */
   reconnectBaseMs?: number;
-  /** Largest reconnect delay ceiling (default 30000). */
+  /** Largest reconnect delay ceiling (default 10000). */
   reconnectCapMs?: number;
   /** Keep-alive `ping` period; 0 turns keep-alive off (default 25000). */
   pingIntervalMs?: number;

@@ -57,6 +57,11 @@ export interface Config {
   loginRatePerUserPerMin: number;
   /** Sign-ins one client address may start per minute on one node (a bucket of a minute's worth). */
   loginRatePerIpPerMin: number;
+  /**
+   * Sign-ins this node admits per second, everyone together (0: no limit); past it a sign-in is
+   * refused with `retry_after_ms`, its place in the node's schedule (session/rate_limit.ts).
+   */
+  loginRatePerS: number;
   trustedProxies: ReadonlySet<string>;
   chatBurst: number;
   chatRatePerS: number;
@@ -251,6 +256,7 @@ export function loadConfig(
     maxUnauthPerIp: read.int("MAX_UNAUTH_PER_IP", 50, 1, 10_000_000),
     loginRatePerUserPerMin: read.int("LOGIN_RATE_PER_USER_PER_MIN", 30, 1, 1_000_000),
     loginRatePerIpPerMin: read.int("LOGIN_RATE_PER_IP_PER_MIN", 300, 1, 10_000_000),
+    loginRatePerS: read.int("LOGIN_RATE_PER_S", 1000, 0, 1_000_000),
     trustedProxies: new Set(list(env.TRUSTED_PROXIES)),
     chatBurst: read.int("CHAT_RATE_BURST", 20, 1, 1_000_000),
     chatRatePerS: read.num("CHAT_RATE_PER_S", 5, 0.01, 1_000_000),

@@ -540,7 +540,7 @@ function sdkSuite(variant: string, sdk: Sdk): void {
     const last = () => sockets.at(-1)!.socket;
     client.connect();
     for (let i = 0; i < 8; i++) (last().onclose!({ code: 1006, reason: "" }), timers.shift()!());
-    assert.deepEqual(delays, [250, 500, 1000, 2000, 4000, 8000, 15000, 15000]);
+    assert.deepEqual(delays, [250, 500, 1000, 2000, 4000, 5000, 5000, 5000]);
     const queued = client.send(2, "queued", { clientMessageId: "fake-1" });
     last().onopen!({});
     await eventually("authenticate frame", () => sockets.at(-1)!.sent.length === 1);
@@ -567,6 +567,43 @@ function sdkSuite(variant: string, sdk: Sdk): void {
     assert.equal((await queued.catch((e) => e)).code, "closed");
     last().onclose!({ code: 1000, reason: "" });
     await closing;
+  });
+
+  Deno.test(`a sign-in refused rate_limited with retry_after_ms reconnects after that wait plus jitter, not the backoff (${variant})`, async () => {
+    const sockets: { sent: string[]; socket: WebSocketLike }[] = [];
+    const timers: (() => void)[] = [];
+    const delays: number[] = [];
+    const errors: string[] = [];
+    const client = new sdk.ChatClient({
+      url: "ws://fake/ws",
+      getToken: () => Promise.resolve("1:0:sig"),
+      pingIntervalMs: 0,
+      random: () => 0.5,
+      timers: { setTimeout: (run) => timers.push(run), clearTimeout: () => {} },
+      WebSocket: fakeWebSocket((socket, sent) => sockets.push({ sent, socket })),
+    });
+    client.on("state", (change) => change.delayMs !== undefined && delays.push(change.delayMs));
+    client.on("error", (error) => errors.push(error.code));
+    const last = () => sockets.at(-1)!.socket;
+    client.connect();
+    last().onopen!({});
+    await eventually("authenticate frame", () => sockets.at(-1)!.sent.length === 1);
+    last().onmessage!({
+      data: JSON.stringify({
+        type: "error",
+        code: "rate_limited",
+        message: "Too many sign-ins on this server, try again in retry_after_ms",
+        retry_after_ms: 3200,
+      }),
+    });
+    last().onclose!({ code: 1013, reason: "too many sign-ins" });
+    assert.deepEqual(delays, [3200 + 125], "the server's time, plus up to 250 ms");
+    // The next failure without a time is the backoff again, counting this attempt.
+    timers.shift()!();
+    last().onclose!({ code: 1006, reason: "" });
+    assert.deepEqual(delays, [3325, 500]);
+    assert.ok(errors.includes("rate_limited"), `errors ${errors.join(", ")}`);
+    await client.close();
   });
 }
 

@@ -101,6 +101,7 @@ Deno.test("an unusable secret or a bad value is a one-line RangeError naming the
     ACTIVE_CHECK_INTERVAL_S: "61",
     LOGIN_RATE_PER_USER_PER_MIN: "0",
     LOGIN_RATE_PER_IP_PER_MIN: "many",
+    LOGIN_RATE_PER_S: "-5",
     PAGE_MAX_BYTES: "2097152", // more than SEND_BUFFER_MAX_BYTES
     MAX_QUEUED_FRAMES: "0",
     MAX_DB_FRAMES_PER_USER: "11", // above DB_POOL_SIZE (10)

@@ -5,7 +5,13 @@
  */
 
 import assert from "node:assert/strict";
-import { AbuseMeter, KeyedBuckets, TokenBucket } from "../src/session/rate_limit.ts";
+import {
+  AbuseMeter,
+  KeyedBuckets,
+  LoginAdmission,
+  LoginRates,
+  TokenBucket,
+} from "../src/session/rate_limit.ts";
 
 Deno.test("a clock stepped back 15 s does not refuse a client sending one chat a second", () => {
   let t = 1_000_000_000_000;
@@ -52,4 +58,46 @@ Deno.test("per-key buckets forget a key once its bucket is full again, and never
   buckets.take("c");
   assert.equal(buckets.size, 2, "a minute after their last use the others are forgotten");
   assert.ok(buckets.take("b"), "a bucket kept is still there and refilling");
+});
+
+Deno.test("the node's sign-in admission gives a crowd places one interval apart and lets each in at its place", () => {
+  let t = 5_000;
+  const admission = new LoginAdmission(10, () => t); // 100 ms apart, 2 at once
+  assert.equal(admission.take(1), 0);
+  assert.equal(admission.take(2), 0);
+  const waits = [3, 4, 5, 6, 7].map((user) => admission.take(user));
+  assert.deepEqual(waits, [100, 200, 300, 400, 500]);
+  assert.equal(admission.waiting, 5);
+  // Early: told again how long is left of its own place, and no place is taken.
+  t += 150;
+  assert.equal(admission.take(5), 150);
+  assert.equal(admission.take(3), 0, "user 3's place (100 ms) has come");
+  // A newcomer queues behind the crowd, not in front of it.
+  assert.equal(admission.take(8), 450);
+  t += 1000;
+  assert.deepEqual([4, 5, 6, 7, 8].map((user) => admission.take(user)), [0, 0, 0, 0, 0]);
+  assert.equal(admission.waiting, 0);
+});
+
+Deno.test("a place not used within its grace is given up, and the schedule does not run ahead for ever", () => {
+  let t = 0;
+  const admission = new LoginAdmission(10, () => t);
+  for (let user = 1; user <= 50; user++) admission.take(user);
+  assert.ok(admission.waiting > 0);
+  t += 60_000; // nobody came back
+  assert.equal(admission.take(99), 0);
+  assert.equal(admission.waiting, 0);
+});
+
+Deno.test("sign-ins refused for the user's own rate say when its bucket has a token again", () => {
+  let t = 0;
+  const rates = new LoginRates(
+    { loginRatePerUserPerMin: 2, loginRatePerIpPerMin: 100, loginRatePerS: 0 },
+    () => t,
+  );
+  assert.equal(rates.take(1, "a"), undefined);
+  assert.equal(rates.take(1, "a"), undefined);
+  assert.deepEqual(rates.take(1, "a"), { reason: "sign_in_rate", retryAfterMs: 30_000 });
+  t += 30_000;
+  assert.equal(rates.take(1, "a"), undefined);
 });

@@ -62,6 +62,8 @@ type command struct {
 	T1          float64  `json:"t1"`
 	T2          float64  `json:"t2"`
 	DrainMs     float64  `json:"drainMs"`
+	// raw is the whole line, for commands with their own shape (the storm's).
+	raw []byte
 }
 
 func main() {
@@ -91,6 +93,7 @@ func main() {
 			reply(map[string]string{"error": "bad command: " + err.Error()})
 			continue
 		}
+		cmd.raw = append([]byte(nil), line...)
 		switch cmd.Cmd {
 		case "connect":
 			reply(g.connect(&cmd))
@@ -100,6 +103,18 @@ func main() {
 			reply(g.latency(&cmd))
 		case "closeAll":
 			reply(g.closeAll(&cmd))
+		case "stormStart":
+			reply(g.stormStart(&cmd))
+		case "stormMark":
+			reply(g.stormMark(&cmd))
+		case "stormStatus":
+			reply(g.stormStatus(&cmd))
+		case "stormReport":
+			reply(g.stormReport(&cmd))
+		case "stormQuiet":
+			reply(g.stormQuiet(&cmd))
+		case "stormStop":
+			reply(g.stormStop(&cmd))
 		case "exit":
 			reply(map[string]bool{})
 			return

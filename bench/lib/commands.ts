@@ -88,6 +88,12 @@ export interface CloseAllReply {
   remaining: number;
 }
 
+/** The storm scenario's commands (`lib/storm.ts`, `gen/storm.go`; replies typed there). */
+export interface StormCommand {
+  cmd: "stormStart" | "stormMark" | "stormStatus" | "stormQuiet" | "stormReport" | "stormStop";
+  [field: string]: unknown;
+}
+
 export interface ExitCommand {
   cmd: "exit";
 }
@@ -97,6 +103,7 @@ export type Command =
   | ThroughputCommand
   | LatencyCommand
   | CloseAllCommand
+  | StormCommand
   | ExitCommand;
 
 /** Absolute milliseconds with sub-millisecond resolution (see the module comment). */

@@ -18,6 +18,7 @@ import { profileMarkdown, type ProfileSummary } from "./profile.ts";
 import type { CapacityResult, LatencyResult, ThroughputResult, TraceSummary } from "./scenarios.ts";
 import { ratios, type Spread, spread } from "./stats.ts";
 import type { TargetKind } from "./targets.ts";
+import { type StormResults, stormSection, stormSvg } from "./storm_report.ts";
 
 type Runs<T> = Partial<Record<TargetKind, (T & { loadAvgBefore?: number })[]>>;
 /** A profiled process and how many units of work (messages, connections) it did. */
@@ -72,6 +73,7 @@ interface Results {
   profile?: Profiles;
   explain?: QueryPlan[];
   events?: { ratePerS: number; cost: OutboxCostRun[]; drains: DrainRun[] };
+  storm?: StormResults;
 }
 
 /** Runs present in `results`, in the order server, relay, node, cluster, redis-cluster. */
@@ -579,7 +581,11 @@ function diskLine(d: DiskSyncProbe | undefined): string {
 }
 
 /** The markdown report. */
-export function markdown(meta: Record<string, unknown>, results: Results): string {
+export function markdown(
+  meta: Record<string, unknown>,
+  results: Results,
+  stormSvgName = "storm.svg",
+): string {
   const source = meta.source as { commit?: string; srcSha256?: string } | undefined;
   const section = (title: string, body: string) => (body ? [`**${title}**`, "", body, ""] : []);
   return [
@@ -629,6 +635,10 @@ export function markdown(meta: Record<string, unknown>, results: Results): strin
         "EVENTS_URL alternating) and a backlog's drain (a receiver answering 200 at once)",
       eventsTable(results.events),
     ),
+    ...section(
+      "Reconnect storm (SDK-like users: backoff, sign in, `sync {after_seq}` to the end)",
+      stormSection(results.storm, stormSvgName),
+    ),
     ...section("Performance goals", goalsTable(results)),
     profileSection(results.profile),
     explainSection(results.explain),
@@ -645,13 +655,22 @@ export async function writeReports(
     name: string;
   },
 ): Promise<string[]> {
-  const md = markdown(input.meta, input.results as Results);
+  const results = input.results as Results;
+  const svgName = `${input.name}-storm.svg`;
+  const md = markdown(input.meta, results, svgName);
   await Deno.mkdir(RESULTS, { recursive: true });
   const json = `${RESULTS}${input.name}.json`;
   const mdPath = `${RESULTS}${input.name}.md`;
   await Deno.writeTextFile(json, JSON.stringify(input, null, 2) + "\n");
   await Deno.writeTextFile(mdPath, md);
   const written = [json, mdPath];
+  if (results.storm !== undefined && results.storm.cases.length > 0) {
+    const title = `Reconnect storm: ${
+      results.storm.cases[0]!.users.toLocaleString("en-US")
+    } users, % signed in and caught up (${input.meta.date})`;
+    await Deno.writeTextFile(`${RESULTS}${svgName}`, stormSvg(results.storm, title));
+    written.push(`${RESULTS}${svgName}`);
+  }
   if (input.full) {
     const readme = await Deno.readTextFile(README).catch(() => undefined);
     const start = "<!-- bench:latest:start -->";

@@ -86,6 +86,9 @@ export function serverEnv(secret: string, databaseUrl: string): Record<string, s
     // The bench signs thousands of users in from one address within seconds.
     LOGIN_RATE_PER_IP_PER_MIN: "10000000",
     LOGIN_RATE_PER_USER_PER_MIN: "1000000",
+    // Off: the capacity scenario measures how fast the server can sign users in (the storm
+    // scenario sets it to what it measures).
+    LOGIN_RATE_PER_S: "0",
     MAX_CONNECTIONS: "1000000",
     MAX_CONNECTIONS_PER_USER: "10",
   };
@@ -107,7 +110,7 @@ export interface StartOptions {
   cpus?: string | undefined;
   /** For `server`: run `traced_server.ts`, writing its per-message trace to this file. */
   trace?: string | undefined;
-  /** For `server`: settings on top of `serverEnv` (the events webhook's, say). */
+  /** For `server`: settings on top of `serverEnv` (the events webhook's, the storm's port and sign-in rate). */
   env?: Record<string, string> | undefined;
 }
 
@@ -144,6 +147,7 @@ async function startProcess(
         ...serverEnv(options.secret, options.databaseUrl),
         ...options.env,
         ...env,
+        ...options.env,
         ...(options.trace ? { BENCH_TRACE_FILE: options.trace } : {}),
       },
       logPath,

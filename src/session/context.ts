@@ -20,6 +20,7 @@ import type { ClientFrame, ErrorCode } from "../protocol/mod.ts";
 import type { ChatRepository, StoreResult } from "../store/mod.ts";
 import type { TokenKey } from "../token.ts";
 import type { SendOrder } from "./send_order.ts";
+import type { LoginRefusal } from "./rate_limit.ts";
 
 /** The settings a session enforces (see `Config` for their meaning and defaults). */
 export type SessionLimits = Pick<
@@ -132,10 +133,11 @@ export interface LifetimeContext extends HandlerContext {
    */
   authFailed(message: "Auth token required" | "Invalid auth token"): void;
   /**
-   * Takes one sign-in of `userId` from this connection's client address;
-   * false when the user or the address is over its sign-in rate.
+   * Takes one sign-in of `userId` from this connection's client address:
+   * undefined when it may go on; else the user or the address is over its
+   * sign-in rate, or the node over its admission rate, and when to try again.
    */
-  allowLogin(userId: number): boolean;
+  admitLogin(userId: number): LoginRefusal | undefined;
   /** The client's address (the TCP peer, or as a trusted proxy forwarded it), for log lines. */
   readonly clientAddress: string;
   /**

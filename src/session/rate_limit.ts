@@ -121,6 +121,11 @@ export class KeyedBuckets<K> {
     return this.#buckets.size;
   }
 
+  /** Milliseconds until `key`'s bucket has a token again (0 when it has one or is unknown). */
+  msUntilToken(key: K): number {
+    return this.#buckets.get(key)?.bucket.msUntilToken() ?? 0;
+  }
+
   /** Takes one token of `key`'s bucket; false when it is empty. */
   take(key: K): boolean {
     const now = this.now();
@@ -144,30 +149,127 @@ export class KeyedBuckets<K> {
   }
 }
 
+/** Why a sign-in was refused before any database work, and when to try again. */
+export interface LoginRefusal {
+  /** `sign_in_rate`: the user's or the address's own rate; `admission`: the node's. */
+  reason: "sign_in_rate" | "admission";
+  retryAfterMs: number;
+}
+
 /**
  * The sign-in rates of this node (README, "Security and limits"): per user
- * and per client address, each bucket holding one minute's allowance. They
+ * and per client address, each bucket holding one minute's allowance, and
+ * the node's admission rate for everyone together (`LoginAdmission`). They
  * are checked before a sign-in costs any database work.
  */
 export class LoginRates {
   readonly #users: KeyedBuckets<number>;
   readonly #addresses: KeyedBuckets<string>;
+  readonly #admission: LoginAdmission | undefined;
 
   constructor(
-    limits: { loginRatePerUserPerMin: number; loginRatePerIpPerMin: number },
+    limits: {
+      loginRatePerUserPerMin: number;
+      loginRatePerIpPerMin: number;
+      loginRatePerS: number;
+    },
     now: () => number,
   ) {
     const { loginRatePerUserPerMin: perUser, loginRatePerIpPerMin: perAddress } = limits;
     this.#users = new KeyedBuckets(perUser, perUser / 60, now);
     this.#addresses = new KeyedBuckets(perAddress, perAddress / 60, now);
+    this.#admission = limits.loginRatePerS > 0
+      ? new LoginAdmission(limits.loginRatePerS, now)
+      : undefined;
   }
 
   /**
-   * Takes one sign-in of `userId` from `address`; false when either is over
-   * its rate. A sign-in refused for its user is not charged to its address:
-   * one player's retry loop does not lock out the others behind the same NAT.
+   * Takes one sign-in of `userId` from `address`: undefined when it may go
+   * on, else why not and when to try again. A sign-in refused for its user is
+   * not charged to its address: one player's retry loop does not lock out the
+   * others behind the same NAT. The node's admission comes last, so only
+   * sign-ins their own rates allow take a place in it.
    */
-  take(userId: number, address: string): boolean {
-    return this.#users.take(userId) && this.#addresses.take(address);
+  take(userId: number, address: string): LoginRefusal | undefined {
+    if (!this.#users.take(userId)) {
+      return { reason: "sign_in_rate", retryAfterMs: this.#users.msUntilToken(userId) };
+    }
+    if (!this.#addresses.take(address)) {
+      return { reason: "sign_in_rate", retryAfterMs: this.#addresses.msUntilToken(address) };
+    }
+    const wait = this.#admission?.take(userId) ?? 0;
+    return wait > 0 ? { reason: "admission", retryAfterMs: wait } : undefined;
+  }
+}
+
+/**
+ * The node's admission rate for sign-ins (`LOGIN_RATE_PER_S`): at most
+ * `ratePerS` a second on average, a fifth of a second's worth at once. A
+ * sign-in past it is not queued (it would hold a socket and, once admitted
+ * late, find its client gone): it is refused with the time of its own place
+ * in the schedule, which is kept for that user. Each refusal takes the next
+ * free place, so a crowd that arrives at once is told to come back spread
+ * over exactly the time the node needs for it, instead of all at the same
+ * moment; a user who comes back at (or after) its time is let in without
+ * taking another place, one who comes early is told again how long is left.
+ * A place not used within `GRACE_MS` of its time is given up (the client went
+ * away), and at most `maxPlaces` are kept.
+ */
+export class LoginAdmission {
+  /** A place is honoured this long after its time (a client's jitter, a slow network). */
+  static readonly GRACE_MS = 5000;
+  /** A client this little early for its place is let in (timer granularity). */
+  static readonly EARLY_MS = 20;
+  readonly #intervalMs: number;
+  readonly #toleranceMs: number;
+  /** The time the next free place starts (GCRA's theoretical arrival time), monotonic ms. */
+  #next = -Infinity;
+  /** Places given to refused users, by user, in order of their time. */
+  readonly #places = new Map<number, number>();
+
+  constructor(
+    ratePerS: number,
+    private readonly now: () => number,
+    private readonly maxPlaces = 100_000,
+  ) {
+    this.#intervalMs = 1000 / ratePerS;
+    const burst = Math.max(1, Math.floor(ratePerS / 5));
+    this.#toleranceMs = (burst - 1) * this.#intervalMs;
+  }
+
+  /** Places kept now (for tests and metrics). */
+  get waiting(): number {
+    return this.#places.size;
+  }
+
+  /** A sign-in of `userId` now: 0 when it may go on, else milliseconds until its place. */
+  take(userId: number): number {
+    const now = this.now();
+    this.#forgetPast(now);
+    const place = this.#places.get(userId);
+    if (place !== undefined) {
+      if (now >= place - LoginAdmission.EARLY_MS) {
+        this.#places.delete(userId);
+        return 0;
+      }
+      return Math.ceil(place - now);
+    }
+    const next = Math.max(this.#next, now);
+    if (next - now <= this.#toleranceMs) {
+      this.#next = next + this.#intervalMs;
+      return 0;
+    }
+    // The place this sign-in would have had, if it had waited: taken now.
+    const at = next - this.#toleranceMs;
+    this.#next = next + this.#intervalMs;
+    if (this.#places.size < this.maxPlaces) this.#places.set(userId, at);
+    return Math.ceil(at - now);
+  }
+
+  #forgetPast(now: number): void {
+    for (const [userId, at] of this.#places) {
+      if (now - at < LoginAdmission.GRACE_MS) return;
+      this.#places.delete(userId);
+    }
   }
 }

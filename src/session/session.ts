@@ -44,6 +44,7 @@ import {
   type AbuseMeter,
   ConnectionRates,
   type LoginRates,
+  type LoginRefusal,
   type TokenBucket,
 } from "./rate_limit.ts";
 import type { UserWork } from "./user_work.ts";
@@ -316,7 +317,7 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
     return this.#address;
   }
 
-  allowLogin(userId: number): boolean {
+  admitLogin(userId: number): LoginRefusal | undefined {
     return this.#ctx.logins.take(userId, this.#address);
   }
 

@@ -44,17 +44,29 @@ async function authenticate(ctx: LifetimeContext, frame: AuthenticateFrame): Pro
   if (token === undefined) return ctx.authFailed("Invalid auth token");
   const userId = token.userId;
   // The limits come before any database work: a refused sign-in costs none.
-  if (!ctx.allowLogin(userId)) {
-    ctx.services.logger.info("auth_refused", {
-      reason: "sign_in_rate",
-      user_id: userId,
-      client_ip: ctx.clientAddress,
-    });
-    await new Promise((resolve) => setTimeout(resolve, RATE_REFUSAL_PAUSE_MS));
-    return refuse("rate_limited", "Too many sign-ins, try again later", {
-      code: CloseCode.tryAgainLater,
-      reason: "too many sign-ins",
-    });
+  const refused = ctx.admitLogin(userId);
+  if (refused !== undefined) {
+    let retryAfterMs = refused.retryAfterMs;
+    // The node's admission refuses thousands at once in a reconnect storm and says nothing
+    // about the client: counted (`errors_sent`), not logged one by one, and answered at once
+    // (its clients are told when to come back; holding their sockets would only cost the node).
+    if (refused.reason === "sign_in_rate") {
+      ctx.services.logger.info("auth_refused", {
+        reason: refused.reason,
+        user_id: userId,
+        client_ip: ctx.clientAddress,
+      });
+      await new Promise((resolve) => setTimeout(resolve, RATE_REFUSAL_PAUSE_MS));
+      retryAfterMs = Math.max(0, retryAfterMs - RATE_REFUSAL_PAUSE_MS);
+    }
+    return refuse(
+      "rate_limited",
+      refused.reason === "admission"
+        ? "Too many sign-ins on this server, try again in retry_after_ms"
+        : "Too many sign-ins, try again later",
+      { code: CloseCode.tryAgainLater, reason: "too many sign-ins" },
+      retryAfterMs,
+    );
   }
   if (!(await ctx.hub.acquireSlot(userId))) {
     return refuse("too_many_connections", "Too many connections for this user", {
