@@ -589,7 +589,8 @@ function hookTable(hook: Results["hook"]): string {
       }`;
   };
   const hookMs = (runs: HookCostRun[]) =>
-    runs.length === 0 || !Number.isFinite(runs[0]!.latency.server?.moderationMsP50 ?? NaN)
+    // Without calls the histogram's empty buckets say nothing.
+    runs.length === 0 || !Number.isFinite(runs[0]!.latency.server?.moderationAllowed ?? NaN)
       ? "–"
       : `≤ ${fmt(med(runs, (r) => r.latency.server!.moderationMsP50).median)} / ≤ ${
         fmt(med(runs, (r) => r.latency.server!.moderationMsP99).median)
