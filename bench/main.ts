@@ -12,8 +12,9 @@
  * on every exit path.
  *
  * Flags: `--quick`, `--runs=N`, `--workers=N`,
- * `--only=ceiling,throughput,openloop,breakdown,cluster,events,capacity,profile,explain`
- * (`events`: the events webhook's outbox per message and a 100,000-event backlog's drain; `cluster` adds two server nodes on one Redis, and two on a local Redis Cluster of 3
+ * `--only=ceiling,throughput,openloop,breakdown,cluster,events,hook,capacity,profile,explain,storm`
+ * (`events`: the events webhook's outbox per message and a 100,000-event backlog's drain; `hook`:
+ * the moderation hook's cost per message against `bench/hook.ts`, answering allow at once; `cluster` adds two server nodes on one Redis, and two on a local Redis Cluster of 3
  * primaries and 3 replicas that the bench starts, to the throughput runs),
  * `--targets=server,relay,node`, `--rates=100,1000,5000`, `--duration=S`,
  * `--connections=N`, `--pin=auto|off`, `--out=NAME`.
@@ -55,6 +56,7 @@ import {
 } from "./lib/targets.ts";
 import { LoadWorker } from "./lib/workers.ts";
 import { CountingReceiver, drainRun, outboxCostRuns } from "./lib/events.ts";
+import { BenchHook, hookCostRuns } from "./lib/hook.ts";
 import { PAIR_USERS } from "./lib/layout.ts";
 import { STORM_CASES, STORM_POLICIES, type StormCase, stormCase } from "./lib/storm.ts";
 
@@ -65,6 +67,7 @@ const SCENARIOS = [
   "breakdown",
   "cluster",
   "events",
+  "hook",
   "capacity",
   "profile",
   "explain",
@@ -211,6 +214,8 @@ const CEILING_WORKERS = [1, 2];
 /** The events scenario: the open loop's rate for the outbox's cost, and the backlog drained. */
 const EVENTS_RATE = 1000;
 const EVENTS_BACKLOG = 100_000;
+/** The hook scenario's open-loop rate. */
+const HOOK_RATE = 1000;
 /** With pinning: the targets on the first core, generators (and this process) on the rest. */
 const TARGET_CPUS = "0";
 const generatorCpus = () =>
@@ -563,6 +568,25 @@ async function main(): Promise<number> {
       results.events = { ratePerS: EVENTS_RATE, cost, drains };
     } finally {
       await receiver.close();
+    }
+  }
+
+  if (opts.only.has("hook") && targets.includes("server")) {
+    // The bench's hook runs beside the generators (not on the target's CPU): a studio's hook
+    // is another service; its own CPU is read apart.
+    const hook = await BenchHook.start(logDir, genCpus);
+    try {
+      const cost = await hookCostRuns(ctx(), startOpts, hook, {
+        ratePerS: HOOK_RATE,
+        pairs: opts.pairs,
+        warmupMs: opts.quick ? 1000 : 2000,
+        durationMs: opts.quick ? 4000 : 10_000,
+        // Pairs of runs, with and without MODERATION_URL, the order alternating.
+        runs: opts.runs,
+      }, log);
+      results.hook = { ratePerS: HOOK_RATE, cost };
+    } finally {
+      await hook.stop();
     }
   }
 

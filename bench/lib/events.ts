@@ -21,7 +21,8 @@ import { absNow } from "./commands.ts";
 import { backendPids, type BenchDatabase } from "./db.ts";
 import { FRIEND_BASE, PAIR_USERS } from "./layout.ts";
 import { cpuSeconds, loadAverage } from "./proc.ts";
-import { type LatencyResult, latencyRun, type RunContext } from "./scenarios.ts";
+import { alternatingPairs, freshServerLatency, type OpenLoopOptions } from "./paired.ts";
+import type { LatencyResult, RunContext } from "./scenarios.ts";
 import { type StartOptions, startTarget, stopTarget } from "./targets.ts";
 
 const EVENTS_SECRET = "bench-events-secret";
@@ -90,62 +91,43 @@ export interface OutboxCostRun {
   loadAvgBefore: number;
 }
 
-export interface OutboxCostOptions {
-  ratePerS: number;
-  pairs: number;
-  warmupMs: number;
-  durationMs: number;
+export interface OutboxCostOptions extends OpenLoopOptions {
   runs: number;
 }
 
 /** Runs with and without `EVENTS_URL`, alternating which goes first; a fresh server each run. */
-export async function outboxCostRuns(
+export function outboxCostRuns(
   ctx: RunContext,
   start: StartOptions,
   receiver: CountingReceiver,
   o: OutboxCostOptions,
   log: (line: string) => void,
 ): Promise<OutboxCostRun[]> {
-  const out: OutboxCostRun[] = [];
-  for (let i = 0; i < o.runs; i++) {
-    for (const webhook of i % 2 === 0 ? [false, true] : [true, false]) {
-      await clearOutbox(ctx.db);
-      await ctx.db.sql`analyze messages`;
-      receiver.reset();
-      const loadAvgBefore = loadAverage()[0]!;
-      const target = await startTarget("server", {
-        ...start,
-        env: webhook ? eventsEnv(receiver) : undefined,
-      });
-      let latency: LatencyResult;
-      try {
-        latency = await latencyRun(ctx, target, {
-          pairs: o.pairs,
-          ratePerS: o.ratePerS,
-          warmupMs: o.warmupMs,
-          durationMs: o.durationMs,
-        });
-      } finally {
-        await stopTarget(target);
-      }
-      const seconds = (latency.t2 - latency.t1) / 1000;
-      const events = receiver.eventsBetween(latency.t1, latency.t2);
-      const delivered = latency.recipient.count;
-      out.push({
-        webhook,
-        latency,
-        eventsPerS: Math.round(events / seconds),
-        eventsPerMsg: delivered > 0 ? Math.round(1000 * events / delivered) / 1000 : NaN,
-        loadAvgBefore,
-      });
-      log(
-        `events: outbox cost run ${i + 1}/${o.runs} ${webhook ? "with" : "without"} EVENTS_URL: ` +
-          `server ${latency.targetUsPerMsg} + Postgres ${latency.postgresUsPerMsg} µs/msg, ` +
-          `${events} events in the window`,
-      );
-    }
-  }
-  return out;
+  return alternatingPairs(o.runs, async (webhook, i) => {
+    await clearOutbox(ctx.db);
+    receiver.reset();
+    const { latency, loadAvgBefore } = await freshServerLatency(
+      ctx,
+      start,
+      webhook ? eventsEnv(receiver) : undefined,
+      o,
+    );
+    const seconds = (latency.t2 - latency.t1) / 1000;
+    const events = receiver.eventsBetween(latency.t1, latency.t2);
+    const delivered = latency.recipient.count;
+    log(
+      `events: outbox cost run ${i + 1}/${o.runs} ${webhook ? "with" : "without"} EVENTS_URL: ` +
+        `server ${latency.targetUsPerMsg} + Postgres ${latency.postgresUsPerMsg} µs/msg, ` +
+        `${events} events in the window`,
+    );
+    return {
+      webhook,
+      latency,
+      eventsPerS: Math.round(events / seconds),
+      eventsPerMsg: delivered > 0 ? Math.round(1000 * events / delivered) / 1000 : NaN,
+      loadAvgBefore,
+    };
+  });
 }
 
 export interface DrainRun {

@@ -13,6 +13,8 @@
 
 import type { QueryPlan } from "./db.ts";
 import type { DrainRun, OutboxCostRun } from "./events.ts";
+import type { HookCostRun } from "./hook.ts";
+import { pairDifferences } from "./paired.ts";
 import type { DiskSyncProbe } from "./disk.ts";
 import { profileMarkdown, type ProfileSummary } from "./profile.ts";
 import type { CapacityResult, LatencyResult, ThroughputResult, TraceSummary } from "./scenarios.ts";
@@ -73,6 +75,7 @@ interface Results {
   profile?: Profiles;
   explain?: QueryPlan[];
   events?: { ratePerS: number; cost: OutboxCostRun[]; drains: DrainRun[] };
+  hook?: { ratePerS: number; cost: HookCostRun[] };
   storm?: StormResults;
 }
 
@@ -508,9 +511,7 @@ function eventsTable(events: Results["events"]): string {
     cell(med(runs, (r) => r.eventsPerMsg)),
   ];
   // Per run pair (the i-th run of each arm), then the median.
-  const pairs = Math.min(off.length, on.length);
-  const diff = (pick: (r: OutboxCostRun) => number) =>
-    cell(spread(Array.from({ length: pairs }, (_, i) => pick(on[i]!) - pick(off[i]!))));
+  const diff = (pick: (r: OutboxCostRun) => number) => cell(spread(pairDifferences(off, on, pick)));
   const cost = tableOf(
     [
       "server",
@@ -561,6 +562,69 @@ function eventsTable(events: Results["events"]): string {
     ]],
   );
   return [cost, "", drain].join("\n");
+}
+
+function hookTable(hook: Results["hook"]): string {
+  if (!hook || hook.cost.length === 0) return "";
+  const [off, on] = [false, true].map((h) => hook.cost.filter((r) => r.hook === h)) as [
+    HookCostRun[],
+    HookCostRun[],
+  ];
+  const figures: ((r: HookCostRun) => number)[] = [
+    (r) => r.latency.targetUsPerMsg,
+    (r) => r.latency.postgresUsPerMsg,
+    (r) => r.latency.ack.p50,
+    (r) => r.latency.ack.p99,
+    (r) => r.latency.recipient.p99,
+    (r) => r.latency.sidecarUsPerMsg,
+    (r) => r.latency.generatorUsPerMsg,
+  ];
+  const calls = (r: HookCostRun) => {
+    const v = r.latency.server;
+    const n = r.latency.recipient.count;
+    return !v || !Number.isFinite(v.moderationAllowed)
+      ? "–"
+      : `${fmt(v.moderationAllowed / n)} / ${
+        Number.isFinite(v.moderationFailed) ? v.moderationFailed : 0
+      }`;
+  };
+  const hookMs = (runs: HookCostRun[]) =>
+    // Without calls the histogram's empty buckets say nothing.
+    runs.length === 0 || !Number.isFinite(runs[0]!.latency.server?.moderationAllowed ?? NaN)
+      ? "–"
+      : `≤ ${fmt(med(runs, (r) => r.latency.server!.moderationMsP50).median)} / ≤ ${
+        fmt(med(runs, (r) => r.latency.server!.moderationMsP99).median)
+      }`;
+  const row = (name: string, runs: HookCostRun[]) => [
+    name,
+    ...figures.map((pick) => cell(med(runs, pick))),
+    runs.map(calls).join(", "),
+    hookMs(runs),
+  ];
+  return tableOf(
+    [
+      "server",
+      "server µs CPU/msg",
+      "Postgres µs CPU/msg",
+      "ack p50 ms",
+      "ack p99 ms",
+      "send→recipient p99 ms",
+      "hook process µs CPU/msg",
+      "generator µs CPU/msg",
+      "hook calls allowed per msg / failed (each run)",
+      "hook call p50 / p99 ms (server's histogram)",
+    ],
+    [
+      row("without MODERATION_URL", off),
+      row("with MODERATION_URL", on),
+      [
+        "the hook's cost (with − without, per run pair)",
+        ...figures.map((pick) => cell(spread(pairDifferences(off, on, pick)))),
+        "",
+        "",
+      ],
+    ],
+  );
 }
 
 function explainSection(plans: QueryPlan[] | undefined): string {
@@ -634,6 +698,13 @@ export function markdown(
       } msgs/s, no recipient reports delivered, a fresh server per run, with and without ` +
         "EVENTS_URL alternating) and a backlog's drain (a receiver answering 200 at once)",
       eventsTable(results.events),
+    ),
+    ...section(
+      `The moderation hook: its cost per message (open loop at ${
+        fmt(results.hook?.ratePerS ?? NaN)
+      } msgs/s, a fresh server per run, with and without MODERATION_URL alternating, ` +
+        "`bench/hook.ts` answering allow at once in its own process)",
+      hookTable(results.hook),
     ),
     ...section(
       "Reconnect storm (SDK-like users: backoff, sign in, `sync {after_seq}` to the end)",

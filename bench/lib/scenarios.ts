@@ -22,6 +22,11 @@ export interface RunContext {
    * ours: only read) for `cluster`, every node of the bench's Redis Cluster for `redis-cluster`.
    */
   redisPids?: Partial<Record<TargetKind, number[]>> | undefined;
+  /**
+   * A process the target calls that the bench runs (the `hook` scenario's moderation hook): its
+   * CPU is read over the same window as the target's (`sidecarCores`, `sidecarUsPerMsg`).
+   */
+  sidecarPids?: number[] | undefined;
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, ms)));
@@ -83,6 +88,7 @@ interface CpuSnapshot {
   /** CPU seconds per Postgres backend (a backend that ends mid-window drops out of the delta). */
   postgres: Map<number, number>;
   redis: number;
+  sidecar: number;
   machineBusy: number;
 }
 
@@ -91,6 +97,7 @@ function snapshot(
   workerPids: number[],
   pgPids: number[],
   redisPids: number[] = [],
+  sidecarPids: number[] = [],
 ): CpuSnapshot {
   const sum = (pids: number[]) =>
     pids.map(cpuSeconds).filter(Number.isFinite).reduce((a, b) => a + b, 0);
@@ -100,6 +107,7 @@ function snapshot(
     workers: sum(workerPids),
     postgres: new Map(pgPids.map((pid) => [pid, cpuSeconds(pid)])),
     redis: sum(redisPids),
+    sidecar: sum(sidecarPids),
     machineBusy: machineCpu().busy,
   };
 }
@@ -112,6 +120,8 @@ export interface CpuUse {
   postgresCores: number;
   /** Redis (every process of a Redis Cluster), in cluster runs only. */
   redisCores: number;
+  /** The bench's own process the target calls (`RunContext.sidecarPids`); 0 when none. */
+  sidecarCores: number;
   machineCores: number;
   /** Busy cores not explained by target, generator and Postgres: other work on the machine. */
   otherCores: number;
@@ -135,6 +145,7 @@ function cpuUse(a: CpuSnapshot, b: CpuSnapshot): CpuUse {
   const generatorCores = (b.workers - a.workers) / wall;
   const postgresCores = postgresCpuS(a, b) / wall;
   const redisCores = (b.redis - a.redis) / wall;
+  const sidecarCores = (b.sidecar - a.sidecar) / wall;
   const machineCores = (b.machineBusy - a.machineBusy) / wall;
   return {
     targetCpuS: round(b.target - a.target),
@@ -142,9 +153,13 @@ function cpuUse(a: CpuSnapshot, b: CpuSnapshot): CpuUse {
     generatorCores: round(generatorCores),
     postgresCores: round(postgresCores),
     redisCores: round(redisCores),
+    sidecarCores: round(sidecarCores),
     machineCores: round(machineCores),
     otherCores: round(
-      Math.max(0, machineCores - targetCores - generatorCores - postgresCores - redisCores),
+      Math.max(
+        0,
+        machineCores - targetCores - generatorCores - postgresCores - redisCores - sidecarCores,
+      ),
     ),
   };
 }
@@ -165,9 +180,9 @@ async function measureWindow(
   const pgPids = usesDb ? await backendPids(ctx.db) : [];
   const before = usesDb ? await dbCounters(ctx.db) : undefined;
   const redisPids = ctx.redisPids?.[target.kind];
-  const a = snapshot(target, workers.map((w) => w.pid), pgPids, redisPids);
+  const a = snapshot(target, workers.map((w) => w.pid), pgPids, redisPids, ctx.sidecarPids);
   await sleepUntil(t2);
-  const b = snapshot(target, workers.map((w) => w.pid), pgPids, redisPids);
+  const b = snapshot(target, workers.map((w) => w.pid), pgPids, redisPids, ctx.sidecarPids);
   const after = usesDb ? await dbCounters(ctx.db) : undefined;
   const metricsAfter = metricsBefore ? await scrape(target.internalPorts) : undefined;
   return {
@@ -186,6 +201,7 @@ function perMessage(cpu: CpuUse, seconds: number, messages: number) {
     generatorUsPerMsg: us(cpu.generatorCores),
     postgresUsPerMsg: us(cpu.postgresCores),
     redisUsPerMsg: us(cpu.redisCores),
+    sidecarUsPerMsg: us(cpu.sidecarCores),
   };
 }
 
@@ -281,6 +297,8 @@ export interface LatencyResult {
   targetUsPerMsg: number;
   generatorUsPerMsg: number;
   postgresUsPerMsg: number;
+  /** The bench's process the target calls (`RunContext.sidecarPids`), per message; 0 when none. */
+  sidecarUsPerMsg: number;
   server: ServerView | undefined;
 }
 

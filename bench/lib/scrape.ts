@@ -79,12 +79,19 @@ export interface ServerView {
   ackMsP50: number;
   ackMsP99: number;
   busPublishes: number;
+  /** Moderation hook calls answered `allow`, and messages the failure rule decided (`NaN` without the metric). */
+  moderationAllowed: number;
+  moderationFailed: number;
+  /** The server's own timing of a hook call (bucket bounds). */
+  moderationMsP50: number;
+  moderationMsP99: number;
 }
 
 export function serverView(a: Scrape, b: Scrape): ServerView {
   const batch = histogramDelta(a, b, "chat_message_batch_size");
   const commit = histogramDelta(a, b, "chat_message_commit_seconds");
   const ack = histogramDelta(a, b, "chat_send_ack_seconds");
+  const hook = histogramDelta(a, b, "chat_moderation_latency_seconds");
   return {
     batchRowsMean: batch.mean,
     batchRowsP99: batch.p99,
@@ -95,5 +102,9 @@ export function serverView(a: Scrape, b: Scrape): ServerView {
     ackMsP50: ack.p50 * 1000,
     ackMsP99: ack.p99 * 1000,
     busPublishes: counterDelta(a, b, "chat_bus_publishes_total"),
+    moderationAllowed: counterDelta(a, b, 'chat_moderation_outcomes_total{outcome="allowed"}'),
+    moderationFailed: counterDelta(a, b, 'chat_moderation_outcomes_total{outcome="failed"}'),
+    moderationMsP50: hook.p50 * 1000,
+    moderationMsP99: hook.p99 * 1000,
   };
 }

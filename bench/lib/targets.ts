@@ -55,6 +55,12 @@ export function carriedSettingsReset(): Record<string, string> {
       "NOTIFY_SECRET",
       "MAX_DB_FRAMES_PER_USER",
       "MAX_QUEUED_DB_FRAMES_PER_USER",
+      // Only the `hook` scenario's runs with the hook set these.
+      "MODERATION_URL",
+      "MODERATION_SECRET",
+      "MODERATION_TIMEOUT_MS",
+      "MODERATION_FAIL",
+      "MODERATION_MAX_IN_FLIGHT",
     ].map((name) => [name, ""]),
   );
 }
