@@ -229,7 +229,7 @@ twoNodeTest(
     await eventually("/readyz 200", async () => (await readyz()) === 200, RECOVER_MS);
     bob.send({ type: "chat_message", recipient_user_id: 1, message_text: "after" });
     const sent = (await bob.next("message_sent")).data as Record<string, unknown>;
-    assert.deepEqual(await alice.next("chat_message"), { type: "chat_message", ...sent });
+    assert.deepEqual(await alice.next("chat_message"), { type: "chat_message", ...sent, seq: 1 });
     assert.deepEqual(
       await alice.drainFor(300, "presence"),
       [],
