@@ -490,11 +490,13 @@ Deno.test("a retry of a replaced message is answered with the stored replacement
   });
 });
 
-Deno.test("the log says when the hook starts failing, when the cause changes and when it answers again, not once per message", async () => {
+Deno.test("the log says when the hook starts failing, when the cause changes and when it answers again for 10 s, not once per message", async () => {
   const hook = startFakeHook(HOOK_SECRET);
   const lines: { event: string; cause?: string; previous_cause?: string | null }[] = [];
+  let clock = 1_000_000;
   try {
     const moderator = await HttpModerator.create({
+      now: () => clock,
       url: hook.url,
       secret: HOOK_SECRET,
       timeoutMs: 1000,
@@ -517,7 +519,16 @@ Deno.test("the log says when the hook starts failing, when the cause changes and
     hook.answer = () => new Response("not json");
     await review("secret words");
     await review("secret words");
+    // Flapping (an answer between failures of the same cause) logs nothing more.
     hook.answer = answers.allow;
+    await review("secret words");
+    hook.answer = () => new Response("not json");
+    await review("secret words");
+    hook.answer = answers.allow;
+    clock += 5_000;
+    await review("secret words");
+    assert.equal(lines.length, 2, "not recovered after 5 s");
+    clock += 10_000;
     assert.deepEqual(await review("secret words"), { kind: "store", text: "secret words" });
     await review("secret words");
     assert.deepEqual(lines.map((l) => [l.event, l.cause ?? null, l.previous_cause ?? null]), [

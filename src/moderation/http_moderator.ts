@@ -36,7 +36,7 @@ export interface HttpModeratorOptions {
   maxMessageChars: number;
   metrics: Pick<Metrics, "moderationReviewed">;
   logger: Logger;
-  /** Milliseconds since the epoch (the signed timestamp). */
+  /** Milliseconds since the epoch (default `Date.now`): the signed timestamp, and when the hook counts as recovered. */
   now?: () => number;
 }
 
@@ -52,6 +52,9 @@ class HookFailure extends Error {
   }
 }
 
+/** How long the hook must go without a failure before it is logged as recovered. */
+const RECOVERED_AFTER_MS = 10_000;
+
 export class HttpModerator implements Moderator {
   readonly #options: HttpModeratorOptions;
   readonly #key: CryptoKey;
@@ -59,6 +62,8 @@ export class HttpModerator implements Moderator {
   #inFlight = 0;
   /** The cause of the last failure while failing; undefined while the hook answers. */
   #failing: Failure | undefined;
+  /** When the last call failed (ms since the epoch). */
+  #lastFailureAt = 0;
 
   private constructor(options: HttpModeratorOptions, key: CryptoKey) {
     this.#options = options;
@@ -187,6 +192,7 @@ export class HttpModerator implements Moderator {
     seconds: number | undefined,
   ): ModerationOutcome {
     this.#options.metrics.moderationReviewed(failure.kind, seconds);
+    this.#lastFailureAt = (this.#options.now ?? Date.now)();
     if (this.#failing !== failure.kind) {
       this.#options.logger.warn("moderation_failing", {
         cause: failure.kind,
@@ -201,8 +207,15 @@ export class HttpModerator implements Moderator {
       : { kind: "unavailable" };
   }
 
+  /**
+   * The hook answered. It counts as recovered (one log line) only once it has
+   * gone `RECOVERED_AFTER_MS` without a failure: a hook flapping at the
+   * in-flight bound, failing and answering in turn, logs its cause once, not
+   * a pair of lines every few milliseconds.
+   */
   #answering(): void {
     if (this.#failing === undefined) return;
+    if ((this.#options.now ?? Date.now)() - this.#lastFailureAt < RECOVERED_AFTER_MS) return;
     this.#options.logger.info("moderation_recovered", { previous_cause: this.#failing });
     this.#failing = undefined;
   }
