@@ -70,6 +70,14 @@ export interface Inserted {
   dbNow: Date | undefined;
 }
 
+/**
+ * How long a batch tries again for a user another transaction holds before
+ * that user's messages go to the waiting lane: longer than another writer's
+ * batch holds its users (milliseconds), far shorter than the statement
+ * timeout.
+ */
+const HELD_WAIT_MS = 200;
+
 /** Inserts a batch in one statement (one round trip); see the module comment. */
 export async function insertRows(
   sql: Sql,
@@ -90,7 +98,9 @@ export async function insertRows(
     ), locked as materialized (
       -- the users no other transaction holds, now locked by this one (null: wait for all)
       select case when ${wait}::boolean then null
-                  else chat_try_lock_users(${sql.array(users)}::bigint[]) end as got
+                  else chat_try_lock_users(${sql.array(users)}::bigint[],
+                                           ${sql.unsafe(String(HELD_WAIT_MS))}) end
+             as got
       from recording
     ), input as materialized (
       select t.*, (l.got is null or (t.sender = any(l.got) and t.recipient = any(l.got))) as ready

@@ -13,16 +13,17 @@
  *
  * A batch never waits for a user another transaction holds (a long
  * transaction of the game backend's, a read recounting a large backlog): it
- * locks the users it can (`chat_try_lock_users`, skip locked) and stores the
- * messages whose sender and recipient it got; the others are `BUSY` and go
+ * locks the users it can (`chat_try_lock_users`: skip locked, tried again for
+ * a user another writer's batch holds, up to 200 ms) and stores the messages
+ * whose sender and recipient it got; the others are `BUSY` and go
  * to the waiting lane with every later message of their users, where each
  * waits for its users' locks in a statement of its own on the pool (at most
  * `WAITING_IN_FLIGHT` at once). So one held user delays only its own
  * messages, and one pair's messages keep their order: a pair's later
  * message joins the lane behind the earlier one. (One race is left: a
- * batch pipelined behind the one that found a user held, which finds it free
- * by then, stores that user's later message first; the window is the time
- * between two pipelined statements.)
+ * batch pipelined behind the one that gave up on a user after 200 ms, which
+ * finds the user free by then, stores that user's later message first; it
+ * takes a hold of more than 200 ms ending in the moment between the two.)
  *
  * A second batch goes out while one is in flight only once `PIPELINE_MIN`
  * messages wait. Below that, sending it early saves one loopback round trip

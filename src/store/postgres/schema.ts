@@ -310,16 +310,35 @@ export const MIGRATIONS: readonly Migration[] = [
       -- The server's writer: locks those of the users no other transaction
       -- holds, in id order, and returns them; a message of a user it could not
       -- lock waits in another lane (message_writer.ts), so one held user never
-      -- stalls everyone's batch. A user without a state row yet is left out
-      -- too: creating it could wait for another transaction creating it.
-      create or replace function chat_try_lock_users(p_users bigint[]) returns bigint[]
+      -- stalls everyone's batch. A user held by another writer's batch (a few
+      -- milliseconds) is tried again for up to p_wait_ms, so only a long hold
+      -- (the game backend's open transaction) sends messages to the lane. It
+      -- never waits for a lock, so it cannot deadlock. A user without a state
+      -- row yet is left out too: creating it could wait for another
+      -- transaction creating it.
+      create or replace function chat_try_lock_users(p_users bigint[], p_wait_ms integer)
+      returns bigint[]
       language plpgsql as $body$
       declare
-        got bigint[];
+        got bigint[] := '{}';
+        more bigint[];
+        missing bigint[];
+        started timestamptz := clock_timestamp();
       begin
-        select coalesce(array_agg(s.user_id), '{}') into got
-          from (select user_id from chat_user_state where user_id = any(p_users)
-                order by user_id for update skip locked) s;
+        loop
+          select coalesce(array_agg(s.user_id), '{}') into more
+            from (select user_id from chat_user_state
+                  where user_id = any(p_users) and user_id <> all(got)
+                  order by user_id for update skip locked) s;
+          got := got || more;
+          select coalesce(array_agg(u), '{}') into missing
+            from unnest(p_users) u
+            where u <> all(got)
+              and exists (select 1 from chat_user_state s where s.user_id = u);
+          exit when cardinality(missing) = 0
+            or clock_timestamp() - started >= make_interval(secs => p_wait_ms / 1000.0);
+          perform pg_sleep(0.002);
+        end loop;
         return got;
       end
       $body$;
