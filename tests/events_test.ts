@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { eventsReceiver } from "../examples/events_receiver.ts";
-import { signature } from "../src/events/signature.ts";
+import { signBody } from "../src/webhook_signature.ts";
 import { connectAs, TEST_SECRET, type TestClient } from "./support/client.ts";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
 import { parseMetrics } from "./support/metrics.ts";
@@ -445,7 +445,7 @@ Deno.test("the reference receiver refuses a bad signature and a stale timestamp,
         body,
         headers: {
           "x-chat-timestamp": String(timestamp),
-          "x-chat-signature": await signature(key, timestamp, signed),
+          "x-chat-signature": await signBody(key, timestamp, signed),
         },
       }),
     )).status;

@@ -19,7 +19,7 @@
  */
 
 import type { Sql, TransactionSql } from "postgres";
-import { signature } from "./signature.ts";
+import { signBody } from "../webhook_signature.ts";
 import { unreadTotal } from "./unread.ts";
 
 /** A 2xx within this delivers a batch; anything else, or nothing, is a failure. */
@@ -219,7 +219,7 @@ async function post(settings: DeliverySettings, body: string, stop: AbortSignal)
       headers: {
         "content-type": "application/json",
         "x-chat-timestamp": String(timestamp),
-        "x-chat-signature": await signature(settings.key, timestamp, body),
+        "x-chat-signature": await signBody(settings.key, timestamp, body),
       },
       body,
       redirect: "manual",

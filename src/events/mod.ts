@@ -11,4 +11,3 @@ export {
   type EventsWebhook,
   startEventsWebhook,
 } from "./webhook.ts";
-export { signature } from "./signature.ts";

@@ -17,7 +17,7 @@ import postgres from "postgres";
 import { errorMessage, type Logger } from "../log.ts";
 import { type BatchOutcome, POST_TIMEOUT_MS, sendBatch } from "./delivery.ts";
 import { type PollerSettings, pollMessages, pollReports } from "./pollers.ts";
-import { importSigningKey } from "./signature.ts";
+import { importSigningKey } from "../webhook_signature.ts";
 
 /** What the webhook counts; `ServerMetrics` implements it. */
 export interface EventsMetrics {

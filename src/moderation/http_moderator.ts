@@ -22,7 +22,7 @@ import type { Logger } from "../log.ts";
 import type { Metrics, ModerationResult } from "../metrics.ts";
 import { checkText } from "../protocol/mod.ts";
 import type { ModerationOutcome, ModerationRequest, Moderator } from "./moderator.ts";
-import { importSigningKey, signBody } from "./signature.ts";
+import { importSigningKey, signBody } from "../webhook_signature.ts";
 
 export type FailureRule = "open" | "closed";
 

@@ -849,24 +849,11 @@ export const MIGRATIONS: readonly Migration[] = [
     // events from committed rows have read: `messages` (message.unseen) and
     // `chat_reports` (report.created), each in (time, id) order.
     //
-    // The reports table belongs to the moderation part; it is created here too,
-    // with exactly its schema, when this migration runs on a database that lacks it.
-    // Settings and mutes (migration 8) and `messages.deleted_at` (6) come before.
+    // The tables it reads come before it: `messages.deleted_at` (6), reports (7),
+    // settings and mutes (8).
     version: 9,
     name: "events webhook",
     sql: `
-      create table if not exists chat_reports (
-        report_id bigserial primary key,
-        reporter_user_id bigint not null,
-        reported_user_id bigint not null,
-        message_id bigint not null,
-        reason text not null,
-        note text,
-        snapshot jsonb not null,
-        created_at timestamptz not null default now(),
-        unique (reporter_user_id, message_id)
-      );
-
       create table if not exists chat_events (
         event_id bigserial primary key,
         -- the id the receiver deduplicates by, the same in every attempt

@@ -1,7 +1,8 @@
 /**
- * @module moderation/signature
- * The signature of the server's webhook calls (docs/protocol.md, "Moderation
- * hook"): `X-Chat-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<raw
+ * @module webhook_signature
+ * The signature of the server's outgoing webhook calls, the moderation hook's
+ * and the events webhook's alike (docs/protocol.md, "Moderation hook", "Events
+ * webhook"): `X-Chat-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<raw
  * body>">`, the key a shared secret, with `X-Chat-Timestamp` in Unix seconds.
  */
 
