@@ -348,7 +348,7 @@ browserTest(
       const texts = (page: Page) => page.locator("#log .msg .text").allTextContents();
 
       // Scroll-back: the newest page first, then older pages on demand, always in order.
-      await b.locator("#log .msg", { hasText: "old 45" }).waitFor();
+      await b.locator("#log .msg .text", { hasText: /^old 45$/ }).waitFor();
       assert.equal((await texts(b)).length, 20);
       // Scrolled to the top, the log loads the page before and keeps the view where it was.
       const scrollUp = () => b.evaluate(`document.querySelector("#log").scrollTop = 0`);
@@ -528,8 +528,10 @@ browserTest(
       })()`);
       await b.locator("#log .msg.theirs .text", { hasText: "quick 15" }).waitFor();
       assert.deepEqual(await b.locator("#log .msg.theirs .text").allTextContents(), texts);
-      await a.locator("#log .msg.mine", { hasText: "quick 15" }).locator(".tick:not(.pending)")
-        .waitFor();
+      // Matched on the text alone: a bubble's whole text also holds its time ("quick 1" then
+      // "5:18 PM" reads "quick 15:18 PM").
+      await a.locator("#log .msg.mine", { has: a.locator(".text", { hasText: /^quick 15$/ }) })
+        .locator(".tick:not(.pending)").waitFor();
       assert.equal(await a.locator("#log .msg.failed").count(), 0, "no message refused");
       const rows = await t.db.sql`select message_text from messages order by message_id`;
       assert.deepEqual(rows.map((r) => r.message_text), texts);
