@@ -230,13 +230,14 @@ export class Hub {
     const users = [...this.#graces.keys()];
     for (const timer of this.#graces.values()) clearTimeout(timer);
     this.#graces.clear();
+    // The batches run together: their queries share the pool, as the users' own would.
     for (let i = 0; i < users.length; i += ENDING_BATCH) {
       const batch = users.slice(i, i + ENDING_BATCH);
       const ended = this.#leaveAll(batch);
       // In line with each user's other presence changes (none is running: settled above).
       for (const userId of batch) void this.#syncPresence(userId, () => ended);
-      await this.settled();
     }
+    await this.settled();
   }
 
   /** Resolves when no presence change is in progress (grace periods may still run). */
