@@ -9,8 +9,8 @@
  * something to catch up on.
  *
  * Measured: when each user is authenticated again and caught up (from the moment the node
- * listens again; for `failover` from the kill), the refusals and close codes the users saw,
- * peak CPU and RSS of the server, its Postgres backends and the generator (sampled every
+ * listens again; for `failover` and `handoff` from the signal), the refusals and close codes
+ * the users saw, peak CPU and RSS of the server, its Postgres backends and the generator (sampled every
  * 200 ms, CPU over 1 s windows), the database connections the server held, and the messages
  * chatting users sent from the stop on: each acknowledged one must be a row and must reach its
  * recipient (live or through the catch-up).
