@@ -388,7 +388,8 @@ async function main(): Promise<number> {
   const redisUrl = Deno.env.get("REDIS_URL") || "redis://127.0.0.1:6379";
   const keyPrefix = `bench:${crypto.randomUUID().slice(0, 8)}:`;
   const needRedis = opts.only.has("cluster") ||
-    (opts.only.has("storm") && opts.storm.cases.includes("failover"));
+    (opts.only.has("storm") &&
+      (opts.storm.cases.includes("failover") || opts.storm.cases.includes("handoff")));
   const pidOfRedis = needRedis ? await redisPid(redisUrl) : undefined;
   if (pidOfRedis !== undefined) redisCleanup = () => deleteKeys(redisUrl, keyPrefix);
   const startOpts = {
@@ -670,8 +671,8 @@ async function main(): Promise<number> {
     const cases: unknown[] = [];
     const skipped: string[] = [];
     for (const kind of opts.storm.cases) {
-      if (kind === "failover" && pidOfRedis === undefined) {
-        skipped.push(`failover: no Redis answering at ${redisUrl}`);
+      if ((kind === "failover" || kind === "handoff") && pidOfRedis === undefined) {
+        skipped.push(`${kind}: no Redis answering at ${redisUrl}`);
         continue;
       }
       await freshStatistics();

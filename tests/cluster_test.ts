@@ -11,7 +11,7 @@ import { CLUSTER_KINDS, type ClusterKind, nodesTest, type TestBus } from "./supp
 import { type TestClient, withoutLastSeen } from "./support/client.ts";
 import { onRedisCluster, startLocalRedisCluster, stopAfterTests } from "./support/redis_cluster.ts";
 import type { TestServer } from "./support/server.ts";
-import { sleep } from "./support/wait.ts";
+import { eventually, sleep } from "./support/wait.ts";
 
 const NOTIFY_SECRET = "cluster-notify-secret";
 
@@ -187,6 +187,53 @@ for (const kind of [...CLUSTER_KINDS, onRedisCluster(localCluster)]) {
         else await sleep(100);
       }
       assert.ok(again !== undefined, "the freed slot was never available again");
+    },
+  );
+
+  // Node A's users 2..31 are friends of user 1 (on node B); user 32 too, appearing offline.
+  const leavers = Array.from({ length: 30 }, (_, i) => i + 2);
+  nodesTest(
+    kind,
+    "a node's shutdown tells friends elsewhere that each of its users went offline, with when, and stores it",
+    {
+      // A long grace: only the shutdown ends it.
+      env: { PRESENCE_GRACE_S: "60" },
+      users: [1, ...leavers, 32],
+      friends: [...leavers, 32].map((id) => [1, id] as [number, number]),
+    },
+    async ([a, b], db) => {
+      const bob = await connectSettled(b!, 1);
+      const hidden = await connectSettled(a!, 32);
+      hidden.send({ type: "settings", appear_offline: true });
+      await hidden.next("settings_updated");
+      for (const id of leavers) await connectSettled(a!, id);
+      const online = await bob.drainFor(500, "presence");
+      assert.equal(online.filter((f) => f.status === "online").length, leavers.length + 1);
+      const stoppedAt = Date.now();
+      await a!.server.shutdown();
+      const frames = await bob.drainFor(1000, "presence");
+      assert.deepEqual(
+        frames.map((f) => [f.user_id, f.status]).sort((x, y) => Number(x[0]) - Number(y[0])),
+        leavers.map((id) => [id, "offline"]),
+        "one offline for every visible user of the stopped node, none for the hidden one",
+      );
+      for (const frame of frames) {
+        const at = Date.parse(String(frame.last_seen_at));
+        assert.ok(at >= stoppedAt - 5000 && at <= Date.now(), `last seen ${frame.last_seen_at}`);
+      }
+      const stored = async () =>
+        (await db.sql<{ user_id: string; last_seen_at: Date }[]>`
+          select user_id::text, last_seen_at from chat_user_settings
+          where user_id = any(${db.sql.array(leavers)}::bigint[]) and last_seen_at is not null
+          order by chat_user_settings.user_id`)
+          .map((r) => [Number(r.user_id), r.last_seen_at.toISOString()]);
+      const expected = frames.map((f) => [f.user_id, f.last_seen_at])
+        .sort((x, y) => Number(x[0]) - Number(y[0]));
+      let rows: unknown[] = [];
+      await eventually(
+        () => `last seen stored: ${JSON.stringify(rows)}, expected ${JSON.stringify(expected)}`,
+        async () => JSON.stringify(rows = await stored()) === JSON.stringify(expected),
+      );
     },
   );
 

@@ -4,13 +4,13 @@
  * users: reconnect with the SDK's backoff and jitter, authenticate, `sync {after_seq}` from the
  * last seq applied, page until `has_more` is false), a few of them chatting throughout; then a
  * node is stopped and started again (`drain`: SIGTERM; `kill`: SIGKILL), or one of two nodes
- * dies and its users move to the other (`failover`). While the node is down the game's backend
+ * dies and its users move to the other (`failover`: SIGKILL; `handoff`: SIGTERM, the drain). While the node is down the game's backend
  * writes a few messages to every user (plain inserts, as the game does), so every user has
  * something to catch up on.
  *
  * Measured: when each user is authenticated again and caught up (from the moment the node
- * listens again; for `failover` from the kill), the refusals and close codes the users saw,
- * peak CPU and RSS of the server, its Postgres backends and the generator (sampled every
+ * listens again; for `failover` and `handoff` from the signal), the refusals and close codes
+ * the users saw, peak CPU and RSS of the server, its Postgres backends and the generator (sampled every
  * 200 ms, CPU over 1 s windows), the database connections the server held, and the messages
  * chatting users sent from the stop on: each acknowledged one must be a row and must reach its
  * recipient (live or through the catch-up).
@@ -23,7 +23,7 @@ import { latencySummary, percentile } from "./stats.ts";
 import { type StartOptions, startTarget, stopTarget, type Target } from "./targets.ts";
 import type { LoadWorker } from "./workers.ts";
 
-export const STORM_CASES = ["drain", "kill", "failover"] as const;
+export const STORM_CASES = ["drain", "kill", "failover", "handoff"] as const;
 export type StormCase = typeof STORM_CASES[number];
 
 /** The client's reconnect behaviour, as the generator implements it (`gen/storm.go`). */
@@ -118,7 +118,7 @@ export interface StormCaseResult {
   affected: number;
   /** Start of the case: the signal (absolute ms). */
   stopAt: number;
-  /** The node listens again (for failover: the kill). */
+  /** The node listens again (for failover: the kill; handoff: the signal). */
   upAt: number;
   downMs: number;
   /** Ms from `upAt` until that share of the affected users was authenticated / caught up. */
@@ -265,7 +265,8 @@ export async function stormCase(
   opts: StormOptions,
   log: (message: string) => void,
 ): Promise<StormCaseResult> {
-  const nodes = kind === "failover" ? 2 : 1;
+  const twoNodes = kind === "failover" || kind === "handoff";
+  const nodes = twoNodes ? 2 : 1;
   const ports = Array.from({ length: nodes }, () => freePort());
   const env = (port: number) => ({
     PORT: String(port),
@@ -331,9 +332,10 @@ export async function stormCase(
     const victim = targets[0]!;
     const stopAt = absNow();
     let upAt: number;
-    if (kind === "failover") {
+    if (twoNodes) {
       targets[0] = undefined;
-      await killTarget(victim);
+      if (kind === "handoff") await stopTarget(victim);
+      else await killTarget(victim);
       upAt = stopAt;
       await backendWrites(db, opts);
     } else {
@@ -345,7 +347,7 @@ export async function stormCase(
       upAt = absNow();
       log(`storm ${kind}: node up again ${Math.round(upAt - stopAt)} ms after the signal`);
     }
-    const affectedExpected = kind === "failover" ? Math.ceil(opts.users / 2) : opts.users;
+    const affectedExpected = twoNodes ? Math.ceil(opts.users / 2) : opts.users;
     const deadline = upAt + opts.deadlineMs;
     let status: StormStatus | undefined;
     while (absNow() < deadline) {

@@ -16,6 +16,7 @@ const LABEL: Record<string, string> = {
   drain: "drain (SIGTERM), restart",
   kill: "kill (SIGKILL), restart",
   failover: "two nodes, one killed",
+  handoff: "two nodes, one drained (SIGTERM)",
 };
 
 const ms = (x: number) => (Number.isFinite(x) ? `${(x / 1000).toFixed(2)} s` : "never");
@@ -37,7 +38,7 @@ export function stormSection(storm: StormResults | undefined, svgName: string): 
   const rows: [string, (c: StormCaseResult) => string][] = [
     ["users / of them lost their connection", (c) => `${n(c.users)} / ${n(c.affected)}`],
     ["client backoff / `LOGIN_RATE_PER_S`", (c) => `${c.policy} / ${c.loginRate}`],
-    ["signal → node listening again", (c) => (c.case === "failover" ? "–" : ms(c.downMs))],
+    ["signal → node listening again", (c) => (c.nodes === 2 ? "–" : ms(c.downMs))],
     [
       "50 / 99 / 100 % signed in again (from up)",
       (c) => `${ms(c.authed.p50)} / ${ms(c.authed.p99)} / ${ms(c.authed.p100)}`,
@@ -149,7 +150,7 @@ export function stormSvg(storm: StormResults, title: string): string {
     `<line x1="${left}" x2="${left + pw}" y1="${top + ph}" y2="${top + ph}" stroke="black"/>`,
     `<line x1="${left}" x2="${left}" y1="${top}" y2="${top + ph}" stroke="black"/>`,
     `<text x="${left + pw / 2}" y="${H - 12}" text-anchor="middle">seconds since the node ` +
-      `was up again (failover: since the kill)</text>`,
+      `was up again (two nodes: since the signal)</text>`,
   );
   storm.cases.forEach((c, i) => {
     const color = COLORS[i % COLORS.length]!;

@@ -327,6 +327,8 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
       if (shuttingDown) return;
       shuttingDown = true;
       logger.info("shutdown_started", { connections: sessions.size });
+      const startedAt = performance.now();
+      const msSince = (t: number) => Math.round(performance.now() - t);
       await stopActiveCheck();
       stopEventLoopMonitor();
       await stopOperatorWatch();
@@ -334,6 +336,8 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
       await events?.stop();
       await publicListener.stopAccepting();
       await Promise.all([...sessions].map((session) => session.drain()));
+      const drainMs = msSince(startedAt);
+      const closingAt = performance.now();
       for (const session of [...sessions]) {
         session.close(CloseCode.goingAway, "server shutting down");
       }
@@ -342,11 +346,21 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
         await new Promise((resolve) => setTimeout(resolve, 10));
       }
       await publicListener.close();
+      const closeMs = msSince(closingAt);
       typing.close();
       expiries.close();
+      const gracesAt = performance.now();
       await hub.endGraces();
+      const presenceMs = msSince(gracesAt);
       await internalListener.close();
-      logger.info("shutdown_complete");
+      // Where a drain's time went: answering what was received, closing the sockets, and
+      // announcing the users offline.
+      logger.info("shutdown_complete", {
+        drain_ms: drainMs,
+        close_ms: closeMs,
+        presence_ms: presenceMs,
+        total_ms: msSince(startedAt),
+      });
     },
   };
 }

@@ -119,6 +119,15 @@ function destroySocket(this: Duplex): void {
 }
 
 /**
+ * Connections the kernel completes and queues for us to accept (capped by `net.core.somaxconn`).
+ * A node coming back in a reconnect storm gets thousands of connects in a second while its one
+ * thread is busy signing users in; with Node's default of 511 the queue overflowed, the kernel
+ * dropped the handshakes, and their clients' TCP retried only after 1, 3, 7, then 15 s: the
+ * last few percent of a 10,000-user storm came back 15 s after the node.
+ */
+const LISTEN_BACKLOG = 4096;
+
+/**
  * Serves one listener with `ws` in `noServer` mode on a `node:http(s)` server.
  * `ws` enforces `maxPayload` while a message arrives (close 1009 once the
  * fragments so far exceed it), refuses unmasked frames (1002) and invalid
@@ -274,7 +283,7 @@ export const wsTransport: Transport = async (options) => {
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(options.port, options.hostname, () => {
+    server.listen({ port: options.port, host: options.hostname, backlog: LISTEN_BACKLOG }, () => {
       server.off("error", reject);
       resolve();
     });
