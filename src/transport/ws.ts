@@ -12,14 +12,6 @@ import { requestUrl, serveFetch, toHeaders } from "./node_fetch.ts";
 import { PendingConnections } from "./pending_connections.ts";
 import type { Listener, Transport, UpgradeInfo, WsConnection, WsHandlers } from "./transport.ts";
 
-/** What the listener tracks of one accepted WebSocket. */
-interface Peer {
-  /** `performance.now()` of the last frame (data, ping or pong) from the peer. */
-  lastSeen: number;
-  /** Resolves once `onClose` has run. */
-  closed: Promise<void>;
-}
-
 /**
  * The close code behind a `ws` receiver error (ws sends it to the peer, but
  * its own `close` event then reports 1006 because no close frame came back).
@@ -119,6 +111,113 @@ function destroySocket(this: Duplex): void {
 }
 
 /**
+ * One accepted WebSocket, as the session sees it (`WsConnection`) and as the
+ * listener tracks it. Its methods live on the prototype and its `ws` events go
+ * to module-level listeners that find it through the `LINK` slot on the
+ * socket: an idle connection holds this one object, not a dozen closures and
+ * their context (bench/README.md, "The hot path after v1.2").
+ */
+class Link implements WsConnection {
+  /** `performance.now()` of the last frame (data, ping or pong) from the peer. */
+  lastSeen = performance.now();
+  /** The close code of a receiver error (ws reports 1006 for it itself). */
+  errorCode: number | undefined = undefined;
+  corked = false;
+  handlers: WsHandlers | undefined = undefined;
+  /** Called once `onClose` has run; only set while the listener closes. */
+  onClosed: (() => void) | undefined = undefined;
+
+  constructor(
+    readonly ws: WebSocket,
+    readonly socket: Duplex,
+    readonly peers: Set<Link>,
+  ) {}
+
+  send(text: string): void {
+    const ws = this.ws;
+    if (ws.readyState !== ws.OPEN) return;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      if (corkedLinks.push(this) === 1) queueMicrotask(uncorkAll);
+    }
+    ws.send(text);
+  }
+
+  close(code: number, reason?: string): void {
+    const ws = this.ws;
+    if (ws.readyState !== ws.OPEN) return;
+    ws.close(code, reason);
+    // ws would wait 30 s for the peer's close frame, reading (and handing us)
+    // whatever it keeps sending meanwhile; a peer we closed gets a short grace.
+    const cut = setTimeout(() => ws.terminate(), CLOSE_HANDSHAKE_MS);
+    ws.once("close", () => clearTimeout(cut));
+  }
+
+  terminate(): void {
+    this.ws.terminate();
+  }
+
+  get bufferedAmount(): number {
+    return this.ws.bufferedAmount;
+  }
+}
+
+/** Where a `ws` WebSocket keeps its `Link`. */
+const LINK = Symbol("link");
+type LinkedWebSocket = WebSocket & { [LINK]: Link };
+
+/**
+ * ws writes each frame on its own; through Deno's node layer every write is
+ * an op. Frames sent in one turn (a fan-out, a batch's answers) are corked
+ * together per socket and leave in one write per socket when the turn's
+ * microtasks run: one microtask for every socket written in that turn.
+ */
+const corkedLinks: Link[] = [];
+
+function uncorkAll(): void {
+  for (let i = 0; i < corkedLinks.length; i++) {
+    const link = corkedLinks[i]!;
+    link.corked = false;
+    link.socket.uncork();
+  }
+  corkedLinks.length = 0;
+}
+
+function linkOf(ws: WebSocket): Link {
+  return (ws as LinkedWebSocket)[LINK];
+}
+
+// Without an `error` listener a bad frame would crash the process.
+function onWsError(this: WebSocket, err: Error): void {
+  const link = linkOf(this);
+  link.errorCode ??= errorCloseCode(err);
+  stopReading(this, link.socket);
+}
+
+function onWsSeen(this: WebSocket): void {
+  linkOf(this).lastSeen = performance.now();
+}
+
+function onWsMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
+  const link = linkOf(this);
+  link.lastSeen = performance.now();
+  if (isBinary) link.handlers?.onBinary();
+  else link.handlers?.onText(rawText(data));
+}
+
+// ws emits `close` once per socket; the code is the peer's, or 1006.
+function onWsClose(this: WebSocket, code: number): void {
+  const link = linkOf(this);
+  link.peers.delete(link);
+  try {
+    link.handlers?.onClose(link.errorCode ?? code);
+  } finally {
+    link.onClosed?.();
+  }
+}
+
+/**
  * Serves one listener with `ws` in `noServer` mode on a `node:http(s)` server.
  * `ws` enforces `maxPayload` while a message arrives (close 1009 once the
  * fragments so far exceed it), refuses unmasked frames (1002) and invalid
@@ -132,7 +231,7 @@ export const wsTransport: Transport = async (options) => {
     perMessageDeflate: false,
     clientTracking: false,
   });
-  const peers = new Map<WebSocket, Peer>();
+  const peers = new Set<Link>();
   /** Every TCP connection the server accepted and that is still open, upgraded or not. */
   const sockets = new Set<Socket>();
   let accepting = true;
@@ -195,78 +294,25 @@ export const wsTransport: Transport = async (options) => {
 
   function accept(ws: WebSocket, info: UpgradeInfo, socket: Duplex): void {
     endReceiverOnce(ws);
-    let errorCode: number | undefined;
-    let resolveClosed!: () => void;
-    const peer: Peer = {
-      lastSeen: performance.now(),
-      closed: new Promise((resolve) => resolveClosed = resolve),
-    };
-    peers.set(ws, peer);
-    // Without an `error` listener a bad frame would crash the process.
-    ws.on("error", (err) => {
-      errorCode ??= errorCloseCode(err);
-      stopReading(ws, socket);
-    });
-    // ws writes each frame on its own; through Deno's node layer every write
-    // is an op. Frames sent in one turn (a fan-out, a batch's answers) are
-    // corked together and leave in one write when the turn ends.
-    let corked = false;
-    const uncork = () => {
-      corked = false;
-      socket.uncork();
-    };
-    const conn: WsConnection = {
-      send: (text) => {
-        if (ws.readyState !== ws.OPEN) return;
-        if (!corked) {
-          corked = true;
-          socket.cork();
-          queueMicrotask(uncork);
-        }
-        ws.send(text);
-      },
-      close: (code, reason) => {
-        if (ws.readyState !== ws.OPEN) return;
-        ws.close(code, reason);
-        // ws would wait 30 s for the peer's close frame, reading (and handing us)
-        // whatever it keeps sending meanwhile; a peer we closed gets a short grace.
-        const cut = setTimeout(() => ws.terminate(), CLOSE_HANDSHAKE_MS);
-        ws.once("close", () => clearTimeout(cut));
-      },
-      terminate: () => ws.terminate(),
-      get bufferedAmount() {
-        return ws.bufferedAmount;
-      },
-    };
-    let handlers: WsHandlers | undefined;
+    const link = new Link(ws, socket, peers);
+    (ws as LinkedWebSocket)[LINK] = link;
+    peers.add(link);
+    ws.on("error", onWsError);
     try {
-      handlers = options.onOpen(conn, info);
+      link.handlers = options.onOpen(link, info);
     } catch {
       ws.terminate();
     }
-    const seen = () => peer.lastSeen = performance.now();
-    ws.on("ping", seen).on("pong", seen);
-    ws.on("message", (data, isBinary) => {
-      seen();
-      if (isBinary) handlers?.onBinary();
-      else handlers?.onText(rawText(data));
-    });
-    // ws emits `close` once per socket; the code is the peer's, or 1006.
-    ws.once("close", (code) => {
-      peers.delete(ws);
-      try {
-        handlers?.onClose(errorCode ?? code);
-      } finally {
-        resolveClosed();
-      }
-    });
+    ws.on("ping", onWsSeen).on("pong", onWsSeen);
+    ws.on("message", onWsMessage);
+    ws.on("close", onWsClose);
   }
 
   // One timer per listener: ping everyone, drop whoever stayed silent too long.
   const idle = setInterval(() => {
     const now = performance.now();
-    for (const [ws, peer] of peers) {
-      if (now - peer.lastSeen > options.idleTimeoutMs) ws.terminate();
+    for (const { ws, lastSeen } of peers) {
+      if (now - lastSeen > options.idleTimeoutMs) ws.terminate();
       else if (ws.readyState === ws.OPEN) ws.ping();
     }
   }, Math.max(10, Math.floor(options.idleTimeoutMs / 2)));
@@ -302,8 +348,8 @@ export const wsTransport: Transport = async (options) => {
   const close = async () => {
     await stopAccepting();
     clearInterval(idle);
-    const ended = [...peers.values()].map((peer) => peer.closed);
-    for (const ws of peers.keys()) ws.terminate();
+    const ended = [...peers].map((link) => new Promise<void>((resolve) => link.onClosed = resolve));
+    for (const { ws } of [...peers]) ws.terminate();
     for (const socket of sockets) socket.destroy();
     await Promise.all([...ended, serverClosed]);
   };
