@@ -202,12 +202,8 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
       this.#refuse(QUEUE_FULL_MESSAGE, cmid, frames, frameAbuse, BUSY_RETRY_MS);
       return;
     }
-    this.#enqueue(() =>
-      Promise.resolve().then(() => this.#dispatch(frame, cmid)).then(
-        (reply) => this.#answer(reply, cmid),
-        (err) => this.#answer(err, cmid),
-      )
-    );
+    this.#queued++;
+    this.#chain = this.#chain.then(() => this.#handle(frame, cmid));
   }
 
   onBinary(): void {
@@ -314,11 +310,18 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
   }
 
   track(answered: Promise<Reply>, cmid: string | undefined): void {
+    const inFlight = this.#inFlight ??= new Set();
     const tracked: Promise<void> = answered.then(
-      (reply) => this.#answer(reply, cmid),
-      (err) => this.#answer(err, cmid),
-    ).finally(() => this.#inFlight!.delete(tracked));
-    (this.#inFlight ??= new Set()).add(tracked);
+      (reply) => {
+        inFlight.delete(tracked);
+        this.#answer(reply, cmid);
+      },
+      (err) => {
+        inFlight.delete(tracked);
+        this.#answer(err, cmid);
+      },
+    );
+    inFlight.add(tracked);
   }
 
   // --- LifetimeContext ------------------------------------------------------
@@ -386,6 +389,32 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
   #enqueue(handle: () => void | Promise<void>): void {
     this.#queued++;
     this.#chain = this.#chain.then(handle).finally(() => this.#queued--);
+  }
+
+  /**
+   * Handles a queued frame and answers it; it stops counting as queued as it is answered. A
+   * frame answered at once takes no promise of its own; one with work to wait for, one `then`.
+   */
+  #handle(frame: ClientFrame | FrameError, cmid: string | undefined): void | Promise<void> {
+    let outcome: unknown;
+    try {
+      const reply = this.#dispatch(frame, cmid);
+      if (reply instanceof Promise) {
+        return reply.then(
+          (r) => this.#answerQueued(r, cmid),
+          (err) => this.#answerQueued(err, cmid),
+        );
+      }
+      outcome = reply;
+    } catch (err) {
+      outcome = err;
+    }
+    this.#answerQueued(outcome, cmid);
+  }
+
+  #answerQueued(outcome: unknown, cmid: string | undefined): void {
+    this.#queued--;
+    this.#answer(outcome, cmid);
   }
 
   #dispatch(frame: ClientFrame | FrameError, cmid: string | undefined): Reply | Promise<Reply> {
