@@ -242,9 +242,14 @@ export const wsTransport: Transport = async (options) => {
   const server = options.tls
     ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, onRequest)
     : http.createServer(onRequest);
+  // One listener function for every socket (`close` comes once): not a closure and a `once`
+  // wrapper per socket, which an idle connection would hold as long as it lives.
+  function forgetSocket(this: Socket): void {
+    sockets.delete(this);
+  }
   server.on("connection", (socket: Socket) => {
     sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
+    socket.on("close", forgetSocket);
   });
   const pending = new PendingConnections(server, options.tls !== undefined, {
     headersTimeoutMs: options.headersTimeoutMs,
