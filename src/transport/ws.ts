@@ -43,12 +43,19 @@ function errorCloseCode(err: Error & { code?: string }): number | undefined {
 function endReceiverOnce(ws: WebSocket): void {
   const receiver = (ws as unknown as { _receiver?: Writable })._receiver;
   if (receiver === undefined || typeof receiver.end !== "function") return;
-  const end = receiver.end;
-  receiver.end = function (this: Writable, ...args: unknown[]) {
-    if (args.length === 0 && this.writableEnded) return this;
-    return (end as (...a: unknown[]) => Writable).apply(this, args);
-  } as Writable["end"];
+  // One wrapper for every receiver (they share their class's `end`), not a closure each.
+  if (receiver.end !== wrappedEnd.original) {
+    const end = receiver.end;
+    wrappedEnd.original = end;
+    wrappedEnd.once = function (this: Writable, ...args: unknown[]) {
+      if (args.length === 0 && this.writableEnded) return this;
+      return (end as (...a: unknown[]) => Writable).apply(this, args);
+    } as Writable["end"];
+  }
+  receiver.end = wrappedEnd.once!;
 }
+
+const wrappedEnd: { original?: Writable["end"]; once?: Writable["end"] } = {};
 
 /** `::ffff:127.0.0.1` → `127.0.0.1`; IPv4 peers of a dual-stack socket look like plain IPv4. */
 export function normaliseAddress(address: string | undefined): string {
