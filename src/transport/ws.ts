@@ -129,10 +129,13 @@ class Link implements WsConnection {
   lastSeen = performance.now();
   /** The close code of a receiver error (ws reports 1006 for it itself). */
   errorCode: number | undefined = undefined;
-  corked = false;
   handlers: WsHandlers | undefined = undefined;
   /** Called once `onClose` has run; only set while the listener closes. */
   onClosed: (() => void) | undefined = undefined;
+  /** Texts sent in this turn, not yet written (`flush`). */
+  pending: string[] | undefined = undefined;
+  /** Their bytes on the wire, headers included. */
+  pendingBytes = 0;
 
   constructor(
     readonly ws: WebSocket,
@@ -143,17 +146,59 @@ class Link implements WsConnection {
   send(text: string): void {
     const ws = this.ws;
     if (ws.readyState !== ws.OPEN) return;
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      if (corkedLinks.push(this) === 1) queueMicrotask(uncorkAll);
+    const bytes = Buffer.byteLength(text, "utf8");
+    this.pendingBytes += headerLength(bytes) + bytes;
+    if (this.pending !== undefined) {
+      this.pending.push(text);
+      return;
     }
-    ws.send(text);
+    this.pending = [text];
+    if (pendingLinks.push(this) === 1) queueMicrotask(flushAll);
+  }
+
+  /**
+   * Writes the texts sent in this turn as text frames, all in one buffer and
+   * one socket write (ws would write a header and a payload per frame).
+   * Server frames are not masked (RFC 6455 §5.1); lengths use the fewest
+   * bytes (§5.2).
+   */
+  flush(): void {
+    const texts = this.pending;
+    if (texts === undefined) return;
+    this.pending = undefined;
+    this.pendingBytes = 0;
+    const ws = this.ws;
+    if (ws.readyState !== ws.OPEN) return;
+    let most = 0;
+    for (let i = 0; i < texts.length; i++) most += texts[i]!.length * 3 + 10;
+    const out = Buffer.allocUnsafe(most);
+    let at = 0;
+    for (let i = 0; i < texts.length; i++) {
+      const text = texts[i]!;
+      // A UTF-16 unit is at most 3 bytes of UTF-8: room for the header the text could need.
+      const room = headerLength(text.length * 3);
+      const bytes = out.write(text, at + room, "utf8");
+      const header = headerLength(bytes);
+      if (header < room) out.copyWithin(at + header, at + room, at + room + bytes);
+      out[at] = 0x81; // FIN, text
+      if (header === 2) out[at + 1] = bytes;
+      else if (header === 4) {
+        out[at + 1] = 126;
+        out.writeUInt16BE(bytes, at + 2);
+      } else {
+        out[at + 1] = 127;
+        out.writeUInt32BE(Math.floor(bytes / 2 ** 32), at + 2);
+        out.writeUInt32BE(bytes >>> 0, at + 6);
+      }
+      at += header + bytes;
+    }
+    this.socket.write(out.subarray(0, at));
   }
 
   close(code: number, reason?: string): void {
     const ws = this.ws;
     if (ws.readyState !== ws.OPEN) return;
+    this.flush(); // what was sent before goes before the close frame
     ws.close(code, reason);
     // ws would wait 30 s for the peer's close frame, reading (and handing us)
     // whatever it keeps sending meanwhile; a peer we closed gets a short grace.
@@ -162,12 +207,19 @@ class Link implements WsConnection {
   }
 
   terminate(): void {
+    this.pending = undefined;
+    this.pendingBytes = 0;
     this.ws.terminate();
   }
 
   get bufferedAmount(): number {
-    return this.ws.bufferedAmount;
+    return this.ws.bufferedAmount + this.pendingBytes;
   }
+}
+
+/** Bytes of an unmasked frame header for a payload of `bytes`. */
+function headerLength(bytes: number): number {
+  return bytes < 126 ? 2 : bytes < 65536 ? 4 : 10;
 }
 
 /** Where a `ws` WebSocket keeps its `Link`. */
@@ -175,20 +227,17 @@ const LINK = Symbol("link");
 type LinkedWebSocket = WebSocket & { [LINK]: Link };
 
 /**
- * ws writes each frame on its own; through Deno's node layer every write is
- * an op. Frames sent in one turn (a fan-out, a batch's answers) are corked
- * together per socket and leave in one write per socket when the turn's
- * microtasks run: one microtask for every socket written in that turn.
+ * Through Deno's node layer every socket write is an op and every chunk a
+ * stream entry. Frames sent in one turn (a fan-out, a batch's answers) leave
+ * in one write per socket when the turn's microtasks run: one microtask for
+ * every socket written in that turn.
  */
-const corkedLinks: Link[] = [];
+const pendingLinks: Link[] = [];
 
-function uncorkAll(): void {
-  for (let i = 0; i < corkedLinks.length; i++) {
-    const link = corkedLinks[i]!;
-    link.corked = false;
-    link.socket.uncork();
-  }
-  corkedLinks.length = 0;
+function flushAll(): void {
+  // A flush may run code that sends (a write error's listeners): those go in the next turn.
+  const links = pendingLinks.splice(0);
+  for (let i = 0; i < links.length; i++) links[i]!.flush();
 }
 
 function linkOf(ws: WebSocket): Link {
