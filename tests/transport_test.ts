@@ -174,6 +174,41 @@ for (const [name, transport] of transports) {
     assert.deepEqual(h.closes, [1009]);
   });
 
+  // Every length encoding (7-bit, 16-bit, 64-bit), at and around their bounds, in ASCII and in
+  // multi-byte UTF-8, all sent in one turn: each arrives whole, as sent, in order.
+  const texts = [
+    "",
+    "a",
+    "a".repeat(50),
+    "a".repeat(125),
+    "a".repeat(126),
+    "é".repeat(62) + "a",
+    "é".repeat(63),
+    "😀".repeat(40),
+    "a".repeat(65535),
+    "a".repeat(65536),
+    "é".repeat(40_000),
+    "ok",
+  ];
+  test(
+    "sends texts of every frame length encoding in one turn, each whole and in order",
+    async (h) => {
+      await withClient(h, "/", async (c) => {
+        c.ws.send("burst");
+        for (const text of texts) assert.equal(await c.next(), text);
+      });
+    },
+    {
+      onOpen: (conn) => ({
+        onText: () => {
+          for (const text of texts) conn.send(text);
+        },
+        onBinary: () => {},
+        onClose: () => {},
+      }),
+    },
+  );
+
   test("stopAccepting refuses new connections while an open one still echoes", async (h) => {
     await withClient(h, "/", async (c) => {
       await h.listener.stopAccepting();

@@ -7,12 +7,14 @@
 
 import type { Bus, BusDelivery, BusInspection, PresenceStatus } from "./bus.ts";
 
-/** The state several in-process nodes share. */
+/**
+ * The state several in-process nodes share: which nodes are live. What each
+ * node holds of a user (subscribed, joined, connection slots) is kept by that
+ * node in one collection for all its users, not in collections per user (a
+ * node with 10,000 users would hold 30,000 small sets), and the cluster's view
+ * of a user is the live nodes' together (there are one to a few).
+ */
 export class MemoryCluster {
-  readonly subscribers = new Map<number, Set<MemoryBus>>();
-  readonly presence = new Map<number, Set<string>>();
-  /** User id → connection slots held, by node id. */
-  readonly connections = new Map<number, Map<string, number>>();
   /** Nodes not closed or abandoned. */
   readonly live = new Set<MemoryBus>();
   #nodes = 0;
@@ -28,7 +30,12 @@ export class MemoryCluster {
 export class MemoryBus implements Bus {
   #handler: (delivery: BusDelivery) => void = () => {};
   #onPresence: (userId: number, status: PresenceStatus) => void = () => {};
+  /** Users present in the cluster through this node. */
   readonly #joined = new Set<number>();
+  /** Users whose deliveries this node receives. */
+  readonly #subscribed = new Set<number>();
+  /** User id → connection slots this node holds. */
+  readonly #slots = new Map<number, number>();
   /** Abandoned: every call is a no-op, like calls into a dead process. */
   #dead = false;
 
@@ -44,36 +51,37 @@ export class MemoryBus implements Bus {
 
   subscribe(userId: number): Promise<void> {
     if (this.#dead) return Promise.resolve();
-    const set = this.cluster.subscribers.get(userId) ?? new Set();
-    set.add(this);
-    this.cluster.subscribers.set(userId, set);
+    this.#subscribed.add(userId);
     return Promise.resolve();
   }
 
   unsubscribe(userId: number): Promise<void> {
     if (this.#dead) return Promise.resolve();
-    const set = this.cluster.subscribers.get(userId);
-    set?.delete(this);
-    if (set?.size === 0) this.cluster.subscribers.delete(userId);
+    this.#subscribed.delete(userId);
     return Promise.resolve();
   }
 
   publish(delivery: BusDelivery): void {
     if (this.#dead) return;
-    const set = this.cluster.subscribers.get(delivery.userId);
-    if (set === undefined) return;
-    for (const node of set) {
+    for (const node of this.cluster.live) {
       // Asynchronous like a real broker, so no caller depends on re-entrancy.
-      if (node !== this) queueMicrotask(() => node.#handler(delivery));
+      if (node !== this && node.#subscribed.has(delivery.userId)) {
+        queueMicrotask(() => node.#handler(delivery));
+      }
     }
+  }
+
+  /** Whether `userId` is present through any live node but `except`. */
+  #presentElsewhere(userId: number): boolean {
+    for (const node of this.cluster.live) {
+      if (node !== this && node.#joined.has(userId)) return true;
+    }
+    return false;
   }
 
   join(userId: number): Promise<boolean> {
     if (this.#dead) return Promise.resolve(false);
-    const nodes = this.cluster.presence.get(userId) ?? new Set();
-    const first = nodes.size === 0;
-    nodes.add(this.nodeId);
-    this.cluster.presence.set(userId, nodes);
+    const first = !this.#joined.has(userId) && !this.#presentElsewhere(userId);
     this.#joined.add(userId);
     return Promise.resolve(first);
   }
@@ -81,38 +89,30 @@ export class MemoryBus implements Bus {
   leave(userId: number): Promise<boolean> {
     if (this.#dead) return Promise.resolve(false);
     this.#joined.delete(userId);
-    const nodes = this.cluster.presence.get(userId);
-    if (nodes === undefined) return Promise.resolve(true);
-    nodes.delete(this.nodeId);
-    if (nodes.size > 0) return Promise.resolve(false);
-    this.cluster.presence.delete(userId);
-    return Promise.resolve(true);
+    return Promise.resolve(!this.#presentElsewhere(userId));
   }
 
   online(userIds: readonly number[]): Promise<Set<number>> {
+    const live = [...this.cluster.live];
     return Promise.resolve(
-      new Set(userIds.filter((id) => (this.cluster.presence.get(id)?.size ?? 0) > 0)),
+      new Set(userIds.filter((id) => live.some((node) => node.#joined.has(id)))),
     );
   }
 
   acquireConnection(userId: number, max: number): Promise<boolean> {
     if (this.#dead) return Promise.resolve(false);
-    const byNode = this.cluster.connections.get(userId) ?? new Map<string, number>();
     let held = 0;
-    for (const count of byNode.values()) held += count;
+    for (const node of this.cluster.live) held += node.#slots.get(userId) ?? 0;
     if (held >= max) return Promise.resolve(false);
-    byNode.set(this.nodeId, (byNode.get(this.nodeId) ?? 0) + 1);
-    this.cluster.connections.set(userId, byNode);
+    this.#slots.set(userId, (this.#slots.get(userId) ?? 0) + 1);
     return Promise.resolve(true);
   }
 
   releaseConnection(userId: number): Promise<void> {
     if (this.#dead) return Promise.resolve();
-    const byNode = this.cluster.connections.get(userId);
-    const count = (byNode?.get(this.nodeId) ?? 0) - 1;
-    if (count > 0) byNode?.set(this.nodeId, count);
-    else byNode?.delete(this.nodeId);
-    if (byNode?.size === 0) this.cluster.connections.delete(userId);
+    const count = (this.#slots.get(userId) ?? 0) - 1;
+    if (count > 0) this.#slots.set(userId, count);
+    else this.#slots.delete(userId);
     return Promise.resolve();
   }
 
@@ -147,23 +147,15 @@ export class MemoryBus implements Bus {
     const survivor = this.cluster.live.values().next().value;
     for (const userId of [...this.#joined]) {
       this.#joined.delete(userId);
-      const nodes = this.cluster.presence.get(userId);
-      nodes?.delete(this.nodeId);
-      if ((nodes?.size ?? 0) > 0) continue;
-      this.cluster.presence.delete(userId);
+      if (this.#presentElsewhere(userId)) continue;
       if (survivor !== undefined) queueMicrotask(() => survivor.#onPresence(userId, "offline"));
     }
   }
 
+  /** Out of the cluster: its slots and subscriptions count no more. */
   #detach(): void {
     this.cluster.live.delete(this);
-    for (const [userId, byNode] of this.cluster.connections) {
-      byNode.delete(this.nodeId);
-      if (byNode.size === 0) this.cluster.connections.delete(userId);
-    }
-    for (const [userId, set] of this.cluster.subscribers) {
-      set.delete(this);
-      if (set.size === 0) this.cluster.subscribers.delete(userId);
-    }
+    this.#slots.clear();
+    this.#subscribed.clear();
   }
 }

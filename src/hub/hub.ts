@@ -61,7 +61,11 @@ export interface VisibilityChange {
 const ENDING_BATCH = 1000;
 
 export class Hub {
-  readonly #peers = new Map<number, Set<Peer>>();
+  /**
+   * Each user's connections on this node: the one connection itself, a set only
+   * when they have more (most users have one, and a set costs memory per user).
+   */
+  readonly #peers = new Map<number, Peer | Set<Peer>>();
   /** Users whose deliveries this node receives from the bus. */
   readonly #subscribed = new Set<number>();
   /** Users this node holds present in the bus (connected, or in their grace). */
@@ -158,19 +162,28 @@ export class Hub {
    * cannot miss a friend who joined at the same moment.
    */
   add(peer: Peer): Promise<void> {
-    const set = this.#peers.get(peer.userId) ?? new Set();
-    set.add(peer);
-    this.#peers.set(peer.userId, set);
+    const held = this.#peers.get(peer.userId);
+    if (held === undefined) this.#peers.set(peer.userId, peer);
+    else if (held instanceof Set) held.add(peer);
+    else if (held !== peer) this.#peers.set(peer.userId, new Set([held, peer]));
+    else return this.#syncPresence(peer.userId);
     this.#connections++;
     return this.#syncPresence(peer.userId);
   }
 
   /** Removes a connection; with the user's last one here, the grace period starts. */
   remove(peer: Peer): void {
-    const set = this.#peers.get(peer.userId);
-    if (set === undefined || !set.delete(peer)) return;
+    const held = this.#peers.get(peer.userId);
+    if (held instanceof Set) {
+      if (!held.delete(peer)) return;
+      this.#connections--;
+      if (held.size > 1) return;
+      const [left] = held;
+      this.#peers.set(peer.userId, left!);
+      return;
+    }
+    if (held !== peer) return;
     this.#connections--;
-    if (set.size > 0) return;
     this.#peers.delete(peer.userId);
     this.#goneAt.set(peer.userId, this.#now());
     this.#onUserGone(peer.userId);
@@ -213,7 +226,9 @@ export class Hub {
 
   /** Sends `frame` to the user's connections on this node, then closes them with 1008. */
   endLocal(userId: number, frame: string): void {
-    for (const peer of [...(this.#peers.get(userId) ?? [])]) peer.end(frame);
+    const held = this.#peers.get(userId);
+    if (held instanceof Set) { for (const peer of [...held]) peer.end(frame); }
+    else held?.end(frame);
   }
 
   /**
@@ -255,9 +270,10 @@ export class Hub {
   }
 
   #sendLocal(userId: number, frame: string, droppable: boolean, except: Peer | undefined): void {
-    const set = this.#peers.get(userId);
-    if (set === undefined) return;
-    for (const peer of set) if (peer !== except) peer.deliver(frame, droppable);
+    const held = this.#peers.get(userId);
+    if (held instanceof Set) {
+      for (const peer of held) if (peer !== except) peer.deliver(frame, droppable);
+    } else if (held !== undefined && held !== except) held.deliver(frame, droppable);
   }
 
   #syncPresence(userId: number, apply = () => this.#applyPresence(userId)): Promise<void> {

@@ -19,6 +19,7 @@ import {
   SendOrder,
   Session,
   type SessionContext,
+  type SessionHooks,
   UserWork,
 } from "../session/mod.ts";
 import { HttpModerator } from "../moderation/mod.ts";
@@ -139,6 +140,17 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
     return null;
   };
 
+  /** One for every session: a session's address is the `ip` it was counted under. */
+  const sessionHooks: SessionHooks = {
+    onUnauthenticatedEnd(session) {
+      const ip = session.clientAddress;
+      const left = (unauthByIp.get(ip) ?? 1) - 1;
+      if (left > 0) unauthByIp.set(ip, left);
+      else unauthByIp.delete(ip);
+    },
+    onClosed: (session) => sessions.delete(session),
+  };
+
   /** Accepted public TCP connections not upgraded yet (seen by the `ws` transport only). */
   let pendingConnections = 0;
   /**
@@ -196,14 +208,7 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
     onOpen(conn, info) {
       const ip = clientIp(info, config.trustedProxies);
       unauthByIp.set(ip, (unauthByIp.get(ip) ?? 0) + 1);
-      const session: Session = new Session(conn, sessionContext, {
-        onUnauthenticatedEnd() {
-          const left = (unauthByIp.get(ip) ?? 1) - 1;
-          if (left > 0) unauthByIp.set(ip, left);
-          else unauthByIp.delete(ip);
-        },
-        onClosed: () => sessions.delete(session),
-      }, ip);
+      const session = new Session(conn, sessionContext, sessionHooks, ip);
       sessions.add(session);
       return session;
     },

@@ -34,8 +34,8 @@ export class Outbox {
   constructor(
     private readonly conn: WsConnection,
     private readonly options: OutboxOptions,
-    /** The connection's user for log lines (0 before authentication). */
-    private readonly userId: () => number,
+    /** The connection's user for log lines (`userId` 0 before authentication). */
+    private readonly user: { readonly userId: number },
   ) {}
 
   /**
@@ -101,7 +101,7 @@ export class Outbox {
   #slowConsumer(): void {
     if (this.#killTimer !== undefined || this.#closed) return;
     this.options.metrics.slowConsumerClosed();
-    this.options.logger.warn("slow_consumer_closed", { user_id: this.userId() || null });
+    this.options.logger.warn("slow_consumer_closed", { user_id: this.user.userId || null });
     this.conn.close(CloseCode.tryAgainLater, "slow consumer");
     // The close frame waits behind the full buffer; do not hold the memory for long.
     this.#killTimer = setTimeout(() => this.conn.terminate(), SLOW_CLOSE_GRACE_MS);

@@ -67,31 +67,53 @@ export class AbuseMeter {
   }
 }
 
-/** The rate limits of one connection (README, "Limits"). */
+/**
+ * The rate limits of one connection (README, "Limits"). Every bucket but the
+ * frames' is made at its first use: a bucket starts full, so one made late is
+ * the one that would have waited unused since the connection opened, and an
+ * idle connection (most of them) holds one bucket instead of eight objects.
+ */
 export class ConnectionRates {
   /** Every frame. */
   readonly frames: TokenBucket;
-  readonly frameAbuse: AbuseMeter;
-  /** Chat messages. */
-  readonly chat: TokenBucket;
-  readonly chatAbuse: AbuseMeter;
-  /** Typing frames (over the limit: dropped without an answer, never judged abuse). */
-  readonly typing: TokenBucket;
+  #frameAbuse: AbuseMeter | undefined;
+  #chat: TokenBucket | undefined;
+  #chatAbuse: AbuseMeter | undefined;
+  #typing: TokenBucket | undefined;
 
   constructor(
-    limits: {
+    private readonly limits: {
       frameRatePerS: number;
       chatBurst: number;
       chatRatePerS: number;
       typingRatePerS: number;
     },
-    now: () => number,
+    private readonly now: () => number,
   ) {
     this.frames = new TokenBucket(limits.frameRatePerS, limits.frameRatePerS, now);
-    this.frameAbuse = new AbuseMeter(limits.frameRatePerS, now);
-    this.chat = new TokenBucket(limits.chatBurst, limits.chatRatePerS, now);
-    this.chatAbuse = new AbuseMeter(limits.chatRatePerS, now);
-    this.typing = new TokenBucket(limits.typingRatePerS, limits.typingRatePerS, now);
+  }
+
+  get frameAbuse(): AbuseMeter {
+    return this.#frameAbuse ??= new AbuseMeter(this.limits.frameRatePerS, this.now);
+  }
+
+  /** Chat messages. */
+  get chat(): TokenBucket {
+    return this.#chat ??= new TokenBucket(
+      this.limits.chatBurst,
+      this.limits.chatRatePerS,
+      this.now,
+    );
+  }
+
+  get chatAbuse(): AbuseMeter {
+    return this.#chatAbuse ??= new AbuseMeter(this.limits.chatRatePerS, this.now);
+  }
+
+  /** Typing frames (over the limit: dropped without an answer, never judged abuse). */
+  get typing(): TokenBucket {
+    const { typingRatePerS } = this.limits;
+    return this.#typing ??= new TokenBucket(typingRatePerS, typingRatePerS, this.now);
   }
 }
 

@@ -73,9 +73,9 @@ export interface SessionContext extends HandlerServices {
 /** What the server is told of one session (the context above is shared by all of them). */
 export interface SessionHooks {
   /** Called once when the session stops counting as unauthenticated (it authenticated or closed). */
-  onUnauthenticatedEnd: () => void;
+  onUnauthenticatedEnd(session: Session): void;
   /** Called once when the connection has closed. */
-  onClosed: () => void;
+  onClosed(session: Session): void;
 }
 
 const UNAVAILABLE_MESSAGE = "Service temporarily unavailable, try again";
@@ -85,6 +85,20 @@ const USER_WORK_FULL_MESSAGE = "Too many requests in progress, slow down";
 const BUSY_RETRY_MS = 1000;
 /** How often a page held for the user's page allowance looks again (a closed session stops it). */
 const PAGE_PACE_CHECK_MS = 250;
+
+/**
+ * A session's expiry on the shared queue: one object that knows its session,
+ * rather than a closure and its context per connection.
+ */
+class SessionExpiry extends DeadlineTimer {
+  constructor(queue: DeadlineQueue, readonly session: Session) {
+    super(queue, expire);
+  }
+}
+
+function expire(this: SessionExpiry): void {
+  this.session.expired();
+}
 
 export class Session implements Peer, WsHandlers, LifetimeContext {
   #userId = 0;
@@ -99,8 +113,8 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
   #chain: Promise<void> = Promise.resolve();
   /** Frames on `#chain` not yet answered. */
   #queued = 0;
-  /** Stores queued and not yet answered. */
-  readonly #inFlight = new Set<Promise<void>>();
+  /** Stores queued and not yet answered; made by the first (most connections never store). */
+  #inFlight: Set<Promise<void>> | undefined;
   #draining = false;
   /** We sent a close frame: frames from the peer are no longer handled. */
   #closing = false;
@@ -118,11 +132,8 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
     this.#address = address;
     const { limits } = ctx;
     this.#rates = new ConnectionRates(limits, ctx.monotonic);
-    this.#out = new Outbox(conn, ctx, () => this.#userId);
-    this.#expiry = new DeadlineTimer(ctx.expiries, () => {
-      ctx.logger.info("session_expired", { user_id: this.#userId });
-      this.end(serverFrames.sessionExpired());
-    });
+    this.#out = new Outbox(conn, ctx, this);
+    this.#expiry = new SessionExpiry(ctx.expiries, this);
     this.#authTimer = setTimeout(() => {
       this.#authTimer = undefined;
       this.close(CloseCode.policy, "authentication timeout");
@@ -131,6 +142,12 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
 
   get userId(): number {
     return this.#userId;
+  }
+
+  /** The session's expiry came (`SessionExpiry`): `session_expired`, then close 1008. */
+  expired(): void {
+    this.#ctx.logger.info("session_expired", { user_id: this.#userId });
+    this.end(serverFrames.sessionExpired());
   }
 
   get isOpen(): boolean {
@@ -185,12 +202,8 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
       this.#refuse(QUEUE_FULL_MESSAGE, cmid, frames, frameAbuse, BUSY_RETRY_MS);
       return;
     }
-    this.#enqueue(() =>
-      Promise.resolve().then(() => this.#dispatch(frame, cmid)).then(
-        (reply) => this.#answer(reply, cmid),
-        (err) => this.#answer(err, cmid),
-      )
-    );
+    this.#queued++;
+    this.#chain = this.#chain.then(() => this.#handle(frame, cmid));
   }
 
   onBinary(): void {
@@ -221,11 +234,11 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
     this.#authTimer = undefined;
     this.#expiry.stop();
     this.#out.closed();
-    if (previous === "new") this.#hooks.onUnauthenticatedEnd();
+    if (previous === "new") this.#hooks.onUnauthenticatedEnd(this);
     else this.#ctx.hub.remove(this);
     this.releaseSlot();
     this.#ctx.logger.debug("connection_closed", { user_id: this.#userId || null, code });
-    this.#hooks.onClosed();
+    this.#hooks.onClosed(this);
   }
 
   deliver(frame: string, droppable: boolean): void {
@@ -251,7 +264,7 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
   async drain(): Promise<void> {
     this.#draining = true;
     await this.#chain;
-    await Promise.all(this.#inFlight);
+    if (this.#inFlight !== undefined) await Promise.all(this.#inFlight);
   }
 
   close(code: number, reason: string): void {
@@ -297,11 +310,18 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
   }
 
   track(answered: Promise<Reply>, cmid: string | undefined): void {
+    const inFlight = this.#inFlight ??= new Set();
     const tracked: Promise<void> = answered.then(
-      (reply) => this.#answer(reply, cmid),
-      (err) => this.#answer(err, cmid),
-    ).finally(() => this.#inFlight.delete(tracked));
-    this.#inFlight.add(tracked);
+      (reply) => {
+        inFlight.delete(tracked);
+        this.#answer(reply, cmid);
+      },
+      (err) => {
+        inFlight.delete(tracked);
+        this.#answer(err, cmid);
+      },
+    );
+    inFlight.add(tracked);
   }
 
   // --- LifetimeContext ------------------------------------------------------
@@ -345,7 +365,7 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
     this.#userId = userId;
     this.#state = "joining";
     this.#out.hold();
-    this.#hooks.onUnauthenticatedEnd();
+    this.#hooks.onUnauthenticatedEnd(this);
     this.extendSession(expiresAt);
     await this.#ctx.hub.add(this);
   }
@@ -369,6 +389,32 @@ export class Session implements Peer, WsHandlers, LifetimeContext {
   #enqueue(handle: () => void | Promise<void>): void {
     this.#queued++;
     this.#chain = this.#chain.then(handle).finally(() => this.#queued--);
+  }
+
+  /**
+   * Handles a queued frame and answers it; it stops counting as queued as it is answered. A
+   * frame answered at once takes no promise of its own; one with work to wait for, one `then`.
+   */
+  #handle(frame: ClientFrame | FrameError, cmid: string | undefined): void | Promise<void> {
+    let outcome: unknown;
+    try {
+      const reply = this.#dispatch(frame, cmid);
+      if (reply instanceof Promise) {
+        return reply.then(
+          (r) => this.#answerQueued(r, cmid),
+          (err) => this.#answerQueued(err, cmid),
+        );
+      }
+      outcome = reply;
+    } catch (err) {
+      outcome = err;
+    }
+    this.#answerQueued(outcome, cmid);
+  }
+
+  #answerQueued(outcome: unknown, cmid: string | undefined): void {
+    this.#queued--;
+    this.#answer(outcome, cmid);
   }
 
   #dispatch(frame: ClientFrame | FrameError, cmid: string | undefined): Reply | Promise<Reply> {

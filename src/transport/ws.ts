@@ -12,14 +12,6 @@ import { requestUrl, serveFetch, toHeaders } from "./node_fetch.ts";
 import { PendingConnections } from "./pending_connections.ts";
 import type { Listener, Transport, UpgradeInfo, WsConnection, WsHandlers } from "./transport.ts";
 
-/** What the listener tracks of one accepted WebSocket. */
-interface Peer {
-  /** `performance.now()` of the last frame (data, ping or pong) from the peer. */
-  lastSeen: number;
-  /** Resolves once `onClose` has run. */
-  closed: Promise<void>;
-}
-
 /**
  * The close code behind a `ws` receiver error (ws sends it to the peer, but
  * its own `close` event then reports 1006 because no close frame came back).
@@ -51,12 +43,19 @@ function errorCloseCode(err: Error & { code?: string }): number | undefined {
 function endReceiverOnce(ws: WebSocket): void {
   const receiver = (ws as unknown as { _receiver?: Writable })._receiver;
   if (receiver === undefined || typeof receiver.end !== "function") return;
-  const end = receiver.end;
-  receiver.end = function (this: Writable, ...args: unknown[]) {
-    if (args.length === 0 && this.writableEnded) return this;
-    return (end as (...a: unknown[]) => Writable).apply(this, args);
-  } as Writable["end"];
+  // One wrapper for every receiver (they share their class's `end`), not a closure each.
+  if (receiver.end !== wrappedEnd.original) {
+    const end = receiver.end;
+    wrappedEnd.original = end;
+    wrappedEnd.once = function (this: Writable, ...args: unknown[]) {
+      if (args.length === 0 && this.writableEnded) return this;
+      return (end as (...a: unknown[]) => Writable).apply(this, args);
+    } as Writable["end"];
+  }
+  receiver.end = wrappedEnd.once!;
 }
+
+const wrappedEnd: { original?: Writable["end"]; once?: Writable["end"] } = {};
 
 /** `::ffff:127.0.0.1` → `127.0.0.1`; IPv4 peers of a dual-stack socket look like plain IPv4. */
 export function normaliseAddress(address: string | undefined): string {
@@ -128,6 +127,162 @@ function destroySocket(this: Duplex): void {
 const LISTEN_BACKLOG = 4096;
 
 /**
+ * One accepted WebSocket, as the session sees it (`WsConnection`) and as the
+ * listener tracks it. Its methods live on the prototype and its `ws` events go
+ * to module-level listeners that find it through the `LINK` slot on the
+ * socket: an idle connection holds this one object, not a dozen closures and
+ * their context (bench/README.md, "The hot path after v1.2").
+ */
+class Link implements WsConnection {
+  /** `performance.now()` of the last frame (data, ping or pong) from the peer. */
+  lastSeen = performance.now();
+  /** The close code of a receiver error (ws reports 1006 for it itself). */
+  errorCode: number | undefined = undefined;
+  handlers: WsHandlers | undefined = undefined;
+  /** Called once `onClose` has run; only set while the listener closes. */
+  onClosed: (() => void) | undefined = undefined;
+  /** Texts sent in this turn, not yet written (`flush`). */
+  pending: string[] | undefined = undefined;
+  /** Their bytes on the wire, headers included. */
+  pendingBytes = 0;
+
+  constructor(
+    readonly ws: WebSocket,
+    readonly socket: Duplex,
+    readonly peers: Set<Link>,
+  ) {}
+
+  send(text: string): void {
+    const ws = this.ws;
+    if (ws.readyState !== ws.OPEN) return;
+    const bytes = Buffer.byteLength(text, "utf8");
+    this.pendingBytes += headerLength(bytes) + bytes;
+    if (this.pending !== undefined) {
+      this.pending.push(text);
+      return;
+    }
+    this.pending = [text];
+    if (pendingLinks.push(this) === 1) queueMicrotask(flushAll);
+  }
+
+  /**
+   * Writes the texts sent in this turn as text frames, all in one buffer and
+   * one socket write (ws would write a header and a payload per frame).
+   * Server frames are not masked (RFC 6455 §5.1); lengths use the fewest
+   * bytes (§5.2).
+   */
+  flush(): void {
+    const texts = this.pending;
+    if (texts === undefined) return;
+    this.pending = undefined;
+    this.pendingBytes = 0;
+    const ws = this.ws;
+    if (ws.readyState !== ws.OPEN) return;
+    let most = 0;
+    for (let i = 0; i < texts.length; i++) most += texts[i]!.length * 3 + 10;
+    const out = Buffer.allocUnsafe(most);
+    let at = 0;
+    for (let i = 0; i < texts.length; i++) {
+      const text = texts[i]!;
+      // A UTF-16 unit is at most 3 bytes of UTF-8: room for the header the text could need.
+      const room = headerLength(text.length * 3);
+      const bytes = out.write(text, at + room, "utf8");
+      const header = headerLength(bytes);
+      if (header < room) out.copyWithin(at + header, at + room, at + room + bytes);
+      out[at] = 0x81; // FIN, text
+      if (header === 2) out[at + 1] = bytes;
+      else if (header === 4) {
+        out[at + 1] = 126;
+        out.writeUInt16BE(bytes, at + 2);
+      } else {
+        out[at + 1] = 127;
+        out.writeUInt32BE(Math.floor(bytes / 2 ** 32), at + 2);
+        out.writeUInt32BE(bytes >>> 0, at + 6);
+      }
+      at += header + bytes;
+    }
+    this.socket.write(out.subarray(0, at));
+  }
+
+  close(code: number, reason?: string): void {
+    const ws = this.ws;
+    if (ws.readyState !== ws.OPEN) return;
+    this.flush(); // what was sent before goes before the close frame
+    ws.close(code, reason);
+    // ws would wait 30 s for the peer's close frame, reading (and handing us)
+    // whatever it keeps sending meanwhile; a peer we closed gets a short grace.
+    const cut = setTimeout(() => ws.terminate(), CLOSE_HANDSHAKE_MS);
+    ws.once("close", () => clearTimeout(cut));
+  }
+
+  terminate(): void {
+    this.pending = undefined;
+    this.pendingBytes = 0;
+    this.ws.terminate();
+  }
+
+  get bufferedAmount(): number {
+    return this.ws.bufferedAmount + this.pendingBytes;
+  }
+}
+
+/** Bytes of an unmasked frame header for a payload of `bytes`. */
+function headerLength(bytes: number): number {
+  return bytes < 126 ? 2 : bytes < 65536 ? 4 : 10;
+}
+
+/** Where a `ws` WebSocket keeps its `Link`. */
+const LINK = Symbol("link");
+type LinkedWebSocket = WebSocket & { [LINK]: Link };
+
+/**
+ * Through Deno's node layer every socket write is an op and every chunk a
+ * stream entry. Frames sent in one turn (a fan-out, a batch's answers) leave
+ * in one write per socket when the turn's microtasks run: one microtask for
+ * every socket written in that turn.
+ */
+const pendingLinks: Link[] = [];
+
+function flushAll(): void {
+  // A flush may run code that sends (a write error's listeners): those go in the next turn.
+  const links = pendingLinks.splice(0);
+  for (let i = 0; i < links.length; i++) links[i]!.flush();
+}
+
+function linkOf(ws: WebSocket): Link {
+  return (ws as LinkedWebSocket)[LINK];
+}
+
+// Without an `error` listener a bad frame would crash the process.
+function onWsError(this: WebSocket, err: Error): void {
+  const link = linkOf(this);
+  link.errorCode ??= errorCloseCode(err);
+  stopReading(this, link.socket);
+}
+
+function onWsSeen(this: WebSocket): void {
+  linkOf(this).lastSeen = performance.now();
+}
+
+function onWsMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
+  const link = linkOf(this);
+  link.lastSeen = performance.now();
+  if (isBinary) link.handlers?.onBinary();
+  else link.handlers?.onText(rawText(data));
+}
+
+// ws emits `close` once per socket; the code is the peer's, or 1006.
+function onWsClose(this: WebSocket, code: number): void {
+  const link = linkOf(this);
+  link.peers.delete(link);
+  try {
+    link.handlers?.onClose(link.errorCode ?? code);
+  } finally {
+    link.onClosed?.();
+  }
+}
+
+/**
  * Serves one listener with `ws` in `noServer` mode on a `node:http(s)` server.
  * `ws` enforces `maxPayload` while a message arrives (close 1009 once the
  * fragments so far exceed it), refuses unmasked frames (1002) and invalid
@@ -141,7 +296,7 @@ export const wsTransport: Transport = async (options) => {
     perMessageDeflate: false,
     clientTracking: false,
   });
-  const peers = new Map<WebSocket, Peer>();
+  const peers = new Set<Link>();
   /** Every TCP connection the server accepted and that is still open, upgraded or not. */
   const sockets = new Set<Socket>();
   let accepting = true;
@@ -152,9 +307,14 @@ export const wsTransport: Transport = async (options) => {
   const server = options.tls
     ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, onRequest)
     : http.createServer(onRequest);
+  // One listener function for every socket (`close` comes once): not a closure and a `once`
+  // wrapper per socket, which an idle connection would hold as long as it lives.
+  function forgetSocket(this: Socket): void {
+    sockets.delete(this);
+  }
   server.on("connection", (socket: Socket) => {
     sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
+    socket.on("close", forgetSocket);
   });
   const pending = new PendingConnections(server, options.tls !== undefined, {
     headersTimeoutMs: options.headersTimeoutMs,
@@ -204,78 +364,25 @@ export const wsTransport: Transport = async (options) => {
 
   function accept(ws: WebSocket, info: UpgradeInfo, socket: Duplex): void {
     endReceiverOnce(ws);
-    let errorCode: number | undefined;
-    let resolveClosed!: () => void;
-    const peer: Peer = {
-      lastSeen: performance.now(),
-      closed: new Promise((resolve) => resolveClosed = resolve),
-    };
-    peers.set(ws, peer);
-    // Without an `error` listener a bad frame would crash the process.
-    ws.on("error", (err) => {
-      errorCode ??= errorCloseCode(err);
-      stopReading(ws, socket);
-    });
-    // ws writes each frame on its own; through Deno's node layer every write
-    // is an op. Frames sent in one turn (a fan-out, a batch's answers) are
-    // corked together and leave in one write when the turn ends.
-    let corked = false;
-    const uncork = () => {
-      corked = false;
-      socket.uncork();
-    };
-    const conn: WsConnection = {
-      send: (text) => {
-        if (ws.readyState !== ws.OPEN) return;
-        if (!corked) {
-          corked = true;
-          socket.cork();
-          queueMicrotask(uncork);
-        }
-        ws.send(text);
-      },
-      close: (code, reason) => {
-        if (ws.readyState !== ws.OPEN) return;
-        ws.close(code, reason);
-        // ws would wait 30 s for the peer's close frame, reading (and handing us)
-        // whatever it keeps sending meanwhile; a peer we closed gets a short grace.
-        const cut = setTimeout(() => ws.terminate(), CLOSE_HANDSHAKE_MS);
-        ws.once("close", () => clearTimeout(cut));
-      },
-      terminate: () => ws.terminate(),
-      get bufferedAmount() {
-        return ws.bufferedAmount;
-      },
-    };
-    let handlers: WsHandlers | undefined;
+    const link = new Link(ws, socket, peers);
+    (ws as LinkedWebSocket)[LINK] = link;
+    peers.add(link);
+    ws.on("error", onWsError);
     try {
-      handlers = options.onOpen(conn, info);
+      link.handlers = options.onOpen(link, info);
     } catch {
       ws.terminate();
     }
-    const seen = () => peer.lastSeen = performance.now();
-    ws.on("ping", seen).on("pong", seen);
-    ws.on("message", (data, isBinary) => {
-      seen();
-      if (isBinary) handlers?.onBinary();
-      else handlers?.onText(rawText(data));
-    });
-    // ws emits `close` once per socket; the code is the peer's, or 1006.
-    ws.once("close", (code) => {
-      peers.delete(ws);
-      try {
-        handlers?.onClose(errorCode ?? code);
-      } finally {
-        resolveClosed();
-      }
-    });
+    ws.on("ping", onWsSeen).on("pong", onWsSeen);
+    ws.on("message", onWsMessage);
+    ws.on("close", onWsClose);
   }
 
   // One timer per listener: ping everyone, drop whoever stayed silent too long.
   const idle = setInterval(() => {
     const now = performance.now();
-    for (const [ws, peer] of peers) {
-      if (now - peer.lastSeen > options.idleTimeoutMs) ws.terminate();
+    for (const { ws, lastSeen } of peers) {
+      if (now - lastSeen > options.idleTimeoutMs) ws.terminate();
       else if (ws.readyState === ws.OPEN) ws.ping();
     }
   }, Math.max(10, Math.floor(options.idleTimeoutMs / 2)));
@@ -311,8 +418,8 @@ export const wsTransport: Transport = async (options) => {
   const close = async () => {
     await stopAccepting();
     clearInterval(idle);
-    const ended = [...peers.values()].map((peer) => peer.closed);
-    for (const ws of peers.keys()) ws.terminate();
+    const ended = [...peers].map((link) => new Promise<void>((resolve) => link.onClosed = resolve));
+    for (const { ws } of [...peers]) ws.terminate();
     for (const socket of sockets) socket.destroy();
     await Promise.all([...ended, serverClosed]);
   };
