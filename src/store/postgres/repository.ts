@@ -99,8 +99,6 @@ export class PostgresRepository implements ChatRepository {
   /** Keyed `sender:recipient`. */
   readonly #relationPairs: BatchLoader<string, Relation>;
   readonly #friendLists: BatchLoader<number, readonly number[]>;
-  /** User id → whether they appear offline (fresh: asked after the caller asked). */
-  readonly #appearOffline: BatchLoader<number, boolean>;
 
   private constructor(sql: Sql, options: PostgresOptions) {
     this.#sql = sql;
@@ -176,14 +174,6 @@ export class PostgresRepository implements ChatRepository {
           return lists;
         }, { users: ids.length }),
       [],
-    );
-    this.#appearOffline = new BatchLoader<number, boolean>(
-      (ids) =>
-        this.#deadline(
-          () => settingsQueries.appearOffline(sql, ids),
-          ids.length === 1 ? { user_id: ids[0] } : { users: ids.length },
-        ),
-      false,
     );
     this.#readFlags = new ReadFlagSweeper(sql, {
       intervalMs: options.readFlagsIntervalMs,
@@ -431,13 +421,10 @@ export class PostgresRepository implements ChatRepository {
     });
   }
 
-  /**
-   * Batched like the token checks were: every login's hub join asks this after it subscribed
-   * (`hub.ts`), so a burst of logins shares a few statements; each key is read by a statement
-   * sent after it was asked, so the answer is as fresh as a query of its own.
-   */
   appearsOffline(userId: number): Promise<boolean> {
-    return this.#appearOffline.load(userId);
+    return this.#deadline(() => settingsQueries.appearsOffline(this.#sql, userId), {
+      user_id: userId,
+    });
   }
 
   recordLastSeen(userId: number, at: Date): void {

@@ -119,20 +119,13 @@ export async function seenStates(
   }]));
 }
 
-/**
- * Of `userIds`, whether each appears offline now (read fresh: presence frames depend on it);
- * a user without a settings row does not (left out of the map).
- */
-export async function appearOffline(
-  sql: Sql,
-  userIds: readonly number[],
-): Promise<Map<number, boolean>> {
-  const rows = rowsOf(
-    await sql<{ user_id: string; appear_offline: boolean }[]>`
-      select user_id::text, appear_offline from chat_user_settings
-      where user_id = any(${sql.array([...userIds])}::bigint[])`,
+/** Whether the user appears offline now (read fresh: presence frames depend on it). */
+export async function appearsOffline(sql: Sql, userId: number): Promise<boolean> {
+  const [row] = rowsOf(
+    await sql<{ appear_offline: boolean }[]>`
+      select appear_offline from chat_user_settings where user_id = ${userId}`,
   );
-  return new Map(rows.map((r) => [Number(r.user_id), r.appear_offline]));
+  return row?.appear_offline ?? false;
 }
 
 /**
