@@ -11,7 +11,8 @@
  * that arrived after the migration (user 30001, from 50 friends) and one with
  * 10 (user 30100): the login (`chat_mailbox`), `sync {after_seq}`, the v1.1
  * sync on the stream, `read` (`chat_mark_read`) and an edit
- * (`chat_change_message`) and the writer's batch, every statement each sends and every statement run
+ * (`chat_change_message`) and the writer's batch, the whole login in one statement
+ * (`chat_sign_in`, migration 10), every statement each sends and every statement run
  * inside their plpgsql functions, through `auto_explain` (nested statements,
  * ANALYZE, BUFFERS), and the shared buffers of each login side by side.
  * Writes nothing but its own database, which it drops at the end.
@@ -24,6 +25,7 @@
 import postgres, { type Sql } from "postgres";
 import * as mailbox from "../src/store/postgres/mailbox_queries.ts";
 import * as updates from "../src/store/postgres/updates_queries.ts";
+import { signIn } from "../src/store/postgres/sign_in.ts";
 import { insertRows } from "../src/store/postgres/message_insert.ts";
 import { flagBatch } from "../src/store/postgres/read_flags.ts";
 import { migrate } from "../src/store/postgres/migrations.ts";
@@ -291,6 +293,7 @@ async function v12Plans(): Promise<void> {
     set auto_explain.log_timing = on; set auto_explain.log_nested_statements = on;
     set auto_explain.log_level = notice`);
   const buffers: string[] = [];
+  const signInBuffers: string[] = [];
   const far = () => new Date(Date.now() + 3600_000);
   try {
     const run = async (title: string, call: (q: Sql) => Promise<unknown>) => {
@@ -328,6 +331,15 @@ async function v12Plans(): Promise<void> {
         (q) => mailbox.mailboxSummary(q, user),
       );
       buffers.push(`user ${user}: ${n} shared buffers`);
+    }
+    // The whole login in one statement (migration 10): the same counters, plus the token
+    // check, friends, settings and last seen.
+    for (const user of [FULL, FEW]) {
+      const n = await run(
+        `login in one statement (signIn → chat_sign_in), user ${user}`,
+        (q) => signIn(q, user, Math.floor(Date.now() / 1000)),
+      );
+      signInBuffers.push(`user ${user}: ${n} shared buffers`);
     }
     await run(
       `sync {after_seq: 0, limit: 500}, user ${FULL} (updatesAfter)`,
@@ -385,6 +397,9 @@ async function v12Plans(): Promise<void> {
   }
   print(
     `- the login's top-level statement (chat_mailbox's statements included): ${buffers.join("; ")}`,
+  );
+  print(
+    `- the one-statement login (chat_sign_in's statements included): ${signInBuffers.join("; ")}`,
   );
   print();
 }

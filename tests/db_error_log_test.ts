@@ -8,12 +8,13 @@ import { createLogger } from "../src/log.ts";
 import { UnavailableError } from "../src/store/repository.ts";
 import { connectRepository, createTestDatabase, waitingOnLock } from "./support/db.ts";
 
-Deno.test("a statement that fails for one user's read, sync or mailbox logs that user's id", async () => {
+Deno.test("a statement that fails for one user's read, sync, mailbox or sign-in logs that user's id", async () => {
   const db = await createTestDatabase();
   const lines: Record<string, unknown>[] = [];
   const logger = createLogger("debug", (line) => lines.push(JSON.parse(line)));
   const repository = await connectRepository(db.url, { logger });
   const holder = await db.sql.reserve();
+  await db.addUser(13);
   try {
     await holder`begin`;
     await holder`lock table messages in access exclusive mode`;
@@ -21,6 +22,7 @@ Deno.test("a statement that fails for one user's read, sync or mailbox logs that
       [7, "chat_mark_read(", () => repository.markRead(7, 8, 100)],
       [9, "'head' as kind", () => repository.updatesAfter(9, 0, 10)],
       [11, "chat_mailbox(", () => repository.mailboxSummary(11)],
+      [13, "chat_sign_in(", () => repository.signIn(13, Math.floor(Date.now() / 1000))],
     ];
     for (const [userId, needle, request] of failing) {
       const failed = assert.rejects(request(), UnavailableError);

@@ -323,6 +323,54 @@ for (const [name, make] of Object.entries(implementations)) {
   });
 
   contract(
+    "signIn answers the token's access, and when ok what friends, mailbox, settings and last seen answer",
+    async (f) => {
+      for (const id of [1, 2, 3, 4]) await f.addUser(id);
+      await f.addUser(5, false);
+      await f.befriend(1, 2);
+      await f.befriend(3, 1);
+      await f.befriend(1, 4);
+      await f.block(4, 1);
+      const ids = await seed(f, [[2, 1], [2, 1], [3, 1], [1, 2]]);
+      await f.repository.markRead(1, 2, ids[0]!);
+      const inAnHour = new Date(Math.floor(Date.now() / 1000) * 1000 + 3_600_000);
+      const body = () => ({});
+      await f.repository.updateSettings(1, { mute: { friendUserId: 2, until: inAnHour } }, body);
+      await f.repository.updateSettings(1, { dndUntil: inAnHour }, body);
+      await f.repository.updateSettings(2, { appearOffline: true }, body);
+      const now = Math.floor(Date.now() / 1000);
+      await f.repository.revokeTokens([3], new Date(now * 1000));
+
+      assert.deepEqual(await f.repository.signIn(5, now), { access: "inactive" });
+      assert.deepEqual(await f.repository.signIn(6, now), { access: "inactive" }, "unknown");
+      assert.deepEqual(await f.repository.signIn(3, now), { access: "revoked" });
+      const signedIn = await f.repository.signIn(1, now);
+      assert.equal(signedIn.access, "ok");
+      if (signedIn.access !== "ok") return;
+      const friends = [...await f.repository.friendIds(1)].sort((a, b) => a - b);
+      assert.deepEqual([...signedIn.friends].sort((a, b) => a - b), friends);
+      assert.deepEqual(friends, [2, 3], "the blocker is no friend");
+      assert.deepEqual(signedIn.mailbox, await f.repository.mailboxSummary(1));
+      assert.deepEqual(signedIn.mailbox.unreadBySender, new Map([[2, 1], [3, 1]]));
+      assert.deepEqual(signedIn.settings, await f.repository.settings(1));
+      assert.deepEqual(signedIn.settings.muted, new Map([[2, inAnHour]]));
+      assert.deepEqual(signedIn.settings.dndUntil, inAnHour);
+      assert.deepEqual(signedIn.seen, await f.repository.seenStates(friends));
+      assert.equal(signedIn.seen.get(2)?.appearOffline, true);
+      assert.ok(signedIn.seen.get(2)?.lastSeenAt instanceof Date);
+      // A user with nothing: no friends, an empty mailbox, the default settings.
+      const alone = await f.repository.signIn(4, now);
+      assert.deepEqual(alone, {
+        access: "ok",
+        friends: [],
+        mailbox: { unreadCount: 0, unreadBySender: new Map(), lastMessageId: 0, seq: 0 },
+        settings: { muted: new Map(), dndUntil: undefined, appearOffline: false },
+        seen: new Map(),
+      });
+    },
+  );
+
+  contract(
     "delivered is first once, then already; others' messages are not_recipient",
     async (f) => {
       const [toBob, toAlice] = await seed(f, [[1, 2], [2, 1]]);

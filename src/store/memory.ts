@@ -21,6 +21,7 @@ import type {
   Relation,
   ReportResult,
   Seqs,
+  SignIn,
   SnapshotMessage,
   StoredMessage,
   StoreResult,
@@ -95,6 +96,17 @@ export class MemoryRepository implements ChatRepository {
       const revokedAt = this.revocations.get(userId);
       return revokedAt !== undefined && issuedAt * 1000 <= revokedAt ? "revoked" : "ok";
     });
+  }
+
+  async signIn(userId: number, issuedAt: number): Promise<SignIn> {
+    const access = await this.tokenAccess(userId, issuedAt);
+    if (access !== "ok") return { access };
+    const [friends, mailbox, settings] = await Promise.all([
+      this.friendIds(userId),
+      this.mailboxSummary(userId),
+      this.settings(userId),
+    ]);
+    return { access, friends, mailbox, settings, seen: await this.seenStates(friends) };
   }
 
   revokeTokens(userIds: readonly number[], at: Date): Promise<void> {

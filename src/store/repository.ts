@@ -201,6 +201,22 @@ export type DeliveredResult =
 export type TokenAccess = "ok" | "inactive" | "revoked";
 
 /**
+ * The outcome of `signIn`: the token's access and, only when it is `ok`, what
+ * `authenticated` reads of the user (as `friendIds`, `mailboxSummary`, `settings`
+ * and `seenStates` of the friends would answer).
+ */
+export type SignIn =
+  | { access: "inactive" | "revoked" }
+  | {
+    access: "ok";
+    friends: readonly number[];
+    mailbox: MailboxSummary;
+    settings: UserSettings;
+    /** Of `friends`, those with a seen state. */
+    seen: Map<number, SeenState>;
+  };
+
+/**
  * Whether a sender may message (or type to) a recipient: an approved friendship in either
  * direction, and neither blocked the other (checks 6 and 7 in docs/protocol.md, "Chat messages").
  */
@@ -232,6 +248,13 @@ export interface ChatRepository {
    * deactivation holds for the next sign-in.
    */
   tokenAccess(userId: number, issuedAt: number): Promise<TokenAccess>;
+  /**
+   * A login's storage work at once: `tokenAccess`, then (only when `ok`) the
+   * friends, the mailbox summary, the settings and the friends' seen states.
+   * Postgres answers it in one statement (`chat_sign_in`, migration 10);
+   * rejects with `UnavailableError` like each of them.
+   */
+  signIn(userId: number, issuedAt: number): Promise<SignIn>;
   /**
    * `POST /disconnect`: from now on every token of these users issued at or
    * before `at` is refused, on every node and after restarts. A later call

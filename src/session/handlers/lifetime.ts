@@ -87,17 +87,17 @@ async function authenticate(ctx: LifetimeContext, frame: AuthenticateFrame): Pro
 async function signIn(ctx: LifetimeContext, userId: number, issuedAt: number): Promise<Reply> {
   const { repository, logger } = ctx.services;
   if (!ctx.isOpen) return;
-  const access = await repository.tokenAccess(userId, issuedAt);
-  if (access !== "ok") {
-    logger.info("auth_failed", { reason: access, user_id: userId, client_ip: ctx.clientAddress });
+  // One statement: the token's access, then friends, mailbox, settings and last seen.
+  const signedIn = await repository.signIn(userId, issuedAt);
+  if (signedIn.access !== "ok") {
+    logger.info("auth_failed", {
+      reason: signedIn.access,
+      user_id: userId,
+      client_ip: ctx.clientAddress,
+    });
     return ctx.authFailed("Invalid auth token");
   }
-  const [friends, mailbox, settings] = await Promise.all([
-    repository.friendIds(userId),
-    repository.mailboxSummary(userId),
-    repository.settings(userId),
-  ]);
-  const seen = await repository.seenStates(friends);
+  const { friends, mailbox, settings, seen } = signedIn;
   if (!ctx.isOpen) return; // closed while the database answered
   await ctx.join(userId, expiresAt(ctx, issuedAt));
   if (!ctx.isOpen) return;

@@ -35,6 +35,7 @@ import type {
   ReadResult,
   Relation,
   ReportResult,
+  SignIn,
   StoredMessage,
   StoreResult,
   TokenAccess,
@@ -49,6 +50,7 @@ import { rowsOf } from "./pg_rows.ts";
 import { ReadFlagSweeper } from "./read_flags.ts";
 import { LastSeenWriter } from "./last_seen.ts";
 import * as settingsQueries from "./settings_queries.ts";
+import * as signInQuery from "./sign_in.ts";
 import type {
   SeenState,
   SettingsBody,
@@ -237,6 +239,23 @@ export class PostgresRepository implements ChatRepository {
     const revokedAt = await this.#activeUsers.load(userId);
     if (revokedAt === undefined) return "inactive";
     return issuedAt * 1000 <= revokedAt ? "revoked" : "ok";
+  }
+
+  /**
+   * One statement (`chat_sign_in`): fresh like `tokenAccess`, so a revocation or a
+   * deactivation holds for the next sign-in. The friend list it read serves
+   * `friendIds` for the cache's age, as a list loaded there would.
+   */
+  async signIn(userId: number, issuedAt: number): Promise<SignIn> {
+    const answer = await this.#deadline(
+      () => signInQuery.signIn(this.#sql, userId, issuedAt),
+      { user_id: userId },
+    );
+    if (answer.access === "ok") {
+      const friends = answer.friends;
+      this.#friends.get(userId, () => Promise.resolve(friends));
+    }
+    return answer;
   }
 
   revokeTokens(userIds: readonly number[], at: Date): Promise<void> {

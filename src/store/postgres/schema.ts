@@ -892,4 +892,84 @@ export const MIGRATIONS: readonly Migration[] = [
       },
     ],
   },
+  {
+    // One statement for a login (issues 19 and 26): a v1.2 sign-in sent five (the token
+    // check, friends, the mailbox, settings and mutes, the friends' last seen), and on this
+    // machine the server's cost of a login was mostly writing them. `chat_sign_in` answers
+    // the token's verdict and, only when it may sign in, everything `authenticated` reads,
+    // as one json value. The mailbox part is `chat_mailbox` (the counters, the user's state
+    // row created, a user not yet counted counted once), so it stays O(1) in the mailbox.
+    // Functions only: nothing is locked but the function's name.
+    version: 10,
+    name: "sign-in in one statement",
+    sql: `
+      -- {"access": "inactive" | "revoked"} or {"access": "ok", "friends": [id…],
+      --  "mailbox": [[friend | null, n]…] (null: the latest seq), "last": last message id,
+      --  "dnd": ms | null, "offline": bool, "mutes": [[friend, until ms]…],
+      --  "seen": [[friend, appear offline, last seen ms | null]…]}; times in Unix ms,
+      -- cut to the millisecond as a JavaScript Date holds them. Revoked: issued at or
+      -- before the user's last revocation, compared in ms as doubles (as tokenAccess does).
+      create or replace function chat_sign_in(p_user bigint, p_issued_at double precision)
+      returns json
+      language plpgsql as $body$
+      declare
+        revoked_ms double precision;
+        friends bigint[];
+        result json;
+      begin
+        select coalesce((extract(epoch from r.revoked_at) * 1000)::float8, 0) into revoked_ms
+        from users u left join chat_token_revocations r on r.user_id = u.user_id
+        where u.user_id = p_user and u.active;
+        if not found then
+          return json_build_object('access', 'inactive');
+        end if;
+        if p_issued_at * 1000 <= revoked_ms then
+          return json_build_object('access', 'revoked');
+        end if;
+        -- approved friends, either direction, except where either blocked the other
+        friends := array(
+          select distinct case when f.requester_user_id = p_user then f.recipient_user_id
+                               else f.requester_user_id end
+          from friendships f
+          where f.status = 'approved'
+            and (f.requester_user_id = p_user or f.recipient_user_id = p_user)
+            and not exists (
+              select 1 from blocks b
+              where (b.blocker_user_id = f.requester_user_id
+                     and b.blocked_user_id = f.recipient_user_id)
+                 or (b.blocker_user_id = f.recipient_user_id
+                     and b.blocked_user_id = f.requester_user_id)));
+        select json_build_object(
+          'access', 'ok',
+          'friends', to_json(friends),
+          'mailbox', (select json_agg(json_build_array(c.friend_user_id, c.n))
+                      from chat_mailbox(p_user) c),
+          'last', greatest(
+            (select message_id from messages
+             where (recipient_user_id, message_id) >= (p_user, (-9223372036854775808)::bigint)
+               and (recipient_user_id, message_id) < (p_user, 9223372036854775807::bigint)
+             order by recipient_user_id desc, message_id desc limit 1),
+            (select message_id from messages
+             where (sender_user_id, message_id) >= (p_user, (-9223372036854775808)::bigint)
+               and (sender_user_id, message_id) < (p_user, 9223372036854775807::bigint)
+             order by sender_user_id desc, message_id desc limit 1),
+            0),
+          'dnd', (select floor(extract(epoch from s.dnd_until) * 1000)
+                  from chat_user_settings s
+                  where s.user_id = p_user and s.dnd_until > now()),
+          'offline', coalesce((select s.appear_offline from chat_user_settings s
+                               where s.user_id = p_user), false),
+          'mutes', (select json_agg(json_build_array(m.friend_user_id,
+                                                     floor(extract(epoch from m.until) * 1000))
+                                    order by m.friend_user_id)
+                    from chat_mutes m where m.user_id = p_user and m.until > now()),
+          'seen', (select json_agg(json_build_array(s.user_id, s.appear_offline,
+                                                    floor(extract(epoch from s.last_seen_at) * 1000)))
+                   from chat_user_settings s where s.user_id = any(friends)))
+        into result;
+        return result;
+      end
+      $body$;
+    `,
+  },
 ];
