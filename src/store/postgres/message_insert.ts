@@ -7,9 +7,10 @@
  *   messages in a batch get increasing ids); they no longer follow commit
  *   order across the cluster (v1.2): the order that counts is each user's
  *   `seq`. The same statement records the rows' updates
- *   (`chat_record_messages`, migration 6: it locks the senders' and
- *   recipients' sequence rows in id order, numbers the updates, counts the
- *   unread) and sets the transaction-local flag that makes the table's
+ *   (`chat_number_messages`, migration 11: it numbers the updates and
+ *   counts the unread under the senders' and recipients' sequence row locks
+ *   `chat_try_lock_users` took; the waiting lane's `chat_record_messages`
+ *   takes them in id order first) and sets the transaction-local flag that makes the table's
  *   statement trigger, which does the same for every other writer, skip
  *   them. The rows the insert returns are matched back to the queued
  *   messages: by `(sender, client id)`, which is unique, and rows without a
@@ -140,7 +141,9 @@ export async function insertRows(
       returning message_id, sender_user_id, recipient_user_id, message_text, client_message_id,
                 sent_at, is_read, moderation
     ), recorded as materialized (
-      select r.* from chat_record_messages(
+      -- without the wait every user of an inserted row is in locked.got, held
+      -- by this transaction already: only the waiting lane locks them here
+      select r.* from ${sql.unsafe(wait ? "chat_record_messages" : "chat_number_messages")}(
         (select coalesce(array_agg(message_id order by message_id), '{}') from inserted),
         (select coalesce(array_agg(sender_user_id order by message_id), '{}') from inserted),
         (select coalesce(array_agg(recipient_user_id order by message_id), '{}') from inserted),

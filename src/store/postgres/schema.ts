@@ -972,4 +972,85 @@ export const MIGRATIONS: readonly Migration[] = [
       $body$;
     `,
   },
+  {
+    // Issue 19, Postgres CPU per message of the write path (docs/updates.md,
+    // "What a message costs"). `chat_number_messages` is `chat_record_messages`
+    // without taking the users' locks, for a caller that holds them: the
+    // writer's batch, after `chat_try_lock_users`, locked and upserted every
+    // user of the batch a second time (18 % of its shared buffers).
+    // `chat_record_messages` (the trigger, the waiting lane, a node of the
+    // previous release) locks them in id order, then calls it: one SQL
+    // implementation for every path, as before.
+    version: 11,
+    name: "numbering under the caller's locks",
+    sql: `
+      -- New messages become updates of their sender and recipient, in
+      -- message id order per user, and count as unread for the recipient
+      -- (unless already read or below the conversation's read mark). The
+      -- caller holds every user's chat_user_state row lock.
+      create or replace function chat_number_messages(
+        p_ids bigint[], p_senders bigint[], p_recipients bigint[], p_read boolean[]
+      ) returns table (message_id bigint, sender_seq bigint, recipient_seq bigint)
+      language plpgsql as $body$
+      begin
+        if coalesce(array_length(p_ids, 1), 0) = 0 then
+          return;
+        end if;
+        insert into chat_unread as c (user_id, friend_user_id, unread)
+          select m.recipient, m.sender, count(*)
+          from unnest(p_ids, p_senders, p_recipients, p_read) as m(id, sender, recipient, is_read)
+          where not m.is_read and m.recipient <> m.sender
+            and m.id > coalesce((select r.up_to_message_id from chat_read_marks r
+                                 where r.reader_user_id = m.recipient
+                                   and r.friend_user_id = m.sender), 0)
+          group by m.recipient, m.sender
+          order by m.recipient, m.sender
+          on conflict (user_id, friend_user_id) do update set unread = c.unread + excluded.unread;
+        return query
+        with parts as (
+          select m.id, m.sender as user_id, true as is_sender
+          from unnest(p_ids, p_senders) as m(id, sender)
+          union all
+          select m.id, m.recipient, false
+          from unnest(p_ids, p_senders, p_recipients) as m(id, sender, recipient)
+          where m.recipient <> m.sender
+        ), numbered as (
+          select p.*, row_number() over (partition by p.user_id order by p.id) as n,
+                 count(*) over (partition by p.user_id) as total
+          from parts p
+        ), bumped as (
+          update chat_user_state s set seq = s.seq + t.total
+          from (select distinct user_id, total from numbered) t
+          where s.user_id = t.user_id
+          returning s.user_id, s.seq - t.total as base
+        ), added as (
+          insert into chat_updates (user_id, seq, kind, message_id)
+          select n.user_id, b.base + n.n, 'message', n.id
+          from numbered n join bumped b on b.user_id = n.user_id
+          returning chat_updates.user_id, chat_updates.seq, chat_updates.message_id
+        )
+        select n.id,
+               max(a.seq) filter (where n.is_sender),
+               coalesce(max(a.seq) filter (where not n.is_sender), max(a.seq) filter (where n.is_sender))
+        from numbered n
+        join added a on a.user_id = n.user_id and a.message_id = n.id
+        group by n.id;
+      end
+      $body$;
+
+      -- The same, for a caller that does not hold the users' locks yet.
+      create or replace function chat_record_messages(
+        p_ids bigint[], p_senders bigint[], p_recipients bigint[], p_read boolean[]
+      ) returns table (message_id bigint, sender_seq bigint, recipient_seq bigint)
+      language plpgsql as $body$
+      begin
+        if coalesce(array_length(p_ids, 1), 0) = 0 then
+          return;
+        end if;
+        perform chat_lock_users(p_senders || p_recipients);
+        return query select * from chat_number_messages(p_ids, p_senders, p_recipients, p_read);
+      end
+      $body$;
+    `,
+  },
 ];
