@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import * as mailbox from "../src/store/postgres/mailbox_queries.ts";
+import { migrate } from "../src/store/postgres/migrations.ts";
 import { signIn } from "../src/store/postgres/sign_in.ts";
 import { connectRepository, createTestDatabase } from "./support/db.ts";
 import { startTestServer } from "./support/server.ts";
@@ -128,6 +129,64 @@ Deno.test("a sign-in reads a few rows of messages whether 10 or 5,000 are unread
   } finally {
     session.release();
     await repository.close();
+    await db.drop();
+  }
+});
+
+Deno.test("a first login with nothing to count makes the user's row in one write that does not wait for the disk, and a later one writes nothing", async () => {
+  const db = await createTestDatabase();
+  await migrate(db.sql);
+  const session = await db.sql.reserve();
+  try {
+    for (const id of [1, 2, 3]) await db.addUser(id);
+    await db.befriend(1, 2);
+    /** One sign-in in a transaction of its own, rolled back or committed: what it wrote. */
+    const signInOnce = async (userId: number, keep: boolean) => {
+      await session`begin`;
+      try {
+        const result = await signIn(session, userId, Math.floor(Date.now() / 1000));
+        const [tx] = await session<{ wrote: boolean; sync: string }[]>`
+          select txid_current_if_assigned() is not null as wrote,
+                 current_setting('synchronous_commit') as sync`;
+        return { result, wrote: tx!.wrote, sync: tx!.sync };
+      } finally {
+        await session.unsafe(keep ? "commit" : "rollback");
+      }
+    };
+    const stateOf = async (userId: number) =>
+      (await db.sql<{ seq: number; counts_ready: boolean }[]>`
+        select seq::int, counts_ready from chat_user_state where user_id = ${userId}`)[0];
+
+    // A fresh database: the counters' pass is done, nothing of anyone's to count.
+    const first = await signInOnce(1, true);
+    assert.equal(first.result.access, "ok");
+    assert.deepEqual(first.result.access === "ok" && first.result.friends, [2]);
+    assert.equal(first.wrote, true, "the first login makes the row");
+    assert.equal(first.sync, "off", "its commit does not wait for the WAL flush");
+    assert.deepEqual({ ...await stateOf(1) }, { seq: 0, counts_ready: true }, "counted already");
+
+    const again = await signInOnce(1, false);
+    assert.equal(again.wrote, false, "a later login writes nothing");
+    assert.equal(again.sync, "on");
+
+    // A row the writer made before the first login (counts_ready false), the pass done.
+    await db.sql`insert into messages (sender_user_id, recipient_user_id, message_text)
+                 values (2, 3, 'hello')`;
+    assert.deepEqual({ ...await stateOf(3) }, { seq: 1, counts_ready: false });
+    const withRow = await signInOnce(3, false);
+    assert.equal(withRow.wrote, false, "nothing to count: nothing written");
+    assert.ok(withRow.result.access === "ok");
+    assert.equal(withRow.result.mailbox.unreadCount, 1);
+    assert.equal(withRow.result.mailbox.seq, 1);
+
+    // A user the counters' pass has not reached: counted at the login, committed as before.
+    await db.sql`update chat_sequence_start set backfill_done = false, backfill_next_user = 0`;
+    const counted = await signInOnce(2, true);
+    assert.equal(counted.wrote, true);
+    assert.equal(counted.sync, "on", "counting commits with the flush");
+    assert.deepEqual({ ...await stateOf(2) }, { seq: 1, counts_ready: true });
+  } finally {
+    session.release();
     await db.drop();
   }
 });

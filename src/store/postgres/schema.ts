@@ -1053,4 +1053,61 @@ export const MIGRATIONS: readonly Migration[] = [
       $body$;
     `,
   },
+  {
+    // Issues 19 and 26, Postgres CPU per login: a user's first login wrote. `chat_mailbox`
+    // created the user's state row, then `chat_ensure_counts` set its `counts_ready` (a
+    // second version of the row), and the commit waited for its WAL flush: 280–490 µs of
+    // the backend's CPU against 100 for a later login (bench/README.md, "Postgres CPU per
+    // login"). Now a login reads the row first and writes only when it must:
+    // - a counted row, or a row whose user the background pass went past: nothing written;
+    // - no row, and nothing of the user's from before v1.2 to count (the pass went past
+    //   them, or it is done): the row is created in one insert, already counted, and the
+    //   commit does not wait for its WAL flush (`synchronous_commit` off for this
+    //   transaction only, and only when it had written nothing before). The row is
+    //   re-derivable: lost in a crash, it is the state before the login (no row, seq 0,
+    //   nothing to count), which the next login or the first write of the user creates
+    //   again; and anything durable that uses it (a message bumping its seq) commits later
+    //   in the same WAL, so its flush carries the row. It is still made at the first login
+    //   so the writer can lock the user without creating the row (`chat_try_lock_users`);
+    // - a user the pass has not reached: counted once under their lock, as before, with a
+    //   synchronous commit.
+    version: 12,
+    name: "a first login without a flush",
+    sql: `
+      create or replace function chat_mailbox(p_user bigint)
+      returns table (friend_user_id bigint, n bigint)
+      language plpgsql as $body$
+      declare
+        ready boolean;
+        latest bigint;
+        start chat_sequence_start;
+      begin
+        select s.counts_ready, s.seq into ready, latest from chat_user_state s
+        where s.user_id = p_user;
+        if ready is null or not ready then
+          select * into start from chat_sequence_start;
+          if start.backfill_done or p_user < start.backfill_next_user then
+            -- nothing of theirs from before v1.2 to count
+            if ready is null then
+              if txid_current_if_assigned() is null then
+                perform set_config('synchronous_commit', 'off', true);
+              end if;
+              insert into chat_user_state (user_id, counts_ready) values (p_user, true)
+                on conflict (user_id) do nothing;
+            end if;
+          else
+            insert into chat_user_state (user_id) values (p_user) on conflict (user_id) do nothing;
+            perform chat_ensure_counts(p_user);
+          end if;
+          latest := (select s.seq from chat_user_state s where s.user_id = p_user);
+        end if;
+        return query
+          select null::bigint, coalesce(latest, 0)
+          union all
+          select c.friend_user_id, c.unread from chat_unread c
+          where c.user_id = p_user and c.unread > 0;
+      end
+      $body$;
+    `,
+  },
 ];
