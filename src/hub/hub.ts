@@ -325,19 +325,19 @@ export class Hub {
     );
   }
 
-  async #leaveAfterGrace(userId: number): Promise<void> {
-    if (this.#peers.has(userId) || !this.#joined.has(userId)) return; // came back meanwhile
-    this.#joined.delete(userId);
-    const goneAt = this.#goneAt.get(userId) ?? this.#now();
-    this.#goneAt.delete(userId);
-    if (await this.#bus.leave(userId)) await this.#announce(userId, "offline", new Date(goneAt));
+  /** A user's grace ended: the shutdown's batch path with one user (one set of decisions). */
+  #leaveAfterGrace(userId: number): Promise<void> {
+    return this.#leaveAll([userId]);
   }
-
   /**
-   * `#leaveAfterGrace` for many users at once: never rejects (a failed step is logged once
-   * and decided as `#announce` decides it for one user).
+   * Users whose grace ended (one after its timer, or all of them at a shutdown) leave the
+   * cluster; those it was the last node of are announced offline to their online friends, with
+   * their last seen unless they appear offline. Never rejects: a failed step is logged once (with
+   * the first user's id and how many there were) and decided as `#announce` decides for one
+   * user (unreadable visibility: an `offline` without its time).
    */
   async #leaveAll(userIds: readonly number[]): Promise<void> {
+    // Not those who came back meanwhile.
     const leaving = userIds.filter((id) => !this.#peers.has(id) && this.#joined.has(id));
     const goneAt = new Map<number, number>();
     for (const userId of leaving) {
@@ -353,13 +353,21 @@ export class Hub {
       })
     ));
     if (failure !== undefined) {
-      this.#logger.warn("presence_failed", { users: leaving.length, error: errorMessage(failure) });
+      this.#logger.warn("presence_failed", {
+        user_id: leaving[0],
+        users: leaving.length,
+        error: errorMessage(failure),
+      });
     }
     const gone = leaving.filter((_, i) => lastOnes[i]);
     if (gone.length === 0) return;
     // Of those, who appears offline: read fresh (none is subscribed here any more).
     const seen = await this.#repository.seenStates(gone).catch((err) => {
-      this.#logger.warn("appear_offline_unknown", { users: gone.length, error: errorMessage(err) });
+      this.#logger.warn("appear_offline_unknown", {
+        user_id: gone[0],
+        users: gone.length,
+        error: errorMessage(err),
+      });
       return undefined;
     });
     let friendsFailure: unknown;
@@ -379,6 +387,7 @@ export class Hub {
     });
     if (friendsFailure !== undefined) {
       this.#logger.warn("presence_friends_unavailable", {
+        user_id: gone[0],
         users: gone.length,
         error: errorMessage(friendsFailure),
       });
