@@ -143,6 +143,8 @@ class Link implements WsConnection {
   onClosed: (() => void) | undefined = undefined;
   /** Texts sent in this turn, not yet written (`flush`). */
   pending: string[] | undefined = undefined;
+  /** Their UTF-8 lengths, in the same order. */
+  pendingSizes: number[] | undefined = undefined;
   /** Their bytes on the wire, headers included. */
   pendingBytes = 0;
 
@@ -159,9 +161,11 @@ class Link implements WsConnection {
     this.pendingBytes += headerLength(bytes) + bytes;
     if (this.pending !== undefined) {
       this.pending.push(text);
+      this.pendingSizes!.push(bytes);
       return;
     }
     this.pending = [text];
+    this.pendingSizes = [bytes];
     if (pendingLinks.push(this) === 1) queueMicrotask(flushAll);
   }
 
@@ -174,34 +178,35 @@ class Link implements WsConnection {
   flush(): void {
     const texts = this.pending;
     if (texts === undefined) return;
+    const sizes = this.pendingSizes!;
+    const total = this.pendingBytes;
     this.pending = undefined;
+    this.pendingSizes = undefined;
     this.pendingBytes = 0;
     const ws = this.ws;
     if (ws.readyState !== ws.OPEN) return;
-    let most = 0;
-    for (let i = 0; i < texts.length; i++) most += texts[i]!.length * 3 + 10;
-    const out = Buffer.allocUnsafe(most);
+    // Sized exactly: `send` measured every text.
+    const out = Buffer.allocUnsafe(total);
     let at = 0;
     for (let i = 0; i < texts.length; i++) {
-      const text = texts[i]!;
-      // A UTF-16 unit is at most 3 bytes of UTF-8: room for the header the text could need.
-      const room = headerLength(text.length * 3);
-      const bytes = out.write(text, at + room, "utf8");
-      const header = headerLength(bytes);
-      if (header < room) out.copyWithin(at + header, at + room, at + room + bytes);
+      const bytes = sizes[i]!;
       out[at] = 0x81; // FIN, text
-      if (header === 2) out[at + 1] = bytes;
-      else if (header === 4) {
+      if (bytes < 126) {
+        out[at + 1] = bytes;
+        at += 2;
+      } else if (bytes < 65536) {
         out[at + 1] = 126;
         out.writeUInt16BE(bytes, at + 2);
+        at += 4;
       } else {
         out[at + 1] = 127;
         out.writeUInt32BE(Math.floor(bytes / 2 ** 32), at + 2);
         out.writeUInt32BE(bytes >>> 0, at + 6);
+        at += 10;
       }
-      at += header + bytes;
+      at += out.write(texts[i]!, at, "utf8");
     }
-    this.socket.write(out.subarray(0, at));
+    this.socket.write(out);
   }
 
   close(code: number, reason?: string): void {
@@ -217,6 +222,7 @@ class Link implements WsConnection {
 
   terminate(): void {
     this.pending = undefined;
+    this.pendingSizes = undefined;
     this.pendingBytes = 0;
     this.ws.terminate();
   }
