@@ -95,14 +95,24 @@ export async function insertRows(
     await sql<Row[]>`
     with recording as materialized (
       -- tells the messages trigger that this statement records its rows' updates itself
-      select set_config('chat.updates_recorded', 'on', true) as on
+      select set_config('chat.updates_recorded', 'on', true) as on,
+             ${wait}::boolean as wait, ${sql.array(users)}::bigint[] as users
+    ), first as materialized (
+      -- The users no other transaction holds, locked now in id order: in the
+      -- common case all of them, and the batch needs no more. (Not in the
+      -- waiting lane, which takes every lock in id order, waiting.)
+      select coalesce(array_agg(s.user_id), '{}') as got
+      from (select u.user_id from recording r, chat_user_state u
+            where not r.wait and u.user_id = any(r.users)
+            order by u.user_id for update of u skip locked) s
     ), locked as materialized (
-      -- the users no other transaction holds, now locked by this one (null: wait for all)
-      select case when ${wait}::boolean then null
-                  else chat_try_lock_users(${sql.array(users)}::bigint[],
-                                           ${sql.unsafe(String(HELD_WAIT_MS))}) end
+      -- the users this transaction holds (null: wait for all); a user another
+      -- transaction holds, or one without a state row, is tried again for a while
+      select case when r.wait then null
+                  when cardinality(f.got) = cardinality(r.users) then f.got
+                  else chat_try_lock_users(r.users, ${sql.unsafe(String(HELD_WAIT_MS))}) end
              as got
-      from recording
+      from recording r, first f
     ), input as materialized (
       select t.*, (l.got is null or (t.sender = any(l.got) and t.recipient = any(l.got))) as ready
       from locked l, unnest(
