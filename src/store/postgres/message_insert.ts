@@ -9,8 +9,10 @@
  *   `seq`. The same statement records the rows' updates
  *   (`chat_number_messages`, migration 11: it numbers the updates and
  *   counts the unread under the senders' and recipients' sequence row locks
- *   `chat_try_lock_users` took; the waiting lane's `chat_record_messages`
- *   takes them in id order first) and sets the transaction-local flag that makes the table's
+ *   the statement took first: skip locked, in id order, and through
+ *   `chat_try_lock_users`, which tries again for a while, only when one was
+ *   held or had no row; the waiting lane's `chat_record_messages` takes them
+ *   in id order first, waiting) and sets the transaction-local flag that makes the table's
  *   statement trigger, which does the same for every other writer, skip
  *   them. The rows the insert returns are matched back to the queued
  *   messages: by `(sender, client id)`, which is unique, and rows without a

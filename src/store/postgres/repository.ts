@@ -505,18 +505,8 @@ const DEADLINE_MARGIN_MS = 1000;
  * cost more as the table grew (8-row batches: 0.8 → 14 ms over 16,000 rows,
  * until the next ANALYZE). With sequential scans priced out, the plan is the
  * index probe whatever the statistics say.
- *
- * Generic plans from the first run: the statement and the functions it calls
- * (`chat_number_messages`, `chat_try_lock_users`) take arrays whose contents
- * the planner cannot use anyway, yet Postgres planned them again for every
- * batch, choosing custom plans: about 260 µs of the backend's CPU per batch,
- * a third of a one-message batch's cost (bench/README.md, "Fixed cost per
- * batch").
  */
-export const WRITER_SETTINGS = {
-  enable_seqscan: "off",
-  plan_cache_mode: "force_generic_plan",
-} as const;
+export const WRITER_SETTINGS = { enable_seqscan: "off" } as const;
 
 /**
  * The pool runs only this server's own statements, the mailbox queries

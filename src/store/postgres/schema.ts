@@ -1110,4 +1110,22 @@ export const MIGRATIONS: readonly Migration[] = [
       $body$;
     `,
   },
+  {
+    // Issue 19, the fixed cost of a batch: Postgres planned the statements inside
+    // `chat_number_messages` afresh for every call (custom plans, since their array
+    // parameters change every time), about 270 µs of the backend's CPU per batch: a third
+    // of a one-message batch's (bench/README.md, "A batch's fixed cost"). Every access in
+    // it is an equality on a table's whole primary key (`chat_user_state`, `chat_unread`,
+    // `chat_read_marks`), so one generic plan is right whatever the arrays hold, and it is
+    // kept for the session. Set on the function alone, not on the writer's connection:
+    // forced there, the writer's own statement kept a plan made while `messages` was empty,
+    // whose probe for repeats walked a whole index per message (the saturated rate fell to
+    // a quarter in the bench; repository.ts, WRITER_SETTINGS).
+    version: 13,
+    name: "numbering with a generic plan",
+    sql: `
+      alter function chat_number_messages(bigint[], bigint[], bigint[], boolean[])
+        set plan_cache_mode = force_generic_plan;
+    `,
+  },
 ];
