@@ -6,11 +6,15 @@
  * between random friends (a fixed seed; half with a client id) through
  * `insertRows` on one connection, as the writer sends them. Printed per
  * message: shared buffers (hit + read, `pg_stat_database`), the backend's CPU
- * (user + system, from `/proc`), and the share of `chat_user_state` and
- * `chat_unread` updates that were HOT (no new index entry). Buffers do not
- * depend on the machine's load; the CPU does, a little (caches).
+ * (user + system, from `/proc`; also per batch), and the share of
+ * `chat_user_state` and `chat_unread` updates that were HOT (no new index
+ * entry); then, per call, the time spent in each SQL function the statement
+ * calls (`track_functions`), which splits a batch's cost between the insert
+ * and the numbering. Buffers do not depend on the machine's load; the CPU
+ * does, a little (caches). A batch of 1 shows the fixed cost of a batch (what
+ * a message costs at low rates), 64 or 256 the cost per message under load.
  *
- *   deno run -A bench/write_cost.ts [batches=400] [users=2000]
+ *   deno run -A bench/write_cost.ts [batches=400] [users=2000] [batch=64]
  *
  * Run it in each tree (`git archive REV | tar -x`, this file copied in) for
  * a before → after. Writes nothing but its own database, dropped at the end.
@@ -19,15 +23,18 @@
 import postgres from "postgres";
 import { insertRows } from "../src/store/postgres/message_insert.ts";
 import { migrate } from "../src/store/postgres/migrations.ts";
-import { POOL_SETTINGS } from "../src/store/postgres/repository.ts";
+import { WRITER_SETTINGS } from "../src/store/postgres/repository.ts";
 import { adminUrl } from "../tests/support/db.ts";
 
 const BATCHES = Number(Deno.args[0] ?? 400);
 const USERS = Number(Deno.args[1] ?? 2000);
-const BATCH = 64;
+const BATCH = Number(Deno.args[2] ?? 64);
 const FRIENDS = 20;
-if (!Number.isInteger(BATCHES) || BATCHES < 1 || !Number.isInteger(USERS) || USERS < 2) {
-  throw new RangeError("write_cost: batches ≥ 1 and users ≥ 2, whole numbers");
+if (
+  !Number.isInteger(BATCHES) || BATCHES < 1 || !Number.isInteger(USERS) || USERS < 2 ||
+  !Number.isInteger(BATCH) || BATCH < 1 || BATCH > 256
+) {
+  throw new RangeError("write_cost: batches ≥ 1, users ≥ 2, 1 ≤ batch ≤ 256, whole numbers");
 }
 
 const admin = await adminUrl();
@@ -36,7 +43,12 @@ const root = postgres(admin, { max: 1, onnotice: () => {} });
 await root.unsafe(`create database ${name}`);
 const url = new URL(admin);
 url.pathname = `/${name}`;
-const sql = postgres(url.href, { max: 1, connection: POOL_SETTINGS, onnotice: () => {} });
+// the writer's own connection settings; function times for the split
+const sql = postgres(url.href, {
+  max: 1,
+  connection: { ...WRITER_SETTINGS, track_functions: "all" },
+  onnotice: () => {},
+});
 
 /** A small seeded generator (mulberry32), so both trees get the same messages. */
 function random(seed: number): () => number {
@@ -52,6 +64,8 @@ interface Cost {
   buffers: number;
   cpuTicks: number;
   upd: Record<string, [number, number]>;
+  /** Per SQL function: calls and total ms (its own time and what it calls). */
+  fns: Record<string, [number, number]>;
 }
 
 async function cost(pid: number): Promise<Cost> {
@@ -63,11 +77,14 @@ async function cost(pid: number): Promise<Cost> {
   const tables = await sql<{ relname: string; upd: string; hot: string }[]>`
     select relname, n_tup_upd::text as upd, n_tup_hot_upd::text as hot from pg_stat_user_tables
     where relname in ('chat_user_state', 'chat_unread')`;
+  const fns = await sql<{ funcname: string; calls: string; ms: number }[]>`
+    select funcname, calls::text, total_time as ms from pg_stat_user_functions`;
   const stat = (await Deno.readTextFile(`/proc/${pid}/stat`)).split(") ")[1]!.split(" ");
   return {
     buffers: Number(db.b),
     cpuTicks: Number(stat[11]) + Number(stat[12]),
     upd: Object.fromEntries(tables.map((t) => [t.relname, [Number(t.upd), Number(t.hot)]])),
+    fns: Object.fromEntries(fns.map((f) => [f.funcname, [Number(f.calls), f.ms]])),
   };
 }
 
@@ -112,11 +129,15 @@ try {
     `${n} messages in ${BATCHES} batches of ${BATCH} (${USERS} users, ${busy} busy), ` +
       `${(ms / BATCHES).toFixed(2)} ms per batch: ` +
       `${((after.buffers - before.buffers) / n).toFixed(1)} shared buffers/msg, ` +
-      `Postgres backend ${
-        ((after.cpuTicks - before.cpuTicks) * tick / n).toFixed(1)
-      } µs CPU/msg; ` +
+      `Postgres backend ${((after.cpuTicks - before.cpuTicks) * tick / n).toFixed(1)} µs CPU/msg ` +
+      `(${((after.cpuTicks - before.cpuTicks) * tick / BATCHES).toFixed(0)} per batch); ` +
       `${hot("chat_user_state")}; ${hot("chat_unread")}`,
   );
+  const split = Object.entries(after.fns).flatMap(([name, [calls, total]]) => {
+    const [calls0, total0] = before.fns[name] ?? [0, 0];
+    return calls > calls0 ? [`${name} ${((total - total0) * 1000 / BATCHES).toFixed(0)} µs`] : [];
+  });
+  console.log(`in SQL functions, per batch (wall time, callees included): ${split.join(", ")}`);
 } finally {
   await sql.end();
   await root.unsafe(`drop database if exists ${name} with (force)`);
