@@ -9,10 +9,9 @@
  *   `seq`. The same statement records the rows' updates
  *   (`chat_number_messages`, migration 11: it numbers the updates and
  *   counts the unread under the senders' and recipients' sequence row locks
- *   the statement took first: skip locked, in id order, and through
- *   `chat_try_lock_users`, which tries again for a while, only when one was
- *   held or had no row; the waiting lane's `chat_record_messages` takes them
- *   in id order first, waiting) and sets the transaction-local flag that makes the table's
+ *   `chat_try_lock_users` took first: all at once in id order, waiting up to
+ *   200 ms per held user, else those no one holds; the waiting lane's
+ *   `chat_record_messages` takes them in id order first, waiting) and sets the transaction-local flag that makes the table's
  *   statement trigger, which does the same for every other writer, skip
  *   them. The rows the insert returns are matched back to the queued
  *   messages: by `(sender, client id)`, which is unique, and rows without a
@@ -74,10 +73,10 @@ export interface Inserted {
 }
 
 /**
- * How long a batch tries again for a user another transaction holds before
- * that user's messages go to the waiting lane: longer than another writer's
- * batch holds its users (milliseconds), far shorter than the statement
- * timeout.
+ * How long a batch waits for a user another transaction holds before that
+ * user's messages go to the waiting lane (per held user, `lock_timeout`):
+ * longer than another writer's batch holds its users (milliseconds), far
+ * shorter than the statement timeout and than Postgres' `deadlock_timeout`.
  */
 const HELD_WAIT_MS = 200;
 
@@ -99,22 +98,13 @@ export async function insertRows(
       -- tells the messages trigger that this statement records its rows' updates itself
       select set_config('chat.updates_recorded', 'on', true) as on,
              ${wait}::boolean as wait, ${sql.array(users)}::bigint[] as users
-    ), first as materialized (
-      -- The users no other transaction holds, locked now in id order: in the
-      -- common case all of them, and the batch needs no more. (Not in the
-      -- waiting lane, which takes every lock in id order, waiting.)
-      select coalesce(array_agg(s.user_id), '{}') as got
-      from (select u.user_id from recording r, chat_user_state u
-            where not r.wait and u.user_id = any(r.users)
-            order by u.user_id for update of u skip locked) s
     ), locked as materialized (
-      -- the users this transaction holds (null: wait for all); a user another
-      -- transaction holds, or one without a state row, is tried again for a while
+      -- the users this transaction holds (null: wait for all, in the waiting lane): all
+      -- of them, taken in id order, unless one is held longer than a batch holds it
       select case when r.wait then null
-                  when cardinality(f.got) = cardinality(r.users) then f.got
                   else chat_try_lock_users(r.users, ${sql.unsafe(String(HELD_WAIT_MS))}) end
              as got
-      from recording r, first f
+      from recording r
     ), input as materialized (
       select t.*, (l.got is null or (t.sender = any(l.got) and t.recipient = any(l.got))) as ready
       from locked l, unnest(

@@ -11,11 +11,12 @@
  * increasing ids and, per user, increasing seqs in queue order), and the rest
  * of the queue gathers into a larger next batch.
  *
- * A batch never waits for a user another transaction holds (a long
+ * A batch never waits long for a user another transaction holds (a long
  * transaction of the game backend's, a read recounting a large backlog): it
- * locks the users it can (`chat_try_lock_users`: skip locked, tried again for
- * a user another writer's batch holds, up to 200 ms) and stores the messages
- * whose sender and recipient it got; the others are `BUSY` and go
+ * locks all its users in id order, waiting in turn behind another writer's
+ * batch (`chat_try_lock_users`, migration 14), but for at most 200 ms per
+ * held user; after that it locks the users no one holds and stores the
+ * messages whose sender and recipient it got; the others are `BUSY` and go
  * to the waiting lane with every later message of their users, where each
  * waits for its users' locks in a statement of its own on the pool (at most
  * `WAITING_IN_FLIGHT` at once). So one held user delays only its own

@@ -1128,4 +1128,55 @@ export const MIGRATIONS: readonly Migration[] = [
         set plan_cache_mode = force_generic_plan;
     `,
   },
+  {
+    // Issue 19, two nodes writing for the same users. `chat_try_lock_users` locked the users
+    // no one held, kept them, and polled for the rest every 2 ms for up to 200 ms. Two
+    // writers whose batches share users (every pair split over two nodes, as in the bench's
+    // two-node run) each kept a part and polled for the other's: neither could finish until
+    // one gave up after 200 ms and sent those users' messages to its waiting lane, whose
+    // statements then waited for the same locks for seconds after the load ended.
+    // Now the batch takes all its users at once, in id order, waiting for a held one
+    // (a lock wait is a queue: writers that lock in id order and hold nothing else take
+    // turns, as v1.1's writers did on its one lock, and never deadlock), for at most
+    // `p_wait_ms` per lock. A longer hold (the game backend's open transaction, or a
+    // transaction locking users out of order) ends the wait: what was locked meanwhile is
+    // released (the wait runs in a subtransaction), and the batch takes, without waiting,
+    // the users no one holds, as before; the others' messages go to the waiting lane.
+    // `lock_timeout` (200 ms) is below Postgres' `deadlock_timeout` (1 s by default), so a
+    // wait that would deadlock ends here first. A generic plan: one primary-key probe per user.
+    version: 14,
+    name: "a batch's users locked in turn",
+    sql: `
+      create or replace function chat_try_lock_users(p_users bigint[], p_wait_ms integer)
+      returns bigint[]
+      language plpgsql
+      set plan_cache_mode = force_generic_plan
+      as $body$
+      declare
+        got bigint[];
+        -- the caller's: only these waits are bounded (a SET LOCAL of another variable
+        -- outlives the function, so it is put back by hand)
+        saved text := current_setting('lock_timeout');
+      begin
+        begin
+          perform set_config('lock_timeout', p_wait_ms || 'ms', true);
+          select coalesce(array_agg(s.user_id), '{}') into got
+            from (select user_id from chat_user_state
+                  where user_id = any(p_users)
+                  order by user_id for update) s;
+          perform set_config('lock_timeout', saved, true);
+          return got;
+        exception when lock_not_available then
+          -- a user held longer: this subtransaction's locks and setting are undone
+          perform set_config('lock_timeout', saved, true);
+        end;
+        select coalesce(array_agg(s.user_id), '{}') into got
+          from (select user_id from chat_user_state
+                where user_id = any(p_users)
+                order by user_id for update skip locked) s;
+        return got;
+      end
+      $body$;
+    `,
+  },
 ];
