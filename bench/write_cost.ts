@@ -24,7 +24,7 @@ import postgres from "postgres";
 import { insertRows } from "../src/store/postgres/message_insert.ts";
 import { migrate } from "../src/store/postgres/migrations.ts";
 import { WRITER_SETTINGS } from "../src/store/postgres/repository.ts";
-import { adminUrl } from "../tests/support/db.ts";
+import { createTestDatabase } from "../tests/support/db.ts";
 
 const BATCHES = Number(Deno.args[0] ?? 400);
 const USERS = Number(Deno.args[1] ?? 2000);
@@ -37,14 +37,9 @@ if (
   throw new RangeError("write_cost: batches ≥ 1, users ≥ 2, 1 ≤ batch ≤ 256, whole numbers");
 }
 
-const admin = await adminUrl();
-const name = `write_cost_${crypto.randomUUID().slice(0, 8)}`;
-const root = postgres(admin, { max: 1, onnotice: () => {} });
-await root.unsafe(`create database ${name}`);
-const url = new URL(admin);
-url.pathname = `/${name}`;
+const db = await createTestDatabase();
 // the writer's own connection settings; function times for the split
-const sql = postgres(url.href, {
+const sql = postgres(db.url, {
   max: 1,
   connection: { ...WRITER_SETTINGS, track_functions: "all" },
   onnotice: () => {},
@@ -140,6 +135,5 @@ try {
   console.log(`in SQL functions, per batch (wall time, callees included): ${split.join(", ")}`);
 } finally {
   await sql.end();
-  await root.unsafe(`drop database if exists ${name} with (force)`);
-  await root.end();
+  await db.drop();
 }
