@@ -1155,7 +1155,7 @@ export const MIGRATIONS: readonly Migration[] = [
       declare
         got bigint[];
         -- the caller's: only these waits are bounded (a SET LOCAL of another variable
-        -- outlives the function, so it is put back by hand)
+        -- outlives the function, so it is put back by hand when the wait succeeds)
         saved text := current_setting('lock_timeout');
       begin
         begin
@@ -1168,7 +1168,6 @@ export const MIGRATIONS: readonly Migration[] = [
           return got;
         exception when lock_not_available then
           -- a user held longer: this subtransaction's locks and setting are undone
-          perform set_config('lock_timeout', saved, true);
         end;
         select coalesce(array_agg(s.user_id), '{}') into got
           from (select user_id from chat_user_state
